@@ -1,0 +1,1 @@
+"""TripSage Sync: api package."""

@@ -1,0 +1,83 @@
+"""The application factory and its lifespan (the composition root).
+
+``create_app(settings)`` builds a Starlette app; nothing is created at import
+time. The lifespan opens the store, settles the JWT secret (the configured one,
+else one random secret kept in the database), builds the hub and services,
+and on the way out runs the ordered shutdown:
+
+1. stop accepting new connections;
+2. tell every client (``connection_close``: reason, code 1001, gracePeriod,
+   reconnectAfter) and let the outbound queues drain, then close with 1001;
+3. flush storage (the writer commits what it holds) and close the database.
+
+:class:`api.cli.Server` runs step 1-2 *before* uvicorn closes sockets itself
+(uvicorn would otherwise close them with 1012 and no event).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.routing import Route, WebSocketRoute
+
+from api.auth import JwtAuthority, new_secret
+from api.endpoints import agent_status_endpoint, chat_endpoint, health
+from api.hub import Hub
+from api.services import Services
+from api.settings import Settings
+from storage.sqlite import Storage
+from sync.errors import CLOSE_GOING_AWAY
+
+__all__ = ["JWT_SECRET_META_KEY", "create_app", "resolve_secret", "shutdown_services"]
+
+logger = logging.getLogger(__name__)
+
+JWT_SECRET_META_KEY = "jwt_secret"
+
+
+def resolve_secret(settings: Settings, store: Storage) -> str:
+    if settings.jwt_secret:
+        return settings.jwt_secret
+    return store.set_meta_if_absent(JWT_SECRET_META_KEY, new_secret()).result()
+
+
+async def shutdown_services(services: Services, reason: str = "Server shutting down") -> None:
+    hub = services.hub
+    if hub.accepting or hub.connections:
+        await hub.drain(
+            reason,
+            code=CLOSE_GOING_AWAY,
+            grace_s=services.settings.shutdown_grace_s,
+            reconnect_after_s=services.settings.reconnect_after_s,
+        )
+
+
+def create_app(settings: Settings) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        store = Storage(settings.db)
+        try:
+            secret = resolve_secret(settings, store)
+            authority = JwtAuthority(
+                secret, issuer=settings.jwt_issuer, audience=settings.jwt_audience
+            )
+            services = Services(
+                settings=settings, store=store, authority=authority, hub=Hub(settings)
+            )
+            app.state.services = services
+            logger.info("serving database %s", settings.db)
+            yield
+            await shutdown_services(services)
+        finally:
+            store.close()
+            logger.info("storage flushed and closed")
+
+    routes = [
+        Route("/health", health, methods=["GET"]),
+        WebSocketRoute("/ws/chat/{session_id}", chat_endpoint),
+        WebSocketRoute("/ws/agent-status/{session_id}", agent_status_endpoint),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)

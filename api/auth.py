@@ -1,0 +1,106 @@
+"""JWT verification and minting (HS256, PyJWT).
+
+Tokens: ``sub`` = user id (required), ``exp`` (required, a number), optional
+``name``, ``avatarUrl``, ``role`` (``user`` | ``agent`` | ``admin``, default
+``user``), ``iss``/``aud`` checked when configured. ``alg: none``, a wrong
+signature, a missing ``sub`` and an expired token are refused with
+``INVALID_TOKEN`` or ``TOKEN_EXPIRED``. Tokens are never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Any, Final, get_args
+
+import jwt
+
+from sync.channels import Principal, Role
+from sync.errors import AuthError
+
+__all__ = ["ALGORITHM", "JwtAuthority", "new_secret"]
+
+logger = logging.getLogger(__name__)
+
+ALGORITHM: Final = "HS256"
+MAX_SUB_CHARS: Final = 128
+ROLES: Final = frozenset(get_args(Role))
+
+
+def new_secret() -> str:
+    return secrets.token_urlsafe(48)
+
+
+class JwtAuthority:
+    def __init__(
+        self, secret: str, *, issuer: str | None = None, audience: str | None = None
+    ) -> None:
+        self._secret = secret
+        self.issuer = issuer
+        self.audience = audience
+
+    def __repr__(self) -> str:  # never show the secret
+        return f"JwtAuthority(issuer={self.issuer!r}, audience={self.audience!r})"
+
+    def verify(self, token: str) -> Principal:
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[ALGORITHM],
+                issuer=self.issuer,
+                audience=self.audience,
+                options={
+                    "require": ["exp", "sub"],
+                    "verify_aud": self.audience is not None,
+                    "verify_iss": self.issuer is not None,
+                },
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise AuthError("Token expired", code="TOKEN_EXPIRED") from exc
+        except jwt.InvalidTokenError as exc:
+            logger.info("token refused: %s", type(exc).__name__)
+            raise AuthError("Invalid token", code="INVALID_TOKEN") from exc
+        # PyJWT accepts a numeric-string exp; we do not.
+        exp = claims.get("exp")
+        if isinstance(exp, bool) or not isinstance(exp, int | float):
+            raise AuthError("Invalid token", code="INVALID_TOKEN")
+        sub = claims.get("sub")
+        if not isinstance(sub, str) or not 0 < len(sub) <= MAX_SUB_CHARS:
+            raise AuthError("Invalid token", code="INVALID_TOKEN")
+        role = claims.get("role", "user")
+        if role not in ROLES:
+            raise AuthError("Invalid token", code="INVALID_TOKEN")
+        name = claims.get("name")
+        avatar = claims.get("avatarUrl")
+        return Principal(
+            user_id=sub,
+            name=name if isinstance(name, str) else None,
+            avatar_url=avatar if isinstance(avatar, str) else None,
+            role=role,
+        )
+
+    def mint(
+        self,
+        user_id: str,
+        *,
+        now_s: float,
+        ttl_s: float = 3600,
+        name: str | None = None,
+        role: str = "user",
+        avatar_url: str | None = None,
+    ) -> str:
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {sorted(ROLES)}")
+        claims: dict[str, Any] = {"sub": user_id, "exp": int(now_s + ttl_s), "iat": int(now_s)}
+        if role != "user":
+            claims["role"] = role
+        if name:
+            claims["name"] = name
+        if avatar_url:
+            claims["avatarUrl"] = avatar_url
+        if self.issuer:
+            claims["iss"] = self.issuer
+        if self.audience:
+            claims["aud"] = self.audience
+        return jwt.encode(claims, self._secret, algorithm=ALGORITHM)

@@ -1,0 +1,595 @@
+"""The connection driver: runs one JSON WebSocket (chat or agent-status).
+
+Theory of operation
+-------------------
+Three tasks per connection, all owned by :meth:`Connection.run`:
+
+- the *reader* (the ``run`` task itself) receives frames, enforces the size
+  limit, authenticates the first frame, validates the rest through
+  :mod:`sync.wire` and dispatches them in order;
+- the *writer* drains one bounded outbound queue to the socket. Queues never
+  block the producer: when one is full the connection is a slow consumer and
+  is closed (code 1001, "slow consumer") rather than buffered without bound;
+  droppable events (presence) are dropped first. A send that stalls longer
+  than ``send_timeout_s`` aborts the transport, and every close we start is
+  followed by an abort after :data:`CLOSE_RELEASE_S`, so a peer that never
+  reads again cannot hold a socket;
+- the *timer* enforces the authentication deadline, sends heartbeats and
+  closes connections silent for two heartbeat intervals.
+
+The per-connection state lives in :class:`sync.session.Session` (sans-I/O).
+Authentication replies use the spec's "Authentication Response" objects; on
+failure the error object is sent and the socket closed with 3000 (3001 when
+rate limited).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from starlette.websockets import WebSocket
+
+from sync.channels import Channel, Principal
+from sync.errors import (
+    CLOSE_AUTH_FAILED,
+    CLOSE_GOING_AWAY,
+    CLOSE_MESSAGE_TOO_BIG,
+    CLOSE_POLICY_VIOLATION,
+    CLOSE_RATE_LIMITED,
+    AuthError,
+    ConnectionLimitExceeded,
+    InvalidMessage,
+    MessageTooLarge,
+    PermissionDenied,
+    RateLimited,
+    ServerError,
+    SyncError,
+)
+from sync.events import (
+    ConnectionEstablishedPayload,
+    Limits,
+    SubscriptionUpdatePayload,
+    connection_close,
+    error_event,
+)
+from sync.session import Session, State
+from sync.wire import (
+    AuthResponse,
+    ClientMessage,
+    ServerEvent,
+    encode,
+    iso_ms,
+    make_event,
+    new_id,
+    parse_auth_request,
+    parse_client_message,
+)
+
+if TYPE_CHECKING:
+    from api.services import Services
+
+__all__ = ["CLOSE_RELEASE_S", "SERVER_VERSION", "Connection"]
+
+logger = logging.getLogger(__name__)
+
+SERVER_VERSION: Final = "1.0.0"
+FEATURES: Final = ("message_batching", "heartbeat", "channels", "optimistic_updates")
+# After we start a close, the peer has this long to answer before the socket is aborted.
+CLOSE_RELEASE_S: Final = 5.0
+MAX_OUTGOING_BATCH: Final = 64
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class _Solo:
+    """A frame the writer sends on its own, never inside an outgoing batch."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Close:
+    code: int
+    reason: str
+
+
+class _ConnectionLog(logging.LoggerAdapter[logging.Logger]):
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        extra = self.extra or {}
+        return f"[{extra.get('conn')} user={extra.get('user', '-')}] {msg}", kwargs
+
+
+def _find_transport(websocket: WebSocket) -> asyncio.Transport | None:
+    """The server's transport behind an ASGI ``send`` (uvicorn's protocol), if any.
+
+    ASGI has no "abort"; uvicorn's ``send`` is a bound method of its protocol,
+    which holds the transport. Without it we fall back to a plain close.
+    """
+    send: Any = getattr(websocket, "_send", None)
+    for _ in range(5):
+        owner = getattr(send, "__self__", None)
+        transport = getattr(owner, "transport", None)
+        if isinstance(transport, asyncio.BaseTransport):
+            return transport  # type: ignore[return-value]
+        send = getattr(send, "__wrapped__", None)
+        if send is None:
+            break
+    return None
+
+
+class Connection:
+    def __init__(
+        self,
+        websocket: WebSocket,
+        services: Services,
+        *,
+        endpoint: str,
+        path_session_id: str,
+        client_ip: str,
+    ) -> None:
+        self.websocket = websocket
+        self.services = services
+        self.hub = services.hub
+        self.settings = services.settings
+        self.id = new_id("conn")
+        self.client_ip = client_ip
+        self.session = Session(
+            connection_id=self.id,
+            endpoint=endpoint,
+            path_session_id=path_session_id,
+            now_ms=now_ms(),
+            heartbeat_interval_s=self.settings.heartbeat_interval_s,
+            auth_timeout_s=self.settings.auth_timeout_s,
+        )
+        self.batching = False
+        self.closed = asyncio.Event()
+        self._queue: deque[str | _Solo | _Close] = deque()
+        self._ready = asyncio.Event()
+        self._transport = _find_transport(websocket)
+        self.log = _ConnectionLog(logger, {"conn": self.id})
+        # Presence and similar state that later features attach to a connection.
+        self.attachments: dict[str, Any] = {}
+
+    @property
+    def principal(self) -> Principal:
+        assert self.session.principal is not None, "principal read before authentication"
+        return self.session.principal
+
+    # -- outbound -----------------------------------------------------------------
+
+    def enqueue(self, text: str, *, droppable: bool = False) -> bool:
+        """Queue a frame for the writer; never blocks. ``False`` if not queued."""
+        if self.session.state is not State.OPEN:
+            return False
+        if len(self._queue) >= self.settings.outbound_queue_size:
+            if droppable:
+                return False
+            self.log.warning("slow consumer: %d events queued; closing", len(self._queue))
+            self.services.metrics_slow_consumers += 1
+            self._queue.clear()
+            self._start_close(CLOSE_GOING_AWAY, "slow consumer")
+            return False
+        self._queue.append(text)
+        self._ready.set()
+        return True
+
+    def send(self, event: ServerEvent | AuthResponse) -> bool:
+        return self.enqueue(encode(event))
+
+    def send_error(self, exc: SyncError, *, in_reply_to: str | None = None) -> None:
+        self.send(
+            error_event(
+                exc,
+                now_ms=now_ms(),
+                session_id=self.session.path_session_id,
+                in_reply_to=in_reply_to,
+            )
+        )
+
+    def _push_final(self, *frames: str) -> None:
+        # Frames allowed while closing (the error / connection_close before the close).
+        self._queue.extend(frames)
+        self._ready.set()
+
+    def _start_close(self, code: int, reason: str, *frames: str) -> None:
+        if not self.session.close(code):
+            return
+        self.log.info("closing: code=%d reason=%s", code, reason)
+        self._push_final(*frames)
+        self._queue.append(_Close(code, reason))
+        self._ready.set()
+        if self._transport is not None:
+            asyncio.get_running_loop().call_later(CLOSE_RELEASE_S + 1, self.abort)
+
+    def close(self, code: int, reason: str, *, error: SyncError | None = None) -> None:
+        """Close after the queued events, optionally preceded by an ``error`` event."""
+        frames = []
+        if error is not None:
+            event = error_event(error, now_ms=now_ms(), session_id=self.session.path_session_id)
+            frames.append(encode(event))
+        self._start_close(code, reason, *frames)
+
+    def announce_close(
+        self, reason: str, code: int, *, grace_s: float, reconnect_after_s: float
+    ) -> None:
+        """``connection_close`` then the close frame once the queue has drained."""
+        if self.session.state is State.OPEN:
+            event = connection_close(
+                reason,
+                code,
+                grace_period_s=grace_s,
+                reconnect_after_s=reconnect_after_s,
+                now_ms=now_ms(),
+            )
+            self._start_close(code, reason, encode(event))
+        else:
+            self._start_close(code, reason)
+
+    def abort(self) -> None:
+        """Drop the TCP connection now (unsent data is discarded)."""
+        if self._transport is not None and not self._transport.is_closing():
+            self.log.info("aborting transport")
+        if self._transport is not None:
+            self._transport.abort()
+
+    async def _writer(self) -> None:
+        ws = self.websocket
+        timeout = self.settings.send_timeout_s
+        while True:
+            while not self._queue:
+                self._ready.clear()
+                await self._ready.wait()
+            item = self._queue.popleft()
+            if isinstance(item, _Close):
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(ws.close(item.code, item.reason), timeout)
+                return
+            if isinstance(item, _Solo):
+                text = item.text
+            elif self.batching and self._queue and isinstance(self._queue[0], str):
+                batch = [item]
+                while (
+                    self._queue
+                    and isinstance(self._queue[0], str)
+                    and len(batch) < MAX_OUTGOING_BATCH
+                ):
+                    batch.append(self._queue.popleft())  # type: ignore[arg-type]
+                text = (
+                    f'{{"id":"{new_id("batch")}","type":"batch","timestamp":'
+                    f'"{iso_ms(now_ms())}","payload":{{"messages":[{",".join(batch)}]}}}}'
+                )
+            else:
+                text = item
+            try:
+                await asyncio.wait_for(ws.send_text(text), timeout)
+            except TimeoutError:
+                self.log.warning("send stalled for %.1f s; aborting", timeout)
+                self.services.metrics_slow_consumers += 1
+                self.session.close(CLOSE_GOING_AWAY)
+                self.abort()
+                return
+            except Exception:  # the peer went away mid-send
+                self.log.debug("send failed", exc_info=True)
+                return
+            self.session.frame_sent(len(text))
+            self.services.metrics_messages_out += 1
+
+    # -- timers ---------------------------------------------------------------------
+
+    async def _timer(self) -> None:
+        interval_ms = int(self.settings.heartbeat_interval_s * 1000)
+        next_beat = now_ms() + interval_ms
+        while self.session.state in (State.AWAITING_AUTH, State.OPEN):
+            now = now_ms()
+            if self.session.state is State.AWAITING_AUTH:
+                if now >= self.session.auth_deadline_ms:
+                    self.log.info("authentication timeout")
+                    self._fail_auth(AuthError("Authentication timeout", code="AUTH_FAILED"))
+                    return
+                deadline = self.session.auth_deadline_ms
+            else:
+                if now >= self.session.idle_deadline_ms:
+                    self.log.info("idle for two heartbeat intervals; closing")
+                    event = connection_close(
+                        "idle timeout",
+                        CLOSE_GOING_AWAY,
+                        grace_period_s=0,
+                        reconnect_after_s=0,
+                        now_ms=now,
+                    )
+                    self._start_close(CLOSE_GOING_AWAY, "idle timeout", encode(event))
+                    return
+                if now >= next_beat:
+                    self.send(self.session.heartbeat(now))
+                    next_beat = now + interval_ms
+                deadline = min(next_beat, self.session.idle_deadline_ms)
+            await asyncio.sleep(max(0.0, (deadline - now_ms()) / 1000) + 0.005)
+
+    # -- inbound ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        writer = asyncio.create_task(self._writer(), name=f"writer-{self.id}")
+        timer = asyncio.create_task(self._timer(), name=f"timer-{self.id}")
+        self.hub.admit(self)
+        self.log.info("connected from %s to %s", self.client_ip, self.session.endpoint)
+        try:
+            await self._read_loop()
+        except Exception:
+            self.log.exception("connection failed")
+            self.close(1011, "server error", error=ServerError("Internal server error"))
+        finally:
+            timer.cancel()
+            self.session.close(self.session.close_code or CLOSE_GOING_AWAY)
+            try:
+                await asyncio.wait_for(asyncio.shield(writer), CLOSE_RELEASE_S)
+            except (TimeoutError, asyncio.CancelledError):
+                writer.cancel()
+                self.abort()
+            self.hub.remove(self)
+            self.session.closed()
+            self.closed.set()
+            self.log.info("closed (code=%s)", self.session.close_code)
+
+    async def _read_loop(self) -> None:
+        ws = self.websocket
+        limit = self.settings.max_message_size
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            data: str | bytes | None = message.get("text")
+            if data is None:
+                data = message.get("bytes") or b""
+            size = len(data.encode() if isinstance(data, str) else data)
+            self.session.frame_received(size, now_ms())
+            self.services.metrics_messages_in += 1
+            if self.session.state not in (State.AWAITING_AUTH, State.OPEN):
+                continue
+            if size > limit:
+                self.log.info("message of %d bytes over the %d limit", size, limit)
+                too_large = MessageTooLarge(
+                    f"Message exceeds {limit} bytes", details={"size": size, "limit": limit}
+                )
+                self.close(CLOSE_MESSAGE_TOO_BIG, "message too large", error=too_large)
+                continue
+            if self.session.state is State.AWAITING_AUTH:
+                await self._authenticate(data)
+            elif isinstance(data, bytes):
+                self.send_error(
+                    InvalidMessage(
+                        "Binary frames are not accepted on this endpoint",
+                        details={"field": "", "expected": "text frame", "received": "binary"},
+                    )
+                )
+            else:
+                await self._receive_text(data)
+
+    def _fail_auth(self, exc: SyncError) -> None:
+        self.services.metrics_auth_failures[exc.code] = (
+            self.services.metrics_auth_failures.get(exc.code, 0) + 1
+        )
+        response = AuthResponse(
+            success=False, error=exc.message, code=exc.code, retryAfter=exc.retry_after
+        )
+        code = exc.close_code or CLOSE_AUTH_FAILED
+        if isinstance(exc, RateLimited):
+            code = CLOSE_RATE_LIMITED
+        self._start_close(code, exc.message[:100], encode(response))
+
+    async def _authenticate(self, data: str | bytes) -> None:
+        hub = self.hub
+        limited = hub.check(hub.auth_limiter, self.client_ip, "authentication attempts per IP")
+        if limited is not None:
+            self.log.info("authentication rate limited")
+            self._fail_auth(limited)
+            return
+        try:
+            request = parse_auth_request(data)
+            principal = self.services.authority.verify(request.token)
+            session_id = self.session.path_session_id
+            if request.sessionId is not None and request.sessionId != session_id:
+                raise AuthError("sessionId does not match the endpoint", code="AUTH_FAILED")
+            if (
+                hub.user_connection_count(principal.user_id)
+                >= self.settings.max_connections_per_user
+            ):
+                raise ConnectionLimitExceeded(
+                    "Too many connections for this user",
+                    details={"limit": self.settings.max_connections_per_user},
+                )
+            await self.services.authorize_session(principal, session_id, self.session.endpoint)
+        except InvalidMessage as exc:
+            self.log.info("authentication request invalid")
+            self._fail_auth(AuthError("Invalid authentication request", details=exc.details))
+            return
+        except PermissionDenied as exc:
+            self.log.info("session %s refused", self.session.path_session_id)
+            self._fail_auth(
+                AuthError(exc.message, code=exc.code, close_code=CLOSE_POLICY_VIOLATION)
+            )
+            return
+        except SyncError as refused:
+            self.log.info("authentication failed: %s", refused.code)
+            self._fail_auth(refused)
+            return
+        if self.session.state is not State.AWAITING_AUTH:  # timed out meanwhile
+            return
+        self.session.authenticated(principal)
+        self.log.extra = {"conn": self.id, "user": principal.user_id}
+        self.log.info("authenticated (role=%s)", principal.role)
+        hub.bind_user(self, principal.user_id)
+        self.batching = "message_batching" in request.features
+        granted, denied = [], []
+        for name in self.services.implicit_channels(self):
+            hub.subscribe(self, name)
+            granted.append(name)
+        for name in request.channels:
+            try:
+                await self._subscribe_one(name)
+                granted.append(name)
+            except SyncError as exc:
+                denied.append((name, exc))
+        response = AuthResponse(
+            success=True,
+            connectionId=self.id,
+            userId=principal.user_id,
+            sessionId=self.session.path_session_id,
+            availableChannels=sorted(set(granted)),
+        )
+        s = self.settings
+        limits = Limits(
+            maxMessageSize=s.max_message_size,
+            maxConnections=s.max_connections,
+            maxConnectionsPerUser=s.max_connections_per_user,
+            rateLimitPerMinute=s.rate_limit_messages_per_min,
+            authAttemptsPerMinute=s.rate_limit_auth_per_min,
+            connectionsPerMinute=s.rate_limit_connections_per_min,
+            subscriptionsPerMinute=s.rate_limit_subscriptions_per_min,
+            heartbeatInterval=s.heartbeat_interval_s,
+            authTimeout=s.auth_timeout_s,
+        )
+        payload = ConnectionEstablishedPayload(
+            connectionId=self.id,
+            serverVersion=SERVER_VERSION,
+            features=list(FEATURES),
+            limits=limits,
+            userId=principal.user_id,
+            sessionId=self.session.path_session_id,
+        )
+        established = make_event(
+            "connection_established",
+            payload,
+            now_ms=now_ms(),
+            session_id=self.session.path_session_id,
+        )
+        # First on the wire, ahead of anything published meanwhile, never batched.
+        self._queue.appendleft(_Solo(encode(established)))
+        self._queue.appendleft(_Solo(encode(response)))
+        self._ready.set()
+        for name, refusal in denied:
+            self.send_error(refusal)
+            self.log.info("channel %s refused: %s", name, refusal.code)
+
+    async def _receive_text(self, text: str) -> None:
+        try:
+            message = parse_client_message(text)
+        except InvalidMessage as exc:
+            self.send_error(exc)
+            return
+        if message.type == "batch":
+            for item in message.payload.messages:
+                if not self.session.is_open:
+                    return
+                try:
+                    inner = parse_client_message(item)
+                    if inner.type == "batch":
+                        raise InvalidMessage(
+                            "Batches cannot be nested",
+                            details={"field": "type", "expected": "not batch", "received": "batch"},
+                        )
+                except InvalidMessage as exc:
+                    self.send_error(
+                        exc, in_reply_to=item.get("id") if isinstance(item.get("id"), str) else None
+                    )
+                    continue
+                await self._handle(inner)
+            return
+        await self._handle(message)
+
+    async def _handle(self, message: ClientMessage) -> None:
+        if message.type != "connection_heartbeat":
+            limited = self.hub.check(
+                self.hub.message_limiter, self.principal.user_id, "messages per user"
+            )
+            if limited is not None:
+                self.services.count_rate_limited("messages")
+                if self.session.refused():
+                    self.close(CLOSE_RATE_LIMITED, "rate limited", error=limited)
+                else:
+                    self.send_error(limited, in_reply_to=message.id)
+                return
+            self.session.allowed()
+        try:
+            await self.dispatch(message)
+        except SyncError as exc:
+            self.send_error(exc, in_reply_to=message.id)
+            if exc.close_code is not None:
+                self.close(exc.close_code, exc.code.lower())
+
+    async def dispatch(self, message: ClientMessage) -> None:
+        match message.type:
+            case "connection_heartbeat":
+                self.send(self.session.heartbeat(now_ms()))
+            case "subscribe":
+                await self._subscribe(
+                    message.payload.channels,
+                    message.payload.unsubscribeChannels,
+                )
+            case "unsubscribe":
+                await self._subscribe([], message.payload.channels)
+            case _:
+                handler = self.hub.handlers.get(message.type)
+                if handler is None:
+                    raise ServerError(
+                        f"'{message.type}' is not available on this server yet",
+                        details={"type": message.type},
+                    )
+                await handler(self, message)
+
+    async def _subscribe_one(self, name: str) -> None:
+        channel = Channel.parse(name)
+        if name in self.session.subscriptions:
+            return
+        limited = self.hub.check(
+            self.hub.subscription_limiter, self.principal.user_id, "channel subscriptions per user"
+        )
+        if limited is not None:
+            self.services.count_rate_limited("subscriptions")
+            raise limited
+        await self.services.authorize_channel(self.principal, channel)
+        self.hub.subscribe(self, channel.name)
+        self.log.info("subscribed to %s", channel.name)
+
+    async def _subscribe(self, names: list[str], unsubscribe: list[str]) -> None:
+        subscribed: list[str] = []
+        denied: list[dict[str, str]] = []
+        errors: list[SyncError] = []
+        for name in names:
+            try:
+                await self._subscribe_one(name)
+                subscribed.append(name)
+            except SyncError as exc:
+                denied.append({"channel": name, "code": exc.code})
+                errors.append(exc)
+        removed = []
+        for name in unsubscribe:
+            if name in self.session.subscriptions:
+                self.hub.unsubscribe(self, name)
+                removed.append(name)
+        payload = SubscriptionUpdatePayload(
+            subscribedChannels=sorted(self.session.subscriptions),
+            unsubscribedChannels=removed,
+            deniedChannels=denied,
+            success=not denied,
+        )
+        self.send(
+            make_event(
+                "subscription_update",
+                payload,
+                now_ms=now_ms(),
+                session_id=self.session.path_session_id,
+            )
+        )
+        for refusal in errors:
+            self.send_error(refusal)
+            if isinstance(refusal, RateLimited) and self.session.refused():
+                self.close(CLOSE_RATE_LIMITED, "rate limited")

@@ -1,0 +1,183 @@
+"""The hub: every live connection, its channels, and the shared limiters.
+
+Theory of operation
+-------------------
+The hub lives on the event loop thread and is never awaited while it
+mutates, so its dictionaries need no locks. Publishing encodes an event once
+and hands the same text to every subscriber's bounded outbound queue
+(:meth:`api.connection.Connection.enqueue`), which never blocks: a subscriber
+that cannot keep up is closed as a slow consumer, the others are not delayed.
+
+Rate limiters are keyed by IP (connections, authentication attempts) and by
+user (messages, subscriptions, shared by all of a user's connections), as in
+``websocket-api.md`` "Rate Limiting".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from api.settings import Settings
+from sync.errors import RateLimited
+from sync.ratelimit import Decision, KeyedLimiter
+from sync.wire import ServerEvent, encode, iso_ms
+
+if TYPE_CHECKING:
+    from api.connection import Connection
+    from sync.wire import ClientMessage
+
+__all__ = ["Handler", "Hub", "rate_limited"]
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[["Connection", "ClientMessage"], Awaitable[None]]
+
+
+def rate_limited(what: str, decision: Decision, now_s: float) -> RateLimited:
+    """The spec's RATE_LIMITED error with its ``limits`` block."""
+    return RateLimited(
+        f"Rate limit exceeded: {what}",
+        retry_after=decision.retry_after_s,
+        limits={
+            "current": decision.current,
+            "limit": decision.limit,
+            "window": int(decision.window_s),
+            "reset": iso_ms(int((now_s + decision.reset_in_s) * 1000)),
+        },
+        details={"limit": what},
+    )
+
+
+@dataclass
+class Hub:
+    settings: Settings
+    connections: dict[str, Connection] = field(default_factory=dict)
+    by_user: dict[str, set[Connection]] = field(default_factory=dict)
+    channels: dict[str, set[Connection]] = field(default_factory=dict)
+    handlers: dict[str, Handler] = field(default_factory=dict)
+    peak_connections: int = 0
+    total_connections: int = 0
+    accepting: bool = True
+    connection_limiter: KeyedLimiter = field(init=False)
+    auth_limiter: KeyedLimiter = field(init=False)
+    message_limiter: KeyedLimiter = field(init=False)
+    subscription_limiter: KeyedLimiter = field(init=False)
+    on_disconnect: list[Callable[[Connection], None]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.connection_limiter = KeyedLimiter(s.rate_limit_connections_per_min)
+        self.auth_limiter = KeyedLimiter(s.rate_limit_auth_per_min)
+        self.message_limiter = KeyedLimiter(s.rate_limit_messages_per_min)
+        self.subscription_limiter = KeyedLimiter(s.rate_limit_subscriptions_per_min)
+
+    # -- membership ---------------------------------------------------------------
+
+    def admit(self, conn: Connection) -> None:
+        """Count a connection that was accepted (before authentication)."""
+        self.connections[conn.id] = conn
+        self.total_connections += 1
+        self.peak_connections = max(self.peak_connections, len(self.connections))
+
+    def bind_user(self, conn: Connection, user_id: str) -> None:
+        self.by_user.setdefault(user_id, set()).add(conn)
+
+    def user_connection_count(self, user_id: str) -> int:
+        return len(self.by_user.get(user_id, ()))
+
+    def remove(self, conn: Connection) -> None:
+        if self.connections.pop(conn.id, None) is None:
+            return
+        for name in list(conn.session.subscriptions):
+            self.unsubscribe(conn, name)
+        if conn.session.principal is not None:
+            peers = self.by_user.get(conn.session.principal.user_id)
+            if peers is not None:
+                peers.discard(conn)
+                if not peers:
+                    del self.by_user[conn.session.principal.user_id]
+        for callback in self.on_disconnect:
+            try:
+                callback(conn)
+            except Exception:
+                logger.exception("disconnect callback failed for %s", conn.id)
+
+    # -- channels -------------------------------------------------------------------
+
+    def subscribe(self, conn: Connection, name: str) -> None:
+        self.channels.setdefault(name, set()).add(conn)
+        conn.session.subscriptions.add(name)
+
+    def unsubscribe(self, conn: Connection, name: str) -> None:
+        conn.session.subscriptions.discard(name)
+        members = self.channels.get(name)
+        if members is not None:
+            members.discard(conn)
+            if not members:
+                del self.channels[name]
+
+    def subscribers(self, name: str) -> Iterable[Connection]:
+        return tuple(self.channels.get(name, ()))
+
+    def publish(self, name: str, event: ServerEvent, *, exclude: Connection | None = None) -> int:
+        """Send ``event`` to every subscriber of channel ``name``; encoded once."""
+        members = self.channels.get(name)
+        if not members:
+            return 0
+        return self.send_many(members, event, exclude=exclude)
+
+    def send_many(
+        self,
+        conns: Iterable[Connection],
+        event: ServerEvent,
+        *,
+        exclude: Connection | None = None,
+        droppable: bool = False,
+    ) -> int:
+        text = encode(event)
+        sent = 0
+        for conn in tuple(conns):
+            if conn is not exclude and conn.enqueue(text, droppable=droppable):
+                sent += 1
+        return sent
+
+    def send_to_user(self, user_id: str, event: ServerEvent) -> int:
+        return self.send_many(self.by_user.get(user_id, ()), event)
+
+    def broadcast_all(self, event: ServerEvent) -> int:
+        return self.send_many((c for c in self.connections.values() if c.session.is_open), event)
+
+    # -- limits -----------------------------------------------------------------------
+
+    def check(self, limiter: KeyedLimiter, key: str, what: str) -> RateLimited | None:
+        now_s = time.time()
+        decision = limiter.take(key, now_s)
+        return None if decision.allowed else rate_limited(what, decision, now_s)
+
+    # -- shutdown -----------------------------------------------------------------------
+
+    async def drain(
+        self, reason: str, *, code: int, grace_s: float, reconnect_after_s: float
+    ) -> None:
+        """Tell every client, let queues drain, close them all (graceful shutdown)."""
+        self.accepting = False
+        conns = list(self.connections.values())
+        logger.info("draining %d connection(s): %s", len(conns), reason)
+        for conn in conns:
+            conn.announce_close(reason, code, grace_s=grace_s, reconnect_after_s=reconnect_after_s)
+        waits: list[Any] = [conn.closed.wait() for conn in conns]
+        if waits:
+            _, pending = await asyncio.wait(
+                [asyncio.ensure_future(w) for w in waits], timeout=grace_s + 2
+            )
+            for task in pending:
+                task.cancel()
+            if pending:
+                logger.warning("%d connection(s) did not close in time; aborting", len(pending))
+                for conn in list(self.connections.values()):
+                    conn.abort()

@@ -1,0 +1,99 @@
+"""The services one server process shares: settings, store, JWT, hub, metrics.
+
+Built by the lifespan in :mod:`api.app` and reached by every endpoint through
+``app.state.services``. Authorization facts that need storage (who owns a chat
+session, who collaborates on a trip) are gathered here and handed to the pure
+decisions in :mod:`sync.channels`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from api.auth import JwtAuthority
+from api.hub import Hub
+from api.settings import Settings
+from storage.sqlite import Storage
+from sync.channels import Channel, Facts, Principal, authorize_read
+from sync.errors import PermissionDenied
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+    from api.connection import Connection
+
+__all__ = ["Services"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Storage
+    authority: JwtAuthority
+    hub: Hub
+    started_at_s: float = field(default_factory=time.time)
+    metrics_messages_in: int = 0
+    metrics_messages_out: int = 0
+    metrics_slow_consumers: int = 0
+    metrics_auth_failures: dict[str, int] = field(default_factory=dict)
+    metrics_rate_limited: dict[str, int] = field(default_factory=dict)
+    # Channel namespaces' fact finders, added by features (trip permissions...).
+    extra: dict[str, Any] = field(default_factory=dict)
+    implicit_channel_providers: list[Callable[[Connection], list[str]]] = field(
+        default_factory=list
+    )
+
+    async def write(self, future: Future[T]) -> T:
+        """Await a storage writer future (resolved after the commit)."""
+        return await asyncio.wrap_future(future)
+
+    def count_rate_limited(self, what: str) -> None:
+        self.metrics_rate_limited[what] = self.metrics_rate_limited.get(what, 0) + 1
+
+    async def chat_members(self, session_id: str) -> frozenset[str] | None:
+        owner = self.store.chat_session_owner(session_id)
+        if owner is None:
+            return None
+        return frozenset({owner, *self.store.chat_session_members(session_id)})
+
+    async def authorize_session(self, principal: Principal, session_id: str, endpoint: str) -> None:
+        """Opening ``/ws/{endpoint}/{session_id}``: the first user owns the session."""
+        owner = await self.write(
+            self.store.claim_chat_session(session_id, principal.user_id, int(time.time() * 1000))
+        )
+        if owner == principal.user_id or principal.is_privileged:
+            return
+        if principal.user_id in self.store.chat_session_members(session_id):
+            return
+        raise PermissionDenied("This chat session belongs to another user")
+
+    async def authorize_channel(self, principal: Principal, channel: Channel) -> None:
+        facts = Facts()
+        if channel.namespace == "chat":
+            facts = Facts(chat_members=await self.chat_members(channel.key))
+        elif channel.namespace == "trip":
+            facts = Facts(trip_permission=self.store.permission(channel.key, principal.user_id))
+        authorize_read(principal, channel, facts)
+
+    def implicit_channels(self, conn: Connection) -> list[str]:
+        """Channels a connection joins on authentication, by endpoint."""
+        session_id = conn.session.path_session_id
+        user_id = conn.principal.user_id
+        names = [f"user:{user_id}"]
+        if conn.session.endpoint == "chat":
+            names.append(f"chat:{session_id}")
+        else:
+            # Internal channel: agent-status events of this session.
+            names.append(f"agent-status:{session_id}")
+        for provider in self.implicit_channel_providers:
+            names.extend(provider(conn))
+        return names

@@ -1,0 +1,157 @@
+"""Server settings: defaults, ``TRIPSAGE_<NAME>`` environment variables, CLI flags.
+
+Every setting is a field of :class:`Settings`; its environment variable is
+``TRIPSAGE_`` + the field name in upper case. Precedence: explicit keyword
+overrides (CLI flags) > environment > defaults. The README's settings table
+is generated from :data:`DOCS` (``tests/api/test_settings.py`` keeps them in
+step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Final
+
+__all__ = ["DOCS", "ENV_PREFIX", "Settings", "SettingsError"]
+
+ENV_PREFIX: Final = "TRIPSAGE_"
+MIN_SECRET_BYTES: Final = 32
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used."""
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    db: str = "./tripsage.db"
+    jwt_secret: str | None = field(default=None, repr=False)
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    rate_limit_connections_per_min: int = 10
+    rate_limit_auth_per_min: int = 5
+    rate_limit_messages_per_min: int = 100
+    rate_limit_subscriptions_per_min: int = 20
+    max_message_size: int = 1_048_576
+    max_connections: int = 1000
+    max_connections_per_user: int = 20
+    auth_timeout_s: float = 10.0
+    heartbeat_interval_s: float = 25.0
+    trusted_proxies: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    outbound_queue_size: int = 1024
+    send_timeout_s: float = 10.0
+    shutdown_grace_s: float = 5.0
+    reconnect_after_s: float = 5.0
+    manual_fields: tuple[str, ...] = ("budget",)
+    conflict_auto_resolve_ms: int = 30_000
+    history_retention_days: float = 30.0
+    compact_every_updates: int = 500
+    log_level: str = "info"
+    log_format: str = "text"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = _convert(f, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    def validate(self) -> None:
+        for name in (
+            "max_message_size",
+            "max_connections",
+            "max_connections_per_user",
+            "outbound_queue_size",
+        ):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be at least 1")
+        for name in ("auth_timeout_s", "heartbeat_interval_s", "send_timeout_s"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be positive")
+        if self.jwt_secret is not None and len(self.jwt_secret.encode()) < MIN_SECRET_BYTES:
+            raise SettingsError(
+                f"TRIPSAGE_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes (RFC 7518 3.2)"
+            )
+        if self.log_format not in ("text", "json"):
+            raise SettingsError("TRIPSAGE_LOG_FORMAT must be 'text' or 'json'")
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError as exc:
+                raise SettingsError(f"TRIPSAGE_TRUSTED_PROXIES: bad address {proxy!r}") from exc
+
+    def limits_summary(self) -> dict[str, Any]:
+        return {
+            name: getattr(self, name)
+            for name in (
+                "max_message_size",
+                "max_connections",
+                "rate_limit_messages_per_min",
+                "heartbeat_interval_s",
+            )
+        }
+
+
+def _convert(f: dataclasses.Field[Any], raw: str) -> Any:
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind.startswith("tuple"):
+            return _csv(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{ENV_PREFIX}{f.name.upper()}: cannot read {raw!r}") from exc
+    return raw
+
+
+DOCS: Final[dict[str, str]] = {
+    "host": "Address to listen on",
+    "port": "TCP port",
+    "db": "SQLite database file (created if missing)",
+    "jwt_secret": "HS256 secret; unset: a random secret is created once and kept in the database",
+    "jwt_issuer": "Required `iss` claim, when set",
+    "jwt_audience": "Required `aud` claim, when set",
+    "rate_limit_connections_per_min": "New WebSocket connections per minute per IP (0 = off)",
+    "rate_limit_auth_per_min": "Authentication attempts per minute per IP (0 = off)",
+    "rate_limit_messages_per_min": "Client messages per minute per user (0 = off)",
+    "rate_limit_subscriptions_per_min": "Channel subscriptions per minute per user (0 = off)",
+    "max_message_size": "Largest client message in bytes (larger: MESSAGE_TOO_LARGE, close 1009)",
+    "max_connections": "Connections the server accepts at once",
+    "max_connections_per_user": "Connections one user may hold at once",
+    "auth_timeout_s": "Seconds a new connection has to authenticate (then close 3000)",
+    "heartbeat_interval_s": "Seconds between server heartbeats; silent for two: closed",
+    "trusted_proxies": "Comma-separated proxy addresses/CIDRs whose X-Forwarded-For is honoured",
+    "allowed_origins": "Comma-separated browser origins allowed besides the server's own host",
+    "outbound_queue_size": "Events queued per connection before it counts as a slow consumer",
+    "send_timeout_s": "Seconds a send may stall before the connection is aborted",
+    "shutdown_grace_s": "Seconds clients get to drain on shutdown (sent as gracePeriod)",
+    "reconnect_after_s": "reconnectAfter sent in connection_close on shutdown",
+    "manual_fields": "Trip fields that need manual conflict resolution by default",
+    "conflict_auto_resolve_ms": "autoResolveAfter for manual conflicts",
+    "history_retention_days": "Days of update history kept for clients that were offline",
+    "compact_every_updates": "Updates between snapshots of a trip",
+    "log_level": "Logging level",
+    "log_format": "`text` or `json` log lines",
+}

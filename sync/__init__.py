@@ -1,0 +1,1 @@
+"""TripSage Sync: sync package."""

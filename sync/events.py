@@ -1,0 +1,127 @@
+"""Payloads of the server-sent events of the connection layer.
+
+``websocket-api.md`` "Connection Events", "System Events" and "Channel
+Subscription". Each builder takes ``now_ms`` and returns a
+:class:`~sync.wire.ServerEvent`; nothing here reads a clock.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from sync.errors import RateLimited, SyncError
+from sync.wire import ServerEvent, make_event
+
+__all__ = [
+    "ConnectionClosePayload",
+    "ConnectionErrorPayload",
+    "ConnectionEstablishedPayload",
+    "ErrorPayload",
+    "HeartbeatPayload",
+    "Limits",
+    "SubscriptionUpdatePayload",
+    "connection_close",
+    "error_event",
+]
+
+Severity = Literal["info", "warning", "error", "critical"]
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class Limits(_Payload):
+    maxMessageSize: int
+    maxConnections: int
+    maxConnectionsPerUser: int
+    rateLimitPerMinute: int
+    authAttemptsPerMinute: int
+    connectionsPerMinute: int
+    subscriptionsPerMinute: int
+    heartbeatInterval: float
+    authTimeout: float
+
+
+class ConnectionEstablishedPayload(_Payload):
+    connectionId: str
+    serverVersion: str
+    features: list[str]
+    limits: Limits
+    userId: str
+    sessionId: str | None = None
+
+
+class HeartbeatMetrics(_Payload):
+    uptime: float
+    messagesSent: int
+    messagesReceived: int
+
+
+class HeartbeatPayload(_Payload):
+    connectionId: str
+    serverTime: str
+    metrics: HeartbeatMetrics
+
+
+class ConnectionErrorPayload(_Payload):
+    errorCode: str
+    message: str
+    retryAfter: float | None = None
+    severity: Severity = "error"
+
+
+class ConnectionClosePayload(_Payload):
+    reason: str
+    code: int
+    gracePeriod: float
+    reconnectAfter: float | None = None
+
+
+class ErrorPayload(_Payload):
+    code: str
+    message: str
+    details: dict[str, Any] | None = None
+    retryAfter: float | None = None
+    limits: dict[str, Any] | None = None
+    severity: Severity = "error"
+
+
+class SubscriptionUpdatePayload(_Payload):
+    subscribedChannels: list[str]
+    unsubscribedChannels: list[str] = []
+    deniedChannels: list[dict[str, str]] = []
+    success: bool
+
+
+def error_event(
+    exc: SyncError,
+    *,
+    now_ms: int,
+    session_id: str | None = None,
+    in_reply_to: str | None = None,
+) -> ServerEvent:
+    """The spec's ``error`` event for a peer-caused error (generic message only)."""
+    details = dict(exc.details or {})
+    if in_reply_to is not None:
+        details["messageId"] = in_reply_to
+    payload = ErrorPayload(
+        code=exc.code,
+        message=exc.message,
+        details=details or None,
+        retryAfter=exc.retry_after,
+        limits=exc.limits if isinstance(exc, RateLimited) else None,
+        severity="warning" if isinstance(exc, RateLimited) else "error",
+    )
+    return make_event("error", payload, now_ms=now_ms, session_id=session_id)
+
+
+def connection_close(
+    reason: str, code: int, *, grace_period_s: float, reconnect_after_s: float | None, now_ms: int
+) -> ServerEvent:
+    payload = ConnectionClosePayload(
+        reason=reason, code=code, gracePeriod=grace_period_s, reconnectAfter=reconnect_after_s
+    )
+    return make_event("connection_close", payload, now_ms=now_ms)

@@ -1,0 +1,581 @@
+"""Wire messages: every JSON message of ``websocket-api.md`` as a pydantic model.
+
+Theory of operation
+-------------------
+Client frames are parsed in two steps. :func:`parse_auth_request` reads the
+first frame of a connection ("Authentication Request"). Every later frame is
+read by :func:`parse_client_message`, which validates the envelope of "Base
+Message Structure" and the payload of its ``type`` in one pass through a
+discriminated union, so an invalid message cannot be constructed. A failure is
+turned into :class:`~sync.errors.InvalidMessage` whose ``details`` name the
+field, the expected type and what was received (the spec's ``error`` event).
+
+Server events are :class:`ServerEvent` envelopes (``id``, ``type``,
+``timestamp`` in UTC with milliseconds, optional ``sessionId``, ``payload``),
+encoded once with :func:`encode` and then shared by every recipient.
+
+Field names are the wire's camelCase, so models dump without aliases.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationError,
+)
+
+from sync.errors import InvalidMessage
+
+__all__ = [
+    "AGENT_EVENT_TYPES",
+    "CLIENT_MESSAGE_TYPES",
+    "MAX_BATCH_MESSAGES",
+    "MAX_ID_CHARS",
+    "AuthRequest",
+    "AuthResponse",
+    "ClientMessage",
+    "ServerEvent",
+    "encode",
+    "iso_ms",
+    "make_event",
+    "new_id",
+    "parse_auth_request",
+    "parse_client_message",
+    "parse_iso_ms",
+]
+
+MAX_ID_CHARS: Final = 128
+MAX_TEXT_CHARS: Final = 100_000
+MAX_BATCH_MESSAGES: Final = 100
+MAX_CHANNELS_PER_REQUEST: Final = 50
+
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
+Text = Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+ChannelList = Annotated[list[Id], Field(max_length=MAX_CHANNELS_PER_REQUEST)]
+
+_counter = itertools.count()
+_prefix = os.urandom(4).hex()
+
+
+def new_id(kind: str) -> str:
+    """A process-unique id such as ``evt-1a2b3c4d-42`` (no clock, no I/O)."""
+    return f"{kind}-{_prefix}-{next(_counter)}"
+
+
+def iso_ms(now_ms: int) -> str:
+    """``2025-05-28T01:30:00.000Z`` for a Unix time in milliseconds."""
+    seconds, millis = divmod(now_ms, 1000)
+    stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{millis:03d}Z"
+
+
+def parse_iso_ms(value: str) -> int:
+    """Milliseconds since the epoch for an ISO-8601 timestamp (naive means UTC)."""
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidMessage(
+            "Invalid timestamp",
+            details={"expected": "ISO 8601 timestamp", "received": value[:64]},
+        ) from exc
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 1000)
+
+
+class _Model(BaseModel):
+    # strict: JSON types are taken as sent ("5" is not an integer).
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
+
+
+# --- Authentication ("Authentication Request" / "Authentication Response") ---
+
+
+class AuthRequest(_Model):
+    type: Literal["auth", "authenticate"] | None = None
+    token: Annotated[str, Field(min_length=1, max_length=8192)]
+    sessionId: Id | None = None
+    channels: ChannelList = []
+    # Extension: optional features the client asks for ("message_batching").
+    features: Annotated[list[Id], Field(max_length=20)] = []
+
+
+class AuthResponse(_Model):
+    success: bool
+    connectionId: str | None = None
+    userId: str | None = None
+    sessionId: str | None = None
+    availableChannels: list[str] | None = None
+    error: str | None = None
+    code: str | None = None
+    retryAfter: float | None = None
+
+
+# --- Client payloads -----------------------------------------------------------
+
+
+class Attachment(_Model):
+    id: Id
+    url: Annotated[str, Field(max_length=2048)]
+    name: Annotated[str, Field(max_length=512)]
+    contentType: Annotated[str, Field(max_length=255)]
+    size: Annotated[int, Field(ge=0)]
+
+
+class ToolCall(_Model):
+    id: Id
+    name: Id
+    arguments: dict[str, JsonValue] = {}
+    state: Annotated[str, Field(max_length=64)] = "call"
+
+
+class ChatMessagePayload(_Model):
+    content: Text
+    role: Literal["user", "assistant", "system"] = "user"
+    messageId: Id | None = None
+    attachments: Annotated[list[Attachment], Field(max_length=20)] = []
+    toolCalls: Annotated[list[ToolCall], Field(max_length=50)] = []
+
+
+class TypingPayload(_Model):
+    # userId/username a client sends are ignored: identity comes from the token.
+    userId: str | None = None
+    username: str | None = None
+
+
+class TripRef(_Model):
+    tripId: Id
+
+
+class CollaborationJoinPayload(TripRef):
+    sessionId: Id | None = None
+
+
+class FieldEditingPayload(TripRef):
+    fieldName: Id
+    fieldPath: Id | None = None
+    lockId: Id | None = None
+
+
+class CollaborationSessionStartPayload(TripRef):
+    features: Annotated[list[Id], Field(max_length=20)] = []
+    preferences: dict[str, JsonValue] = {}
+
+
+class OptimisticUpdateStartPayload(TripRef):
+    updateId: Id
+    fieldName: Id | None = None
+    fieldPath: Id | None = None
+    optimisticValue: JsonValue
+    previousValue: JsonValue = None
+    expectedVersion: Annotated[int, Field(ge=0)]
+    clientTimestamp: Annotated[str, Field(max_length=64)]
+
+
+class ConflictResolutionSubmitPayload(_Model):
+    conflictId: Id
+    chosenOptionId: Id | None = None
+    customValue: JsonValue = None
+    reason: Annotated[str, Field(max_length=2000)] | None = None
+
+
+class SubscribePayload(_Model):
+    channels: ChannelList = []
+    unsubscribeChannels: ChannelList = []
+
+
+class UnsubscribePayload(_Model):
+    channels: ChannelList
+
+
+class BatchPayload(_Model):
+    messages: Annotated[list[dict[str, Any]], Field(max_length=MAX_BATCH_MESSAGES)]
+
+
+class SyncRequestPayload(TripRef):
+    sinceVersion: Annotated[int, Field(ge=0)]
+
+
+class EmptyPayload(_Model):
+    pass
+
+
+# Agent-published events ("Chat Events", "Tool Events", "Agent Status Events").
+
+
+class ChatMessageChunkPayload(_Model):
+    messageId: Id
+    content: Text
+    isComplete: bool = False
+    chunkIndex: Annotated[int, Field(ge=0)]
+
+
+class ChatMessageCompletePayload(_Model):
+    messageId: Id
+    finalContent: Annotated[str, Field(max_length=1_000_000)]
+    metadata: dict[str, JsonValue] = {}
+
+
+class ToolCallStartPayload(_Model):
+    toolCallId: Id
+    toolName: Id
+    arguments: dict[str, JsonValue] = {}
+    estimatedDuration: Annotated[float, Field(ge=0)] | None = None
+
+
+class ToolCallProgressPayload(_Model):
+    toolCallId: Id
+    progress: Fraction
+    status: Annotated[str, Field(max_length=2000)] | None = None
+    intermediateResults: dict[str, JsonValue] = {}
+
+
+class ToolCallCompletePayload(_Model):
+    toolCallId: Id
+    result: JsonValue = None
+    executionTime: Annotated[float, Field(ge=0)] | None = None
+
+
+class ToolCallErrorPayload(_Model):
+    toolCallId: Id
+    error: Annotated[str, Field(max_length=2000)]
+    errorCode: Id | None = None
+    retryAfter: Annotated[float, Field(ge=0)] | None = None
+    fallbackOptions: Annotated[list[Id], Field(max_length=20)] = []
+
+
+class AgentStatusUpdatePayload(_Model):
+    agentId: Id
+    isActive: bool
+    currentTask: Annotated[str, Field(max_length=2000)] | None = None
+    progress: Fraction | None = None
+    statusMessage: Annotated[str, Field(max_length=2000)] | None = None
+    estimatedCompletion: Annotated[str, Field(max_length=64)] | None = None
+
+
+class AgentTaskStartPayload(_Model):
+    taskId: Id
+    taskName: Id
+    taskDescription: Annotated[str, Field(max_length=2000)] | None = None
+    estimatedDuration: Annotated[float, Field(ge=0)] | None = None
+    priority: Literal["low", "medium", "normal", "high", "urgent"] | None = None
+
+
+class AgentTaskProgressPayload(_Model):
+    taskId: Id
+    progress: Fraction
+    currentStep: Annotated[str, Field(max_length=2000)] | None = None
+    stepsCompleted: Annotated[int, Field(ge=0)] | None = None
+    totalSteps: Annotated[int, Field(ge=0)] | None = None
+    intermediateResults: dict[str, JsonValue] = {}
+
+
+class AgentTaskCompletePayload(_Model):
+    taskId: Id
+    result: JsonValue = None
+    nextTask: Id | None = None
+
+
+class NotificationPayload(_Model):
+    title: Annotated[str, Field(max_length=500)]
+    message: Annotated[str, Field(max_length=5000)]
+    type: Literal["info", "success", "warning", "error"] = "info"
+    actionUrl: Annotated[str, Field(max_length=2048)] | None = None
+    dismissible: bool = True
+
+
+class SystemMessagePayload(_Model):
+    level: Literal["info", "warning", "error", "critical", "maintenance"]
+    message: Annotated[str, Field(max_length=5000)]
+    scheduledTime: Annotated[str, Field(max_length=64)] | None = None
+    estimatedDuration: Annotated[float, Field(ge=0)] | None = None
+    affectedServices: Annotated[list[Id], Field(max_length=20)] = []
+
+
+# --- Client envelopes ("Base Message Structure") -------------------------------
+
+
+class _Envelope(_Model):
+    id: Id | None = None
+    timestamp: Annotated[str, Field(max_length=64)] | None = None
+    # A userId a client sends is never trusted; agents and admins may use it to
+    # address a user (see the chat issue), everyone else has it ignored.
+    userId: Id | None = None
+    sessionId: Id | None = None
+    # Narrowed by every concrete message: ``Literal[...]`` and its payload model.
+    type: str
+    payload: Any
+
+
+def _envelope(type_: str, payload: type[BaseModel], *, required: bool = True) -> type[_Envelope]:
+    default: Any = ... if required else payload()
+    model = type(
+        "".join(part.title() for part in type_.split("_")) + "Message",
+        (_Envelope,),
+        {
+            "__annotations__": {"type": Literal[type_], "payload": payload},
+            "payload": default,
+            "__module__": __name__,
+        },
+    )
+    return model
+
+
+_SPECS: Final[dict[str, tuple[type[BaseModel], bool]]] = {
+    "chat_message": (ChatMessagePayload, True),
+    "chat_typing_start": (TypingPayload, False),
+    "chat_typing_stop": (TypingPayload, False),
+    "user_typing": (TypingPayload, False),
+    "trip_collaboration_join": (CollaborationJoinPayload, True),
+    "trip_collaboration_leave": (CollaborationJoinPayload, True),
+    "trip_field_editing_start": (FieldEditingPayload, True),
+    "trip_field_editing_stop": (FieldEditingPayload, True),
+    "collaboration_session_start": (CollaborationSessionStartPayload, True),
+    "optimistic_update_start": (OptimisticUpdateStartPayload, True),
+    "conflict_resolution_submit": (ConflictResolutionSubmitPayload, True),
+    "connection_heartbeat": (EmptyPayload, False),
+    "subscribe": (SubscribePayload, True),
+    "unsubscribe": (UnsubscribePayload, True),
+    "batch": (BatchPayload, True),
+    "sync_request": (SyncRequestPayload, True),
+    "connection_health": (EmptyPayload, False),
+    "performance_metrics": (EmptyPayload, False),
+    "server_health": (EmptyPayload, False),
+    # Published by agents (role "agent") and admins.
+    "chat_message_chunk": (ChatMessageChunkPayload, True),
+    "chat_message_complete": (ChatMessageCompletePayload, True),
+    "tool_call_start": (ToolCallStartPayload, True),
+    "tool_call_progress": (ToolCallProgressPayload, True),
+    "tool_call_complete": (ToolCallCompletePayload, True),
+    "tool_call_error": (ToolCallErrorPayload, True),
+    "agent_status_update": (AgentStatusUpdatePayload, True),
+    "agent_task_start": (AgentTaskStartPayload, True),
+    "agent_task_progress": (AgentTaskProgressPayload, True),
+    "agent_task_complete": (AgentTaskCompletePayload, True),
+    "notification": (NotificationPayload, True),
+    "system_message": (SystemMessagePayload, True),
+}
+
+CLIENT_MESSAGE_TYPES: Final = tuple(_SPECS)
+AGENT_EVENT_TYPES: Final = frozenset(
+    {
+        "chat_message_chunk",
+        "chat_message_complete",
+        "tool_call_start",
+        "tool_call_progress",
+        "tool_call_complete",
+        "tool_call_error",
+        "agent_status_update",
+        "agent_task_start",
+        "agent_task_progress",
+        "agent_task_complete",
+    }
+)
+
+MESSAGE_MODELS: Final[dict[str, type[_Envelope]]] = {
+    type_: _envelope(type_, payload, required=required)
+    for type_, (payload, required) in _SPECS.items()
+}
+
+ClientMessage = _Envelope
+
+
+# --- Parsing ---------------------------------------------------------------------
+
+_JSON_TYPE_NAMES: Final = {
+    dict: "object",
+    list: "array",
+    str: "string",
+    bool: "boolean",
+    int: "integer",
+    float: "number",
+    type(None): "null",
+}
+
+_EXPECTED_BY_ERROR: Final = {
+    "string_type": "string",
+    "string_too_long": "shorter string",
+    "string_too_short": "non-empty string",
+    "int_type": "integer",
+    "int_parsing": "integer",
+    "int_from_float": "integer",
+    "float_type": "number",
+    "float_parsing": "number",
+    "bool_type": "boolean",
+    "bool_parsing": "boolean",
+    "list_type": "array",
+    "dict_type": "object",
+    "model_type": "object",
+    "model_attributes_type": "object",
+    "greater_than_equal": "larger number",
+    "less_than_equal": "smaller number",
+    "too_long": "fewer items",
+    "literal_error": "one of the allowed values",
+    "missing": "a value",
+    "extra_forbidden": "no such field",
+}
+
+
+def _describe(value: Any) -> str:
+    return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def _loads(text: str | bytes) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidMessage(
+            "Message is not valid JSON",
+            details={"field": "", "expected": "JSON object", "received": "invalid JSON"},
+        ) from exc
+
+
+def _annotation_name(annotation: Any) -> str | None:
+    origin = getattr(annotation, "__origin__", None)
+    for candidate in (annotation, origin):
+        if candidate in _JSON_TYPE_NAMES:
+            return _JSON_TYPE_NAMES[candidate]
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return "object"
+    return None
+
+
+def _expected_type(model: type[BaseModel], loc: list[str]) -> str | None:
+    """The JSON type name of the field at ``loc`` in ``model``, if simple."""
+    current: Any = model
+    annotation: Any = None
+    for part in loc:
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        field = current.model_fields.get(part)
+        if field is None:
+            return None
+        annotation = current = field.annotation
+    return _annotation_name(annotation)
+
+
+def _invalid(exc: ValidationError, model: type[BaseModel]) -> InvalidMessage:
+    error = exc.errors(include_url=False)[0]
+    loc = [str(part) for part in error["loc"]]
+    field = ".".join(loc)
+    kind = error["type"]
+    received: Any = "undefined" if kind == "missing" else _describe(error.get("input"))
+    if kind == "literal_error" and isinstance(error.get("input"), str):
+        received = error["input"][:64]
+    expected = _EXPECTED_BY_ERROR.get(kind, kind)
+    if kind == "missing":
+        expected = _expected_type(model, loc) or expected
+    ctx = error.get("ctx") or {}
+    if kind == "literal_error" and "expected" in ctx:
+        expected = str(ctx["expected"])
+    message = f"Invalid field '{field}': {error['msg']}" if field else error["msg"]
+    return InvalidMessage(
+        message,
+        details={"field": field, "expected": expected, "received": received},
+    )
+
+
+def parse_auth_request(text: str | bytes) -> AuthRequest:
+    """The first frame of a connection; raises :class:`InvalidMessage`."""
+    data = _loads(text)
+    if not isinstance(data, dict):
+        raise InvalidMessage(
+            "Authentication request must be a JSON object",
+            details={"field": "", "expected": "object", "received": _describe(data)},
+        )
+    try:
+        return AuthRequest.model_validate(data)
+    except ValidationError as exc:
+        raise _invalid(exc, AuthRequest) from None
+
+
+def parse_client_message(data: str | bytes | dict[str, Any]) -> _Envelope:
+    """Validate a client message (text frame or one element of a batch)."""
+    if not isinstance(data, dict):
+        data = _loads(data)
+    if not isinstance(data, dict):
+        raise InvalidMessage(
+            "Message must be a JSON object",
+            details={"field": "", "expected": "object", "received": _describe(data)},
+        )
+    type_ = data.get("type")
+    if not isinstance(type_, str):
+        raise InvalidMessage(
+            "Message has no 'type'" if type_ is None else "Field 'type' must be a string",
+            details={
+                "field": "type",
+                "expected": "string",
+                "received": "undefined" if type_ is None else _describe(type_),
+            },
+        )
+    model = MESSAGE_MODELS.get(type_)
+    if model is None:
+        raise InvalidMessage(
+            f"Unknown message type '{type_[:64]}'",
+            details={"field": "type", "expected": "a known event type", "received": type_[:64]},
+        )
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise _invalid(exc, model) from None
+
+
+# --- Server events --------------------------------------------------------------
+
+
+class ServerEvent(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    type: str
+    timestamp: str
+    sessionId: str | None = None
+    userId: str | None = None
+    payload: dict[str, Any]
+
+
+def make_event(
+    type_: str,
+    payload: BaseModel | dict[str, Any],
+    *,
+    now_ms: int,
+    session_id: str | None = None,
+    user_id: str | None = None,
+    event_id: str | None = None,
+) -> ServerEvent:
+    """Build the envelope of a server-sent event."""
+    body = payload if isinstance(payload, dict) else payload.model_dump(mode="json")
+    return ServerEvent(
+        id=event_id or new_id(type_.split("_", 1)[0]),
+        type=type_,
+        timestamp=iso_ms(now_ms),
+        sessionId=session_id,
+        userId=user_id,
+        payload=body,
+    )
+
+
+def encode(event: ServerEvent | AuthResponse) -> str:
+    """The JSON text of an event, without ``None`` envelope fields.
+
+    ``None`` inside a payload is kept: the spec shows ``null`` values there.
+    """
+    if isinstance(event, AuthResponse):
+        return event.model_dump_json(exclude_none=True)
+    data: dict[str, Any] = {"id": event.id, "type": event.type, "timestamp": event.timestamp}
+    if event.sessionId is not None:
+        data["sessionId"] = event.sessionId
+    if event.userId is not None:
+        data["userId"] = event.userId
+    data["payload"] = event.payload
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)

@@ -1,0 +1,151 @@
+"""Shared fixtures: a real server process on a free loopback port.
+
+``server_factory(**env)`` starts ``python -m api.cli serve`` (uvicorn,
+wsproto) against a fresh SQLite file with ``TRIPSAGE_*`` settings from
+``env``, waits until ``/health`` answers, and stops it (SIGTERM, then kill)
+when the test ends. Tests then talk to it over real WebSockets.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from api.auth import JwtAuthority
+
+SECRET = "test-secret-" + "x" * 40
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class ServerProcess:
+    port: int
+    db: Path
+    env: dict[str, str]
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+    authority: JwtAuthority = field(default_factory=lambda: JwtAuthority(SECRET))
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def token(
+        self, user: str, *, role: str = "user", name: str | None = None, ttl_s: float = 3600
+    ) -> str:
+        return self.authority.mint(
+            user, now_s=time.time(), ttl_s=ttl_s, role=role, name=name or user.title()
+        )
+
+    def start(self) -> None:
+        assert self.log_path is not None
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "api.cli",
+                "serve",
+                "--port",
+                str(self.port),
+                "--db",
+                str(self.db),
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.logs()}")
+            try:
+                if httpx.get(self.http + "/health", timeout=0.5).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)  # polling a process start, not waiting on an event
+        raise RuntimeError(f"server did not start:\n{self.logs()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
+        if self.process is None:
+            return 0
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait()
+        self.process = None
+        return code
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path else ""
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    started: list[ServerProcess] = []
+
+    def make(
+        *, db: Path | None = None, secret: str | None = SECRET, **settings: Any
+    ) -> ServerProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TRIPSAGE_")}
+        env["PYTHONUNBUFFERED"] = "1"
+        if secret is not None:
+            env["TRIPSAGE_JWT_SECRET"] = secret
+        # Generous defaults so tests that do not test limits are not limited.
+        defaults = {
+            "rate_limit_connections_per_min": 1000,
+            "rate_limit_auth_per_min": 1000,
+            "rate_limit_messages_per_min": 100000,
+            "rate_limit_subscriptions_per_min": 10000,
+        }
+        for key, value in {**defaults, **settings}.items():
+            env["TRIPSAGE_" + key.upper()] = str(value)
+        proc = ServerProcess(port=free_port(), db=db or tmp_path / f"t{len(started)}.db", env=env)
+        proc.log_path = tmp_path / f"server{len(started)}.log"
+        if secret is None:
+            proc.authority = None  # type: ignore[assignment]
+        proc.start()
+        started.append(proc)
+        return proc
+
+    yield make
+    for proc in started:
+        proc.stop()
+
+
+@pytest.fixture
+def server(server_factory: Callable[..., ServerProcess]) -> ServerProcess:
+    return server_factory()
