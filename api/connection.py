@@ -154,6 +154,7 @@ class Connection:
         self.closed = asyncio.Event()
         self._queue: deque[str | _Solo | _Close] = deque()
         self._ready = asyncio.Event()
+        self._wake = asyncio.Event()
         self._transport = _find_transport(websocket)
         self.log = _ConnectionLog(logger, {"conn": self.id})
         # Presence and similar state that later features attach to a connection.
@@ -312,7 +313,12 @@ class Connection:
                     self.send(self.session.heartbeat(now))
                     next_beat = now + interval_ms
                 deadline = min(next_beat, self.session.idle_deadline_ms)
-            await asyncio.sleep(max(0.0, (deadline - now_ms()) / 1000) + 0.005)
+            # Sleep until the next deadline, or until a state change wakes us.
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._wake.wait(), max(0.0, (deadline - now_ms()) / 1000) + 0.005
+                )
 
     # -- inbound ----------------------------------------------------------------------
 
@@ -328,12 +334,15 @@ class Connection:
             self.close(1011, "server error", error=ServerError("Internal server error"))
         finally:
             timer.cancel()
-            self.session.close(self.session.close_code or CLOSE_GOING_AWAY)
-            try:
-                await asyncio.wait_for(asyncio.shield(writer), CLOSE_RELEASE_S)
-            except (TimeoutError, asyncio.CancelledError):
-                writer.cancel()
-                self.abort()
+            if self.session.state is State.CLOSING:
+                # We started the close: let the writer flush up to the close frame.
+                try:
+                    await asyncio.wait_for(asyncio.shield(writer), CLOSE_RELEASE_S)
+                except (TimeoutError, asyncio.CancelledError):
+                    self.abort()
+            else:  # the peer closed or vanished: nothing more can be sent
+                self.session.close(CLOSE_GOING_AWAY)
+            writer.cancel()
             self.hub.remove(self)
             self.session.closed()
             self.closed.set()
@@ -424,6 +433,7 @@ class Connection:
         if self.session.state is not State.AWAITING_AUTH:  # timed out meanwhile
             return
         self.session.authenticated(principal)
+        self._wake.set()
         self.log.extra = {"conn": self.id, "user": principal.user_id}
         self.log.info("authenticated (role=%s)", principal.role)
         hub.bind_user(self, principal.user_id)

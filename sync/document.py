@@ -1,0 +1,747 @@
+"""The trip document: a pycrdt Doc per trip, its version, optimistic updates and history.
+
+Theory of operation (``websocket-api.md`` "Real-time Collaboration",
+"Optimistic Updates", "Conflict Resolution"; the rules themselves live in
+:mod:`sync.conflicts`). Sans-I/O: time arrives as ``*_ms`` arguments, results
+are returned for ``api/`` to persist and broadcast.
+
+Schema (kept exactly so standard Yjs clients can share the doc)
+    The root is the Y.Map ``trip``. ``notes`` is a Y.Text (always present),
+    list fields are Y.Arrays of plain JSON values, every other field is a
+    plain JSON value (a scalar, or an object kept whole). A field's kind
+    never changes; Y.Array fields are declared when the trip is created,
+    because two concurrent creations of one Y.Array would drop one of them.
+
+Versions and history
+    ``version`` counts applied changes (creation is version 1). Each change is
+    one Yjs v1 update plus JSON ``meta`` (who, which update, the fields and
+    the stamps it wrote). The document keeps its base :class:`Snapshot` and
+    the :class:`LogEntry` list after it; the doc at any retained version is
+    the snapshot plus the entries up to it, replayed into a fresh Doc
+    (``merge_updates`` is super-linear in pycrdt, so it is never used).
+    :meth:`TripDocument.compact` moves the base forward.
+
+Applying an update made at ``expectedVersion`` E
+    Every write, concurrent or not, is made in a *fork*: a fresh Doc holding
+    the state at E (scalars: the current state) whose client id is a 32-bit
+    hash of (trip id, update id), re-salted while it is 0, the live doc's id
+    or already in the live state vector (pycrdt silently drops the edits of
+    a merged doc that reuses a client id). The fork's update relative to its
+    own starting state is applied to the live doc. Yjs orders concurrent
+    inserts at one position by client id, so deriving ids from update ids
+    makes the merged text independent of arrival order.
+
+    * text and list fields: ``previousValue -> optimisticValue`` is diffed
+      into inserts and deletes applied at E, so edits of different parts
+      merge. Text indexes in pycrdt 0.14 are UTF-8 byte offsets; they are
+      computed from code point positions at character boundaries.
+    * scalars: last_write_wins or manual conflicts, per :mod:`sync.conflicts`.
+      An update is concurrent when the field changed after E.
+
+Outcomes (one per update, in :class:`ApplyResult`)
+    Confirmed: applied (or already in place); ``confirmedValue`` is the
+    field's merged value. Rejected: a concurrent scalar write that lost
+    last_write_wins, or any write to a manual field that is concurrent or
+    finds a conflict pending (it raises or joins that conflict). Rolledback:
+    invalid name or value, ``previousValue`` not the value at E, E unknown
+    or older than the retained history. Nothing is applied unless Confirmed,
+    and validation happens before any Yjs call, so no input reaches a pycrdt
+    panic. A concurrent write of the value the field already holds is not a
+    conflict. :meth:`TripDocument.resolve_conflict` and
+    :meth:`~TripDocument.expire_conflicts` apply a choice as a new change.
+
+Values
+    Validation and number normalisation are in :mod:`sync.conflicts`
+    ("Values"): integral floats read back from Yjs become ints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Final, Literal
+
+from pycrdt import Array, Doc, Map, Text
+
+from sync.conflicts import (
+    AUTO_RESOLVE_AFTER_MS,
+    FIELD_NAME_PATTERN,
+    FIELD_PATH_PREFIX,
+    JSON,
+    SYSTEM_SOURCE,
+    ConflictDetected,
+    ConflictingValue,
+    InvalidValue,
+    PendingConflict,
+    Stamp,
+    canonical_json,
+    conflict_id_for,
+    diff_ops,
+    json_equal,
+    new_pending_conflict,
+    normalise_json,
+    parse_field_name,
+    validate_value,
+)
+from sync.errors import InvalidMessage, InvalidState, NotFound
+
+__all__ = [
+    "ROOT_MAP",
+    "TEXT_FIELDS",
+    "ApplyResult",
+    "Change",
+    "Confirmed",
+    "ConflictingUpdate",
+    "FieldChange",
+    "FieldKind",
+    "LogEntry",
+    "Outcome",
+    "Rejected",
+    "RollbackReason",
+    "Rolledback",
+    "Snapshot",
+    "TripDocument",
+    "UpdateRequest",
+]
+
+ROOT_MAP: Final = "trip"
+TEXT_FIELDS: Final = frozenset({"notes"})
+META_FORMAT: Final = 1
+CREATE_UPDATE_ID: Final = "create"
+
+RollbackReason = Literal[
+    "invalid_value", "stale_previous_value", "history_unavailable", "invalid_expected_version"
+]
+
+
+class FieldKind(StrEnum):
+    SCALAR = "scalar"
+    TEXT = "text"
+    LIST = "list"
+
+
+@dataclass(frozen=True, kw_only=True)
+class UpdateRequest:
+    """``optimistic_update_start``; ``field_name`` may be a path like ``trip.budget``."""
+
+    update_id: str
+    user_id: str
+    field_name: str
+    optimistic_value: JSON
+    previous_value: JSON = None
+    has_previous_value: bool = False
+    expected_version: int
+    client_ts_ms: int
+    received_ts_ms: int
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    old_value: JSON
+    new_value: JSON
+    field_path: str
+
+
+@dataclass(frozen=True)
+class Change:
+    """An applied change: persist ``version``/``update``/``meta``, broadcast the rest."""
+
+    version: int
+    update: bytes
+    meta: dict[str, JSON]
+    changes: dict[str, FieldChange]
+    updated_by: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    version: int
+    state: bytes
+    meta: dict[str, JSON]
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    version: int
+    update: bytes
+    meta: dict[str, JSON]
+
+
+@dataclass(frozen=True)
+class Confirmed:
+    update_id: str
+    field_name: str
+    field_path: str
+    confirmed_value: JSON
+    server_version: int
+
+
+@dataclass(frozen=True)
+class ConflictingUpdate:
+    user_id: str
+    timestamp_ms: int
+
+
+@dataclass(frozen=True)
+class Rejected:
+    update_id: str
+    field_name: str
+    field_path: str
+    current_server_value: JSON
+    current_server_version: int
+    expected_version: int
+    conflicting_update: ConflictingUpdate
+    suggested_resolution: Literal["accept_server_value", "merge_required"]
+    conflict_id: str | None
+    rejection_reason: Literal["version_conflict"] = "version_conflict"
+
+
+@dataclass(frozen=True)
+class Rolledback:
+    update_id: str
+    field_name: str
+    field_path: str
+    rollback_to_value: JSON
+    rollback_reason: RollbackReason
+    can_retry: bool
+    message: str
+
+
+Outcome = Confirmed | Rejected | Rolledback
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """The sender's outcome plus what to persist and broadcast.
+
+    ``conflict_raised`` is a new or updated pending conflict to persist and send
+    as ``conflict_resolution_required``; ``conflict_resolved`` names one to delete.
+    """
+
+    outcome: Outcome
+    change: Change | None = None
+    conflict_detected: ConflictDetected | None = None
+    conflict_raised: PendingConflict | None = None
+    conflict_resolved: str | None = None
+
+
+_History = dict[str, list[tuple[int, Stamp | None]]]  # field -> (version, stamp) ascending
+
+
+class TripDocument:
+    """One trip's Yjs document. Build it with :meth:`create` or :meth:`restore`."""
+
+    def __init__(
+        self, trip_id: str, manual_fields: frozenset[str], auto_resolve_after_ms: int
+    ) -> None:
+        self.trip_id = trip_id
+        self.manual_fields = manual_fields
+        self.version = 0
+        self._auto_resolve_after_ms = auto_resolve_after_ms
+        self._doc = Doc[Any](client_id=_derive_client_id(trip_id, "live", set()))
+        self._root = self._doc.get(ROOT_MAP, type=Map)
+        self._base = Snapshot(0, b"", {})
+        self._entries: list[LogEntry] = []
+        self._history: _History = {}
+        self._pending: dict[str, PendingConflict] = {}
+
+    @classmethod
+    def create(
+        cls,
+        trip_id: str,
+        fields: dict[str, JSON],
+        manual_fields: frozenset[str],
+        *,
+        created_by: str,
+        now_ms: int,
+        auto_resolve_after_ms: int = AUTO_RESOLVE_AFTER_MS,
+    ) -> tuple[TripDocument, Change]:
+        """A new trip at version 1; raises :class:`InvalidValue` on invalid fields."""
+        values: dict[str, JSON] = {"notes": ""}
+        for raw_name, raw_value in fields.items():
+            name = parse_field_name(raw_name)
+            values[name] = validate_value(raw_value)
+            _check_kind(name, _kind_of_value(name, values[name]), values[name])
+        for name in manual_fields:
+            if parse_field_name(name) in TEXT_FIELDS or isinstance(values.get(name), list):
+                raise InvalidValue(f"{name}: only scalar fields can be resolved manually")
+        doc = cls(trip_id, manual_fields, auto_resolve_after_ms)
+        stamp = Stamp(now_ms, created_by, CREATE_UPDATE_ID)
+        fork = doc._fork(0, CREATE_UPDATE_ID)
+        root, before = fork.get(ROOT_MAP, type=Map), fork.get_state()
+        stamps: dict[str, Stamp | None] = {}
+        for name, value in sorted(values.items()):
+            kind = _kind_of_value(name, value)
+            root[name] = _shared(kind, value)
+            stamps[name] = stamp if kind is FieldKind.SCALAR else None
+        return doc, doc._record(fork, before, created_by, CREATE_UPDATE_ID, "create", stamps)
+
+    @classmethod
+    def restore(
+        cls,
+        trip_id: str,
+        manual_fields: frozenset[str],
+        snapshot: Snapshot | None,
+        log: Iterable[LogEntry],
+        pending_conflicts: Iterable[dict[str, Any]],
+        *,
+        auto_resolve_after_ms: int = AUTO_RESOLVE_AFTER_MS,
+    ) -> TripDocument:
+        """Rebuild from persisted state; entries at or below the snapshot are skipped."""
+        doc = cls(trip_id, manual_fields, auto_resolve_after_ms)
+        if snapshot is not None:
+            doc._doc.apply_update(snapshot.state)
+            doc._base, doc.version = snapshot, snapshot.version
+            for name, (version, stamp) in _snapshot_fields(snapshot.meta).items():
+                doc._history[name] = [(version, stamp)]
+        for entry in sorted(log, key=lambda e: e.version):
+            if entry.version <= doc.version:
+                continue
+            if entry.version != doc.version + 1:
+                raise InvalidState(f"{trip_id}: log gap before version {entry.version}")
+            doc._doc.apply_update(entry.update)
+            doc._entries.append(entry)
+            doc.version = entry.version
+            doc._note(entry.version, _entry_stamps(entry.meta))
+        for data in pending_conflicts:
+            conflict = PendingConflict.from_json(data)
+            doc._pending[conflict.conflict_id] = conflict
+        return doc
+
+    @property
+    def doc(self) -> Doc[Any]:
+        return self._doc
+
+    def fields(self) -> dict[str, JSON]:
+        """Current values as plain JSON (``notes`` as str, lists as list)."""
+        return {name: _read(self._root, name) for name in sorted(self._root.keys())}
+
+    def state_update(self) -> bytes:
+        return self._doc.get_update()
+
+    # -- "Optimistic Updates" ------------------------------------------------
+
+    def apply_optimistic(self, req: UpdateRequest) -> ApplyResult:
+        """Decide ``optimistic_update_start``: exactly one outcome for the sender."""
+        try:
+            name = parse_field_name(req.field_name)
+        except InvalidValue as exc:
+            return self._rollback(req, req.field_name, "invalid_value", str(exc), False)
+        kind = _kind(self._root, name)
+        try:
+            value = validate_value(req.optimistic_value)
+            previous = validate_value(req.previous_value) if req.has_previous_value else None
+            if kind is None and (name in TEXT_FIELDS or isinstance(value, list)):
+                raise InvalidValue(f"{name}: text and list fields are declared at creation")
+            _check_kind(name, kind, value)
+        except InvalidValue as exc:
+            return self._rollback(req, name, "invalid_value", str(exc), False)
+        if not 1 <= req.expected_version <= self.version:
+            message = f"expectedVersion must be between 1 and {self.version}"
+            return self._rollback(req, name, "invalid_expected_version", message, True)
+        if kind is FieldKind.TEXT or kind is FieldKind.LIST:
+            return self._merge(req, name, value, previous)
+        return self._write_scalar(req, name, value, previous)
+
+    def _merge(self, req: UpdateRequest, name: str, value: JSON, previous: JSON) -> ApplyResult:
+        if req.expected_version < self._base.version:
+            return self._too_old(req, name)
+        fork = self._fork(req.expected_version, "u:" + req.update_id)
+        root, before = fork.get(ROOT_MAP, type=Map), fork.get_state()
+        base_value = _read(root, name)
+        if req.has_previous_value and not json_equal(previous, base_value):
+            return self._stale(req, name)
+        shared = root[name]
+        if isinstance(shared, Text) and isinstance(base_value, str) and isinstance(value, str):
+            changed = _edit_text(shared, base_value, value)
+        elif isinstance(shared, Array) and isinstance(base_value, list) and isinstance(value, list):
+            changed = _edit_list(shared, base_value, value)
+        else:
+            raise InvalidState(f"{name}: kind changed between versions")
+        if not changed:  # optimisticValue == previousValue: nothing to apply
+            return ApplyResult(self._confirmed(req, name))
+        change = self._record(fork, before, req.user_id, req.update_id, "update", {name: None})
+        return ApplyResult(self._confirmed(req, name), change)
+
+    def _write_scalar(
+        self, req: UpdateRequest, name: str, value: JSON, previous: JSON
+    ) -> ApplyResult:
+        history = self._history.get(name, [])
+        concurrent = bool(history) and history[-1][0] > req.expected_version
+        if concurrent and req.expected_version < self._base.version:
+            return self._too_old(req, name)
+        if req.has_previous_value:
+            base = self._value_at(req.expected_version, name) if concurrent else self._value(name)
+            if not json_equal(previous, base):
+                return self._stale(req, name)
+        clamped_ms = min(req.client_ts_ms, req.received_ts_ms)
+        seen = self._stamp_at(name, req.expected_version)
+        stamp = Stamp(clamped_ms, req.user_id, req.update_id).after(seen)
+        pending = next((c for c in self._pending.values() if c.field_name == name), None)
+        if pending is not None:  # "Conflict Resolution": the value joins the open conflict
+            joined = pending.with_value(value, stamp)
+            self._pending[joined.conflict_id] = joined
+            outcome = self._rejected(req, name, "merge_required", joined.conflict_id)
+            return ApplyResult(outcome, conflict_raised=joined)
+        if not concurrent:
+            change = self._write(name, value, stamp, req.user_id, req.update_id, "update")
+            return ApplyResult(self._confirmed(req, name), change)
+        current, current_value = self._current_stamp(name), self._value(name)
+        if json_equal(value, current_value):  # concurrent but in agreement: no conflict
+            if stamp < current:
+                return ApplyResult(self._confirmed(req, name))
+            change = self._write(name, value, stamp, req.user_id, req.update_id, "update")
+            return ApplyResult(self._confirmed(req, name), change)
+        conflict_id = conflict_id_for(self.trip_id, req.update_id)
+        values = (
+            ConflictingValue(current.user_id, current_value, current.ts_ms),
+            ConflictingValue(req.user_id, value, stamp.ts_ms),
+        )
+        if name in self.manual_fields:
+            conflict = new_pending_conflict(
+                conflict_id=conflict_id,
+                trip_id=self.trip_id,
+                field_name=name,
+                current=(current_value, current),
+                incoming=(value, stamp),
+                deadline_ms=req.received_ts_ms + self._auto_resolve_after_ms,
+                auto_resolve_after_ms=self._auto_resolve_after_ms,
+            )
+            self._pending[conflict_id] = conflict
+            detected = ConflictDetected(conflict_id, name, values, "manual", None, None)
+            outcome = self._rejected(req, name, "merge_required", conflict_id)
+            return ApplyResult(outcome, None, detected, conflict)
+        if stamp > current:  # last_write_wins: the incoming write is the later one
+            change = self._write(name, value, stamp, req.user_id, req.update_id, "update")
+            detected = ConflictDetected(
+                conflict_id, name, values, "last_write_wins", value, req.user_id
+            )
+            return ApplyResult(self._confirmed(req, name), change, detected)
+        detected = ConflictDetected(
+            conflict_id, name, values, "last_write_wins", current_value, current.user_id
+        )
+        outcome = self._rejected(req, name, "accept_server_value", None)
+        return ApplyResult(outcome, conflict_detected=detected)
+
+    # -- "Conflict Resolution" -----------------------------------------------
+
+    def resolve_conflict(
+        self,
+        conflict_id: str,
+        *,
+        user_id: str,
+        chosen_option_id: str | None,
+        custom_value: JSON | None,
+        now_ms: int,
+    ) -> ApplyResult:
+        """Apply an editor's choice; ``custom_value`` is used when no option is chosen."""
+        conflict = self._pending.get(conflict_id)
+        if conflict is None:
+            raise NotFound("Conflict not found", details={"conflictId": conflict_id})
+        if chosen_option_id is not None:
+            option = conflict.option(chosen_option_id)
+            if option is None:
+                raise InvalidMessage("Unknown option", details={"chosenOptionId": chosen_option_id})
+            value = option.value
+        else:  # raises InvalidValue, an InvalidMessage
+            value = validate_value(custom_value)
+            _check_kind(conflict.field_name, _kind(self._root, conflict.field_name), value)
+        return self._settle(conflict, value, Stamp(now_ms, user_id, conflict_id))
+
+    def expire_conflicts(self, now_ms: int) -> list[ApplyResult]:
+        """Apply the default option of every conflict whose deadline has passed."""
+        due = sorted(
+            (c for c in self._pending.values() if c.deadline_ms <= now_ms),
+            key=lambda c: (c.deadline_ms, c.conflict_id),
+        )
+        return [
+            self._settle(c, c.default_option.value, Stamp(now_ms, SYSTEM_SOURCE, c.conflict_id))
+            for c in due
+        ]
+
+    def next_conflict_deadline_ms(self) -> int | None:
+        return min((c.deadline_ms for c in self._pending.values()), default=None)
+
+    def pending_conflicts(self) -> list[PendingConflict]:
+        return sorted(self._pending.values(), key=lambda c: (c.deadline_ms, c.conflict_id))
+
+    def _settle(self, conflict: PendingConflict, value: JSON, stamp: Stamp) -> ApplyResult:
+        name = conflict.field_name
+        stamp = stamp.after(conflict.max_stamp())
+        change = self._write(
+            name, value, stamp, stamp.user_id, "r:" + conflict.conflict_id, "resolution"
+        )
+        del self._pending[conflict.conflict_id]
+        outcome = Confirmed(
+            conflict.conflict_id, name, FIELD_PATH_PREFIX + name, self._value(name), self.version
+        )
+        return ApplyResult(outcome, change, conflict_resolved=conflict.conflict_id)
+
+    # -- history ---------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        """The full state and meta at :attr:`version` (retention is unchanged)."""
+        return self._snapshot_at(self.version)
+
+    def compact(self, keep_since_version: int | None = None) -> Snapshot:
+        """Make the snapshot at ``keep_since_version`` the base; older bases become too old."""
+        version = self.version if keep_since_version is None else keep_since_version
+        if not self._base.version <= version <= self.version:
+            raise InvalidState(f"cannot compact at {version}")
+        snapshot = self._snapshot_at(version)
+        self._base = snapshot
+        self._entries = [e for e in self._entries if e.version > version]
+        for history in self._history.values():
+            older = [i for i, (v, _) in enumerate(history) if v <= version]
+            if older:
+                del history[: older[-1]]
+        return snapshot
+
+    def _snapshot_at(self, version: int) -> Snapshot:
+        state = self._fork(version, "snapshot").get_update()
+        fields: dict[str, JSON] = {}
+        for name, history in self._history.items():
+            known = [(v, s) for v, s in history if v <= version]
+            if known:
+                v, s = known[-1]
+                fields[name] = {"version": v, "stamp": None if s is None else s.to_json()}
+        return Snapshot(version, state, {"format": META_FORMAT, "fields": fields})
+
+    # -- the write path ----------------------------------------------------------
+
+    def _fork(self, base_version: int, key: str) -> Doc[Any]:
+        """A Doc at ``base_version`` with a fresh client id derived from ``key``."""
+        taken = set(_state_vector(self._doc.get_state())) | {self._doc.client_id}
+        fork = Doc[Any](client_id=_derive_client_id(self.trip_id, key, taken))
+        if base_version == self.version:
+            fork.apply_update(self._doc.get_update())
+            return fork
+        if self._base.state:
+            fork.apply_update(self._base.state)
+        for entry in self._entries:
+            if entry.version > base_version:
+                break
+            fork.apply_update(entry.update)
+        return fork
+
+    def _write(
+        self, name: str, value: JSON, stamp: Stamp, user_id: str, update_id: str, kind: str
+    ) -> Change:
+        fork = self._fork(self.version, "u:" + update_id)
+        root, before = fork.get(ROOT_MAP, type=Map), fork.get_state()
+        root[name] = value
+        return self._record(fork, before, user_id, update_id, kind, {name: stamp})
+
+    def _record(
+        self,
+        fork: Doc[Any],
+        before: bytes,
+        user_id: str,
+        update_id: str,
+        kind: str,
+        stamps: dict[str, Stamp | None],
+    ) -> Change:
+        update = fork.get_update(before)
+        old = {name: self._value(name) for name in stamps}
+        self._doc.apply_update(update)
+        live = _state_vector(self._doc.get_state())
+        for client, clock in _state_vector(fork.get_state()).items():
+            if live.get(client, 0) < clock:
+                raise InvalidState(f"{self.trip_id}: fork {client} was not integrated")
+        self.version += 1
+        meta: dict[str, JSON] = {
+            "format": META_FORMAT,
+            "kind": kind,
+            "updateId": update_id,
+            "userId": user_id,
+            "clientId": fork.client_id,
+            "fields": {n: None if s is None else s.to_json() for n, s in stamps.items()},
+        }
+        self._entries.append(LogEntry(self.version, update, meta))
+        self._note(self.version, stamps)
+        changes = {n: FieldChange(old[n], self._value(n), FIELD_PATH_PREFIX + n) for n in stamps}
+        return Change(self.version, update, meta, changes, user_id)
+
+    def _note(self, version: int, stamps: dict[str, Stamp | None]) -> None:
+        for name, stamp in stamps.items():
+            self._history.setdefault(name, []).append((version, stamp))
+
+    # -- reading -------------------------------------------------------------
+
+    def _value(self, name: str) -> JSON:
+        return _read(self._root, name)
+
+    def _value_at(self, version: int, name: str) -> JSON:
+        return _read(self._fork(version, "read").get(ROOT_MAP, type=Map), name)
+
+    def _stamp_at(self, name: str, version: int) -> Stamp | None:
+        known = [s for v, s in self._history.get(name, []) if v <= version]
+        return known[-1] if known else None
+
+    def _current_stamp(self, name: str) -> Stamp:
+        stamp = self._stamp_at(name, self.version)
+        if stamp is None:
+            raise InvalidState(f"{name}: scalar field without a stamp")
+        return stamp
+
+    # -- outcomes --------------------------------------------------------------
+
+    def _confirmed(self, req: UpdateRequest, name: str) -> Confirmed:
+        path = FIELD_PATH_PREFIX + name
+        return Confirmed(req.update_id, name, path, self._value(name), self.version)
+
+    def _rejected(
+        self,
+        req: UpdateRequest,
+        name: str,
+        suggested: Literal["accept_server_value", "merge_required"],
+        conflict_id: str | None,
+    ) -> Rejected:
+        current = self._current_stamp(name)
+        return Rejected(
+            update_id=req.update_id,
+            field_name=name,
+            field_path=FIELD_PATH_PREFIX + name,
+            current_server_value=self._value(name),
+            current_server_version=self.version,
+            expected_version=req.expected_version,
+            conflicting_update=ConflictingUpdate(current.user_id, current.ts_ms),
+            suggested_resolution=suggested,
+            conflict_id=conflict_id,
+        )
+
+    def _rollback(
+        self, req: UpdateRequest, name: str, reason: RollbackReason, message: str, retry: bool
+    ) -> ApplyResult:
+        valid = FIELD_NAME_PATTERN.fullmatch(name) is not None
+        current = self._value(name) if valid else None
+        path = FIELD_PATH_PREFIX + name if valid else name
+        return ApplyResult(Rolledback(req.update_id, name, path, current, reason, retry, message))
+
+    def _stale(self, req: UpdateRequest, name: str) -> ApplyResult:
+        message = f"previousValue does not match {name} at version {req.expected_version}"
+        return self._rollback(req, name, "stale_previous_value", message, True)
+
+    def _too_old(self, req: UpdateRequest, name: str) -> ApplyResult:
+        message = f"version {req.expected_version} is older than the retained history"
+        return self._rollback(req, name, "history_unavailable", message, True)
+
+
+# -- values -------------------------------------------------------------------
+
+
+def _kind_of_value(name: str, value: JSON) -> FieldKind:
+    if name in TEXT_FIELDS:
+        return FieldKind.TEXT
+    return FieldKind.LIST if isinstance(value, list) else FieldKind.SCALAR
+
+
+def _check_kind(name: str, kind: FieldKind | None, value: JSON) -> None:
+    if kind is FieldKind.TEXT and not isinstance(value, str):
+        raise InvalidValue(f"{name} must be a string")
+    wanted = kind or FieldKind.SCALAR
+    if wanted is not FieldKind.TEXT and _kind_of_value(name, value) is not wanted:
+        raise InvalidValue(f"{name} holds {wanted} values")
+
+
+def _kind(root: Map[Any], name: str) -> FieldKind | None:
+    if name not in root:
+        return None
+    shared = root[name]
+    if isinstance(shared, Text):
+        return FieldKind.TEXT
+    return FieldKind.LIST if isinstance(shared, Array) else FieldKind.SCALAR
+
+
+def _shared(kind: FieldKind, value: JSON) -> Any:
+    """The value as stored in the root map: Y.Text, Y.Array or the plain value."""
+    if kind is FieldKind.TEXT:
+        return Text(str(value))
+    return Array(value) if isinstance(value, list) else value
+
+
+def _read(root: Map[Any], name: str) -> JSON:
+    if name not in root:
+        return None
+    shared = root[name]
+    raw = str(shared) if isinstance(shared, Text) else shared
+    try:
+        return normalise_json(raw.to_py() if isinstance(raw, Array) else raw)
+    except InvalidValue as exc:
+        raise InvalidState(f"{name}: stored value is not JSON: {exc}") from exc
+
+
+def _edit_text(text: Text, old: str, new: str) -> bool:
+    """Apply ``old -> new`` to ``text`` (holding ``old``); pycrdt indexes are UTF-8 bytes."""
+    ops = diff_ops(old, new)
+    for i1, i2, j1, j2 in ops:
+        start = len(old[:i1].encode())
+        stop = start + len(old[i1:i2].encode())
+        if stop > start:
+            del text[start:stop]
+        if j2 > j1:
+            text.insert(start, new[j1:j2])
+    return bool(ops)
+
+
+def _edit_list(array: Array[Any], old: list[JSON], new: list[JSON]) -> bool:
+    ops = diff_ops([canonical_json(v) for v in old], [canonical_json(v) for v in new])
+    for i1, i2, j1, j2 in ops:
+        if i2 > i1:
+            del array[i1:i2]
+        if j2 > j1:
+            array[i1:i1] = new[j1:j2]
+    return bool(ops)
+
+
+# -- Yjs plumbing ---------------------------------------------------------------
+
+
+def _derive_client_id(trip_id: str, key: str, taken: set[int]) -> int:
+    """A 32-bit non-zero client id from (trip, key), re-salted until not ``taken``."""
+    salt = 0
+    while True:
+        material = f"{trip_id}\x1f{key}\x1f{salt}".encode()
+        client_id = int.from_bytes(hashlib.blake2b(material, digest_size=4).digest(), "big")
+        if client_id != 0 and client_id not in taken:
+            return client_id
+        salt += 1
+
+
+def _state_vector(state: bytes) -> dict[int, int]:
+    """Decode a Yjs v1 state vector: varuint count, then (client, clock) varuint pairs."""
+    numbers: list[int] = []
+    value = shift = 0
+    for byte in state:
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            numbers.append(value)
+            value = shift = 0
+    count = numbers[0] if numbers else 0
+    pairs = numbers[1 : 1 + 2 * count]
+    return dict(zip(pairs[0::2], pairs[1::2], strict=True))
+
+
+def _entry_stamps(meta: dict[str, JSON]) -> dict[str, Stamp | None]:
+    fields = meta.get("fields")
+    if not isinstance(fields, dict):
+        raise InvalidState("log entry meta without fields")
+    return {n: None if s is None else Stamp.from_json(s) for n, s in fields.items()}
+
+
+def _snapshot_fields(meta: dict[str, JSON]) -> dict[str, tuple[int, Stamp | None]]:
+    fields = meta.get("fields")
+    if not isinstance(fields, dict):
+        raise InvalidState("snapshot meta without fields")
+    out: dict[str, tuple[int, Stamp | None]] = {}
+    for name, info in fields.items():
+        if not isinstance(info, dict):
+            raise InvalidState(f"snapshot meta for {name} is malformed")
+        version, stamp = info.get("version"), info.get("stamp")
+        if not isinstance(version, int):
+            raise InvalidState(f"snapshot meta for {name} has no version")
+        out[name] = (version, None if stamp is None else Stamp.from_json(stamp))
+    return out

@@ -1,0 +1,41 @@
+"""Unit tests of sync.ratelimit (time is an argument)."""
+
+from __future__ import annotations
+
+from sync.ratelimit import KeyedLimiter, TokenBucket
+
+
+def test_bucket_allows_burst_then_refuses_with_retry_after() -> None:
+    bucket = TokenBucket(limit=3, window_s=60)
+    assert all(bucket.take(0.0).allowed for _ in range(3))
+    refused = bucket.take(0.0)
+    assert not refused.allowed
+    assert refused.retry_after_s == 20.0  # one token every 20 s
+    assert refused.current == 4
+    assert refused.limit == 3
+    assert refused.reset_in_s == 60.0
+
+
+def test_bucket_refills_at_the_average_rate() -> None:
+    bucket = TokenBucket(limit=60, window_s=60)
+    for _ in range(60):
+        bucket.take(0.0)
+    assert not bucket.take(0.5).allowed
+    assert bucket.take(1.0).allowed
+    assert not bucket.take(1.0).allowed
+    assert bucket.take(100.0).allowed
+    assert bucket.full(200.0)
+
+
+def test_zero_limit_disables() -> None:
+    bucket = TokenBucket(limit=0)
+    assert all(bucket.take(0.0).allowed for _ in range(1000))
+
+
+def test_keyed_limiter_isolates_keys_and_prunes() -> None:
+    limiter = KeyedLimiter(limit=1)
+    assert limiter.take("a", 0.0).allowed
+    assert not limiter.take("a", 0.0).allowed
+    assert limiter.take("b", 0.0).allowed
+    limiter.prune(1000.0)
+    assert limiter.buckets == {}

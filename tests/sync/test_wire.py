@@ -1,0 +1,150 @@
+"""Unit tests of sync.wire: parsing, validation details, envelopes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sync.errors import InvalidMessage
+from sync.wire import (
+    AGENT_EVENT_TYPES,
+    CLIENT_MESSAGE_TYPES,
+    encode,
+    iso_ms,
+    make_event,
+    parse_auth_request,
+    parse_client_message,
+    parse_iso_ms,
+)
+
+
+def test_iso_ms_round_trip() -> None:
+    assert iso_ms(1_748_395_800_123) == "2025-05-28T01:30:00.123Z"
+    assert parse_iso_ms("2025-05-28T01:30:00.123Z") == 1_748_395_800_123
+    assert parse_iso_ms("2025-05-28T01:30:00") == 1_748_395_800_000
+    with pytest.raises(InvalidMessage):
+        parse_iso_ms("yesterday")
+
+
+def test_every_spec_client_event_has_a_model() -> None:
+    spec_client_events = {
+        "chat_message",
+        "chat_typing_start",
+        "chat_typing_stop",
+        "trip_collaboration_join",
+        "trip_collaboration_leave",
+        "trip_field_editing_start",
+        "trip_field_editing_stop",
+        "collaboration_session_start",
+        "optimistic_update_start",
+        "conflict_resolution_submit",
+        "connection_heartbeat",
+        "subscribe",
+        "batch",
+    }
+    assert spec_client_events <= set(CLIENT_MESSAGE_TYPES)
+    assert AGENT_EVENT_TYPES <= set(CLIENT_MESSAGE_TYPES)
+
+
+def test_spec_examples_parse() -> None:
+    message = parse_client_message(
+        {
+            "type": "collaboration_session_start",
+            "payload": {
+                "tripId": "trip-456",
+                "features": ["real_time_editing", "live_cursors", "typing_indicators"],
+                "preferences": {"conflictResolution": "manual", "autoSave": True},
+            },
+        }
+    )
+    assert message.payload.tripId == "trip-456"
+    update = parse_client_message(
+        {
+            "id": "opt-update-123",
+            "type": "optimistic_update_start",
+            "timestamp": "2025-05-28T01:30:00.000Z",
+            "payload": {
+                "updateId": "update-abc123",
+                "tripId": "trip-456",
+                "fieldName": "destination",
+                "optimisticValue": "Rome, Italy",
+                "previousValue": "Paris, France",
+                "expectedVersion": 14,
+                "clientTimestamp": "2025-05-28T01:30:00.000Z",
+            },
+        }
+    )
+    assert update.payload.expectedVersion == 14
+    resolution = parse_client_message(
+        {
+            "type": "conflict_resolution_submit",
+            "payload": {"conflictId": "c", "chosenOptionId": "option-2", "customValue": None},
+        }
+    )
+    assert resolution.payload.chosenOptionId == "option-2"
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "expected", "received"),
+    [
+        ({"payload": {}}, "type", "string", "undefined"),
+        ({"type": 5}, "type", "string", "integer"),
+        ({"type": "subscribe"}, "payload", "object", "undefined"),
+        (
+            {"type": "subscribe", "payload": {"channels": "global"}},
+            "payload.channels",
+            "array",
+            "string",
+        ),
+        (
+            {"type": "chat_message", "payload": {"content": None}},
+            "payload.content",
+            "string",
+            "null",
+        ),
+        (
+            {"type": "optimistic_update_start", "payload": {"tripId": "t"}},
+            "payload.updateId",
+            "string",
+            "undefined",
+        ),
+    ],
+)
+def test_validation_details(
+    data: dict[str, object], field: str, expected: str, received: str
+) -> None:
+    with pytest.raises(InvalidMessage) as info:
+        parse_client_message(data)
+    assert info.value.details == {"field": field, "expected": expected, "received": received}
+    assert info.value.code == "INVALID_MESSAGE_FORMAT"
+
+
+def test_strict_types_and_limits() -> None:
+    with pytest.raises(InvalidMessage):  # booleans are not integers, strings not numbers
+        parse_client_message(
+            {"type": "sync_request", "payload": {"tripId": "t", "sinceVersion": True}}
+        )
+    with pytest.raises(InvalidMessage):
+        parse_client_message({"type": "batch", "payload": {"messages": [{}] * 101}})
+    with pytest.raises(InvalidMessage):
+        parse_client_message({"type": "subscribe", "payload": {"channels": ["x" * 200]}})
+
+
+def test_auth_request() -> None:
+    request = parse_auth_request(json.dumps({"token": "t", "channels": ["global"]}))
+    assert request.channels == ["global"]
+    assert request.sessionId is None
+    with pytest.raises(InvalidMessage):
+        parse_auth_request("[]")
+    with pytest.raises(InvalidMessage):
+        parse_auth_request(json.dumps({"token": ""}))
+
+
+def test_encode_keeps_payload_nulls_and_drops_empty_envelope_fields() -> None:
+    event = make_event("trip_collaborator_presence", {"currentField": None}, now_ms=0)
+    data = json.loads(encode(event))
+    assert data["payload"] == {"currentField": None}
+    assert "sessionId" not in data
+    assert "userId" not in data
+    assert data["timestamp"] == "1970-01-01T00:00:00.000Z"

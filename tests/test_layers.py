@@ -1,0 +1,55 @@
+"""The layering rules of STYLE.md, checked mechanically.
+
+``sync`` is sans-I/O (no asyncio, sockets, sqlite, clock); ``sync`` and
+``storage`` never import each other or ``api``. (import-linter checks the
+same contracts in CI from pyproject.toml.)
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FORBIDDEN = {
+    "sync": {
+        "asyncio",
+        "sqlite3",
+        "socket",
+        "time",
+        "storage",
+        "api",
+        "sqlite_utils",
+        "starlette",
+        "uvicorn",
+        "threading",
+        "select",
+    },
+    "storage": {"sync", "api", "pycrdt", "pydantic", "asyncio"},
+}
+
+
+def imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_package_imports(package: str) -> None:
+    for path in sorted((ROOT / package).rglob("*.py")):
+        bad = imports(path) & FORBIDDEN[package]
+        assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+def test_sync_has_no_async_code() -> None:
+    for path in sorted((ROOT / "sync").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        assert not any(isinstance(n, ast.AsyncFunctionDef) for n in ast.walk(tree)), path
