@@ -21,12 +21,12 @@ import logging
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from api.auth import JwtAuthority, new_secret
 from api.endpoints import agent_status_endpoint, chat_endpoint, health
 from api.hub import Hub
-from api.services import Services
+from api.services import Feature, Services
 from api.settings import Settings
 from storage.sqlite import Storage
 from sync.errors import CLOSE_GOING_AWAY
@@ -55,7 +55,17 @@ async def shutdown_services(services: Services, reason: str = "Server shutting d
         )
 
 
+def features(settings: Settings) -> list[Feature]:
+    """The product features this server runs, in start order."""
+    from api.chat import ChatFeature
+    from api.trips import TripFeature
+
+    return [TripFeature(settings), ChatFeature(settings)]
+
+
 def create_app(settings: Settings) -> Starlette:
+    plugged = features(settings)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         store = Storage(settings.db)
@@ -68,16 +78,26 @@ def create_app(settings: Settings) -> Starlette:
                 settings=settings, store=store, authority=authority, hub=Hub(settings)
             )
             app.state.services = services
-            logger.info("serving database %s", settings.db)
-            yield
-            await shutdown_services(services)
+            started: list[Feature] = []
+            try:
+                for feature in plugged:
+                    await feature.start(services)
+                    started.append(feature)
+                logger.info("serving database %s", settings.db)
+                yield
+                await shutdown_services(services)
+            finally:
+                for feature in reversed(started):
+                    await feature.stop()
         finally:
             store.close()
             logger.info("storage flushed and closed")
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/health", health, methods=["GET"]),
         WebSocketRoute("/ws/chat/{session_id}", chat_endpoint),
         WebSocketRoute("/ws/agent-status/{session_id}", agent_status_endpoint),
     ]
+    for feature in plugged:
+        routes.extend(feature.routes())
     return Starlette(routes=routes, lifespan=lifespan)

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from api.auth import JwtAuthority
 from api.hub import Hub
@@ -25,13 +25,30 @@ from sync.errors import PermissionDenied
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
+    from starlette.routing import BaseRoute
+
     from api.connection import Connection
 
-__all__ = ["Services"]
+__all__ = ["Feature", "Services"]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+class Feature(Protocol):
+    """A product feature (trips, chat) plugged into the shell.
+
+    ``routes`` are added to the app; ``start`` runs in the lifespan after the
+    services exist (register ``hub.handlers``, load state, start timers);
+    ``stop`` runs after clients were drained and before storage closes.
+    """
+
+    def routes(self) -> list[BaseRoute]: ...
+
+    async def start(self, services: Services) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 @dataclass
