@@ -1,0 +1,333 @@
+"""Write operations: factories returning a :data:`storage.writer.WriteOp`.
+
+Theory of operation: each factory checks its arguments at once (a bad
+argument is our own bug and raises :class:`ValueError` in the caller), then
+returns a closure the writer thread runs on the write connection inside a
+savepoint of its batch transaction. Because ``BEGIN IMMEDIATE`` holds the
+database write lock, a closure's read-then-write (``SELECT`` then ``INSERT``)
+is atomic across threads and processes: no other writer can run in between.
+Refusals (a version that is not new, a missing trip) raise a
+:mod:`storage.errors` exception from the closure, which rolls back only that
+operation's savepoint and fails only its future.
+
+Compose several operations into one all-or-nothing unit with
+``Storage.submit_all([ops.append_update(...), ops.put_outcome(...)])``.
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+
+from storage import queries
+from storage.errors import (
+    AlreadyExists,
+    DuplicateId,
+    StaleSnapshot,
+    UnknownRow,
+    VersionConflict,
+)
+from storage.writer import WriteOp
+
+__all__ = [
+    "append_chat_message",
+    "append_update",
+    "claim_chat_session",
+    "create_trip",
+    "prune_outcomes",
+    "put_conflict",
+    "put_outcome",
+    "remove_collaborator",
+    "save_snapshot",
+    "set_collaborator",
+    "set_conflict_status",
+    "set_meta_if_absent",
+    "share_chat_session",
+    "unshare_chat_session",
+]
+
+
+def _require_trip(db: Database, trip_id: str) -> None:
+    if not queries.trip_exists(db, trip_id):
+        raise UnknownRow(f"no trip {trip_id!r}")
+
+
+def _require_chat_session(db: Database, session_id: str) -> None:
+    if queries.chat_session_owner(db, session_id) is None:
+        raise UnknownRow(f"no chat session {session_id!r}")
+
+
+# -- meta ------------------------------------------------------------------
+
+
+def set_meta_if_absent(key: str, value: str) -> WriteOp[str]:
+    """Store ``value`` unless ``key`` has one; the result is the stored value."""
+
+    def op(db: Database) -> str:
+        db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT DO NOTHING", (key, value)
+        )
+        stored = queries.get_meta(db, key)
+        assert stored is not None  # inserted or already there, under the write lock
+        return stored
+
+    return op
+
+
+# -- chat sessions and messages ----------------------------------------------
+
+
+def claim_chat_session(session_id: str, user_id: str, now_ms: int) -> WriteOp[str]:
+    """Create the session owned by ``user_id`` unless it exists; the result is its owner."""
+
+    def op(db: Database) -> str:
+        db.execute(
+            "INSERT INTO chat_sessions (session_id, owner_id, created_ms) VALUES (?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
+            (session_id, user_id, now_ms),
+        )
+        owner = queries.chat_session_owner(db, session_id)
+        assert owner is not None  # inserted or already there, under the write lock
+        return owner
+
+    return op
+
+
+def share_chat_session(session_id: str, user_id: str) -> WriteOp[None]:
+    def op(db: Database) -> None:
+        _require_chat_session(db, session_id)
+        db.execute(
+            "INSERT INTO chat_session_members (session_id, user_id) VALUES (?, ?)"
+            " ON CONFLICT DO NOTHING",
+            (session_id, user_id),
+        )
+
+    return op
+
+
+def unshare_chat_session(session_id: str, user_id: str) -> WriteOp[bool]:
+    """The result says whether the user was a member."""
+
+    def op(db: Database) -> bool:
+        cursor = db.execute(
+            "DELETE FROM chat_session_members WHERE session_id = ? AND user_id = ?",
+            (session_id, user_id),
+        )
+        return cursor.rowcount > 0
+
+    return op
+
+
+def append_chat_message(
+    session_id: str,
+    message_id: str,
+    role: str,
+    user_id: str | None,
+    content: str,
+    payload_json: str,
+    now_ms: int,
+) -> WriteOp[int]:
+    """Append a message; the result is its ``seq``, increasing across the database.
+
+    Idempotent: a ``message_id`` already stored in the same session returns
+    its first ``seq`` and changes nothing; in another session it is a
+    :class:`DuplicateId`.
+    """
+
+    def op(db: Database) -> int:
+        _require_chat_session(db, session_id)
+        row = db.execute(
+            "SELECT seq, session_id FROM chat_messages WHERE message_id = ?", (message_id,)
+        ).fetchone()
+        if row is not None:
+            seq, stored_session = row
+            if stored_session != session_id:
+                raise DuplicateId(f"chat message id {message_id!r} belongs to another session")
+            return int(seq)
+        cursor = db.execute(
+            "INSERT INTO chat_messages"
+            " (message_id, session_id, role, user_id, content, payload, created_ms)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (message_id, session_id, role, user_id, content, payload_json, now_ms),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    return op
+
+
+# -- trips and collaborators ---------------------------------------------------
+
+
+def create_trip(trip_id: str, owner_id: str, manual_fields_json: str, now_ms: int) -> WriteOp[None]:
+    """Create a trip; :class:`AlreadyExists` if the id is taken."""
+
+    def op(db: Database) -> None:
+        if queries.trip_exists(db, trip_id):
+            raise AlreadyExists(f"trip {trip_id!r} already exists")
+        db.execute(
+            "INSERT INTO trips (trip_id, owner_id, manual_fields, created_ms) VALUES (?, ?, ?, ?)",
+            (trip_id, owner_id, manual_fields_json, now_ms),
+        )
+
+    return op
+
+
+def set_collaborator(trip_id: str, user_id: str, permission: str) -> WriteOp[None]:
+    """Add the collaborator or change their permission."""
+
+    def op(db: Database) -> None:
+        _require_trip(db, trip_id)
+        db.execute(
+            "INSERT INTO trip_collaborators (trip_id, user_id, permission) VALUES (?, ?, ?)"
+            " ON CONFLICT DO UPDATE SET permission = excluded.permission",
+            (trip_id, user_id, permission),
+        )
+
+    return op
+
+
+def remove_collaborator(trip_id: str, user_id: str) -> WriteOp[bool]:
+    """The result says whether the user was a collaborator."""
+
+    def op(db: Database) -> bool:
+        cursor = db.execute(
+            "DELETE FROM trip_collaborators WHERE trip_id = ? AND user_id = ?", (trip_id, user_id)
+        )
+        return cursor.rowcount > 0
+
+    return op
+
+
+# -- update log and snapshots --------------------------------------------------
+
+
+def append_update(
+    trip_id: str, version: int, update: bytes, meta_json: str, now_ms: int
+) -> WriteOp[None]:
+    """Append one update to the trip's log.
+
+    ``version`` must be greater than every version stored for the trip,
+    logged or snapshotted, else :class:`VersionConflict`: the log is never
+    overwritten, and a pruned version cannot come back.
+    """
+    if version < 1:
+        raise ValueError(f"update version must be at least 1, not {version}")
+
+    def op(db: Database) -> None:
+        _require_trip(db, trip_id)
+        current = queries.max_version(db, trip_id)
+        if version <= current:
+            raise VersionConflict(trip_id, version, current)
+        db.execute(
+            'INSERT INTO trip_updates (trip_id, version, "update", meta, created_ms)'
+            " VALUES (?, ?, ?, ?, ?)",
+            (trip_id, version, update, meta_json, now_ms),
+        )
+
+    return op
+
+
+def save_snapshot(
+    trip_id: str,
+    version: int,
+    state: bytes,
+    meta_json: str,
+    now_ms: int,
+    prune_log_up_to_version: int | None = None,
+) -> WriteOp[int]:
+    """Replace the trip's snapshot and prune its log, in one transaction.
+
+    A snapshot older than the stored one is :class:`StaleSnapshot` (equal
+    replaces it). Logged updates with ``version <= prune_log_up_to_version``
+    are deleted; the result is how many. Pruning past ``version`` would lose
+    updates the snapshot does not hold, so it is a :class:`ValueError`.
+    """
+    if version < 0:
+        raise ValueError(f"snapshot version must be at least 0, not {version}")
+    if prune_log_up_to_version is not None and not 0 <= prune_log_up_to_version <= version:
+        raise ValueError(f"cannot prune up to {prune_log_up_to_version} with snapshot {version}")
+
+    def op(db: Database) -> int:
+        _require_trip(db, trip_id)
+        stored = queries.latest_snapshot(db, trip_id)
+        if stored is not None and version < stored.version:
+            raise StaleSnapshot(trip_id, version, stored.version)
+        db.execute(
+            "INSERT INTO trip_snapshots (trip_id, version, state, meta, created_ms)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET version = excluded.version,"
+            " state = excluded.state, meta = excluded.meta, created_ms = excluded.created_ms",
+            (trip_id, version, state, meta_json, now_ms),
+        )
+        if prune_log_up_to_version is None:
+            return 0
+        cursor = db.execute(
+            "DELETE FROM trip_updates WHERE trip_id = ? AND version <= ?",
+            (trip_id, prune_log_up_to_version),
+        )
+        return cursor.rowcount
+
+    return op
+
+
+# -- outcomes and conflicts ----------------------------------------------------
+
+
+def put_outcome(trip_id: str, update_id: str, outcome_json: str, now_ms: int) -> WriteOp[None]:
+    """Record the outcome of a client update; a second one is :class:`DuplicateId`.
+
+    Submit it with its ``append_update`` through ``submit_all`` so that the
+    update and its outcome commit together or not at all.
+    """
+
+    def op(db: Database) -> None:
+        _require_trip(db, trip_id)
+        if queries.get_outcome(db, trip_id, update_id) is not None:
+            raise DuplicateId(f"trip {trip_id!r}: update {update_id!r} already has an outcome")
+        db.execute(
+            "INSERT INTO update_outcomes (trip_id, update_id, outcome, created_ms)"
+            " VALUES (?, ?, ?, ?)",
+            (trip_id, update_id, outcome_json, now_ms),
+        )
+
+    return op
+
+
+def prune_outcomes(before_ms: int) -> WriteOp[int]:
+    """Forget outcomes recorded before ``before_ms``; the result is how many."""
+
+    def op(db: Database) -> int:
+        cursor = db.execute("DELETE FROM update_outcomes WHERE created_ms < ?", (before_ms,))
+        return cursor.rowcount
+
+    return op
+
+
+def put_conflict(trip_id: str, conflict_id: str, state_json: str, status: str) -> WriteOp[None]:
+    """Store the conflict or replace its state and status."""
+
+    def op(db: Database) -> None:
+        _require_trip(db, trip_id)
+        row = db.execute(
+            "SELECT trip_id FROM trip_conflicts WHERE conflict_id = ?", (conflict_id,)
+        ).fetchone()
+        if row is not None and row[0] != trip_id:
+            raise DuplicateId(f"conflict {conflict_id!r} belongs to another trip")
+        db.execute(
+            "INSERT INTO trip_conflicts (conflict_id, trip_id, state, status) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT DO UPDATE SET state = excluded.state, status = excluded.status",
+            (conflict_id, trip_id, state_json, status),
+        )
+
+    return op
+
+
+def set_conflict_status(conflict_id: str, status: str) -> WriteOp[bool]:
+    """The result says whether the conflict exists."""
+
+    def op(db: Database) -> bool:
+        cursor = db.execute(
+            "UPDATE trip_conflicts SET status = ? WHERE conflict_id = ?", (status, conflict_id)
+        )
+        return cursor.rowcount > 0
+
+    return op

@@ -1,0 +1,237 @@
+"""Read queries and the row types they return.
+
+Theory of operation: each function takes a ``sqlite_utils.Database`` and
+runs plain SQL on it, so the same query serves two callers. The
+:class:`storage.sqlite.Storage` facade runs them on its read connection,
+where WAL gives each statement (or each read transaction) a consistent
+snapshot of the last commit; write operations in ``storage/ops.py`` run them
+on the write connection inside their transaction, where they see their own
+batch. Hand-written SQL rather than ``Table`` helpers: these run on hot
+paths and every statement here hits a primary key or an index.
+
+Rows come back as named tuples of ``str``, ``int`` and ``bytes``; JSON
+columns are returned as the ``str`` they were stored as.
+"""
+
+from __future__ import annotations
+
+from typing import Final, NamedTuple, cast
+
+from sqlite_utils import Database
+
+__all__ = [
+    "CONFLICT_PENDING",
+    "ChatMessage",
+    "LogStats",
+    "LoggedUpdate",
+    "PendingConflict",
+    "Snapshot",
+    "Trip",
+    "TripHistory",
+    "chat_message_seq",
+    "chat_messages",
+    "chat_session_members",
+    "chat_session_owner",
+    "collaborators",
+    "get_meta",
+    "get_outcome",
+    "get_trip",
+    "latest_snapshot",
+    "log_stats",
+    "max_version",
+    "pending_conflicts",
+    "permission",
+    "trip_exists",
+    "trip_history",
+    "trips_for_user",
+    "updates_since",
+]
+
+#: The conflict status :func:`pending_conflicts` lists; other statuses are the caller's.
+CONFLICT_PENDING: Final = "pending"
+
+
+class Trip(NamedTuple):
+    trip_id: str
+    owner_id: str
+    manual_fields_json: str
+    created_ms: int
+
+
+class LoggedUpdate(NamedTuple):
+    version: int
+    update: bytes
+    meta_json: str
+
+
+class Snapshot(NamedTuple):
+    version: int
+    state: bytes
+    meta_json: str
+
+
+class TripHistory(NamedTuple):
+    """A trip's latest snapshot and every logged update after it, read at one instant."""
+
+    snapshot: Snapshot | None
+    updates: list[LoggedUpdate]
+
+
+class LogStats(NamedTuple):
+    """Size of a trip's update log, for the compaction policy in ``sync/``."""
+
+    update_count: int
+    total_bytes: int
+
+
+class ChatMessage(NamedTuple):
+    seq: int
+    message_id: str
+    session_id: str
+    role: str
+    user_id: str | None
+    content: str
+    payload_json: str
+    created_ms: int
+
+
+class PendingConflict(NamedTuple):
+    trip_id: str
+    conflict_id: str
+    state_json: str
+
+
+def _scalar(db: Database, sql: str, params: tuple[object, ...]) -> object:
+    row = db.execute(sql, params).fetchone()
+    return None if row is None else row[0]
+
+
+# -- meta ------------------------------------------------------------------
+
+
+def get_meta(db: Database, key: str) -> str | None:
+    return cast(str | None, _scalar(db, "SELECT value FROM meta WHERE key = ?", (key,)))
+
+
+# -- chat sessions and messages ----------------------------------------------
+
+
+def chat_session_owner(db: Database, session_id: str) -> str | None:
+    sql = "SELECT owner_id FROM chat_sessions WHERE session_id = ?"
+    return cast(str | None, _scalar(db, sql, (session_id,)))
+
+
+def chat_session_members(db: Database, session_id: str) -> set[str]:
+    """Users the session is shared with; the owner is not listed."""
+    sql = "SELECT user_id FROM chat_session_members WHERE session_id = ?"
+    return {cast(str, row[0]) for row in db.execute(sql, (session_id,))}
+
+
+def chat_messages(db: Database, session_id: str, after_seq: int, limit: int) -> list[ChatMessage]:
+    """At most ``limit`` messages of the session with ``seq > after_seq``, oldest first."""
+    sql = (
+        "SELECT seq, message_id, session_id, role, user_id, content, payload, created_ms"
+        " FROM chat_messages WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+    )
+    return [ChatMessage._make(row) for row in db.execute(sql, (session_id, after_seq, limit))]
+
+
+def chat_message_seq(db: Database, message_id: str) -> int | None:
+    sql = "SELECT seq FROM chat_messages WHERE message_id = ?"
+    return cast(int | None, _scalar(db, sql, (message_id,)))
+
+
+# -- trips and collaborators ---------------------------------------------------
+
+
+def trip_exists(db: Database, trip_id: str) -> bool:
+    return _scalar(db, "SELECT 1 FROM trips WHERE trip_id = ?", (trip_id,)) is not None
+
+
+def get_trip(db: Database, trip_id: str) -> Trip | None:
+    sql = "SELECT trip_id, owner_id, manual_fields, created_ms FROM trips WHERE trip_id = ?"
+    row = db.execute(sql, (trip_id,)).fetchone()
+    return None if row is None else Trip._make(row)
+
+
+def trips_for_user(db: Database, user_id: str) -> list[Trip]:
+    """Trips the user owns or collaborates on, oldest first."""
+    sql = (
+        "SELECT trip_id, owner_id, manual_fields, created_ms FROM trips WHERE owner_id = ?"
+        " UNION"
+        " SELECT t.trip_id, t.owner_id, t.manual_fields, t.created_ms"
+        " FROM trip_collaborators AS c JOIN trips AS t USING (trip_id) WHERE c.user_id = ?"
+        " ORDER BY created_ms, trip_id"
+    )
+    return [Trip._make(row) for row in db.execute(sql, (user_id, user_id))]
+
+
+def collaborators(db: Database, trip_id: str) -> dict[str, str]:
+    """``{user_id: permission}``; the owner is listed only if added as a collaborator."""
+    sql = "SELECT user_id, permission FROM trip_collaborators WHERE trip_id = ?"
+    return {cast(str, user): cast(str, perm) for user, perm in db.execute(sql, (trip_id,))}
+
+
+def permission(db: Database, trip_id: str, user_id: str) -> str | None:
+    """The collaborator's stored permission; ownership is ``Trip.owner_id``."""
+    sql = "SELECT permission FROM trip_collaborators WHERE trip_id = ? AND user_id = ?"
+    return cast(str | None, _scalar(db, sql, (trip_id, user_id)))
+
+
+# -- update log and snapshots --------------------------------------------------
+
+
+def updates_since(db: Database, trip_id: str, after_version: int) -> list[LoggedUpdate]:
+    """Logged updates with ``version > after_version``, in version order."""
+    sql = (
+        'SELECT version, "update", meta FROM trip_updates'
+        " WHERE trip_id = ? AND version > ? ORDER BY version"
+    )
+    return [LoggedUpdate._make(row) for row in db.execute(sql, (trip_id, after_version))]
+
+
+def latest_snapshot(db: Database, trip_id: str) -> Snapshot | None:
+    sql = "SELECT version, state, meta FROM trip_snapshots WHERE trip_id = ?"
+    row = db.execute(sql, (trip_id,)).fetchone()
+    return None if row is None else Snapshot._make(row)
+
+
+def max_version(db: Database, trip_id: str) -> int:
+    """The highest version stored for the trip, logged or snapshotted; 0 if none."""
+    sql = (
+        "SELECT max(coalesce((SELECT max(version) FROM trip_updates WHERE trip_id = :t), 0),"
+        " coalesce((SELECT version FROM trip_snapshots WHERE trip_id = :t), 0))"
+    )
+    return cast(int, db.execute(sql, {"t": trip_id}).fetchone()[0])
+
+
+def trip_history(db: Database, trip_id: str) -> TripHistory:
+    """The snapshot and the updates after it; run inside one read transaction."""
+    snapshot = latest_snapshot(db, trip_id)
+    after = 0 if snapshot is None else snapshot.version
+    return TripHistory(snapshot, updates_since(db, trip_id, after))
+
+
+def log_stats(db: Database, trip_id: str) -> LogStats:
+    sql = 'SELECT count(*), coalesce(sum(length("update")), 0) FROM trip_updates WHERE trip_id = ?'
+    count, total = db.execute(sql, (trip_id,)).fetchone()
+    return LogStats(cast(int, count), cast(int, total))
+
+
+# -- outcomes and conflicts ----------------------------------------------------
+
+
+def get_outcome(db: Database, trip_id: str, update_id: str) -> str | None:
+    sql = "SELECT outcome FROM update_outcomes WHERE trip_id = ? AND update_id = ?"
+    return cast(str | None, _scalar(db, sql, (trip_id, update_id)))
+
+
+def pending_conflicts(db: Database, trip_id: str | None = None) -> list[PendingConflict]:
+    """Conflicts with status :data:`CONFLICT_PENDING`, of one trip or of all."""
+    sql = "SELECT trip_id, conflict_id, state FROM trip_conflicts WHERE status = ?"
+    params: tuple[str, ...] = (CONFLICT_PENDING,)
+    if trip_id is not None:
+        sql += " AND trip_id = ?"
+        params += (trip_id,)
+    sql += " ORDER BY trip_id, rowid"
+    return [PendingConflict._make(row) for row in db.execute(sql, params)]

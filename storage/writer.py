@@ -1,0 +1,253 @@
+"""One writer thread that group-commits every write to the database.
+
+Theory of operation:
+
+- Callers :meth:`BatchWriter.submit` a *write operation*, a callable taking
+  the write connection (a ``sqlite_utils.Database``), and get a
+  :class:`concurrent.futures.Future` for its result. Futures are marked
+  running at once, so they cannot be cancelled: a submitted write always runs
+  (``asyncio.wrap_future`` cancelling its wrapper does not cancel the write).
+  The queue is unbounded; the writer never drops an operation. Backpressure
+  belongs to the callers (``STYLE.md`` convention 5).
+- The thread takes everything queued, up to ``max_batch_ops``, and runs the
+  batch inside one ``BEGIN IMMEDIATE ... COMMIT``. ``IMMEDIATE`` takes the
+  write lock up front (waiting out other processes with ``busy_timeout``),
+  so the transaction can never fail half-way with ``SQLITE_BUSY_SNAPSHOT``
+  as a deferred ``BEGIN`` would.
+- Each operation runs inside its own ``SAVEPOINT``: one that raises is rolled
+  back alone and its future gets the exception; the others commit.
+  :meth:`BatchWriter.submit_all` puts several operations in one savepoint,
+  so they commit all together or not at all.
+- If a failure ends the whole transaction (a ``ROLLBACK`` trigger, a full
+  disk), the operations that had succeeded before it were undone with it;
+  they run again in a fresh transaction. Operations must therefore be pure
+  functions of the database state and must not issue transaction control
+  statements themselves.
+- Futures are resolved only after ``COMMIT`` returned, and with
+  ``synchronous=FULL`` a returned ``COMMIT`` is on disk: a resolved future is
+  durable. All the writes of a batch share that one fsync (group commit).
+- :meth:`BatchWriter.close` refuses new writes, lets the thread drain and
+  commit everything already queued, joins it and closes the connection.
+
+Only the writer thread touches the write connection between construction
+and :meth:`BatchWriter.close`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, Final, TypeAlias, TypeVar
+
+from sqlite_utils import Database
+
+from storage.errors import StorageClosed
+
+__all__ = ["MAX_BATCH_OPS", "BatchWriter", "WriteOp"]
+
+logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+#: A write operation: runs on the write connection inside a savepoint.
+WriteOp: TypeAlias = Callable[[Database], _T]
+
+#: Most operations committed by one transaction (one fsync).
+MAX_BATCH_OPS: Final = 256
+
+
+@dataclass(frozen=True)
+class _Job:
+    op: WriteOp[Any]
+    future: Future[Any]
+
+
+def _run_all(ops: tuple[WriteOp[object], ...], db: Database) -> list[object]:
+    return [op(db) for op in ops]
+
+
+class BatchWriter:
+    """The single writer thread; see the module docstring."""
+
+    def __init__(
+        self, db: Database, *, max_batch_ops: int = MAX_BATCH_OPS, name: str = "storage-writer"
+    ) -> None:
+        if max_batch_ops < 1:
+            raise ValueError("max_batch_ops must be at least 1")
+        self._db = db
+        self._max_batch_ops = max_batch_ops
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()  # guards _closed against submit/close races
+        self._closed = False
+        self._db_closed = False
+        self._commits = 0
+        self._ops = 0
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+        logger.info("storage writer started (at most %d ops per commit)", max_batch_ops)
+
+    @property
+    def commit_count(self) -> int:
+        """Transactions committed so far."""
+        return self._commits
+
+    @property
+    def op_count(self) -> int:
+        """Operations committed so far (an atomic group counts once)."""
+        return self._ops
+
+    @property
+    def queue_depth(self) -> int:
+        """Operations waiting for the thread (approximate)."""
+        return self._queue.qsize()
+
+    def submit(self, op: WriteOp[_T]) -> Future[_T]:
+        """Queue ``op``; its future resolves once its result is durable.
+
+        Raises :class:`StorageClosed` after :meth:`close`.
+        """
+        future: Future[_T] = Future()
+        future.set_running_or_notify_cancel()  # uncancellable: a write is never dropped
+        with self._lock:
+            if self._closed:
+                raise StorageClosed("storage writer is closed")
+            self._queue.put(_Job(op, future))
+        return future
+
+    def submit_all(self, ops: Iterable[WriteOp[object]]) -> Future[list[object]]:
+        """Queue ``ops`` as one atomic unit: all commit or none does.
+
+        The future holds their results in order, or the first exception.
+        """
+        return self.submit(functools.partial(_run_all, tuple(ops)))
+
+    def close(self, timeout_s: float | None = None) -> None:
+        """Refuse new writes, commit those queued, stop the thread, close the connection.
+
+        Idempotent. Raises :class:`TimeoutError` if the queue has not drained
+        within ``timeout_s``; the connection then stays open for the thread.
+        """
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("close() called from a write operation")
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._queue.put(None)  # after every accepted job: the thread drains first
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            raise TimeoutError(f"storage writer still draining after {timeout_s} s")
+        if not self._db_closed:
+            self._db_closed = True
+            self._db.close()
+            logger.info(
+                "storage writer closed after %d commits of %d ops", self._commits, self._ops
+            )
+
+    # -- the writer thread -------------------------------------------------
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            jobs: list[_Job] = []
+            item = self._queue.get()
+            while True:
+                if item is None:
+                    stopping = True
+                    break
+                jobs.append(item)
+                if len(jobs) >= self._max_batch_ops:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            try:
+                while jobs:
+                    jobs = self._commit(jobs)
+            except BaseException:
+                # A bug in the writer itself: fail loudly, and leave no future
+                # hanging, neither in this batch nor in the queue.
+                logger.exception("storage writer crashed; failing every queued write")
+                self._fail_all(jobs)
+                raise
+
+    def _fail_all(self, jobs: list[_Job]) -> None:
+        with self._lock:
+            self._closed = True
+        with contextlib.suppress(sqlite3.Error):
+            self._db.rollback()
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                jobs.append(item)
+        for job in jobs:
+            if not job.future.done():
+                job.future.set_exception(StorageClosed("storage writer crashed"))
+
+    def _commit(self, jobs: list[_Job]) -> list[_Job]:
+        """Run ``jobs`` in one transaction; return those to run again, if any."""
+        db = self._db
+        started = time.perf_counter()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            logger.error(
+                "storage writer could not begin a transaction for %d ops: %s", len(jobs), exc
+            )
+            for job in jobs:
+                job.future.set_exception(exc)
+            return []
+        done: list[tuple[_Job, object]] = []
+        failed: list[tuple[_Job, Exception]] = []
+        for index, job in enumerate(jobs):
+            try:
+                with db.atomic():  # a SAVEPOINT, since a transaction is open
+                    result = job.op(db)
+            except Exception as exc:  # noqa: BLE001 - delivered to the submitter's future
+                failed.append((job, exc))
+                if not db.conn.in_transaction:
+                    # The failure took the whole transaction with it.
+                    logger.warning(
+                        "a failing write ended its transaction; running %d others again",
+                        len(done) + len(jobs) - index - 1,
+                    )
+                    self._resolve([], failed)
+                    return [ok for ok, _ in done] + jobs[index + 1 :]
+            else:
+                done.append((job, result))
+        try:
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            logger.error("storage writer could not commit %d ops: %s", len(jobs), exc)
+            db.rollback()
+            self._resolve([], [(job, exc) for job in jobs])
+            return []
+        self._commits += 1
+        self._ops += len(done)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "committed %d ops (%d failed) in %.1f ms",
+                len(done),
+                len(failed),
+                (time.perf_counter() - started) * 1000,
+            )
+        self._resolve(done, failed)
+        return []
+
+    @staticmethod
+    def _resolve(done: list[tuple[_Job, object]], failed: list[tuple[_Job, Exception]]) -> None:
+        for job, result in done:
+            job.future.set_result(result)
+        for job, exc in failed:
+            job.future.set_exception(exc)
