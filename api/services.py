@@ -63,15 +63,23 @@ class Services:
     metrics_slow_consumers: int = 0
     metrics_auth_failures: dict[str, int] = field(default_factory=dict)
     metrics_rate_limited: dict[str, int] = field(default_factory=dict)
+    metrics_outcomes: dict[str, int] = field(default_factory=dict)
     # Channel namespaces' fact finders, added by features (trip permissions...).
     extra: dict[str, Any] = field(default_factory=dict)
     implicit_channel_providers: list[Callable[[Connection], list[str]]] = field(
         default_factory=list
     )
+    # Called with a connection that just authenticated, in the same event-loop
+    # tick as its implicit subscriptions: what a hook sends (a replay, the content
+    # of a reply being streamed) is queued before any event published later.
+    join_hooks: list[Callable[[Connection], None]] = field(default_factory=list)
 
     async def write(self, future: Future[T]) -> T:
         """Await a storage writer future (resolved after the commit)."""
         return await asyncio.wrap_future(future)
+
+    def count_outcome(self, type_: str) -> None:
+        self.metrics_outcomes[type_] = self.metrics_outcomes.get(type_, 0) + 1
 
     def count_rate_limited(self, what: str) -> None:
         self.metrics_rate_limited[what] = self.metrics_rate_limited.get(what, 0) + 1
@@ -83,11 +91,17 @@ class Services:
         return frozenset({owner, *self.store.chat_session_members(session_id)})
 
     async def authorize_session(self, principal: Principal, session_id: str, endpoint: str) -> None:
-        """Opening ``/ws/{endpoint}/{session_id}``: the first user owns the session."""
+        """Opening ``/ws/{endpoint}/{session_id}``: the first user owns the session.
+
+        Agents and admins serve every session and never claim one (an agent
+        connecting first must not take a user's session id).
+        """
+        if principal.is_privileged:
+            return
         owner = await self.write(
             self.store.claim_chat_session(session_id, principal.user_id, int(time.time() * 1000))
         )
-        if owner == principal.user_id or principal.is_privileged:
+        if owner == principal.user_id:
             return
         if principal.user_id in self.store.chat_session_members(session_id):
             return
@@ -113,4 +127,6 @@ class Services:
             names.append(f"agent-status:{session_id}")
         for provider in self.implicit_channel_providers:
             names.extend(provider(conn))
+        for hook in self.join_hooks:
+            hook(conn)
         return names

@@ -51,10 +51,15 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()
     outbound_queue_size: int = 1024
     send_timeout_s: float = 10.0
+    typing_timeout_s: float = 6.0
+    chat_replay_max_messages: int = 200
+    chat_stream_idle_timeout_s: float = 300.0
     shutdown_grace_s: float = 5.0
     reconnect_after_s: float = 5.0
     manual_fields: tuple[str, ...] = ("budget",)
     conflict_auto_resolve_ms: int = 30_000
+    field_lock_ttl_s: float = 30.0
+    presence_idle_s: float = 60.0
     history_retention_days: float = 30.0
     compact_every_updates: int = 500
     log_level: str = "info"
@@ -82,10 +87,17 @@ class Settings:
             "max_connections",
             "max_connections_per_user",
             "outbound_queue_size",
+            "chat_replay_max_messages",
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be at least 1")
-        for name in ("auth_timeout_s", "heartbeat_interval_s", "send_timeout_s"):
+        for name in (
+            "auth_timeout_s",
+            "heartbeat_interval_s",
+            "send_timeout_s",
+            "typing_timeout_s",
+            "chat_stream_idle_timeout_s",
+        ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be positive")
         if self.jwt_secret is not None and len(self.jwt_secret.encode()) < MIN_SECRET_BYTES:
@@ -146,10 +158,15 @@ DOCS: Final[dict[str, str]] = {
     "allowed_origins": "Comma-separated browser origins allowed besides the server's own host",
     "outbound_queue_size": "Events queued per connection before it counts as a slow consumer",
     "send_timeout_s": "Seconds a send may stall before the connection is aborted",
+    "typing_timeout_s": "Seconds a typing indicator lasts without a chat_typing_stop",
+    "chat_replay_max_messages": "Missed chat messages replayed on reconnect (older: over HTTP)",
+    "chat_stream_idle_timeout_s": "Seconds a streamed reply may stall before it is dropped",
     "shutdown_grace_s": "Seconds clients get to drain on shutdown (sent as gracePeriod)",
     "reconnect_after_s": "reconnectAfter sent in connection_close on shutdown",
     "manual_fields": "Trip fields that need manual conflict resolution by default",
     "conflict_auto_resolve_ms": "autoResolveAfter for manual conflicts",
+    "field_lock_ttl_s": "Seconds an advisory field lock lasts without a renewal",
+    "presence_idle_s": "Seconds without activity before a collaborator shows as not active",
     "history_retention_days": "Days of update history kept for clients that were offline",
     "compact_every_updates": "Updates between snapshots of a trip",
     "log_level": "Logging level",

@@ -1,24 +1,932 @@
-"""Trips as CRDT documents (filled in by the trips feature)."""
+"""Trips: the collaboration, optimistic-update and conflict events of the spec.
+
+Theory of operation (``websocket-api.md`` "Real-time Collaboration",
+"Optimistic Updates", "Conflict Resolution")
+------------------------------------------------------------------------
+Each trip is a :class:`api.rooms.TripRoom` around a
+:class:`sync.document.TripDocument`. The handlers here translate JSON events
+into calls on the document and its results back into events:
+
+- ``collaboration_session_start`` / ``trip_collaboration_join``: check the
+  user's permission, subscribe the connection to ``trip:{tripId}``, add it
+  to presence, answer ``collaboration_session_started`` with the current
+  ``fields`` and ``version``, broadcast ``trip_collaboration_join`` and
+  ``trip_collaborator_presence``; pending manual conflicts are sent to a
+  joining editor.
+- ``optimistic_update_start``: apply, persist (update + outcome + conflict in
+  one transaction), then broadcast ``trip_update_broadcast`` /
+  ``trip_conflict_detected`` / ``conflict_resolution_required``, then send the
+  sender's single outcome. The outcome is stored by ``updateId``: a re-send
+  gets the same outcome back and is never applied twice.
+- ``conflict_resolution_submit`` and the per-room timer (deadlines of manual
+  conflicts, advisory lock expiry, idle presence) apply their results the
+  same way.
+
+Presence is per connection; a connection that goes away (close, heartbeat
+timeout, abort) leaves every trip at once through ``hub.on_disconnect``.
+"""
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+import asyncio
+import json
+import logging
+import re
+import secrets
+import time
+from typing import Any, Final
 
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from api.connection import Connection
+from api.rooms import RoomBroken, RoomRegistry, TripRoom
 from api.services import Services
 from api.settings import Settings
+from storage import ops
+from storage.errors import AlreadyExists
+from sync.channels import Principal
+from sync.conflicts import ConflictDetected, PendingConflict
+from sync.document import (
+    ApplyResult,
+    Change,
+    Confirmed,
+    Rejected,
+    Rolledback,
+    TripDocument,
+    UpdateRequest,
+)
+from sync.errors import AuthError, InvalidMessage, NotFound, PermissionDenied, SyncError
+from sync.presence import Member
+from sync.wire import ClientMessage, iso_ms, make_event, new_id, parse_iso_ms
 
-__all__ = ["TripFeature"]
+__all__ = ["PERMISSIONS", "TripFeature"]
+
+logger = logging.getLogger(__name__)
+
+PERMISSIONS: Final = ("viewer", "editor", "owner")
+EDITORS: Final = frozenset({"editor", "owner"})
+TRIP_ID: Final = re.compile(r"^[A-Za-z0-9_.@+=-]{1,128}$")
+SUPPORTED_FEATURES: Final = ("real_time_editing", "typing_indicators", "live_cursors")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def channel(trip_id: str) -> str:
+    return f"trip:{trip_id}"
+
+
+class CreateTripRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    tripId: str | None = Field(default=None, pattern=TRIP_ID.pattern)
+    fields: dict[str, JsonValue] = {}
+    manualResolutionFields: list[str] | None = Field(default=None, max_length=64)
+
+
+class CollaboratorRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    permissionLevel: str = Field(pattern="^(viewer|editor|owner)$")
+
+
+def _http_error(exc: SyncError, status: int) -> JSONResponse:
+    body: dict[str, Any] = {"code": exc.code, "message": exc.message}
+    if exc.details:
+        body["details"] = exc.details
+    return JSONResponse(body, status_code=status)
+
+
+def _outcome_event(
+    result: ApplyResult, trip_id: str, processing_ms: int
+) -> tuple[str, dict[str, Any]]:
+    """``optimistic_update_confirmed`` / ``_rejected`` / ``_rollback`` payloads."""
+    outcome = result.outcome
+    base = {"updateId": outcome.update_id, "tripId": trip_id, "fieldName": outcome.field_name}
+    match outcome:
+        case Confirmed():
+            return "optimistic_update_confirmed", {
+                **base,
+                "confirmedValue": outcome.confirmed_value,
+                "serverVersion": outcome.server_version,
+                "processingTime": processing_ms,
+            }
+        case Rejected():
+            payload = {
+                **base,
+                "rejectionReason": outcome.rejection_reason,
+                "currentServerValue": outcome.current_server_value,
+                "currentServerVersion": outcome.current_server_version,
+                "expectedVersion": outcome.expected_version,
+                "conflictingUpdate": {
+                    "userId": outcome.conflicting_update.user_id,
+                    "timestamp": iso_ms(outcome.conflicting_update.timestamp_ms),
+                },
+                "suggestedResolution": outcome.suggested_resolution,
+            }
+            if outcome.conflict_id is not None:
+                payload["conflictId"] = outcome.conflict_id
+            return "optimistic_update_rejected", payload
+        case Rolledback():
+            return "optimistic_update_rollback", {
+                **base,
+                "rollbackToValue": outcome.rollback_to_value,
+                "rollbackReason": outcome.rollback_reason,
+                "canRetry": outcome.can_retry,
+                "message": outcome.message,
+            }
+
+
+def _rollback(
+    trip_id: str,
+    update_id: str,
+    field_name: str,
+    value: Any,
+    reason: str,
+    message: str,
+    *,
+    can_retry: bool,
+    retry_after_ms: int | None = None,
+) -> tuple[str, dict[str, Any]]:
+    payload: dict[str, Any] = {
+        "updateId": update_id,
+        "tripId": trip_id,
+        "fieldName": field_name,
+        "rollbackToValue": value,
+        "rollbackReason": reason,
+        "canRetry": can_retry,
+        "message": message,
+    }
+    if retry_after_ms is not None:
+        payload["retryAfter"] = retry_after_ms
+    return "optimistic_update_rollback", payload
+
+
+def _change_payload(trip_id: str, change: Change) -> dict[str, Any]:
+    return {
+        "tripId": trip_id,
+        "updatedBy": change.updated_by,
+        "updateType": "field_change",
+        "changes": {
+            name: {"oldValue": c.old_value, "newValue": c.new_value, "fieldPath": c.field_path}
+            for name, c in change.changes.items()
+        },
+        "version": change.version,
+        "timestamp": iso_ms(now_ms()),
+    }
+
+
+def _conflict_detected_payload(trip_id: str, detected: ConflictDetected) -> dict[str, Any]:
+    return {
+        "tripId": trip_id,
+        "conflictId": detected.conflict_id,
+        "fieldName": detected.field_name,
+        "conflictType": detected.conflict_type,
+        "conflictingValues": [
+            {"userId": v.user_id, "value": v.value, "timestamp": iso_ms(v.timestamp_ms)}
+            for v in detected.conflicting_values
+        ],
+        "resolutionStrategy": detected.resolution_strategy,
+        "winningValue": detected.winning_value,
+        "winningUserId": detected.winning_user_id,
+    }
+
+
+def _resolution_required_payload(conflict: PendingConflict) -> dict[str, Any]:
+    return {
+        "conflictId": conflict.conflict_id,
+        "tripId": conflict.trip_id,
+        "fieldName": conflict.field_name,
+        "options": [
+            {
+                "id": o.option_id,
+                "value": o.value,
+                "source": o.source,
+                "timestamp": iso_ms(o.timestamp_ms),
+                "description": o.description,
+            }
+            for o in conflict.options
+        ],
+        "autoResolveAfter": conflict.auto_resolve_after_ms,
+        "defaultOption": conflict.default_option_id,
+        "resolveBy": iso_ms(conflict.deadline_ms),
+    }
 
 
 class TripFeature:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
+    # -- lifecycle ------------------------------------------------------------------
+
     def routes(self) -> list[BaseRoute]:
-        return []
+        return [
+            Route("/api/trips", self.http_trips, methods=["GET", "POST"]),
+            Route("/api/trips/{trip_id}", self.http_trip, methods=["GET"]),
+            Route(
+                "/api/trips/{trip_id}/collaborators/{user_id}",
+                self.http_collaborator,
+                methods=["PUT", "DELETE"],
+            ),
+        ]
 
     async def start(self, services: Services) -> None:
         self.services = services
+        self.hub = services.hub
+        self.registry = RoomRegistry(services, on_evict=lambda room: None)
+        handlers = {
+            "collaboration_session_start": self.on_session_start,
+            "trip_collaboration_join": self.on_session_start,
+            "trip_collaboration_leave": self.on_leave,
+            "trip_field_editing_start": self.on_editing_start,
+            "trip_field_editing_stop": self.on_editing_stop,
+            "optimistic_update_start": self.on_optimistic_update,
+            "conflict_resolution_submit": self.on_resolution_submit,
+        }
+        self.hub.handlers.update(handlers)
+        self.hub.on_disconnect.append(self.on_disconnect)
+        self._tasks: set[asyncio.Task[None]] = set()
+        # Pending manual conflicts survive restarts: load their trips, rearm timers.
+        for trip_id in sorted({c.trip_id for c in services.store.pending_conflicts()}):
+            self._schedule(self.registry.get(trip_id))
 
     async def stop(self) -> None:
-        pass
+        for room in list(self.registry.rooms.values()):
+            if room.timer is not None:
+                room.timer.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+
+    # -- helpers ----------------------------------------------------------------------
+
+    def _room_for(self, principal: Principal, trip_id: str) -> tuple[TripRoom, str]:
+        """The room and the user's permission; unknown trips look like forbidden ones."""
+        try:
+            room = self.registry.get(trip_id)
+        except NotFound:
+            raise PermissionDenied(
+                "Not a collaborator of this trip", details={"tripId": trip_id}
+            ) from None
+        permission = room.permission(principal.user_id)
+        if permission is None and principal.role == "admin":
+            permission = "viewer"
+        if permission is None:
+            raise PermissionDenied("Not a collaborator of this trip", details={"tripId": trip_id})
+        return room, permission
+
+    def _publish(
+        self,
+        room: TripRoom,
+        type_: str,
+        payload: dict[str, Any],
+        *,
+        exclude: Connection | None = None,
+    ) -> None:
+        event = make_event(type_, payload, now_ms=now_ms())
+        self.hub.publish(channel(room.trip_id), event, exclude=exclude)
+
+    def _publish_presence(self, room: TripRoom) -> None:
+        now = now_ms()
+        payload = {
+            "tripId": room.trip_id,
+            "activeCollaborators": room.presence.active_collaborators(now, iso_ms),
+        }
+        event = make_event("trip_collaborator_presence", payload, now_ms=now)
+        members = self.hub.subscribers(channel(room.trip_id))
+        self.hub.send_many(members, event, droppable=True)
+
+    def _send_to_editors(self, room: TripRoom, type_: str, payload: dict[str, Any]) -> None:
+        event = make_event(type_, payload, now_ms=now_ms())
+        editors = [
+            conn
+            for conn in self.hub.subscribers(channel(room.trip_id))
+            if room.permission(conn.principal.user_id) in EDITORS
+        ]
+        self.hub.send_many(editors, event)
+
+    def _broadcast_result(
+        self, room: TripRoom, result: ApplyResult, exclude: Connection | None
+    ) -> None:
+        if result.change is not None:
+            self._publish(
+                room,
+                "trip_update_broadcast",
+                _change_payload(room.trip_id, result.change),
+                exclude=exclude,
+            )
+        if result.conflict_detected is not None:
+            self._publish(
+                room,
+                "trip_conflict_detected",
+                _conflict_detected_payload(room.trip_id, result.conflict_detected),
+            )
+        if result.conflict_raised is not None:
+            self._send_to_editors(
+                room,
+                "conflict_resolution_required",
+                _resolution_required_payload(result.conflict_raised),
+            )
+
+    # -- collaboration sessions ------------------------------------------------------
+
+    async def on_session_start(self, conn: Connection, message: ClientMessage) -> None:
+        payload = message.payload
+        room, permission = self._room_for(conn.principal, payload.tripId)
+        now = now_ms()
+        principal = conn.principal
+        self.hub.subscribe(conn, channel(room.trip_id))
+        new_user = room.presence.join(
+            Member(
+                conn.id,
+                principal.user_id,
+                principal.name or principal.user_id,
+                principal.avatar_url,
+                permission,
+                now,
+            )
+        )
+        requested = getattr(payload, "features", []) or list(SUPPORTED_FEATURES)
+        conn.send(
+            make_event(
+                "collaboration_session_started",
+                {
+                    "sessionId": f"collab-{conn.id}-{room.trip_id}",
+                    "tripId": room.trip_id,
+                    "activeCollaborators": len({m.user_id for m in room.presence.members.values()}),
+                    "yourPermissions": {
+                        "canEdit": permission in EDITORS,
+                        "canInvite": permission == "owner",
+                        "canDelete": permission == "owner",
+                    },
+                    "permissionLevel": permission,
+                    "features": [f for f in requested if f in SUPPORTED_FEATURES],
+                    "serverVersion": room.doc.version,
+                    "version": room.doc.version,
+                    "fields": room.doc.fields(),
+                    "manualResolutionFields": sorted(room.doc.manual_fields),
+                },
+                now_ms=now,
+                session_id=conn.session.path_session_id,
+            )
+        )
+        if new_user:
+            self._publish(
+                room,
+                "trip_collaboration_join",
+                {
+                    "tripId": room.trip_id,
+                    "userId": principal.user_id,
+                    "userName": principal.name or principal.user_id,
+                    "avatarUrl": principal.avatar_url,
+                    "permissionLevel": permission,
+                    "sessionId": conn.session.path_session_id,
+                },
+                exclude=conn,
+            )
+        self._publish_presence(room)
+        if permission in EDITORS:
+            for conflict in room.doc.pending_conflicts():
+                conn.send(
+                    make_event(
+                        "conflict_resolution_required",
+                        _resolution_required_payload(conflict),
+                        now_ms=now,
+                    )
+                )
+        self._schedule(room)
+        conn.log.info("joined trip %s as %s", room.trip_id, permission)
+
+    def _leave(self, room: TripRoom, conn: Connection) -> None:
+        member, released, user_left = room.presence.leave(conn.id)
+        if member is None:
+            return
+        for lock in released:
+            self._publish(
+                room,
+                "trip_field_editing_stop",
+                {
+                    "tripId": room.trip_id,
+                    "fieldName": lock.field_name,
+                    "userId": lock.user_id,
+                    "lockId": lock.lock_id,
+                },
+            )
+        if user_left:
+            self._publish(
+                room,
+                "trip_collaboration_leave",
+                {
+                    "tripId": room.trip_id,
+                    "userId": member.user_id,
+                    "sessionId": conn.session.path_session_id,
+                },
+            )
+        self._publish_presence(room)
+
+    async def on_leave(self, conn: Connection, message: ClientMessage) -> None:
+        room = self.registry.rooms.get(message.payload.tripId)
+        if room is None or conn.id not in room.presence.members:
+            raise InvalidMessage(
+                "Not in this trip's collaboration session",
+                details={
+                    "field": "payload.tripId",
+                    "expected": "a joined trip",
+                    "received": message.payload.tripId,
+                },
+            )
+        self.hub.unsubscribe(conn, channel(room.trip_id))
+        self._leave(room, conn)
+
+    def on_disconnect(self, conn: Connection) -> None:
+        for room in list(self.registry.rooms.values()):
+            if conn.id in room.presence.members:
+                self._leave(room, conn)
+
+    # -- advisory field locks ----------------------------------------------------------
+
+    def _joined(self, conn: Connection, trip_id: str) -> TripRoom:
+        room = self.registry.rooms.get(trip_id)
+        if room is None or conn.id not in room.presence.members:
+            raise InvalidMessage(
+                "Join the trip first (collaboration_session_start)",
+                details={
+                    "field": "payload.tripId",
+                    "expected": "a joined trip",
+                    "received": trip_id,
+                },
+            )
+        return room
+
+    async def on_editing_start(self, conn: Connection, message: ClientMessage) -> None:
+        payload = message.payload
+        room = self._joined(conn, payload.tripId)
+        if room.permission(conn.principal.user_id) not in EDITORS:
+            raise PermissionDenied(
+                "Viewers cannot edit this trip", details={"tripId": room.trip_id}
+            )
+        lock = room.presence.lock(conn.id, payload.fieldName, new_id("lock"), now_ms())
+        event_payload = {
+            "tripId": room.trip_id,
+            "fieldName": lock.field_name,
+            "fieldPath": payload.fieldPath or f"trip.{lock.field_name}",
+            "userId": lock.user_id,
+            "userName": lock.user_name,
+            "lockId": lock.lock_id,
+            "expiresAt": iso_ms(lock.expires_ms),
+            "otherEditors": [
+                h.user_id
+                for h in room.presence.holders(lock.field_name)
+                if h.user_id != lock.user_id
+            ],
+        }
+        self._publish(room, "trip_field_editing_start", event_payload)
+        self._publish_presence(room)
+        self._schedule(room)
+
+    async def on_editing_stop(self, conn: Connection, message: ClientMessage) -> None:
+        payload = message.payload
+        room = self._joined(conn, payload.tripId)
+        lock = room.presence.unlock(conn.id, payload.fieldName, now_ms())
+        self._publish(
+            room,
+            "trip_field_editing_stop",
+            {
+                "tripId": room.trip_id,
+                "fieldName": payload.fieldName,
+                "userId": conn.principal.user_id,
+                "lockId": lock.lock_id if lock else payload.lockId,
+            },
+        )
+        self._publish_presence(room)
+
+    # -- optimistic updates ---------------------------------------------------------------
+
+    async def on_optimistic_update(self, conn: Connection, message: ClientMessage) -> None:
+        p = message.payload
+        received = now_ms()
+        field_name = p.fieldName or p.fieldPath
+        if field_name is None:
+            raise InvalidMessage(
+                "fieldName or fieldPath is required",
+                details={
+                    "field": "payload.fieldName",
+                    "expected": "string",
+                    "received": "undefined",
+                },
+            )
+        try:
+            room, permission = self._room_for(conn.principal, p.tripId)
+        except PermissionDenied as exc:
+            conn.send_error(exc, in_reply_to=message.id)
+            self._send_outcome(
+                conn,
+                _rollback(
+                    p.tripId,
+                    p.updateId,
+                    field_name,
+                    p.previousValue,
+                    "permission_denied",
+                    exc.message,
+                    can_retry=False,
+                ),
+            )
+            return
+        if permission not in EDITORS:
+            denied = PermissionDenied(
+                "Viewers cannot edit this trip",
+                details={"tripId": room.trip_id, "updateId": p.updateId},
+            )
+            conn.send_error(denied, in_reply_to=message.id)
+            current = room.doc.fields().get(field_name.removeprefix("trip."))
+            self._send_outcome(
+                conn,
+                _rollback(
+                    room.trip_id,
+                    p.updateId,
+                    field_name,
+                    current,
+                    "permission_denied",
+                    denied.message,
+                    can_retry=False,
+                ),
+            )
+            return
+        # Idempotent re-send: the same outcome, never a second application.
+        inflight = room.inflight.get(p.updateId)
+        if inflight is not None:
+            self._send_outcome(conn, await asyncio.shield(inflight))
+            return
+        stored = self.services.store.get_outcome(room.trip_id, p.updateId)
+        if stored is not None:
+            data = json.loads(stored)
+            self._send_outcome(conn, (data["type"], data["payload"]))
+            return
+        try:
+            client_ts = parse_iso_ms(p.clientTimestamp)
+        except InvalidMessage:
+            client_ts = received
+        request = UpdateRequest(
+            update_id=p.updateId,
+            user_id=conn.principal.user_id,
+            field_name=field_name,
+            optimistic_value=p.optimisticValue,
+            previous_value=p.previousValue,
+            has_previous_value="previousValue" in p.model_fields_set,
+            expected_version=p.expectedVersion,
+            client_ts_ms=client_ts,
+            received_ts_ms=received,
+        )
+        result = room.doc.apply_optimistic(request)
+        outcome = _outcome_event(result, room.trip_id, now_ms() - received)
+        waiter: asyncio.Future[tuple[str, dict[str, Any]]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        room.inflight[p.updateId] = waiter
+        writes = room.writes_for(
+            result.change,
+            outcome=(p.updateId, json.dumps({"type": outcome[0], "payload": outcome[1]})),
+            conflict=result.conflict_raised,
+        )
+        try:
+            async with room.durable(self.services, writes):
+                self._broadcast_result(room, result, exclude=conn)
+                outcome[1]["processingTime"] = now_ms() - received
+                self._send_outcome(conn, outcome)
+        except RoomBroken:
+            self.registry.evict(room)
+            outcome = _rollback(
+                room.trip_id,
+                p.updateId,
+                field_name,
+                p.previousValue,
+                "server_error",
+                "The change could not be saved",
+                can_retry=True,
+                retry_after_ms=1000,
+            )
+            self._send_outcome(conn, outcome)
+        finally:
+            room.inflight.pop(p.updateId, None)
+            waiter.set_result(outcome)
+        if result.change is not None:
+            await self._maybe_compact(room)
+        if result.conflict_raised is not None:
+            self._schedule(room)
+
+    def _send_outcome(self, conn: Connection, outcome: tuple[str, dict[str, Any]]) -> None:
+        type_, payload = outcome
+        self.services.count_outcome(type_)
+        conn.send(
+            make_event(type_, payload, now_ms=now_ms(), session_id=conn.session.path_session_id)
+        )
+
+    # -- conflicts --------------------------------------------------------------------------
+
+    async def on_resolution_submit(self, conn: Connection, message: ClientMessage) -> None:
+        p = message.payload
+        room = next(
+            (
+                r
+                for r in self.registry.rooms.values()
+                if any(c.conflict_id == p.conflictId for c in r.doc.pending_conflicts())
+            ),
+            None,
+        )
+        if room is None:
+            raise NotFound("No pending conflict with this id", details={"conflictId": p.conflictId})
+        if room.permission(conn.principal.user_id) not in EDITORS:
+            raise PermissionDenied(
+                "Only editors and owners resolve conflicts", details={"conflictId": p.conflictId}
+            )
+        if p.chosenOptionId is None and "customValue" not in p.model_fields_set:
+            raise InvalidMessage(
+                "chosenOptionId or customValue is required",
+                details={
+                    "field": "payload.chosenOptionId",
+                    "expected": "string",
+                    "received": "undefined",
+                },
+            )
+        result = room.doc.resolve_conflict(
+            p.conflictId,
+            user_id=conn.principal.user_id,
+            chosen_option_id=p.chosenOptionId,
+            custom_value=p.customValue,
+            now_ms=now_ms(),
+        )
+        await self._commit_resolution(room, result, resolved_by=conn.principal.user_id)
+
+    async def _commit_resolution(
+        self, room: TripRoom, result: ApplyResult, *, resolved_by: str
+    ) -> None:
+        resolved = result.conflict_resolved or result.outcome.update_id
+        writes = room.writes_for(result.change, resolved=resolved)
+        try:
+            async with room.durable(self.services, writes):
+                self._broadcast_result(room, result, exclude=None)
+                outcome = result.outcome
+                value = getattr(outcome, "confirmed_value", None)
+                self._publish(
+                    room,
+                    "conflict_resolved",
+                    {
+                        "tripId": room.trip_id,
+                        "conflictId": resolved,
+                        "fieldName": outcome.field_name,
+                        "resolvedValue": value,
+                        "resolvedBy": resolved_by,
+                        "version": room.doc.version,
+                    },
+                )
+        except RoomBroken:
+            self.registry.evict(room)
+            raise
+
+    # -- timers: conflict deadlines, lock expiry, idle presence ---------------------------
+
+    def _schedule(self, room: TripRoom) -> None:
+        deadlines = [
+            d
+            for d in (room.doc.next_conflict_deadline_ms(), room.presence.next_deadline_ms())
+            if d is not None
+        ]
+        if room.timer is not None:
+            room.timer.cancel()
+            room.timer = None
+        if not deadlines:
+            return
+        loop = asyncio.get_running_loop()
+        delay_s = max(0.0, (min(deadlines) - now_ms()) / 1000) + 0.01
+        room.timer = loop.call_later(delay_s, self._fire, room)
+
+    def _fire(self, room: TripRoom) -> None:
+        room.timer = None
+        task = asyncio.get_running_loop().create_task(self._on_timer(room))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _on_timer(self, room: TripRoom) -> None:
+        now = now_ms()
+        expired, idle_changed = room.presence.expire(now)
+        for lock in expired:
+            self._publish(
+                room,
+                "trip_field_editing_stop",
+                {
+                    "tripId": room.trip_id,
+                    "fieldName": lock.field_name,
+                    "userId": lock.user_id,
+                    "lockId": lock.lock_id,
+                    "reason": "timeout",
+                },
+            )
+        if expired or idle_changed:
+            self._publish_presence(room)
+        try:
+            for result in room.doc.expire_conflicts(now):
+                await self._commit_resolution(room, result, resolved_by="system")
+        except RoomBroken:
+            return
+        except Exception:
+            logger.exception("trip %s: timer failed", room.trip_id)
+        if self.registry.rooms.get(room.trip_id) is room:
+            self._schedule(room)
+
+    # -- compaction -----------------------------------------------------------------------
+
+    async def _maybe_compact(self, room: TripRoom) -> None:
+        settings = self.settings
+        room.since_snapshot += 1
+        if room.since_snapshot < settings.compact_every_updates:
+            return
+        room.since_snapshot = 0
+        horizon = now_ms() - int(settings.history_retention_days * 86_400_000)
+        recent = [v for v, at in room.appended_ms.items() if at >= horizon]
+        keep = min(recent) - 1 if recent else room.doc.version
+        keep = max(keep, room.doc.base_version)
+        if keep <= room.doc.base_version:
+            return
+        snapshot = room.doc.compact(keep)
+        for version in [v for v in room.appended_ms if v <= snapshot.version]:
+            del room.appended_ms[version]
+        try:
+            pruned = await self.services.write(
+                self.services.store.save_snapshot(
+                    room.trip_id,
+                    snapshot.version,
+                    snapshot.state,
+                    json.dumps(snapshot.meta),
+                    now_ms(),
+                    prune_log_up_to_version=snapshot.version,
+                )
+            )
+            logger.info(
+                "trip %s: snapshot at version %d, %d updates pruned",
+                room.trip_id,
+                snapshot.version,
+                pruned,
+            )
+        except Exception:
+            logger.exception(
+                "trip %s: snapshot failed (the log still has everything)", room.trip_id
+            )
+
+    # -- HTTP --------------------------------------------------------------------------------
+
+    def _principal(self, request: Request) -> Principal:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise AuthError("Missing bearer token", code="AUTH_FAILED")
+        return self.services.authority.verify(token.strip())
+
+    def _trip_json(self, room: TripRoom) -> dict[str, Any]:
+        return {
+            "tripId": room.trip_id,
+            "version": room.doc.version,
+            "fields": room.doc.fields(),
+            "manualResolutionFields": sorted(room.doc.manual_fields),
+            "collaborators": [
+                {"userId": user, "permissionLevel": level}
+                for user, level in sorted(room.permissions.items())
+            ],
+            "ownerId": room.owner_id,
+        }
+
+    async def http_trips(self, request: Request) -> Response:
+        try:
+            principal = self._principal(request)
+        except AuthError as exc:
+            return _http_error(exc, 401)
+        if request.method == "GET":
+            trips = []
+            for trip in self.services.store.trips_for_user(principal.user_id):
+                room = self.registry.get(trip.trip_id)
+                trips.append(
+                    {**self._trip_json(room), "permissionLevel": room.permission(principal.user_id)}
+                )
+            return JSONResponse({"trips": trips})
+        return await self._create_trip(request, principal)
+
+    async def _create_trip(self, request: Request, principal: Principal) -> Response:
+        body = await request.body()
+        if len(body) > self.settings.max_message_size:
+            return _http_error(InvalidMessage("Request body too large"), 413)
+        try:
+            data = CreateTripRequest.model_validate_json(body or b"{}")
+        except ValidationError as exc:
+            error = exc.errors(include_url=False)[0]
+            field = ".".join(str(p) for p in error["loc"])
+            return _http_error(
+                InvalidMessage(
+                    f"Invalid field '{field}': {error['msg']}", details={"field": field}
+                ),
+                400,
+            )
+        trip_id = data.tripId or f"trip-{secrets.token_hex(8)}"
+        manual = frozenset(
+            self.settings.manual_fields
+            if data.manualResolutionFields is None
+            else data.manualResolutionFields
+        )
+        try:
+            doc, change = TripDocument.create(
+                trip_id,
+                dict(data.fields),
+                manual,
+                created_by=principal.user_id,
+                now_ms=now_ms(),
+                auto_resolve_after_ms=self.settings.conflict_auto_resolve_ms,
+            )
+        except InvalidMessage as exc:
+            return _http_error(exc, 400)
+        now = now_ms()
+        writes: list[Any] = [
+            ops.create_trip(trip_id, principal.user_id, json.dumps(sorted(manual)), now),
+            ops.set_collaborator(trip_id, principal.user_id, "owner"),
+            ops.append_update(trip_id, change.version, change.update, json.dumps(change.meta), now),
+        ]
+        try:
+            await self.services.write(self.services.store.submit_all(writes))
+        except AlreadyExists:
+            return _http_error(
+                InvalidMessage("A trip with this id exists", details={"tripId": trip_id}), 409
+            )
+        room = self.registry.adopt(trip_id, doc, principal.user_id, {principal.user_id: "owner"})
+        room.appended_ms[change.version] = now
+        logger.info("trip %s created by %s", trip_id, principal.user_id)
+        return JSONResponse(self._trip_json(room), status_code=201)
+
+    async def http_trip(self, request: Request) -> Response:
+        try:
+            principal = self._principal(request)
+            room, _ = self._room_for(principal, request.path_params["trip_id"])
+        except AuthError as exc:
+            return _http_error(exc, 401)
+        except PermissionDenied:
+            return _http_error(NotFound("Trip not found"), 404)
+        return JSONResponse(self._trip_json(room))
+
+    async def http_collaborator(self, request: Request) -> Response:
+        try:
+            principal = self._principal(request)
+            room, permission = self._room_for(principal, request.path_params["trip_id"])
+        except AuthError as exc:
+            return _http_error(exc, 401)
+        except PermissionDenied:
+            return _http_error(NotFound("Trip not found"), 404)
+        if permission != "owner":
+            return _http_error(PermissionDenied("Only owners manage collaborators"), 403)
+        target = request.path_params["user_id"]
+        if not TRIP_ID.match(target):
+            return _http_error(InvalidMessage("Invalid user id"), 400)
+        if target == room.owner_id:
+            return _http_error(InvalidMessage("The trip's creator stays its owner"), 400)
+        old = room.permission(target)
+        if request.method == "PUT":
+            try:
+                new: str | None = CollaboratorRequest.model_validate_json(
+                    await request.body()
+                ).permissionLevel
+            except ValidationError:
+                return _http_error(
+                    InvalidMessage(
+                        "permissionLevel must be viewer, editor or owner",
+                        details={"field": "permissionLevel", "expected": "viewer|editor|owner"},
+                    ),
+                    400,
+                )
+            assert new is not None
+            await self.services.write(
+                self.services.store.set_collaborator(room.trip_id, target, new)
+            )
+            room.permissions[target] = new
+            room.presence.set_permission(target, new)
+        else:
+            new = None
+            await self.services.write(self.services.store.remove_collaborator(room.trip_id, target))
+            room.permissions.pop(target, None)
+        payload = {
+            "tripId": room.trip_id,
+            "targetUserId": target,
+            "changedBy": principal.user_id,
+            "oldPermission": old,
+            "newPermission": new,
+            "effectiveImmediately": True,
+        }
+        event = make_event("trip_permission_change", payload, now_ms=now_ms())
+        self.hub.publish(channel(room.trip_id), event)
+        for conn in self.hub.by_user.get(target, set()):
+            if channel(room.trip_id) not in conn.session.subscriptions:
+                conn.send(event)
+        if new is None:  # removed: out of the room at once
+            for conn in list(self.hub.by_user.get(target, set())):
+                self.hub.unsubscribe(conn, channel(room.trip_id))
+                self._leave(room, conn)
+        else:
+            self._publish_presence(room)
+        return JSONResponse(self._trip_json(room))

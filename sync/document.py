@@ -311,6 +311,11 @@ class TripDocument:
         return doc
 
     @property
+    def base_version(self) -> int:
+        """The version of the history's base snapshot (older bases are gone)."""
+        return self._base.version
+
+    @property
     def doc(self) -> Doc[Any]:
         return self._doc
 

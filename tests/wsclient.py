@@ -22,6 +22,8 @@ class Client:
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
         self.seen: list[dict[str, Any]] = []
+        # Received but not yet returned by recv_type, oldest first.
+        self.backlog: list[dict[str, Any]] = []
 
     @classmethod
     async def connect(cls, url: str, **kwargs: Any) -> Client:
@@ -38,16 +40,27 @@ class Client:
         return message
 
     async def recv_type(self, *types: str, timeout: float = TIMEOUT_S) -> dict[str, Any]:
-        """The next message whose ``type`` is one of ``types`` (others are kept in seen)."""
+        """The oldest unclaimed message whose ``type`` is one of ``types``.
+
+        Messages of other types stay in :attr:`backlog` for a later call.
+        """
+        for index, message in enumerate(self.backlog):
+            if message.get("type") in types:
+                return self.backlog.pop(index)
         async with asyncio.timeout(timeout):
             while True:
                 message = await self.recv(timeout)
-                if message.get("type") in types:
-                    return message
-                if message.get("type") == "batch":
-                    for inner in message["payload"]["messages"]:
-                        if inner.get("type") in types:
-                            return dict(inner)
+                unpacked = (
+                    message["payload"]["messages"] if message.get("type") == "batch" else [message]
+                )
+                found = None
+                for inner in unpacked:
+                    if found is None and inner.get("type") in types:
+                        found = dict(inner)
+                    else:
+                        self.backlog.append(inner)
+                if found is not None:
+                    return found
 
     async def closed(self, timeout: float = TIMEOUT_S) -> int | None:
         """Read until the server closes; the close code."""

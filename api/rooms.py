@@ -1,0 +1,205 @@
+"""Trip rooms: one loaded trip document, its presence, and its commit pipeline.
+
+Theory of operation
+-------------------
+A :class:`TripRoom` owns one :class:`sync.document.TripDocument`. Every
+change is applied to the document synchronously on the event loop (so
+versions are assigned in one order), then handed to the storage writer; the
+writer batches commits from many rooms and many editors into one fsync.
+:meth:`TripRoom.commit` resolves once the change is durable *and* every
+earlier change of the room was broadcast, so the shell can keep the rule
+"persist, then broadcast, then acknowledge" in version order while commits
+are still shared.
+
+If a commit fails, the in-memory document is ahead of the database: the room
+is marked broken and evicted, so the next use reloads it from SQLite, and the
+waiting senders get ``optimistic_update_rollback`` (server_error, canRetry).
+
+Rooms are loaded lazily from ``Storage.trip_history`` (snapshot + updates +
+pending conflicts) and stay loaded while the server runs; compaction takes a
+snapshot every ``compact_every_updates`` changes, keeping the history of the
+last ``history_retention_days`` for clients that were offline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from api.services import Services
+from storage import ops
+from storage.writer import WriteOp
+from sync.conflicts import PendingConflict
+from sync.document import Change, LogEntry, Snapshot, TripDocument
+from sync.errors import NotFound
+from sync.presence import Presence
+
+__all__ = ["RoomBroken", "RoomRegistry", "TripRoom"]
+
+logger = logging.getLogger(__name__)
+
+
+class RoomBroken(Exception):
+    """A commit failed; the room was evicted and will reload from storage."""
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class TripRoom:
+    trip_id: str
+    doc: TripDocument
+    owner_id: str
+    permissions: dict[str, str]
+    presence: Presence
+    broken: bool = False
+    # version -> wall time it was appended (or loaded), for retention.
+    appended_ms: dict[int, int] = field(default_factory=dict)
+    inflight: dict[str, asyncio.Future[tuple[str, dict[str, Any]]]] = field(default_factory=dict)
+    timer: asyncio.TimerHandle | None = None
+    since_snapshot: int = 0
+    _tail: asyncio.Future[None] | None = None
+
+    def permission(self, user_id: str) -> str | None:
+        return self.permissions.get(user_id)
+
+    def writes_for(
+        self,
+        change: Change | None,
+        *,
+        outcome: tuple[str, str] | None = None,
+        conflict: PendingConflict | None = None,
+        resolved: str | None = None,
+    ) -> list[WriteOp[object]]:
+        """The storage operations of one applied result, committed all-or-nothing."""
+        now = now_ms()
+        writes: list[WriteOp[Any]] = []
+        if change is not None:
+            writes.append(
+                ops.append_update(
+                    self.trip_id, change.version, change.update, json.dumps(change.meta), now
+                )
+            )
+            self.appended_ms[change.version] = now
+        if outcome is not None:
+            update_id, outcome_json = outcome
+            writes.append(ops.put_outcome(self.trip_id, update_id, outcome_json, now))
+        if conflict is not None:
+            writes.append(
+                ops.put_conflict(
+                    self.trip_id, conflict.conflict_id, json.dumps(conflict.to_json()), "pending"
+                )
+            )
+        if resolved is not None:
+            writes.append(ops.set_conflict_status(resolved, "resolved"))
+        return writes
+
+    @contextlib.asynccontextmanager
+    async def durable(
+        self, services: Services, writes: list[WriteOp[object]]
+    ) -> AsyncIterator[None]:
+        """Commit ``writes``; the body (the broadcast) runs after the previous one's.
+
+        Commits of one room share fsyncs with everything else in flight; only the
+        broadcasts are serialised, in the order the changes were applied.
+        """
+        previous = self._tail
+        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._tail = mine
+        try:
+            failure: Exception | None = None
+            try:
+                await services.write(services.store.submit_all(writes))
+            except Exception as exc:  # noqa: BLE001 - any storage failure breaks the room
+                failure = exc
+            if previous is not None:
+                await asyncio.shield(previous)
+            if failure is not None:
+                self.broken = True
+                logger.error(
+                    "trip %s: commit failed (%s); evicting the room",
+                    self.trip_id,
+                    type(failure).__name__,
+                )
+                raise RoomBroken(self.trip_id) from failure
+            yield
+        finally:
+            if not mine.done():
+                mine.set_result(None)
+
+
+class RoomRegistry:
+    """The loaded rooms of this process."""
+
+    def __init__(self, services: Services, *, on_evict: Callable[[TripRoom], None]) -> None:
+        self.services = services
+        self.rooms: dict[str, TripRoom] = {}
+        self._on_evict = on_evict
+
+    def get(self, trip_id: str) -> TripRoom:
+        room = self.rooms.get(trip_id)
+        if room is not None and not room.broken:
+            return room
+        if room is not None:
+            self.evict(room)
+        return self.load(trip_id)
+
+    def load(self, trip_id: str) -> TripRoom:
+        store = self.services.store
+        trip = store.get_trip(trip_id)
+        if trip is None:
+            raise NotFound("Trip not found", details={"tripId": trip_id})
+        history = store.trip_history(trip_id)
+        snapshot = None
+        if history.snapshot is not None:
+            snap = history.snapshot
+            snapshot = Snapshot(snap.version, snap.state, json.loads(snap.meta_json))
+        log = [LogEntry(u.version, u.update, json.loads(u.meta_json)) for u in history.updates]
+        pending = [json.loads(c.state_json) for c in store.pending_conflicts(trip_id)]
+        doc = TripDocument.restore(
+            trip_id,
+            frozenset(json.loads(trip.manual_fields_json)),
+            snapshot,
+            log,
+            pending,
+            auto_resolve_after_ms=self.services.settings.conflict_auto_resolve_ms,
+        )
+        room = self.adopt(trip_id, doc, trip.owner_id, store.collaborators(trip_id))
+        now = now_ms()
+        room.appended_ms = {entry.version: now for entry in log}
+        logger.info("trip %s loaded at version %d", trip_id, doc.version)
+        return room
+
+    def adopt(
+        self, trip_id: str, doc: TripDocument, owner_id: str, permissions: dict[str, str]
+    ) -> TripRoom:
+        """Make ``doc`` the loaded room of ``trip_id``."""
+        settings = self.services.settings
+        room = TripRoom(
+            trip_id=trip_id,
+            doc=doc,
+            owner_id=owner_id,
+            permissions=permissions,
+            presence=Presence(
+                trip_id,
+                idle_after_ms=int(settings.presence_idle_s * 1000),
+                lock_ttl_ms=int(settings.field_lock_ttl_s * 1000),
+            ),
+        )
+        self.rooms[trip_id] = room
+        return room
+
+    def evict(self, room: TripRoom) -> None:
+        if self.rooms.get(room.trip_id) is room:
+            del self.rooms[room.trip_id]
+        if room.timer is not None:
+            room.timer.cancel()
+        self._on_evict(room)
