@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -61,6 +62,16 @@ class Client:
                         self.backlog.append(inner)
                 if found is not None:
                     return found
+
+    async def recv_matching(
+        self, type_: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = TIMEOUT_S
+    ) -> dict[str, Any]:
+        """The first message of ``type_`` whose payload satisfies ``predicate``."""
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await self.recv_type(type_, timeout=timeout)
+                if predicate(message["payload"]):
+                    return message
 
     async def closed(self, timeout: float = TIMEOUT_S) -> int | None:
         """Read until the server closes; the close code."""

@@ -117,10 +117,10 @@ OUTCOMES = (
 
 async def presence_of(client: Client, users: set[str]) -> dict[str, Any]:
     """The next presence event that lists exactly ``users``."""
-    while True:
-        presence = await client.recv_type("trip_collaborator_presence")
-        if {c["userId"] for c in presence["payload"]["activeCollaborators"]} == users:
-            return presence
+    return await client.recv_matching(
+        "trip_collaborator_presence",
+        lambda p: {c["userId"] for c in p["activeCollaborators"]} == users,
+    )
 
 
 async def get_trip(
@@ -443,11 +443,13 @@ async def test_field_locks_and_permission_change(
     start = await bob.recv_type("trip_field_editing_start")
     assert start["payload"]["userId"] == "alice"
     lock_id = start["payload"]["lockId"]
-    presence = await bob.recv_type("trip_collaborator_presence")
-    alice_entry = next(
-        c for c in presence["payload"]["activeCollaborators"] if c["userId"] == "alice"
+    await bob.recv_matching(
+        "trip_collaborator_presence",
+        lambda p: any(
+            c["userId"] == "alice" and c["currentField"] == "destination"
+            for c in p["activeCollaborators"]
+        ),
     )
-    assert alice_entry["currentField"] == "destination"
     stop = await bob.recv_type("trip_field_editing_stop", timeout=5)  # the lock times out
     assert stop["payload"]["lockId"] == lock_id
     # Bob, a viewer, cannot take a lock; once promoted he can edit at once.
