@@ -514,6 +514,67 @@ class TripDocument:
                 fields[name] = {"version": v, "stamp": None if s is None else s.to_json()}
         return Snapshot(version, state, {"format": META_FORMAT, "fields": fields})
 
+    # -- reading the retained history ("sync_request") -------------------------
+
+    def values_at(self, version: int) -> dict[str, JSON]:
+        """Every field as plain JSON at a retained ``version`` (``base_version`` or later).
+
+        Version 0 is the empty trip. Raises :class:`InvalidState` for a version
+        that is not retained: callers check :attr:`base_version` first.
+        """
+        self._check_retained(version)
+        root = self._fork(version, "read").get(ROOT_MAP, type=Map)
+        return {name: _read(root, name) for name in sorted(root.keys())}
+
+    def changes_since(self, since_version: int) -> list[Change]:
+        """The changes after ``since_version`` up to :attr:`version`, in version order.
+
+        Each is the :class:`Change` that was broadcast when it was applied: the
+        fields it wrote with their old and new values, who made it, its update
+        and meta. One replay from ``since_version`` (linear in the entries).
+        Raises :class:`InvalidState` unless ``base_version <= since_version <=
+        version``; below the base a client needs :meth:`values_at` instead.
+        """
+        self._check_retained(since_version)
+        fork = self._fork(since_version, "read")
+        root = fork.get(ROOT_MAP, type=Map)
+        out: list[Change] = []
+        for entry in self._entries:
+            if entry.version <= since_version:
+                continue
+            listed = entry.meta.get("fields")
+            names = sorted(listed) if isinstance(listed, dict) and listed else None
+            before = {n: _read(root, n) for n in (names or root.keys())}
+            fork.apply_update(entry.update)
+            if names is None:  # the meta names no fields (a raw Yjs update): diff them
+                after = {n: _read(root, n) for n in root.keys()}
+                names = sorted(
+                    n
+                    for n in set(before) | set(after)
+                    if not json_equal(before.get(n), after.get(n))
+                )
+            user = entry.meta.get("userId")
+            out.append(
+                Change(
+                    entry.version,
+                    entry.update,
+                    entry.meta,
+                    {
+                        n: FieldChange(before.get(n), _read(root, n), FIELD_PATH_PREFIX + n)
+                        for n in names
+                    },
+                    user if isinstance(user, str) else "",
+                )
+            )
+        return out
+
+    def _check_retained(self, version: int) -> None:
+        if not self._base.version <= version <= self.version:
+            raise InvalidState(
+                f"{self.trip_id}: version {version} is outside the retained history"
+                f" ({self._base.version}..{self.version})"
+            )
+
     # -- the write path ----------------------------------------------------------
 
     def _fork(self, base_version: int, key: str) -> Doc[Any]:
