@@ -58,9 +58,11 @@ async def shutdown_services(services: Services, reason: str = "Server shutting d
 def features(settings: Settings) -> list[Feature]:
     """The product features this server runs, in start order."""
     from api.chat import ChatFeature
+    from api.resume import ResumeFeature
     from api.trips import TripFeature
 
-    return [TripFeature(settings), ChatFeature(settings)]
+    trips = TripFeature(settings)
+    return [trips, ChatFeature(settings), ResumeFeature(trips)]
 
 
 def create_app(settings: Settings) -> Starlette:
