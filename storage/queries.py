@@ -28,8 +28,10 @@ __all__ = [
     "Snapshot",
     "Trip",
     "TripHistory",
+    "chat_message",
     "chat_message_seq",
     "chat_messages",
+    "chat_messages_before",
     "chat_session_members",
     "chat_session_owner",
     "collaborators",
@@ -134,6 +136,27 @@ def chat_messages(db: Database, session_id: str, after_seq: int, limit: int) -> 
         " FROM chat_messages WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?"
     )
     return [ChatMessage._make(row) for row in db.execute(sql, (session_id, after_seq, limit))]
+
+
+def chat_messages_before(
+    db: Database, session_id: str, before_seq: int, limit: int
+) -> list[ChatMessage]:
+    """The ``limit`` messages of the session just before ``before_seq``, oldest first."""
+    sql = (
+        "SELECT seq, message_id, session_id, role, user_id, content, payload, created_ms"
+        " FROM chat_messages WHERE session_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?"
+    )
+    rows = db.execute(sql, (session_id, before_seq, limit)).fetchall()
+    return [ChatMessage._make(row) for row in reversed(rows)]
+
+
+def chat_message(db: Database, message_id: str) -> ChatMessage | None:
+    sql = (
+        "SELECT seq, message_id, session_id, role, user_id, content, payload, created_ms"
+        " FROM chat_messages WHERE message_id = ?"
+    )
+    row = db.execute(sql, (message_id,)).fetchone()
+    return None if row is None else ChatMessage._make(row)
 
 
 def chat_message_seq(db: Database, message_id: str) -> int | None:

@@ -274,6 +274,16 @@ class Storage:
         with self._reading() as db:
             return queries.chat_messages(db, session_id, after_seq, limit)
 
+    def chat_messages_before(
+        self, session_id: str, *, before_seq: int, limit: int = 100
+    ) -> list[ChatMessage]:
+        with self._reading() as db:
+            return queries.chat_messages_before(db, session_id, before_seq, limit)
+
+    def chat_message(self, message_id: str) -> ChatMessage | None:
+        with self._reading() as db:
+            return queries.chat_message(db, message_id)
+
     def chat_message_seq(self, message_id: str) -> int | None:
         with self._reading() as db:
             return queries.chat_message_seq(db, message_id)
