@@ -3,7 +3,11 @@
 ``serve`` runs the server on uvicorn (wsproto WebSockets: the legacy
 ``websockets`` backend mishandles fragmented messages) with the embedded
 SQLite default; ``token`` mints a JWT the server accepts (reading the same
-secret: ``TRIPSAGE_JWT_SECRET`` or the one kept in the database).
+secret: ``TRIPSAGE_JWT_SECRET`` or the one kept in the database);
+``broadcast`` asks a running server to send a ``notification`` or
+``system_message`` (``POST /api/broadcast`` with an admin token).
+``serve --demo-agent`` also runs the example echo agent
+(``examples/echo_agent.py``) in-process, connected over loopback.
 
 Logs never carry tokens: a filter masks ``token=`` query values in uvicorn's
 lines, and our own code never logs them.
@@ -12,12 +16,17 @@ lines, and our own code never logs them.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import logging
+import os
 import re
 import socket
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -77,16 +86,58 @@ def configure_logging(level: str, fmt: str) -> None:
 
 
 class Server(uvicorn.Server):
-    """uvicorn's server with our drain run before it closes sockets itself."""
+    """uvicorn's server with our drain run before it closes sockets itself.
 
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        for server in self.servers:  # 1. stop accepting
-            server.close()
+    With ``demo_agent`` set, the example echo agent runs as a task once the
+    server listens, connecting to it over loopback with an agent token minted
+    from the server's secret; it is stopped first on shutdown.
+    """
+
+    demo_agent: bool = False
+    _demo_task: asyncio.Task[None] | None = None
+
+    def _services(self) -> Services | None:
         app = self.config.loaded_app
         services: Services | None = getattr(getattr(app, "state", None), "services", None)
         if services is None:  # not yet started, or wrapped
             inner = getattr(app, "app", None)
             services = getattr(getattr(inner, "state", None), "services", None)
+        return services
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.demo_agent and not self.should_exit:
+            self._demo_task = asyncio.create_task(self._run_demo_agent(), name="demo-agent")
+
+    async def _run_demo_agent(self) -> None:
+        from examples.echo_agent import run_agent
+
+        services = self._services()
+        if services is None:
+            logger.error("demo agent: the app did not start")
+            return
+        host = services.settings.host
+        host = "127.0.0.1" if host in ("", "0.0.0.0") else "::1" if host == "::" else host
+        port = self.servers[0].sockets[0].getsockname()[1]
+        url = f"ws://[{host}]:{port}" if ":" in host else f"ws://{host}:{port}"
+        authority = services.authority
+
+        def token() -> str:
+            return authority.mint(
+                "demo-agent", now_s=time.time(), ttl_s=3600, role="agent", name="Demo agent"
+            )
+
+        logger.info("demo agent (examples/echo_agent.py) starting")
+        await run_agent(url, token, agent_id="demo-agent")
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self._demo_task is not None:  # 0. the in-process agent, before the drain
+            self._demo_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._demo_task
+        for server in self.servers:  # 1. stop accepting
+            server.close()
+        services = self._services()
         if services is not None:
             try:  # 2. connection_close to everyone, drain queues, close 1001
                 await shutdown_services(services)
@@ -119,6 +170,7 @@ def _serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5,
     )
     server = Server(config)
+    server.demo_agent = args.demo_agent
     server.run()
     return 0
 
@@ -143,6 +195,59 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _admin_token(args: argparse.Namespace) -> str:
+    if args.token:
+        token: str = args.token
+        return token
+    settings = Settings.from_env(db=args.db)
+    store = Storage(settings.db)
+    try:
+        secret = resolve_secret(settings, store)
+    finally:
+        store.close()
+    authority = JwtAuthority(secret, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
+    return authority.mint("tripsage-cli", now_s=time.time(), ttl_s=60, role="admin")
+
+
+def _broadcast(args: argparse.Namespace) -> int:
+    if args.type == "notification":
+        payload: dict[str, Any] = {
+            "title": args.title or "Notification",
+            "message": args.message,
+            "type": args.level or "info",
+        }
+        if args.action_url:
+            payload["actionUrl"] = args.action_url
+    else:
+        payload = {"level": args.level or "info", "message": args.message}
+    body: dict[str, Any] = {"type": args.type, "payload": payload}
+    if args.user:
+        body["userId"] = args.user
+    if args.channel:
+        body["channel"] = args.channel
+    request = urllib.request.Request(
+        args.server.rstrip("/") + "/api/broadcast",
+        data=json.dumps(body).encode(),
+        headers={
+            "Authorization": f"Bearer {_admin_token(args)}",
+            "Content-Type": "application/json",
+        },
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            result = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        error = json.loads(exc.read() or b"{}").get("error", {})
+        print(f"tripsage-sync: refused ({exc.code}): {error.get('message')}", file=sys.stderr)  # noqa: T201
+        return 1
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"tripsage-sync: cannot reach {args.server}: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
+    print(f"delivered to {result['delivered']} connection(s)")  # noqa: T201
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tripsage-sync", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -152,6 +257,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None, help="default 8000 (TRIPSAGE_PORT)")
     serve.add_argument("--db", default=None, help="default ./tripsage.db (TRIPSAGE_DB)")
     serve.add_argument("--log-format", choices=["text", "json"], default=None)
+    serve.add_argument(
+        "--demo-agent",
+        action="store_true",
+        default=os.environ.get("TRIPSAGE_DEMO_AGENT", "").lower() in ("1", "true", "yes"),
+        help="also run the example echo agent in-process (examples/echo_agent.py);"
+        " TRIPSAGE_DEMO_AGENT=1 does the same",
+    )
     serve.set_defaults(func=_serve)
 
     token = commands.add_parser("token", help="print a JWT the server accepts")
@@ -162,6 +274,27 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--role", choices=["user", "agent", "admin"], default="user")
     token.add_argument("--ttl", type=float, default=3600, help="seconds (default 3600)")
     token.set_defaults(func=_token)
+
+    cast = commands.add_parser(
+        "broadcast", help="send a notification or system message through a running server"
+    )
+    cast.add_argument("message", help="the text")
+    cast.add_argument("--type", choices=["notification", "system_message"], default="notification")
+    cast.add_argument("--title", default=None, help="notification title")
+    cast.add_argument(
+        "--level",
+        default=None,
+        help="notification type (info, success, warning, error) or system_message level"
+        " (info, warning, error, critical, maintenance); default info",
+    )
+    cast.add_argument("--action-url", default=None, help="notification actionUrl")
+    target = cast.add_mutually_exclusive_group()
+    target.add_argument("--user", default=None, help="one user's connections")
+    target.add_argument("--channel", default=None, help="one channel (e.g. chat:s-1, global)")
+    cast.add_argument("--server", default="http://127.0.0.1:8000", help="the server's base URL")
+    cast.add_argument("--token", default=None, help="admin JWT (default: minted from --db)")
+    cast.add_argument("--db", default=None, help="database whose secret to use (TRIPSAGE_DB)")
+    cast.set_defaults(func=_broadcast)
     return parser
 
 
