@@ -22,14 +22,17 @@ Versions and history
     :meth:`TripDocument.compact` moves the base forward.
 
 Applying an update made at ``expectedVersion`` E
-    Every write, concurrent or not, is made in a *fork*: a fresh Doc holding
-    the state at E (scalars: the current state) whose client id is a 32-bit
-    hash of (trip id, update id), re-salted while it is 0, the live doc's id
-    or already in the live state vector (pycrdt silently drops the edits of
-    a merged doc that reuses a client id). The fork's update relative to its
-    own starting state is applied to the live doc. Yjs orders concurrent
-    inserts at one position by client id, so deriving ids from update ids
-    makes the merged text independent of arrival order.
+    Every text or list edit, concurrent or not, is made in a *fork*: a fresh
+    Doc holding the state at E whose client id is a 32-bit hash of (trip id,
+    update id), re-salted while it is 0, the live doc's id or already in the
+    live state vector (pycrdt silently drops the edits of a merged doc that
+    reuses a client id). The fork's update relative to its own starting state
+    is applied to the live doc. Yjs orders concurrent inserts at one position
+    by client id, so deriving ids from update ids makes the merged text
+    independent of arrival order. Scalar sets need no fork: the value is
+    decided before it is written, so the live doc writes it with its own
+    (trip-derived) client id, and neither the state vector nor the cost of a
+    write grows with the number of scalar writes.
 
     * text and list fields: ``previousValue -> optimisticValue`` is diffed
       into inserts and deletes applied at E, so edits of different parts
@@ -595,10 +598,18 @@ class TripDocument:
     def _write(
         self, name: str, value: JSON, stamp: Stamp, user_id: str, update_id: str, kind: str
     ) -> Change:
-        fork = self._fork(self.version, "u:" + update_id)
-        root, before = fork.get(ROOT_MAP, type=Map), fork.get_state()
-        root[name] = value
-        return self._record(fork, before, user_id, update_id, kind, {name: stamp})
+        """A scalar set, made on the live doc with its own client id.
+
+        The value was already decided (last_write_wins, a manual choice), so
+        arrival order cannot change the result, and no fork is needed: the
+        state vector does not grow with every scalar write, and the cost of a
+        write does not grow with the history.
+        """
+        old = {name: self._value(name)}
+        before = self._doc.get_state()
+        self._root[name] = value
+        update = self._doc.get_update(before)
+        return self._log(update, old, user_id, update_id, kind, {name: stamp}, self._doc.client_id)
 
     def _record(
         self,
@@ -616,13 +627,26 @@ class TripDocument:
         for client, clock in _state_vector(fork.get_state()).items():
             if live.get(client, 0) < clock:
                 raise InvalidState(f"{self.trip_id}: fork {client} was not integrated")
+        return self._log(update, old, user_id, update_id, kind, stamps, fork.client_id)
+
+    def _log(
+        self,
+        update: bytes,
+        old: dict[str, JSON],
+        user_id: str,
+        update_id: str,
+        kind: str,
+        stamps: dict[str, Stamp | None],
+        client_id: int,
+    ) -> Change:
+        """Count an applied update as the next version and keep it in the history."""
         self.version += 1
         meta: dict[str, JSON] = {
             "format": META_FORMAT,
             "kind": kind,
             "updateId": update_id,
             "userId": user_id,
-            "clientId": fork.client_id,
+            "clientId": client_id,
             "fields": {n: None if s is None else s.to_json() for n, s in stamps.items()},
         }
         self._entries.append(LogEntry(self.version, update, meta))
