@@ -1,6 +1,6 @@
 """The ``tripsage-sync`` command line.
 
-``serve`` runs the server on uvicorn (wsproto WebSockets: the legacy
+``serve`` runs the server on uvicorn (websockets-sansio WebSockets: the legacy
 ``websockets`` backend mishandles fragmented messages) with the embedded
 SQLite default; ``token`` mints a JWT the server accepts (reading the same
 secret: ``TRIPSAGE_JWT_SECRET`` or the one kept in the database);
@@ -159,7 +159,7 @@ def _serve(args: argparse.Namespace) -> int:
         create_app(settings),
         host=settings.host,
         port=settings.port,
-        ws="wsproto",
+        ws="websockets-sansio",
         lifespan="on",
         log_config=None,
         access_log=True,
