@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Final
 
-__all__ = ["DOCS", "ENV_PREFIX", "Settings", "SettingsError"]
+__all__ = ["DOCS", "ENV_PREFIX", "Settings", "SettingsError", "markdown_table"]
 
 ENV_PREFIX: Final = "TRIPSAGE_"
 MIN_SECRET_BYTES: Final = 32
@@ -172,3 +172,16 @@ DOCS: Final[dict[str, str]] = {
     "log_level": "Logging level",
     "log_format": "`text` or `json` log lines",
 }
+
+
+def markdown_table() -> str:
+    """The README's settings table (``tests/api/test_settings.py`` keeps it current)."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for f in fields(Settings):
+        default = f.default
+        if isinstance(default, tuple):
+            default = ",".join(default) or "(empty)"
+        elif default is None:
+            default = "(unset)"
+        rows.append(f"| `{ENV_PREFIX}{f.name.upper()}` | `{default}` | {DOCS[f.name]} |")
+    return "\n".join(rows)
