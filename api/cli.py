@@ -8,6 +8,8 @@ secret: ``TRIPSAGE_JWT_SECRET`` or the one kept in the database);
 ``system_message`` (``POST /api/broadcast`` with an admin token).
 ``serve --demo-agent`` also runs the example echo agent
 (``examples/echo_agent.py``) in-process, connected over loopback.
+``watch`` joins a trip with :class:`api.client.SyncClient` and prints its
+changes and presence until interrupted.
 
 Logs never carry tokens: a filter masks ``token=`` query values in uvicorn's
 lines, and our own code never logs them.
@@ -248,6 +250,59 @@ def _broadcast(args: argparse.Namespace) -> int:
     return 0
 
 
+def _watch_line(event: dict[str, Any]) -> str | None:
+    """One printed line for a trip event ``watch`` shows, else ``None``."""
+    p = event.get("payload") or {}
+    match event.get("type"):
+        case "trip_update_broadcast":
+            return "\n".join(
+                f"v{p['version']} {p['updatedBy']}: {name}"
+                f" {json.dumps(c['oldValue'])} -> {json.dumps(c['newValue'])}"
+                for name, c in p["changes"].items()
+            )
+        case "trip_snapshot":
+            return f"v{p['version']} snapshot: {json.dumps(p['fields'], sort_keys=True)}"
+        case "trip_collaborator_presence":
+            users = sorted({c["userId"] for c in p["activeCollaborators"]})
+            return "presence: " + ", ".join(users)
+        case "trip_conflict_detected":
+            return f"conflict on {p['fieldName']}: {p['resolutionStrategy']}"
+        case "error":
+            return f"error: {p.get('code')} {p.get('message')}"
+    return None
+
+
+async def _watch_async(args: argparse.Namespace) -> int:
+    from api.client import AuthenticationFailed, RequestRefused, SyncClient
+
+    def show(event: dict[str, Any]) -> None:
+        line = _watch_line(event)
+        if line is not None:
+            print(line, flush=True)  # noqa: T201
+
+    client = SyncClient(args.url, args.token, max_reconnect_attempts=None)
+    client.on("*", show)
+    try:
+        await client.connect()
+        view = await client.join(args.trip_id)
+        level = view.permission_level or "viewer"
+        print(f"joined {args.trip_id} at v{view.version} as {level}", flush=True)  # noqa: T201
+        print(json.dumps(view.fields, sort_keys=True), flush=True)  # noqa: T201
+        await client.wait_until(lambda: client.error is not None)
+        raise client.error or ConnectionError("closed")
+    except (AuthenticationFailed, RequestRefused, ConnectionError) as exc:
+        print(f"tripsage-sync: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
+    finally:
+        await client.close()
+
+
+def _watch(args: argparse.Namespace) -> int:
+    with contextlib.suppress(KeyboardInterrupt):
+        return asyncio.run(_watch_async(args))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tripsage-sync", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -295,6 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
     cast.add_argument("--token", default=None, help="admin JWT (default: minted from --db)")
     cast.add_argument("--db", default=None, help="database whose secret to use (TRIPSAGE_DB)")
     cast.set_defaults(func=_broadcast)
+    watch = commands.add_parser("watch", help="print a trip's live changes and presence")
+    watch.add_argument("trip_id", help="the trip to join")
+    watch.add_argument("--token", required=True, help="a JWT of a collaborator")
+    watch.add_argument("--url", default="ws://127.0.0.1:8000", help="the server's ws:// URL")
+    watch.set_defaults(func=_watch)
     return parser
 
 

@@ -1,0 +1,954 @@
+"""An asyncio client for TripSage Sync: for bots, the CLI (``watch``) and tests.
+
+Theory of operation (``websocket-api.md`` "Client Integration": "Reconnection
+Strategy", "Optimistic Updates", "Performance Monitoring"; README "Python
+client")
+------------------------------------------------------------------------
+:class:`SyncClient` is offline-first: :meth:`SyncClient.start` returns at once
+and a background task keeps a connection when it can. Everything sent goes
+through one ordered queue drained by one writer task per connection, so it
+works the same online and offline.
+
+Connecting
+    Open ``{url}/ws/{endpoint}/{sessionId}``, send the "Authentication
+    Request" ``{token, sessionId, channels}`` and read the response. A refusal
+    (or a close with 1000, 1008 or 3000) ends the client; any other loss is
+    retried with the spec's WebSocketManager backoff: attempt *n* waits
+    ``reconnect_delay_s * 2**(n-1)`` (1 s doubling; capped at
+    ``max_reconnect_delay_s``, and never sooner than a ``connection_close``'s
+    ``reconnectAfter``), giving up after ``max_reconnect_attempts``
+    consecutive failures (``None``: never).
+
+Resuming (on every connection, before anything queued)
+    For each trip the client joined or has pending updates for:
+    ``sync_request {tripId, sinceVersion}`` with the last version it applied
+    (the replayed changes and ``trip_snapshot`` update :class:`TripView`,
+    up to ``sync_complete``), then ``collaboration_session_start`` for
+    joined trips; then every pending optimistic update is re-sent with its
+    original ``updateId``, ``expectedVersion`` and ``clientTimestamp`` (the
+    server is idempotent by ``updateId``: one outcome each); then the other
+    queued messages, in order.
+
+Optimistic updates
+    :meth:`SyncClient.update_field` records a :class:`PendingUpdate` and
+    returns it; its status becomes confirmed, rejected (with the server's
+    value) or rolled back when the outcome arrives, exactly once.
+    ``expectedVersion`` is the version the caller saw. While an earlier
+    update of the same field is pending, a new one is *chained*: it is sent
+    after that outcome, with the version known then (two edits made at one
+    version would otherwise be merged as concurrent edits of each other).
+
+Persistence (``queue_path``)
+    JSON lines, each record appended and fsync'd before the call returns:
+    updates, their expected versions and outcomes, and messages queued while
+    disconnected. A new client on the same file resumes where the old one
+    stopped; the file is compacted on start and on close. Pending updates
+    imply their trips: after a restart the client fills its view of each
+    with ``sync_request`` from version 0 (the whole retained history, or a
+    snapshot).
+
+Metrics (``websocket-api.md`` "Client Metrics"): see :class:`ClientMetrics`.
+Latency is the round trip of a client ``connection_heartbeat`` to the
+server's answering heartbeat, sent every ``heartbeat_interval_s`` (default:
+the server's ``limits.heartbeatInterval``), which also keeps the connection
+from being closed as idle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import os
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Final
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from sync.wire import iso_ms
+
+__all__ = [
+    "HIGH_FREQUENCY_PER_S",
+    "MAX_RECONNECT_ATTEMPTS",
+    "RECONNECT_DELAY_S",
+    "AuthenticationFailed",
+    "ClientMetrics",
+    "PendingUpdate",
+    "QueueFile",
+    "RequestRefused",
+    "SyncClient",
+    "TripView",
+    "UpdateStatus",
+]
+
+logger = logging.getLogger(__name__)
+
+MAX_RECONNECT_ATTEMPTS: Final = 5
+RECONNECT_DELAY_S: Final = 1.0
+MAX_RECONNECT_DELAY_S: Final = 30.0
+OPEN_TIMEOUT_S: Final = 10.0
+DEFAULT_HEARTBEAT_INTERVAL_S: Final = 25.0
+LATENCY_SAMPLES: Final = 100
+# "isHighFrequency" in "Client Metrics": more messages per second than this.
+HIGH_FREQUENCY_PER_S: Final = 10.0
+# "Connection Close Codes" whose Reconnect column says No.
+NO_RECONNECT_CLOSE_CODES: Final = frozenset({1000, 1008, 3000})
+OUTCOME_TYPES: Final = (
+    "optimistic_update_confirmed",
+    "optimistic_update_rejected",
+    "optimistic_update_rollback",
+)
+
+
+class AuthenticationFailed(Exception):
+    """The server refused the token (the "Authentication Response" error)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+class RequestRefused(Exception):
+    """The server answered a join or sync request with an ``error`` event."""
+
+    def __init__(self, payload: dict[str, Any]) -> None:
+        super().__init__(f"{payload.get('code')}: {payload.get('message')}")
+        self.code = str(payload.get("code"))
+        self.payload = payload
+
+
+class UpdateStatus(StrEnum):
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    REJECTED = "rejected"
+    ROLLED_BACK = "rolled_back"
+
+
+_STATUS_BY_OUTCOME: Final = dict(
+    zip(
+        OUTCOME_TYPES,
+        (UpdateStatus.CONFIRMED, UpdateStatus.REJECTED, UpdateStatus.ROLLED_BACK),
+        strict=True,
+    )
+)
+_SERVER_VALUE_KEY: Final = dict(
+    zip(OUTCOME_TYPES, ("confirmedValue", "currentServerValue", "rollbackToValue"), strict=True)
+)
+
+
+@dataclass
+class PendingUpdate:
+    """One ``optimistic_update_start`` and, once it arrives, its outcome."""
+
+    update_id: str
+    trip_id: str
+    field_name: str
+    value: Any
+    client_timestamp: str
+    expected_version: int | None  # None: chained, fixed when first sent
+    previous_value: Any = None
+    has_previous_value: bool = False
+    status: UpdateStatus = UpdateStatus.PENDING
+    server_value: Any = None  # confirmedValue / currentServerValue / rollbackToValue
+    server_version: int | None = None
+    outcome: dict[str, Any] | None = None  # the outcome event's payload
+    sends: int = 0
+
+    @property
+    def field_key(self) -> str:
+        return self.field_name.removeprefix("trip.")
+
+    def message(self) -> dict[str, Any]:
+        assert self.expected_version is not None, "expectedVersion not fixed yet"
+        payload: dict[str, Any] = {
+            "updateId": self.update_id,
+            "tripId": self.trip_id,
+            "fieldName": self.field_name,
+            "optimisticValue": self.value,
+            "expectedVersion": self.expected_version,
+            "clientTimestamp": self.client_timestamp,
+        }
+        if self.has_previous_value:
+            payload["previousValue"] = self.previous_value
+        return {
+            "id": f"m-{self.update_id}",
+            "type": "optimistic_update_start",
+            "timestamp": self.client_timestamp,
+            "payload": payload,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["status"] = str(self.status)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PendingUpdate:
+        return cls(**{**data, "status": UpdateStatus(data["status"])})
+
+
+@dataclass
+class TripView:
+    """The client's copy of a trip: server values at ``version`` (pending edits apart)."""
+
+    trip_id: str
+    version: int = 0
+    fields: dict[str, Any] = field(default_factory=dict)
+    joined: bool = False
+    permission_level: str | None = None
+    collaborators: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ClientMetrics:
+    """ "Client Metrics" of the spec; :meth:`to_json` gives its camelCase object.
+
+    Counts are frames (a batch is one), bytes are UTF-8. ``connection_duration_ms``
+    is the time spent connected (every connection so far), ``messages_per_second``
+    is (sent + received) over it and ``average_message_size`` is bytes sent per
+    message sent, as in the spec's example.
+    """
+
+    messages_sent: int
+    messages_received: int
+    bytes_sent: int
+    bytes_received: int
+    connection_duration_ms: int
+    messages_per_second: float
+    average_message_size: float
+    queued_messages: int
+    is_high_frequency: bool
+    latency_ms: float | None
+    average_latency_ms: float | None
+    reconnections: int
+    errors: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "messagesSent": self.messages_sent,
+            "messagesReceived": self.messages_received,
+            "bytesSent": self.bytes_sent,
+            "bytesReceived": self.bytes_received,
+            "connectionDuration": self.connection_duration_ms,
+            "messagesPerSecond": round(self.messages_per_second, 2),
+            "averageMessageSize": round(self.average_message_size, 1),
+            "queuedMessages": self.queued_messages,
+            "isHighFrequency": self.is_high_frequency,
+            "latency": self.latency_ms,
+            "averageLatency": self.average_latency_ms,
+            "reconnections": self.reconnections,
+            "errors": self.errors,
+        }
+
+
+class QueueFile:
+    """The client's durable queue: JSON lines, each appended and fsync'd.
+
+    Records: ``update`` (a :class:`PendingUpdate`), ``assign`` (its expected
+    version, for chained updates), ``outcome`` (it is final), ``message`` (a
+    message queued while disconnected, with a sequence number) and ``sent``.
+    A torn last line (a crash mid-append) is ignored.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def load(self) -> tuple[list[PendingUpdate], list[tuple[int, dict[str, Any]]]]:
+        """Pending updates and unsent messages, in the order they were queued."""
+        updates: dict[str, PendingUpdate] = {}
+        messages: dict[int, dict[str, Any]] = {}
+        try:
+            lines = self.path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return [], []
+        for number, line in enumerate(lines, 1):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                if number == len(lines):
+                    logger.warning("queue file %s: torn last line ignored", self.path)
+                    break
+                raise
+            kind = record["k"]
+            if kind == "update":
+                update = PendingUpdate.from_json(record["update"])
+                updates[update.update_id] = update
+            elif kind == "assign" and record["updateId"] in updates:
+                updates[record["updateId"]].expected_version = record["expectedVersion"]
+            elif kind == "outcome":
+                updates.pop(record["updateId"], None)
+            elif kind == "message":
+                messages[record["seq"]] = record["message"]
+            elif kind == "sent":
+                messages.pop(record["seq"], None)
+        return list(updates.values()), sorted(messages.items())
+
+    def append(self, record: dict[str, Any]) -> None:
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record, separators=(",", ":")) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def rewrite(
+        self, updates: Iterable[PendingUpdate], messages: Iterable[tuple[int, dict[str, Any]]]
+    ) -> None:
+        """Replace the file by its live records (write, fsync, rename, fsync the dir)."""
+        records: list[dict[str, Any]] = [{"k": "update", "update": u.to_json()} for u in updates]
+        records += [{"k": "message", "seq": s, "message": m} for s, m in messages]
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with tmp.open("w", encoding="utf-8") as f:
+            for record in records:
+                f.write(json.dumps(record, separators=(",", ":")) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(self.path)
+        with contextlib.suppress(OSError):  # not every platform can open a directory
+            fd = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+@dataclass
+class _Message:
+    message: dict[str, Any]
+    seq: int | None = None  # in the queue file
+    on_sent: Callable[[], None] | None = None
+
+
+@dataclass(frozen=True)
+class _UpdateRef:
+    update_id: str
+
+
+Listener = Callable[[dict[str, Any]], None]
+
+
+def _settled(update: PendingUpdate) -> bool:
+    return update.status is not UpdateStatus.PENDING
+
+
+class SyncClient:
+    """A TripSage Sync connection that survives going offline. See the module doc.
+
+    Use it as ``async with SyncClient(url, token) as client:`` (connects, and
+    closes on exit) or call :meth:`start` / :meth:`connect` and :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        session_id: str | None = None,
+        endpoint: str = "chat",
+        channels: Sequence[str] = (),
+        queue_path: str | Path | None = None,
+        max_reconnect_attempts: int | None = MAX_RECONNECT_ATTEMPTS,
+        reconnect_delay_s: float = RECONNECT_DELAY_S,
+        max_reconnect_delay_s: float = MAX_RECONNECT_DELAY_S,
+        heartbeat_interval_s: float | None = None,
+        open_timeout_s: float = OPEN_TIMEOUT_S,
+    ) -> None:
+        self.session_id = session_id or f"client-{uuid.uuid4().hex[:12]}"
+        self.ws_url = f"{url.rstrip('/')}/ws/{endpoint}/{self.session_id}"
+        self._token = token
+        self.channels = list(channels)
+        self.max_reconnect_attempts = max_reconnect_attempts
+        self.reconnect_delay_s = reconnect_delay_s
+        self.max_reconnect_delay_s = max_reconnect_delay_s
+        self.open_timeout_s = open_timeout_s
+        self._heartbeat_s = heartbeat_interval_s
+        self.state = "idle"  # idle, connecting, resuming, open, closed, failed
+        self.error: BaseException | None = None
+        self.user_id: str | None = None
+        self.connection_id: str | None = None
+        self.updates: dict[str, PendingUpdate] = {}
+        self._trips: dict[str, TripView] = {}
+        self._queue: deque[_Message | _UpdateRef] = deque()
+        self._queue_file = QueueFile(queue_path) if queue_path is not None else None
+        self._seq = 0
+        self._ws: ClientConnection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._tick = asyncio.Event()
+        self._listeners: dict[str, list[Listener]] = {}
+        self._outcome_listeners: list[Callable[[PendingUpdate], None]] = []
+        self._subscribers: list[asyncio.Queue[dict[str, Any]]] = []
+        self._joins: dict[str, list[asyncio.Future[TripView]]] = {}
+        self._requests: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._ping: tuple[float, asyncio.Future[float]] | None = None
+        self._reconnect_after_s = 0.0
+        self._closing = False
+        self._counter = 0
+        # Metrics.
+        self._sent = self._received = self._bytes_sent = self._bytes_received = 0
+        self._connected_total_s = 0.0
+        self._connected_since: float | None = None
+        self._latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)
+        self._reconnections = 0
+        self._errors = 0
+        if self._queue_file is not None:
+            self._load_queue(self._queue_file)
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start connecting in the background; returns at once (offline-first)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"sync-client-{self.session_id}")
+
+    async def connect(self) -> None:
+        """:meth:`start` and wait until connected; raises what ended the client.
+
+        Like every wait of this class it has no timeout of its own: bound it
+        with ``asyncio.timeout`` (the backoff can retry for a long time).
+        """
+        await self.start()
+        await self.wait_until(lambda: self.state == "open" or self.error is not None)
+        if self.error is not None:
+            raise self.error
+
+    async def close(self) -> None:
+        """Close politely (1000); pending updates stay in the queue file."""
+        self._closing = True
+        if self._ws is not None:
+            with contextlib.suppress(ConnectionClosed, OSError):
+                await self._ws.close()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._queue_file is not None:
+            self._queue_file.rewrite(self.pending_updates(), self._unsent_messages())
+        self._set_state("closed")
+
+    async def __aenter__(self) -> SyncClient:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def abort(self) -> None:
+        """Cut the TCP connection without a close handshake (the client reconnects)."""
+        if self._ws is not None:
+            self._ws.transport.abort()
+
+    # -- sending -------------------------------------------------------------------
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Queue a message (``{type, payload, ...}``); kept in the queue file while offline."""
+        seq = None
+        if self.state != "open" and self._queue_file is not None:
+            self._seq += 1
+            seq = self._seq
+            self._queue_file.append({"k": "message", "seq": seq, "message": message})
+        self._enqueue(_Message(message, seq))
+
+    def update_field(
+        self,
+        trip_id: str,
+        field_name: str,
+        value: Any,
+        *,
+        previous_value: Any = ...,
+        expected_version: int | None = None,
+        client_timestamp: str | int | None = None,
+        update_id: str | None = None,
+    ) -> PendingUpdate:
+        """Start an optimistic update; its outcome arrives on the returned object.
+
+        ``expected_version`` defaults to the version this client knows of the
+        trip (chained after an earlier pending update of the same field);
+        ``client_timestamp`` to now (an ISO string or Unix milliseconds).
+        """
+        view = self.trip(trip_id)
+        key = field_name.removeprefix("trip.")
+        chained = any(u.field_key == key for u in self._pending_of(trip_id))
+        if expected_version is None and not chained:
+            expected_version = view.version
+        stamp = client_timestamp if client_timestamp is not None else int(time.time() * 1000)
+        update = PendingUpdate(
+            update_id=update_id or f"u-{uuid.uuid4().hex}",
+            trip_id=trip_id,
+            field_name=field_name,
+            value=value,
+            client_timestamp=stamp if isinstance(stamp, str) else iso_ms(stamp),
+            expected_version=expected_version,
+            previous_value=None if previous_value is ... else previous_value,
+            has_previous_value=previous_value is not ...,
+        )
+        if self._queue_file is not None:
+            self._queue_file.append({"k": "update", "update": update.to_json()})
+        self.updates[update.update_id] = update
+        self._enqueue(_UpdateRef(update.update_id))
+        self._notify()
+        return update
+
+    async def join(self, trip_id: str) -> TripView:
+        """Join the trip's collaboration session (again after every reconnect)."""
+        view = self.trip(trip_id)
+        view.joined = True
+        waiter: asyncio.Future[TripView] = asyncio.get_running_loop().create_future()
+        self._joins.setdefault(trip_id, []).append(waiter)
+        if self.state in ("resuming", "open"):  # otherwise the next resume joins
+            self._enqueue(_Message(self._join_message(trip_id)))
+        return await waiter
+
+    def leave(self, trip_id: str) -> None:
+        view = self.trip(trip_id)
+        if view.joined:
+            view.joined = False
+            self.send({"type": "trip_collaboration_leave", "payload": {"tripId": trip_id}})
+
+    async def sync(self, trip_id: str, since_version: int | None = None) -> dict[str, Any]:
+        """``sync_request`` now; the ``sync_complete`` payload once the view caught up."""
+        since = self.trip(trip_id).version if since_version is None else since_version
+        message = self._sync_message(trip_id, since)
+        waiter = self._request_future(message["id"])
+        self._enqueue(_Message(message))
+        return await waiter
+
+    async def ping(self) -> float:
+        """Round trip of a ``connection_heartbeat`` in milliseconds."""
+        if self._ping is None:
+            waiter: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+            self._ping = (0.0, waiter)
+            heartbeat = {"type": "connection_heartbeat", "id": self._next_id("hb")}
+            self._enqueue(_Message(heartbeat, on_sent=self._ping_sent))
+        return await asyncio.shield(self._ping[1])
+
+    # -- reading -------------------------------------------------------------------
+
+    def trip(self, trip_id: str) -> TripView:
+        view = self._trips.get(trip_id)
+        if view is None:
+            view = self._trips[trip_id] = TripView(trip_id)
+        return view
+
+    def optimistic_fields(self, trip_id: str) -> dict[str, Any]:
+        """The trip as the user sees it: server values with pending updates on top."""
+        fields = dict(self.trip(trip_id).fields)
+        for update in self._pending_of(trip_id):
+            fields[update.field_key] = update.value
+        return fields
+
+    def pending_updates(self) -> list[PendingUpdate]:
+        return [u for u in self.updates.values() if u.status is UpdateStatus.PENDING]
+
+    def metrics(self) -> ClientMetrics:
+        now = time.monotonic()
+        connected_s = self._connected_total_s
+        if self._connected_since is not None:
+            connected_s += now - self._connected_since
+        rate = (self._sent + self._received) / connected_s if connected_s > 0 else 0.0
+        latencies = list(self._latencies)
+        return ClientMetrics(
+            messages_sent=self._sent,
+            messages_received=self._received,
+            bytes_sent=self._bytes_sent,
+            bytes_received=self._bytes_received,
+            connection_duration_ms=int(connected_s * 1000),
+            messages_per_second=rate,
+            average_message_size=self._bytes_sent / self._sent if self._sent else 0.0,
+            queued_messages=len(self._queue),
+            is_high_frequency=rate > HIGH_FREQUENCY_PER_S,
+            latency_ms=latencies[-1] if latencies else None,
+            average_latency_ms=sum(latencies) / len(latencies) if latencies else None,
+            reconnections=self._reconnections,
+            errors=self._errors,
+        )
+
+    def on(self, type_: str, callback: Listener) -> None:
+        """Call ``callback(event)`` for each server event of ``type_`` (``"*"``: all)."""
+        self._listeners.setdefault(type_, []).append(callback)
+
+    def on_outcome(self, callback: Callable[[PendingUpdate], None]) -> None:
+        """Call ``callback(update)`` once per update, when its outcome arrives."""
+        self._outcome_listeners.append(callback)
+
+    def events(self) -> asyncio.Queue[dict[str, Any]]:
+        """A queue receiving every server event from now on."""
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._subscribers.append(queue)
+        return queue
+
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        """Wait until ``predicate()`` holds; it is re-checked after every event or send."""
+        while not predicate():
+            await self._tick.wait()
+
+    # -- the connection loop ---------------------------------------------------------
+
+    async def _run(self) -> None:
+        failures = 0
+        while not self._closing:
+            self._set_state("connecting")
+            try:
+                ws = await connect(
+                    self.ws_url, open_timeout=self.open_timeout_s, max_size=None, compression=None
+                )
+            except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
+                failures += 1
+                logger.info("connect failed (attempt %d): %s", failures, type(exc).__name__)
+                if not await self._backoff(failures):
+                    return
+                continue
+            failures = 0
+            try:
+                code = await self._session(ws)
+            except AuthenticationFailed as exc:
+                logger.warning("authentication refused: %s", exc.code)
+                self._fail(exc)
+                return
+            if self._closing:
+                return
+            if code in NO_RECONNECT_CLOSE_CODES:
+                logger.info("closed by the server with %s; not reconnecting", code)
+                self._fail(ConnectionError(f"closed by the server ({code})"))
+                return
+            self._reconnections += 1
+            if not await self._backoff(1):
+                return
+
+    async def _backoff(self, attempt: int) -> bool:
+        """Sleep before attempt ``attempt``; ``False`` once attempts are exhausted."""
+        limit = self.max_reconnect_attempts
+        if limit is not None and attempt > limit:
+            self._fail(ConnectionError(f"gave up after {limit} reconnection attempts"))
+            return False
+        delay = min(self.reconnect_delay_s * 2 ** (attempt - 1), self.max_reconnect_delay_s)
+        delay = max(delay, min(self._reconnect_after_s, self.max_reconnect_delay_s))
+        self._reconnect_after_s = 0.0
+        self._set_state("waiting")
+        await asyncio.sleep(delay)  # the backoff itself, not a wait for an event
+        return True
+
+    async def _session(self, ws: ClientConnection) -> int | None:
+        """Authenticate, resume, then read until the connection ends; its close code."""
+        self._ws = ws
+        writer: asyncio.Task[None] | None = None
+        beats: asyncio.Task[None] | None = None
+        try:
+            auth = {"token": self._token, "sessionId": self.session_id, "channels": self.channels}
+            await self._send_text(ws, json.dumps(auth))
+            response = json.loads(await asyncio.wait_for(ws.recv(), self.open_timeout_s))
+            self._count_received(response)
+            if response.get("success") is not True:
+                raise AuthenticationFailed(
+                    str(response.get("code")), str(response.get("error", "refused"))
+                )
+            self.user_id = response.get("userId")
+            self.connection_id = response.get("connectionId")
+            self._connected_since = time.monotonic()
+            self._set_state("resuming")
+            self._plan_resume()
+            writer = asyncio.create_task(self._writer(ws), name="sync-client-writer")
+            beats = asyncio.create_task(self._heartbeats(), name="sync-client-heartbeat")
+            async for raw in ws:
+                self._receive(raw)
+        except (ConnectionClosed, TimeoutError, OSError):
+            pass
+        finally:
+            for task in (writer, beats):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, ConnectionClosed, OSError):
+                        await task
+            self._ws = None
+            if self._connected_since is not None:
+                self._connected_total_s += time.monotonic() - self._connected_since
+                self._connected_since = None
+            self._on_disconnected()
+        code = ws.close_code
+        logger.info("disconnected (close code %s)", code)
+        return code
+
+    def _plan_resume(self) -> None:
+        """Resume messages, then pending updates, then the rest of the queue."""
+        first: list[_Message | _UpdateRef] = []
+        for view in self._trips.values():
+            has_pending = any(True for _ in self._pending_of(view.trip_id))
+            # A view never filled (a restart with pending updates) syncs from 0.
+            if (view.version > 0 and view.joined) or has_pending:
+                first.append(_Message(self._sync_message(view.trip_id, view.version)))
+            if view.joined:
+                first.append(_Message(self._join_message(view.trip_id)))
+        first += [_UpdateRef(u.update_id) for u in self.pending_updates()]
+        first += [item for item in self._queue if isinstance(item, _Message)]
+        self._queue = deque(first)
+        self._wake.set()
+
+    async def _writer(self, ws: ClientConnection) -> None:
+        """The one writer of a connection: drains the queue in order."""
+        while True:
+            while not self._queue:
+                if self.state == "resuming":
+                    self._set_state("open")
+                self._wake.clear()
+                await self._wake.wait()
+            item = self._queue[0]
+            if isinstance(item, _UpdateRef):
+                update = self.updates.get(item.update_id)
+                if update is None or update.status is not UpdateStatus.PENDING:
+                    self._queue.popleft()
+                    continue
+                before = self._predecessor(update)
+                if before is not None:  # chained: wait for the earlier outcome
+                    await self.wait_until(functools.partial(_settled, before))
+                    continue
+                if update.expected_version is None:
+                    update.expected_version = self.trip(update.trip_id).version
+                    if self._queue_file is not None:
+                        self._queue_file.append(
+                            {
+                                "k": "assign",
+                                "updateId": update.update_id,
+                                "expectedVersion": update.expected_version,
+                            }
+                        )
+                await self._send_text(ws, json.dumps(update.message()))
+                update.sends += 1
+            else:
+                await self._send_text(ws, json.dumps(item.message))
+                if item.on_sent is not None:
+                    item.on_sent()
+                if item.seq is not None and self._queue_file is not None:
+                    self._queue_file.append({"k": "sent", "seq": item.seq})
+            self._queue.popleft()
+            self._notify()
+
+    async def _heartbeats(self) -> None:
+        while True:
+            interval = self._heartbeat_s or DEFAULT_HEARTBEAT_INTERVAL_S
+            await asyncio.sleep(interval)  # a period, not a wait for an event
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self.ping()
+
+    async def _send_text(self, ws: ClientConnection, text: str) -> None:
+        await ws.send(text)
+        self._sent += 1
+        self._bytes_sent += len(text.encode())
+
+    # -- receiving -------------------------------------------------------------------
+
+    def _count_received(self, raw: Any) -> None:
+        self._received += 1
+        text = raw if isinstance(raw, str | bytes) else json.dumps(raw)
+        self._bytes_received += len(text.encode() if isinstance(text, str) else text)
+
+    def _receive(self, raw: str | bytes) -> None:
+        self._count_received(raw)
+        try:
+            message = json.loads(raw)
+        except ValueError:
+            self._errors += 1
+            logger.warning("undecodable frame of %d bytes", len(raw))
+            return
+        if message.get("type") == "batch":
+            for inner in message.get("payload", {}).get("messages", []):
+                self._dispatch(inner)
+        else:
+            self._dispatch(message)
+        self._notify()
+
+    def _dispatch(self, event: dict[str, Any]) -> None:
+        type_ = event.get("type")
+        payload = event.get("payload") or {}
+        view = self._trips.get(payload.get("tripId", "")) if isinstance(payload, dict) else None
+        match type_:
+            case "connection_established":
+                interval = payload.get("limits", {}).get("heartbeatInterval")
+                if self._heartbeat_s is None and isinstance(interval, int | float) and interval > 0:
+                    self._heartbeat_s = float(interval)
+            case "connection_heartbeat":
+                if self._ping is not None and self._ping[0] > 0:
+                    sent_at, waiter = self._ping
+                    rtt_ms = (time.monotonic() - sent_at) * 1000
+                    self._latencies.append(rtt_ms)
+                    self._ping = None
+                    if not waiter.done():
+                        waiter.set_result(rtt_ms)
+            case "connection_close":
+                after = payload.get("reconnectAfter")
+                self._reconnect_after_s = float(after) if isinstance(after, int | float) else 0.0
+            case "collaboration_session_started" if view is not None:
+                view.fields = dict(payload.get("fields", {}))
+                view.version = int(payload.get("version", payload.get("serverVersion", 0)))
+                view.permission_level = payload.get("permissionLevel")
+                for joined in self._joins.pop(view.trip_id, []):
+                    if not joined.done():
+                        joined.set_result(view)
+            case "trip_update_broadcast" if view is not None:
+                if payload["version"] > view.version:
+                    for name, change in payload.get("changes", {}).items():
+                        view.fields[name] = change.get("newValue")
+                    view.version = payload["version"]
+            case "trip_snapshot" if view is not None:
+                if payload["version"] >= view.version:
+                    view.fields = dict(payload["fields"])
+                    view.version = payload["version"]
+            case "sync_complete" if view is not None:
+                view.version = max(view.version, payload["version"])
+                request = self._requests.pop(payload.get("requestId", ""), None)
+                if request is not None and not request.done():
+                    request.set_result(payload)
+            case "trip_collaborator_presence" if view is not None:
+                view.collaborators = list(payload.get("activeCollaborators", []))
+            case "optimistic_update_confirmed" | "optimistic_update_rejected":
+                self._on_outcome(type_, payload)
+            case "optimistic_update_rollback":
+                self._on_outcome(type_, payload)
+            case "error":
+                self._errors += 1
+                self._on_error(payload)
+            case _:
+                pass
+        for callback in self._listeners.get(str(type_), []) + self._listeners.get("*", []):
+            try:
+                callback(event)
+            except Exception:
+                logger.exception("listener for %s failed", type_)
+        for queue in self._subscribers:
+            queue.put_nowait(event)
+
+    def _on_outcome(self, type_: str, payload: dict[str, Any]) -> None:
+        update = self.updates.get(payload.get("updateId", ""))
+        if update is None or update.status is not UpdateStatus.PENDING:
+            logger.debug("outcome for an unknown or settled update ignored")
+            return
+        update.status = _STATUS_BY_OUTCOME[type_]
+        update.outcome = payload
+        update.server_value = payload.get(_SERVER_VALUE_KEY[type_])
+        version = payload.get("serverVersion", payload.get("currentServerVersion"))
+        update.server_version = version if isinstance(version, int) else None
+        view = self.trip(update.trip_id)
+        if update.status is not UpdateStatus.ROLLED_BACK and isinstance(version, int):
+            if version > view.version:  # our own change is not broadcast back to us
+                view.fields[update.field_key] = update.server_value
+                view.version = version
+        if self._queue_file is not None:
+            self._queue_file.append({"k": "outcome", "updateId": update.update_id})
+        for callback in self._outcome_listeners:
+            try:
+                callback(update)
+            except Exception:
+                logger.exception("outcome listener failed")
+
+    def _on_error(self, payload: dict[str, Any]) -> None:
+        details = payload.get("details") or {}
+        request = self._requests.pop(str(details.get("messageId")), None)
+        if request is not None and not request.done():
+            request.set_exception(RequestRefused(payload))
+        trip_id = details.get("tripId")
+        if isinstance(trip_id, str) and str(details.get("messageId", "")).startswith("join-"):
+            self.trip(trip_id).joined = False
+            for waiter in self._joins.pop(trip_id, []):
+                if not waiter.done():
+                    waiter.set_exception(RequestRefused(payload))
+
+    def _on_disconnected(self) -> None:
+        if self._ping is not None and self._ping[0] > 0:
+            self._ping = None  # its answer is lost with the connection
+        for view in self._trips.values():
+            view.collaborators = []
+        self._set_state("waiting")
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _enqueue(self, item: _Message | _UpdateRef) -> None:
+        self._queue.append(item)
+        self._wake.set()
+
+    def _pending_of(self, trip_id: str) -> Iterable[PendingUpdate]:
+        return (u for u in self.pending_updates() if u.trip_id == trip_id)
+
+    def _predecessor(self, update: PendingUpdate) -> PendingUpdate | None:
+        for other in self.pending_updates():
+            if other is update:
+                return None
+            if other.trip_id == update.trip_id and other.field_key == update.field_key:
+                return other
+        return None
+
+    def _next_id(self, kind: str) -> str:
+        self._counter += 1
+        return f"{kind}-{self._counter}"
+
+    def _join_message(self, trip_id: str) -> dict[str, Any]:
+        return {
+            "id": f"join-{self._next_id(trip_id)}",
+            "type": "collaboration_session_start",
+            "payload": {"tripId": trip_id},
+        }
+
+    def _sync_message(self, trip_id: str, since: int) -> dict[str, Any]:
+        return {
+            "id": self._next_id("sync"),
+            "type": "sync_request",
+            "payload": {"tripId": trip_id, "sinceVersion": since},
+        }
+
+    def _request_future(self, message_id: str) -> asyncio.Future[dict[str, Any]]:
+        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._requests[message_id] = waiter
+        return waiter
+
+    def _ping_sent(self) -> None:
+        if self._ping is not None:
+            self._ping = (time.monotonic(), self._ping[1])
+
+    def _unsent_messages(self) -> list[tuple[int, dict[str, Any]]]:
+        return [
+            (item.seq, item.message)
+            for item in self._queue
+            if isinstance(item, _Message) and item.seq is not None
+        ]
+
+    def _load_queue(self, queue_file: QueueFile) -> None:
+        updates, messages = queue_file.load()
+        for update in updates:
+            self.updates[update.update_id] = update
+            self.trip(update.trip_id)  # resumed (from version 0) on connecting
+            self._queue.append(_UpdateRef(update.update_id))
+        for seq, message in messages:
+            self._queue.append(_Message(message, seq))
+        self._seq = max((seq for seq, _ in messages), default=0)
+        queue_file.rewrite(updates, messages)
+        if updates or messages:
+            logger.info("queue file: %d update(s), %d message(s)", len(updates), len(messages))
+
+    def _set_state(self, state: str) -> None:
+        if state != self.state:
+            logger.debug("state %s -> %s", self.state, state)
+            self.state = state
+            self._notify()
+
+    def _fail(self, exc: BaseException) -> None:
+        self.error = exc
+        self._set_state("failed")
+        for futures in self._joins.values():
+            for waiter in futures:
+                if not waiter.done():
+                    waiter.set_exception(exc)
+        self._joins.clear()
+        for request in self._requests.values():
+            if not request.done():
+                request.set_exception(exc)
+        self._requests.clear()
+
+    def _notify(self) -> None:
+        self._tick.set()
+        self._tick = asyncio.Event()
