@@ -56,17 +56,57 @@ Outcomes (one per update, in :class:`ApplyResult`)
 Values
     Validation and number normalisation are in :mod:`sync.conflicts`
     ("Values"): integral floats read back from Yjs become ints.
+
+Updates from Yjs peers (:meth:`TripDocument.apply_remote_update`)
+    A peer's update is first applied to a *shadow* Doc that mirrors the live
+    one (every change is applied to both), under a deep observer: pycrdt
+    panics are ``BaseException`` and a refused update leaves marks, so only
+    the shadow may see raw peer bytes; it is rebuilt from the live doc after
+    a refusal. The observer yields what the update did: the root map keys it
+    set or deleted, the text and list fields it edited, and the transaction's
+    own update (only what was new: a re-sent update yields nothing and is not
+    a version). The update is refused, and nothing applied, unless it keeps
+    the schema: writes only into ``trip``; a key's kind never changes; text
+    and list fields stay, with plain text and plain JSON items; scalar values
+    are valid JSON (not lists: lists are declared Y.Arrays). Keys may be any
+    1-128 printable characters (a Yjs app's own keys are fields too; the JSON
+    API edits identifier-named ones). The transaction's update is then
+    applied to the live doc and recorded as one version with meta
+    ``kind: "yjs"`` and a stamp ``(now, user, update id)`` for every scalar
+    it changed, so :meth:`restore` rebuilds it like any other change.
+
+    A CRDT peer cannot be told "rejected": its edit is in its replica for
+    good. So a concurrent write of a manual field is applied (Yjs picks the
+    interim value) and raises, or joins, the manual conflict; resolving it
+    writes the chosen value as a new change that every replica converges to.
+    Concurrent means the writer had not seen the field's current value: the
+    map item it wrote was inserted after another item than the one holding
+    the key now (:func:`sync.yupdate.seen_values` reads that from the bytes).
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final, Literal
 
-from pycrdt import Array, Doc, Map, Text
+from pycrdt import (
+    Array,
+    ArrayEvent,
+    Doc,
+    Map,
+    MapEvent,
+    Subscription,
+    Text,
+    TextEvent,
+    TransactionEvent,
+    XmlElement,
+    XmlFragment,
+    XmlText,
+)
 
 from sync.conflicts import (
     AUTO_RESOLVE_AFTER_MS,
@@ -89,6 +129,7 @@ from sync.conflicts import (
     validate_value,
 )
 from sync.errors import InvalidMessage, InvalidState, NotFound
+from sync.yupdate import RootKeys, Struct, decode_update, seen_values
 
 __all__ = [
     "ROOT_MAP",
@@ -102,6 +143,8 @@ __all__ = [
     "LogEntry",
     "Outcome",
     "Rejected",
+    "RemoteResult",
+    "RemoteUpdateRefused",
     "RollbackReason",
     "Rolledback",
     "Snapshot",
@@ -113,6 +156,9 @@ ROOT_MAP: Final = "trip"
 TEXT_FIELDS: Final = frozenset({"notes"})
 META_FORMAT: Final = 1
 CREATE_UPDATE_ID: Final = "create"
+REMOTE_KEY_PATTERN: Final = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
+EMPTY_UPDATE: Final = b"\x00\x00"
+_SHARED_TYPES: Final = (Array, Map, Text, XmlElement, XmlFragment, XmlText)
 
 RollbackReason = Literal[
     "invalid_value", "stale_previous_value", "history_unavailable", "invalid_expected_version"
@@ -230,6 +276,61 @@ class ApplyResult:
     conflict_resolved: str | None = None
 
 
+class RemoteUpdateRefused(InvalidMessage):
+    """A Yjs peer's update the trip refuses (malformed or off-schema); nothing was applied."""
+
+
+@dataclass(frozen=True)
+class RemoteResult:
+    """A Yjs peer's update as applied: ``change`` is None when it brought nothing new.
+
+    ``conflicts`` pairs each manual conflict it raised or joined with the
+    ``trip_conflict_detected`` to broadcast (None when it joined one).
+    """
+
+    change: Change | None
+    conflicts: tuple[tuple[PendingConflict, ConflictDetected | None], ...] = ()
+
+
+@dataclass
+class _Shadow:
+    """The shadow Doc and what its observers saw during the last apply."""
+
+    doc: Doc[Any]
+    subscriptions: list[Subscription] = field(default_factory=list)
+    update: bytes = b""
+    edits: dict[str, str] = field(default_factory=dict)  # key -> set | delete | edit
+    refusal: str | None = None
+
+    def on_transaction(self, event: TransactionEvent) -> None:
+        self.update = event.update
+
+    def on_events(self, events: list[Any]) -> None:
+        for event in events:
+            path = list(event.path)
+            if isinstance(event, MapEvent) and not path:
+                for key, change in event.keys.items():  # type: ignore[attr-defined]
+                    added = change.get("newValue")
+                    if isinstance(added, _SHARED_TYPES):
+                        self._refuse(f"{key}: nested shared types are not part of a trip")
+                    self.edits[key] = "delete" if change["action"] == "delete" else "set"
+            elif isinstance(event, TextEvent | ArrayEvent) and len(path) == 1:
+                delta = event.delta  # type: ignore[union-attr]
+                inserted = [d.get("insert") for d in delta if "insert" in d]
+                if isinstance(event, TextEvent):
+                    plain = all(isinstance(i, str) for i in inserted)
+                else:
+                    plain = not any(isinstance(v, _SHARED_TYPES) for i in inserted for v in i)
+                if not plain:
+                    self._refuse(f"{path[0]}: only plain text and JSON items")
+                self.edits.setdefault(str(path[0]), "edit")
+            else:
+                self._refuse("edits below a field's own text or list")
+
+    def _refuse(self, message: str) -> None:
+        self.refusal = self.refusal or message
+
+
 _History = dict[str, list[tuple[int, Stamp | None]]]  # field -> (version, stamp) ascending
 
 
@@ -249,6 +350,8 @@ class TripDocument:
         self._entries: list[LogEntry] = []
         self._history: _History = {}
         self._pending: dict[str, PendingConflict] = {}
+        self._shadow: _Shadow | None = None
+        self._root_keys: RootKeys | None = None  # built on first use, then kept up to date
 
     @classmethod
     def create(
@@ -432,6 +535,161 @@ class TripDocument:
         )
         outcome = self._rejected(req, name, "accept_server_value", None)
         return ApplyResult(outcome, conflict_detected=detected)
+
+    # -- updates from Yjs peers ------------------------------------------------------
+
+    def apply_remote_update(
+        self, update: bytes, *, user_id: str, update_id: str, now_ms: int
+    ) -> RemoteResult:
+        """Apply a Yjs peer's v1 update (see "Updates from Yjs peers" above).
+
+        Raises :class:`RemoteUpdateRefused` with nothing applied when the update is
+        malformed or leaves the trip schema.
+        """
+        if update == EMPTY_UPDATE:
+            return RemoteResult(None)
+        shadow = self._shadow_doc()
+        shadow.update, shadow.edits, shadow.refusal = b"", {}, None
+        try:
+            shadow.doc.apply_update(update)
+        except BaseException as exc:  # pycrdt panics are BaseException (PanicException)
+            self._shadow = None
+            if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
+                raise
+            raise RemoteUpdateRefused("Malformed Yjs update") from exc
+        if not shadow.update or shadow.update == EMPTY_UPDATE:  # nothing new
+            return RemoteResult(None)
+        try:
+            writes, written = self._check_remote(shadow)
+        except RemoteUpdateRefused:
+            self._shadow = None
+            raise
+        stamps: dict[str, Stamp] = {}
+        conflicts: list[tuple[PendingConflict, ConflictDetected | None]] = []
+        for name, (concurrent, value) in writes.items():
+            stamp = Stamp(now_ms, user_id, update_id)
+            joined = self._remote_conflict(name, concurrent, value, stamp, now_ms)
+            if joined is None:  # a write that saw the current value beats it
+                stamp = stamp.after(self._stamp_at(name, self.version))
+            else:
+                conflicts.append(joined)
+            stamps[name] = stamp
+        old = {name: self._value(name) for name in shadow.edits.keys() | writes.keys()}
+        self._doc.apply_update(shadow.update)
+        self._keys().add(written)
+        changed = {n: v for n, v in old.items() if not json_equal(v, self._value(n))}
+        self.version += 1
+        recorded: dict[str, Stamp | None] = {n: stamps.get(n) for n in changed}
+        meta: dict[str, JSON] = {
+            "format": META_FORMAT,
+            "kind": "yjs",
+            "updateId": update_id,
+            "userId": user_id,
+            "clientId": None,
+            "fields": {n: None if s is None else s.to_json() for n, s in recorded.items()},
+        }
+        self._entries.append(LogEntry(self.version, shadow.update, meta))
+        self._note(self.version, recorded)
+        changes = {
+            n: FieldChange(v, self._value(n), FIELD_PATH_PREFIX + n) for n, v in changed.items()
+        }
+        change = Change(self.version, shadow.update, meta, changes, user_id)
+        return RemoteResult(change, tuple(conflicts))
+
+    def _shadow_doc(self) -> _Shadow:
+        if self._shadow is None:
+            doc = Doc[Any]()
+            doc.apply_update(self._doc.get_update())
+            shadow = _Shadow(doc)
+            root = doc.get(ROOT_MAP, type=Map)
+            shadow.subscriptions = [
+                doc.observe(shadow.on_transaction),
+                root.observe_deep(shadow.on_events),
+            ]
+            self._shadow = shadow
+        return self._shadow
+
+    def _check_remote(
+        self, shadow: _Shadow
+    ) -> tuple[dict[str, tuple[bool, JSON]], dict[str, list[Struct]]]:
+        """Validate what the update did to the shadow.
+
+        Returns the scalar keys it wrote, (concurrent, value written), and its map
+        items by key. Only manual fields are checked for concurrency.
+        """
+        if shadow.refusal is not None:
+            raise RemoteUpdateRefused(shadow.refusal)
+        if any(name != ROOT_MAP for name in shadow.doc.keys()):
+            raise RemoteUpdateRefused(f"Only the root map '{ROOT_MAP}' is shared")
+        root = shadow.doc.get(ROOT_MAP, type=Map)
+        writes: dict[str, tuple[bool, JSON]] = {}
+        for name, action in shadow.edits.items():
+            kind = _kind(self._root, name)
+            if not REMOTE_KEY_PATTERN.fullmatch(name):
+                raise RemoteUpdateRefused("Field names are 1-128 printable characters")
+            if action != "edit" and kind in (FieldKind.TEXT, FieldKind.LIST):
+                raise RemoteUpdateRefused(f"{name}: text and list fields cannot be replaced")
+            if action == "set" and name in TEXT_FIELDS:
+                raise RemoteUpdateRefused(f"{name}: text fields are declared at creation")
+            try:
+                value = validate_value(_read_raw(root, name))
+            except InvalidValue as exc:
+                raise RemoteUpdateRefused(f"{name}: {exc}") from None
+            if action == "set" and isinstance(value, list):
+                raise RemoteUpdateRefused(f"{name}: lists are declared Y.Arrays")
+            if action != "edit":
+                writes[name] = (False, value)
+        keys = self._keys()
+        try:
+            written = keys.keys_written(decode_update(shadow.update))
+            manual = [name for name in written if name in self.manual_fields]
+            if manual:  # a write that lost in Yjs is a write too: no event shows it
+                deleted = decode_update(self._doc.get_update(self._doc.get_state()))
+                seen = seen_values(written, keys, deleted)
+                for name in manual:
+                    writes[name] = (seen[name].concurrent, validate_value(seen[name].written))
+        except InvalidMessage as exc:  # MalformedUpdate or InvalidValue
+            raise RemoteUpdateRefused(f"{exc}") from None
+        return writes, written
+
+    def _keys(self) -> RootKeys:
+        if self._root_keys is None:
+            keys = RootKeys(ROOT_MAP)
+            keys.add(keys.keys_written(decode_update(self._doc.get_update())))
+            self._root_keys = keys
+        return self._root_keys
+
+    def _remote_conflict(
+        self, name: str, concurrent: bool, written: JSON, stamp: Stamp, now_ms: int
+    ) -> tuple[PendingConflict, ConflictDetected | None] | None:
+        """Raise or join the manual conflict a Yjs write of ``name`` makes, if any."""
+        if name not in self.manual_fields:
+            return None
+        pending = next((c for c in self._pending.values() if c.field_name == name), None)
+        if pending is not None:  # "Conflict Resolution": the value joins the open conflict
+            joined = pending.with_value(written, stamp)
+            self._pending[joined.conflict_id] = joined
+            return joined, None
+        current_value = self._value(name)
+        if not concurrent or json_equal(written, current_value):
+            return None
+        current = self._current_stamp(name)
+        conflict_id = conflict_id_for(self.trip_id, stamp.update_id)
+        conflict = new_pending_conflict(
+            conflict_id=conflict_id,
+            trip_id=self.trip_id,
+            field_name=name,
+            current=(current_value, current),
+            incoming=(written, stamp),
+            deadline_ms=now_ms + self._auto_resolve_after_ms,
+            auto_resolve_after_ms=self._auto_resolve_after_ms,
+        )
+        self._pending[conflict_id] = conflict
+        values = (
+            ConflictingValue(current.user_id, current_value, current.ts_ms),
+            ConflictingValue(stamp.user_id, written, stamp.ts_ms),
+        )
+        return conflict, ConflictDetected(conflict_id, name, values, "manual", None, None)
 
     # -- "Conflict Resolution" -----------------------------------------------
 
@@ -623,6 +881,10 @@ class TripDocument:
         update = fork.get_update(before)
         old = {name: self._value(name) for name in stamps}
         self._doc.apply_update(update)
+        if self._shadow is not None:
+            self._shadow.doc.apply_update(update)
+        if self._root_keys is not None:
+            self._root_keys.add(self._root_keys.keys_written(decode_update(update)))
         live = _state_vector(self._doc.get_state())
         for client, clock in _state_vector(fork.get_state()).items():
             if live.get(client, 0) < clock:
@@ -753,14 +1015,20 @@ def _shared(kind: FieldKind, value: JSON) -> Any:
 
 
 def _read(root: Map[Any], name: str) -> JSON:
+    try:
+        return normalise_json(_read_raw(root, name))
+    except InvalidValue as exc:
+        raise InvalidState(f"{name}: stored value is not JSON: {exc}") from exc
+
+
+def _read_raw(root: Map[Any], name: str) -> object:
+    """The value under ``name`` as Python: Y.Text as str, Y.Array as list."""
     if name not in root:
         return None
     shared = root[name]
-    raw = str(shared) if isinstance(shared, Text) else shared
-    try:
-        return normalise_json(raw.to_py() if isinstance(raw, Array) else raw)
-    except InvalidValue as exc:
-        raise InvalidState(f"{name}: stored value is not JSON: {exc}") from exc
+    if isinstance(shared, Text):
+        return str(shared)
+    return shared.to_py() if isinstance(shared, Array) else shared
 
 
 def _edit_text(text: Text, old: str, new: str) -> bool:

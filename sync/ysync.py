@@ -1,0 +1,295 @@
+"""The y-websocket protocol: frames and the awareness table of a room (sans-I/O).
+
+Theory of operation
+-------------------
+A y-websocket frame is one binary WebSocket message (y-protocols ``sync.js``,
+``awareness.js``, ``auth.js``; y-websocket ``messageSync = 0``,
+``messageAwareness = 1``, ``messageAuth = 2``, ``messageQueryAwareness = 3``)::
+
+    sync           0  varuint(step)  varuint8array(payload)
+                      step 0: SyncStep1, payload = state vector
+                      step 1: SyncStep2, payload = update (the reply to a step 1)
+                      step 2: Update,    payload = update
+    awareness      1  varuint8array( varuint(n)
+                                     { varuint(client) varuint(clock) varstring(json) }*n )
+    auth           2  varuint(0 = permission denied)  varstring(reason)
+    query aw.      3
+
+:func:`parse_frame` turns bytes into one of the frame classes below or raises
+:class:`MalformedFrame`; the ``*_frame`` functions encode. Document bytes are
+not interpreted here (:mod:`sync.document` does that).
+
+Awareness (:class:`AwarenessTable`)
+    One table per trip room. Each awareness client id belongs to the
+    connection that announced it first (a peer cannot overwrite or remove
+    another peer's state); ids the server makes for JSON clients belong to
+    the server. An entry is taken when its clock is newer, or equal with a
+    removal (the y-protocols rule), and every accepted state is re-stamped
+    with the connection's verified identity: ``user.id`` and ``user.name``
+    come from the token, never from the peer. A leaving connection's states
+    are removed with their current clock (what y-protocols' own
+    ``removeAwarenessStates`` sends); states the server owns are removed with
+    a bumped clock, since the server is their author.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from sync.errors import InvalidMessage
+from sync.yupdate import ByteReader, MalformedUpdate
+
+__all__ = [
+    "EMPTY_UPDATE",
+    "MAX_AWARENESS_CLIENTS_PER_PEER",
+    "MAX_AWARENESS_STATE_BYTES",
+    "AuthFrame",
+    "AwarenessEntry",
+    "AwarenessFrame",
+    "AwarenessTable",
+    "MalformedFrame",
+    "QueryAwarenessFrame",
+    "SyncStep1",
+    "SyncStep2",
+    "SyncUpdate",
+    "YFrame",
+    "auth_denied_frame",
+    "awareness_frame",
+    "encode_var_uint",
+    "parse_frame",
+    "sync_step1_frame",
+    "sync_step2_frame",
+    "sync_update_frame",
+]
+
+MESSAGE_SYNC: Final = 0
+MESSAGE_AWARENESS: Final = 1
+MESSAGE_AUTH: Final = 2
+MESSAGE_QUERY_AWARENESS: Final = 3
+SYNC_STEP1: Final = 0
+SYNC_STEP2: Final = 1
+SYNC_UPDATE: Final = 2
+AUTH_PERMISSION_DENIED: Final = 0
+EMPTY_UPDATE: Final = b"\x00\x00"  # no structs, no deletions
+MAX_AWARENESS_CLIENTS_PER_PEER: Final = 8
+MAX_AWARENESS_STATE_BYTES: Final = 16 * 1024
+
+
+class MalformedFrame(InvalidMessage):
+    """Bytes that are not a y-websocket frame."""
+
+
+@dataclass(frozen=True, slots=True)
+class SyncStep1:
+    state_vector: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SyncStep2:
+    update: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SyncUpdate:
+    update: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AwarenessEntry:
+    client_id: int
+    clock: int
+    state: dict[str, Any] | None  # None removes the client's state
+
+
+@dataclass(frozen=True, slots=True)
+class AwarenessFrame:
+    entries: tuple[AwarenessEntry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class QueryAwarenessFrame:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class AuthFrame:
+    """An auth message from a peer (y-websocket clients never send one; ignored)."""
+
+
+YFrame = SyncStep1 | SyncStep2 | SyncUpdate | AwarenessFrame | QueryAwarenessFrame | AuthFrame
+
+
+def encode_var_uint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append(0x80 | (n & 0x7F))
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _var_bytes(data: bytes) -> bytes:
+    return encode_var_uint(len(data)) + data
+
+
+def parse_frame(data: bytes) -> YFrame:
+    """One y-websocket frame; raises :class:`MalformedFrame`."""
+    reader = ByteReader(data)
+    try:
+        kind = reader.varuint()
+        if kind == MESSAGE_SYNC:
+            step = reader.varuint()
+            payload = reader.take(reader.varuint())
+            frame: YFrame
+            if step == SYNC_STEP1:
+                frame = SyncStep1(payload)
+            elif step == SYNC_STEP2:
+                frame = SyncStep2(payload)
+            elif step == SYNC_UPDATE:
+                frame = SyncUpdate(payload)
+            else:
+                raise MalformedFrame(f"Unknown sync step {step}")
+        elif kind == MESSAGE_AWARENESS:
+            frame = AwarenessFrame(_awareness_entries(reader.take(reader.varuint())))
+        elif kind == MESSAGE_QUERY_AWARENESS:
+            frame = QueryAwarenessFrame()
+        elif kind == MESSAGE_AUTH:
+            return AuthFrame()
+        else:
+            raise MalformedFrame(f"Unknown message type {kind}")
+    except MalformedUpdate as exc:
+        raise MalformedFrame(str(exc)) from None
+    if reader.pos != len(data):
+        raise MalformedFrame("Trailing bytes after frame")
+    return frame
+
+
+def _awareness_entries(payload: bytes) -> tuple[AwarenessEntry, ...]:
+    reader = ByteReader(payload)
+    entries = []
+    for _ in range(reader.count()):
+        client_id, clock = reader.varuint(), reader.varuint()
+        raw = reader.take(reader.varuint())
+        if len(raw) > MAX_AWARENESS_STATE_BYTES:
+            raise MalformedFrame("Awareness state too large")
+        try:
+            state = json.loads(raw)
+        except ValueError:
+            raise MalformedFrame("Awareness state is not JSON") from None
+        if state is not None and not isinstance(state, dict):
+            state = {"value": state}
+        entries.append(AwarenessEntry(client_id, clock, state))
+    if reader.pos != len(payload):
+        raise MalformedFrame("Trailing bytes after awareness update")
+    return tuple(entries)
+
+
+def sync_step1_frame(state_vector: bytes) -> bytes:
+    return bytes([MESSAGE_SYNC, SYNC_STEP1]) + _var_bytes(state_vector)
+
+
+def sync_step2_frame(update: bytes) -> bytes:
+    return bytes([MESSAGE_SYNC, SYNC_STEP2]) + _var_bytes(update)
+
+
+def sync_update_frame(update: bytes) -> bytes:
+    return bytes([MESSAGE_SYNC, SYNC_UPDATE]) + _var_bytes(update)
+
+
+def awareness_frame(entries: list[AwarenessEntry]) -> bytes:
+    body = bytearray(encode_var_uint(len(entries)))
+    for entry in entries:
+        body += encode_var_uint(entry.client_id) + encode_var_uint(entry.clock)
+        state = json.dumps(entry.state, separators=(",", ":")).encode()
+        body += _var_bytes(state)
+    return bytes([MESSAGE_AWARENESS]) + _var_bytes(bytes(body))
+
+
+def auth_denied_frame(reason: str) -> bytes:
+    """y-protocols ``writePermissionDenied``: y-websocket logs the reason."""
+    return bytes([MESSAGE_AUTH, AUTH_PERMISSION_DENIED]) + _var_bytes(reason.encode())
+
+
+@dataclass
+class _Slot:
+    owner: str
+    clock: int
+    state: dict[str, Any] | None
+
+
+@dataclass
+class AwarenessTable:
+    """Awareness states of one room, by awareness client id (see the module docstring)."""
+
+    slots: dict[int, _Slot] = field(default_factory=dict)
+
+    def receive(
+        self, owner: str, entries: tuple[AwarenessEntry, ...], user: dict[str, Any]
+    ) -> list[AwarenessEntry]:
+        """Apply a peer's entries; the accepted ones, identity-stamped, to broadcast."""
+        accepted = []
+        owned = sum(1 for slot in self.slots.values() if slot.owner == owner)
+        for entry in entries:
+            slot = self.slots.get(entry.client_id)
+            if slot is None:
+                if entry.state is None or owned >= MAX_AWARENESS_CLIENTS_PER_PEER:
+                    continue
+                owned += 1
+                slot = self.slots[entry.client_id] = _Slot(owner, -1, None)
+            elif slot.owner != owner:
+                continue  # another connection's client id: not this peer's to change
+            newer = entry.clock > slot.clock
+            removal = entry.clock == slot.clock and entry.state is None and slot.state is not None
+            if not (newer or removal):
+                continue
+            state = None if entry.state is None else {**entry.state, "user": _stamp(entry, user)}
+            slot.clock, slot.state = entry.clock, state
+            accepted.append(AwarenessEntry(entry.client_id, entry.clock, state))
+        return accepted
+
+    def set_server_state(
+        self, client_id: int, owner: str, state: dict[str, Any] | None
+    ) -> AwarenessEntry | None:
+        """Set (or with None remove) a state the server makes; the entry to broadcast."""
+        slot = self.slots.get(client_id)
+        if slot is None:
+            if state is None:
+                return None
+            slot = self.slots[client_id] = _Slot(owner, -1, None)
+        if slot.state == state:
+            return None
+        slot.clock += 1
+        slot.state = state
+        entry = AwarenessEntry(client_id, slot.clock, state)
+        if state is None:
+            del self.slots[client_id]
+        return entry
+
+    def remove_owner(self, owner: str) -> list[AwarenessEntry]:
+        """Forget a connection's states; the removals to broadcast."""
+        removed = []
+        for client_id, slot in list(self.slots.items()):
+            if slot.owner == owner:
+                del self.slots[client_id]
+                if slot.state is not None:
+                    removed.append(AwarenessEntry(client_id, slot.clock, None))
+        return removed
+
+    def current(self) -> list[AwarenessEntry]:
+        """Every present state (what a new peer is sent at once)."""
+        return [
+            AwarenessEntry(client_id, slot.clock, slot.state)
+            for client_id, slot in sorted(self.slots.items())
+            if slot.state is not None
+        ]
+
+    def states_of(self, owner: str) -> list[dict[str, Any]]:
+        return [s.state for s in self.slots.values() if s.owner == owner and s.state is not None]
+
+
+def _stamp(entry: AwarenessEntry, user: dict[str, Any]) -> dict[str, Any]:
+    claimed = entry.state.get("user") if entry.state is not None else None
+    extra = claimed if isinstance(claimed, dict) else {}
+    return {**extra, **user}
