@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sqlite3
 import time
 from collections.abc import Callable
 from typing import Any
@@ -507,3 +508,47 @@ async def test_many_concurrent_editors_get_one_outcome_each(server: ServerProces
     assert fields["field2"] == 5
     for c in clients:
         await c.close()
+
+
+async def test_compaction_keeps_trip_and_prunes_log(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    server = server_factory(compact_every_updates=5, history_retention_days=0)
+    await create_trip(server, manual=[])
+    alice, _ = await join(server, "alice")
+    for i in range(12):
+        await alice.send(update(f"c{i}", "budget", i, 1 + i))
+        assert (await alice.recv_type(*OUTCOMES))["type"] == "optimistic_update_confirmed"
+    await alice.close()
+    server.stop()
+    with sqlite3.connect(server.db) as db:
+        (snapshot_version,) = db.execute("SELECT version FROM trip_snapshots").fetchone()
+        (logged,) = db.execute("SELECT COUNT(*) FROM trip_updates").fetchone()
+    db.close()
+    assert snapshot_version >= 10
+    assert logged <= 13 - snapshot_version
+    again = server_factory(db=server.db)
+    trip = await get_trip(again)
+    assert trip["version"] == 13
+    assert trip["fields"]["budget"] == 11
+
+
+async def test_idle_and_silent_collaborators(server_factory: Callable[..., ServerProcess]) -> None:
+    server = server_factory(presence_idle_s=0.5, heartbeat_interval_s=1)
+    await create_trip(server, collaborators={"bob": "editor"})
+    alice, _ = await join(server, "alice")
+    bob, _ = await join(server, "bob")
+    # Bob does nothing: he shows as not active, then his silent socket is dropped.
+    await alice.recv_matching(
+        "trip_collaborator_presence",
+        lambda p: any(c["userId"] == "bob" and not c["isActive"] for c in p["activeCollaborators"]),
+    )
+    for _ in range(4):  # alice keeps her own connection alive meanwhile
+        await alice.send({"type": "connection_heartbeat", "payload": {}})
+        await alice.recv_type("connection_heartbeat")
+        if any(m.get("type") == "trip_collaboration_leave" for m in alice.backlog):
+            break
+    left = await alice.recv_type("trip_collaboration_leave", timeout=5)
+    assert left["payload"]["userId"] == "bob"
+    assert await bob.closed() == 1001
+    await alice.close()
