@@ -578,22 +578,8 @@ class TripDocument:
         self._doc.apply_update(shadow.update)
         self._keys().add(written)
         changed = {n: v for n, v in old.items() if not json_equal(v, self._value(n))}
-        self.version += 1
         recorded: dict[str, Stamp | None] = {n: stamps.get(n) for n in changed}
-        meta: dict[str, JSON] = {
-            "format": META_FORMAT,
-            "kind": "yjs",
-            "updateId": update_id,
-            "userId": user_id,
-            "clientId": None,
-            "fields": {n: None if s is None else s.to_json() for n, s in recorded.items()},
-        }
-        self._entries.append(LogEntry(self.version, shadow.update, meta))
-        self._note(self.version, recorded)
-        changes = {
-            n: FieldChange(v, self._value(n), FIELD_PATH_PREFIX + n) for n, v in changed.items()
-        }
-        change = Change(self.version, shadow.update, meta, changes, user_id)
+        change = self._log(shadow.update, changed, user_id, update_id, "yjs", recorded, None)
         return RemoteResult(change, tuple(conflicts))
 
     def _shadow_doc(self) -> _Shadow:
@@ -867,6 +853,7 @@ class TripDocument:
         before = self._doc.get_state()
         self._root[name] = value
         update = self._doc.get_update(before)
+        self._mirror(update)
         return self._log(update, old, user_id, update_id, kind, {name: stamp}, self._doc.client_id)
 
     def _record(
@@ -881,15 +868,19 @@ class TripDocument:
         update = fork.get_update(before)
         old = {name: self._value(name) for name in stamps}
         self._doc.apply_update(update)
-        if self._shadow is not None:
-            self._shadow.doc.apply_update(update)
-        if self._root_keys is not None:
-            self._root_keys.add(self._root_keys.keys_written(decode_update(update)))
+        self._mirror(update)
         live = _state_vector(self._doc.get_state())
         for client, clock in _state_vector(fork.get_state()).items():
             if live.get(client, 0) < clock:
                 raise InvalidState(f"{self.trip_id}: fork {client} was not integrated")
         return self._log(update, old, user_id, update_id, kind, stamps, fork.client_id)
+
+    def _mirror(self, update: bytes) -> None:
+        """Bring the shadow and the map item index along with a change made here."""
+        if self._shadow is not None:
+            self._shadow.doc.apply_update(update)
+        if self._root_keys is not None:
+            self._root_keys.add(self._root_keys.keys_written(decode_update(update)))
 
     def _log(
         self,
@@ -899,7 +890,7 @@ class TripDocument:
         update_id: str,
         kind: str,
         stamps: dict[str, Stamp | None],
-        client_id: int,
+        client_id: int | None,
     ) -> Change:
         """Count an applied update as the next version and keep it in the history."""
         self.version += 1
