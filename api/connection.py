@@ -31,7 +31,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from starlette.websockets import WebSocket
 
@@ -42,6 +42,7 @@ from sync.errors import (
     CLOSE_MESSAGE_TOO_BIG,
     CLOSE_POLICY_VIOLATION,
     CLOSE_RATE_LIMITED,
+    CLOSE_SERVER_ERROR,
     AuthError,
     ConnectionLimitExceeded,
     InvalidMessage,
@@ -52,6 +53,7 @@ from sync.errors import (
     SyncError,
 )
 from sync.events import (
+    ConnectionErrorPayload,
     ConnectionEstablishedPayload,
     Limits,
     SubscriptionUpdatePayload,
@@ -212,11 +214,30 @@ class Connection:
             asyncio.get_running_loop().call_later(CLOSE_RELEASE_S + 1, self.abort)
 
     def close(self, code: int, reason: str, *, error: SyncError | None = None) -> None:
-        """Close after the queued events, optionally preceded by an ``error`` event."""
+        """Close after the queued events.
+
+        With ``error``: the ``error`` event of the message that caused it, then
+        ``connection_error`` (the connection-level problem), then the close.
+        """
         frames = []
         if error is not None:
-            event = error_event(error, now_ms=now_ms(), session_id=self.session.path_session_id)
+            now = now_ms()
+            event = error_event(error, now_ms=now, session_id=self.session.path_session_id)
             frames.append(encode(event))
+            severity: Literal["warning", "error", "critical"] = (
+                "critical"
+                if code == CLOSE_SERVER_ERROR
+                else "warning"
+                if isinstance(error, RateLimited)
+                else "error"
+            )
+            problem = ConnectionErrorPayload(
+                errorCode=error.code,
+                message=error.message,
+                retryAfter=error.retry_after,
+                severity=severity,
+            )
+            frames.append(encode(make_event("connection_error", problem, now_ms=now)))
         self._start_close(code, reason, *frames)
 
     def announce_close(
@@ -331,7 +352,9 @@ class Connection:
             await self._read_loop()
         except Exception:
             self.log.exception("connection failed")
-            self.close(1011, "server error", error=ServerError("Internal server error"))
+            self.close(
+                CLOSE_SERVER_ERROR, "server error", error=ServerError("Internal server error")
+            )
         finally:
             timer.cancel()
             if self.session.state is State.CLOSING:
@@ -602,4 +625,4 @@ class Connection:
         for refusal in errors:
             self.send_error(refusal)
             if isinstance(refusal, RateLimited) and self.session.refused():
-                self.close(CLOSE_RATE_LIMITED, "rate limited")
+                self.close(CLOSE_RATE_LIMITED, "rate limited", error=refusal)

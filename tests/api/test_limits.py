@@ -39,9 +39,13 @@ async def test_message_rate_limit_then_abuse_close(
     # Heartbeats are never rate limited, so a limited client can stay alive.
     await client.send({"type": "connection_heartbeat", "payload": {}})
     await client.recv_type("connection_heartbeat")
-    # Persistent abuse: closed with 3001 (reconnect after a delay).
+    # Persistent abuse: connection_error, then closed with 3001 (reconnect after a delay).
     for _ in range(12):
         await client.send(ping)
+    problem = await client.recv_type("connection_error")
+    assert problem["payload"]["errorCode"] == "RATE_LIMITED"
+    assert problem["payload"]["severity"] == "warning"
+    assert problem["payload"]["retryAfter"] > 0
     assert await client.closed() == 3001
 
 
