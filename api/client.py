@@ -65,7 +65,7 @@ import os
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -359,6 +359,7 @@ class SyncClient:
         max_reconnect_delay_s: float = MAX_RECONNECT_DELAY_S,
         heartbeat_interval_s: float | None = None,
         open_timeout_s: float = OPEN_TIMEOUT_S,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.session_id = session_id or f"client-{uuid.uuid4().hex[:12]}"
         self.ws_url = f"{url.rstrip('/')}/ws/{endpoint}/{self.session_id}"
@@ -368,6 +369,7 @@ class SyncClient:
         self.reconnect_delay_s = reconnect_delay_s
         self.max_reconnect_delay_s = max_reconnect_delay_s
         self.open_timeout_s = open_timeout_s
+        self._sleep = sleep  # the backoff's (a seam for tests)
         self._heartbeat_s = heartbeat_interval_s
         self.state = "idle"  # idle, connecting, resuming, open, closed, failed
         self.error: BaseException | None = None
@@ -592,20 +594,21 @@ class SyncClient:
     # -- the connection loop ---------------------------------------------------------
 
     async def _run(self) -> None:
-        failures = 0
+        # The spec's reconnectAttempts: 0 connecting afresh, n before the n-th retry.
+        attempt = 0
         while not self._closing:
+            if attempt > 0 and not await self._backoff(attempt):
+                return
             self._set_state("connecting")
             try:
                 ws = await connect(
                     self.ws_url, open_timeout=self.open_timeout_s, max_size=None, compression=None
                 )
             except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
-                failures += 1
-                logger.info("connect failed (attempt %d): %s", failures, type(exc).__name__)
-                if not await self._backoff(failures):
-                    return
+                attempt += 1
+                logger.info("connect failed (attempt %d): %s", attempt, type(exc).__name__)
                 continue
-            failures = 0
+            attempt = 0
             try:
                 code = await self._session(ws)
             except AuthenticationFailed as exc:
@@ -619,8 +622,7 @@ class SyncClient:
                 self._fail(ConnectionError(f"closed by the server ({code})"))
                 return
             self._reconnections += 1
-            if not await self._backoff(1):
-                return
+            attempt = 1
 
     async def _backoff(self, attempt: int) -> bool:
         """Sleep before attempt ``attempt``; ``False`` once attempts are exhausted."""
@@ -632,7 +634,7 @@ class SyncClient:
         delay = max(delay, min(self._reconnect_after_s, self.max_reconnect_delay_s))
         self._reconnect_after_s = 0.0
         self._set_state("waiting")
-        await asyncio.sleep(delay)  # the backoff itself, not a wait for an event
+        await self._sleep(delay)  # the backoff itself, not a wait for an event
         return True
 
     async def _session(self, ws: ClientConnection) -> int | None:

@@ -122,13 +122,25 @@ async def test_refusals(server: ServerProcess) -> None:
         await eve.close()
 
 
-async def test_gives_up_after_max_attempts() -> None:
+async def test_backoff_doubles_then_gives_up() -> None:
+    delays: list[float] = []
+
+    async def record(delay: float) -> None:
+        delays.append(delay)
+
     client = SyncClient(
-        f"ws://127.0.0.1:{free_port()}", "t", max_reconnect_attempts=3, reconnect_delay_s=0.01
+        f"ws://127.0.0.1:{free_port()}",  # nothing listens: every attempt is refused
+        "t",
+        max_reconnect_attempts=5,
+        reconnect_delay_s=1.0,
+        max_reconnect_delay_s=10.0,
+        sleep=record,
     )
     async with asyncio.timeout(TIMEOUT_S):
-        with pytest.raises(ConnectionError, match="3 reconnection attempts"):
+        with pytest.raises(ConnectionError, match="5 reconnection attempts"):
             await client.connect()
+    assert delays == [1.0, 2.0, 4.0, 8.0, 10.0]  # 1 s doubling (capped), then give up
+    assert client.state == "failed"
     await client.close()
 
 
