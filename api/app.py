@@ -60,9 +60,10 @@ def features(settings: Settings) -> list[Feature]:
     from api.chat import ChatFeature
     from api.resume import ResumeFeature
     from api.trips import TripFeature
+    from api.yjs import YjsFeature
 
     trips = TripFeature(settings)
-    return [trips, ChatFeature(settings), ResumeFeature(trips)]
+    return [trips, ChatFeature(settings), ResumeFeature(trips), YjsFeature(trips)]
 
 
 def create_app(settings: Settings) -> Starlette:

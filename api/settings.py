@@ -42,6 +42,7 @@ class Settings:
     rate_limit_auth_per_min: int = 5
     rate_limit_messages_per_min: int = 100
     rate_limit_subscriptions_per_min: int = 20
+    rate_limit_yjs_frames_per_min: int = 3000
     max_message_size: int = 1_048_576
     max_connections: int = 1000
     max_connections_per_user: int = 20
@@ -149,6 +150,7 @@ DOCS: Final[dict[str, str]] = {
     "rate_limit_auth_per_min": "Authentication attempts per minute per IP (0 = off)",
     "rate_limit_messages_per_min": "Client messages per minute per user (0 = off)",
     "rate_limit_subscriptions_per_min": "Channel subscriptions per minute per user (0 = off)",
+    "rate_limit_yjs_frames_per_min": "y-websocket frames per minute per user (over: close 3001)",
     "max_message_size": "Largest client message in bytes (larger: MESSAGE_TOO_LARGE, close 1009)",
     "max_connections": "Connections the server accepts at once",
     "max_connections_per_user": "Connections one user may hold at once",

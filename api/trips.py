@@ -34,6 +34,7 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
@@ -54,6 +55,7 @@ from sync.document import (
     Change,
     Confirmed,
     Rejected,
+    RemoteResult,
     Rolledback,
     TripDocument,
     UpdateRequest,
@@ -217,9 +219,23 @@ def _resolution_required_payload(conflict: PendingConflict) -> dict[str, Any]:
     }
 
 
+ChangeHook = Callable[[TripRoom, Change, object | None], None]
+PresenceHook = Callable[[TripRoom], None]
+
+
 class TripFeature:
+    """The trip events, and the rooms other transports (:mod:`api.yjs`) share.
+
+    ``change_hooks`` run for every committed change, inside the room's broadcast
+    order, with the change's origin (None for JSON clients; a transport passes
+    its own connection to skip it); ``presence_hooks`` run whenever presence
+    is published.
+    """
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.change_hooks: list[ChangeHook] = []
+        self.presence_hooks: list[PresenceHook] = []
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -263,6 +279,10 @@ class TripFeature:
 
     # -- helpers ----------------------------------------------------------------------
 
+    def room_for(self, principal: Principal, trip_id: str) -> tuple[TripRoom, str]:
+        """The room and the user's permission; unknown trips look like forbidden ones."""
+        return self._room_for(principal, trip_id)
+
     def _room_for(self, principal: Principal, trip_id: str) -> tuple[TripRoom, str]:
         """The room and the user's permission; unknown trips look like forbidden ones."""
         try:
@@ -298,6 +318,8 @@ class TripFeature:
         event = make_event("trip_collaborator_presence", payload, now_ms=now)
         members = self.hub.subscribers(channel(room.trip_id))
         self.hub.send_many(members, event, droppable=True)
+        for hook in self.presence_hooks:
+            hook(room)
 
     def _send_to_editors(self, room: TripRoom, type_: str, payload: dict[str, Any]) -> None:
         event = make_event(type_, payload, now_ms=now_ms())
@@ -318,6 +340,7 @@ class TripFeature:
                 _change_payload(room.trip_id, result.change),
                 exclude=exclude,
             )
+            self._run_change_hooks(room, result.change, None)
         if result.conflict_detected is not None:
             self._publish(
                 room,
@@ -400,8 +423,77 @@ class TripFeature:
         self._schedule(room)
         conn.log.info("joined trip %s as %s", room.trip_id, permission)
 
+    def _run_change_hooks(self, room: TripRoom, change: Change, origin: object | None) -> None:
+        for hook in self.change_hooks:
+            try:
+                hook(room, change, origin)
+            except Exception:
+                logger.exception("trip %s: change hook failed", room.trip_id)
+
+    # -- other transports (api/yjs.py) ------------------------------------------------
+
+    def join_presence(self, room: TripRoom, member: Member, session_id: str) -> None:
+        """A connection of another transport joins the room's presence."""
+        if room.presence.join(member):
+            self._publish(
+                room,
+                "trip_collaboration_join",
+                {
+                    "tripId": room.trip_id,
+                    "userId": member.user_id,
+                    "userName": member.user_name,
+                    "avatarUrl": member.avatar_url,
+                    "permissionLevel": member.permission,
+                    "sessionId": session_id,
+                },
+            )
+        self._publish_presence(room)
+        self._schedule(room)
+
+    def touch_presence(
+        self, room: TripRoom, connection_id: str, *, current_field: str | None, focus: bool
+    ) -> None:
+        if room.presence.touch(connection_id, now_ms(), current_field=current_field, focus=focus):
+            self._publish_presence(room)
+
+    def leave_presence(self, room: TripRoom, connection_id: str, session_id: str) -> None:
+        """A connection of another transport leaves (see :meth:`_leave`)."""
+        self._leave_presence(room, connection_id, session_id)
+
+    async def commit_remote(self, room: TripRoom, result: RemoteResult, origin: object) -> None:
+        """Persist, then broadcast a Yjs peer's change (``trip_update_broadcast`` et al.).
+
+        Raises :class:`RoomBroken` (the room is evicted) when the commit fails.
+        """
+        change = result.change
+        writes = room.writes_for(change)
+        for conflict, _ in result.conflicts:
+            writes.extend(room.writes_for(None, conflict=conflict))
+        try:
+            async with room.durable(self.services, writes):
+                if change is not None:
+                    payload = _change_payload(room.trip_id, change)
+                    self._publish(room, "trip_update_broadcast", payload)
+                    self._run_change_hooks(room, change, origin)
+                for conflict, detected in result.conflicts:
+                    if detected is not None:
+                        payload = _conflict_detected_payload(room.trip_id, detected)
+                        self._publish(room, "trip_conflict_detected", payload)
+                    payload = _resolution_required_payload(conflict)
+                    self._send_to_editors(room, "conflict_resolution_required", payload)
+        except RoomBroken:
+            self.registry.evict(room)
+            raise
+        if change is not None:
+            await self._maybe_compact(room)
+        if result.conflicts:
+            self._schedule(room)
+
     def _leave(self, room: TripRoom, conn: Connection) -> None:
-        member, released, user_left = room.presence.leave(conn.id)
+        self._leave_presence(room, conn.id, conn.session.path_session_id)
+
+    def _leave_presence(self, room: TripRoom, connection_id: str, session_id: str) -> None:
+        member, released, user_left = room.presence.leave(connection_id)
         if member is None:
             return
         for lock in released:
@@ -422,7 +514,7 @@ class TripFeature:
                 {
                     "tripId": room.trip_id,
                     "userId": member.user_id,
-                    "sessionId": conn.session.path_session_id,
+                    "sessionId": session_id,
                 },
             )
         self._publish_presence(room)

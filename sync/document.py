@@ -129,7 +129,7 @@ from sync.conflicts import (
     validate_value,
 )
 from sync.errors import InvalidMessage, InvalidState, NotFound
-from sync.yupdate import RootKeys, Struct, decode_update, seen_values
+from sync.yupdate import MalformedUpdate, RootKeys, Struct, decode_update, seen_values
 
 __all__ = [
     "ROOT_MAP",
@@ -141,6 +141,7 @@ __all__ = [
     "FieldChange",
     "FieldKind",
     "LogEntry",
+    "MalformedRemoteUpdate",
     "Outcome",
     "Rejected",
     "RemoteResult",
@@ -277,7 +278,11 @@ class ApplyResult:
 
 
 class RemoteUpdateRefused(InvalidMessage):
-    """A Yjs peer's update the trip refuses (malformed or off-schema); nothing was applied."""
+    """A Yjs peer's update the trip refuses (off-schema); nothing was applied."""
+
+
+class MalformedRemoteUpdate(RemoteUpdateRefused):
+    """Bytes pycrdt (or :mod:`sync.yupdate`) cannot read as a Yjs v1 update."""
 
 
 @dataclass(frozen=True)
@@ -556,7 +561,7 @@ class TripDocument:
             self._shadow = None
             if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
                 raise
-            raise RemoteUpdateRefused("Malformed Yjs update") from exc
+            raise MalformedRemoteUpdate("Malformed Yjs update") from exc
         if not shadow.update or shadow.update == EMPTY_UPDATE:  # nothing new
             return RemoteResult(None)
         try:
@@ -634,8 +639,10 @@ class TripDocument:
                 seen = seen_values(written, keys, deleted)
                 for name in manual:
                     writes[name] = (seen[name].concurrent, validate_value(seen[name].written))
-        except InvalidMessage as exc:  # MalformedUpdate or InvalidValue
-            raise RemoteUpdateRefused(f"{exc}") from None
+        except MalformedUpdate as exc:
+            raise MalformedRemoteUpdate(str(exc)) from None
+        except InvalidValue as exc:
+            raise RemoteUpdateRefused(str(exc)) from None
         return writes, written
 
     def _keys(self) -> RootKeys:

@@ -34,6 +34,7 @@ Awareness (:class:`AwarenessTable`)
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -59,6 +60,7 @@ __all__ = [
     "awareness_frame",
     "encode_var_uint",
     "parse_frame",
+    "server_client_id",
     "sync_step1_frame",
     "sync_step2_frame",
     "sync_update_frame",
@@ -287,6 +289,17 @@ class AwarenessTable:
 
     def states_of(self, owner: str) -> list[dict[str, Any]]:
         return [s.state for s in self.slots.values() if s.owner == owner and s.state is not None]
+
+
+def server_client_id(key: str, taken: set[int]) -> int:
+    """A 32-bit awareness client id for a state the server makes, not in ``taken``."""
+    salt = 0
+    while True:
+        digest = hashlib.blake2b(f"{key}\x1f{salt}".encode(), digest_size=4).digest()
+        client_id = int.from_bytes(digest, "big")
+        if client_id and client_id not in taken:
+            return client_id
+        salt += 1
 
 
 def _stamp(entry: AwarenessEntry, user: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,552 @@
+"""Yjs peers: ``WS /ws/yjs/{tripId}?token=<JWT>`` speaks the y-websocket protocol.
+
+Theory of operation
+-------------------
+A stock ``y-websocket`` ``WebsocketProvider(url, tripId, doc, {params: {token}})``
+(url ``ws://host:port/ws/yjs``; the provider appends ``/{roomname}``) syncs
+the trip's own document (root Y.Map ``trip``, see :mod:`sync.document`). The
+frames are :mod:`sync.ysync`'s; the room and its commit pipeline are the
+trip's (:class:`api.trips.TripFeature`), so the two kinds of client meet in
+one document:
+
+- a Yjs peer's update is applied by ``TripDocument.apply_remote_update``,
+  committed like every change (persist, then broadcast), sent to JSON clients
+  as ``trip_update_broadcast`` (plus the manual-conflict events) and to the
+  other Yjs peers as one update frame encoded once;
+- a JSON client's change reaches Yjs peers through the trip's change hook
+  as the same kind of frame, in version order;
+- presence: a Yjs connection is a presence member with the token's identity;
+  JSON clients appear to Yjs peers as awareness states the server makes
+  (``{user: {id, name}, currentField}``), Yjs awareness is relayed with
+  ``user.id``/``user.name`` re-stamped from the token, and an awareness
+  ``currentField`` is the peer's focus in ``trip_collaborator_presence``.
+
+Handshake: sync step 1 from the server (editors only: a viewer has nothing
+to give), the peer's step 1 answered with step 2, then every awareness state
+at once. One bounded outbound queue and writer task per connection, like
+:mod:`api.connection`: awareness frames are dropped when it is full, document
+frames never are: the peer is closed as a slow consumer and resyncs.
+
+Refusals and close codes (y-websocket 3 reconnects on every close code except
+4400-4499, which stop it and emit ``closed``; see its ``defaultShouldReconnect``)
+
+========================================  =================================================
+bad, missing or expired token             auth "permission denied", close 4401
+not a collaborator, unknown trip          auth "permission denied", close 4403 -- before
+                                          any document byte
+viewer's update                           auth "permission denied", not applied, stays open
+malformed frame or update                 close 4400 (resending cannot fix it)
+update outside the trip schema            auth "permission denied", close 4422
+frame over TRIPSAGE_MAX_MESSAGE_SIZE      close 4413
+over TRIPSAGE_RATE_LIMIT_YJS_FRAMES_PER_MIN  close 3001 (transient: it reconnects, resyncs)
+server full, per-user cap                 close 1013 (transient)
+slow consumer, shutdown                   close 1001 (transient)
+========================================  =================================================
+
+Tokens travel in the URL (browsers cannot set WebSocket headers);
+``api.cli.TokenMask`` masks ``token=`` in every log line, and this module
+never logs one. An ``Authorization: Bearer`` header is accepted too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Final, assert_never
+
+from starlette.responses import PlainTextResponse
+from starlette.routing import BaseRoute, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from api.connection import CLOSE_RELEASE_S, _Close, _ConnectionLog, _find_transport
+from api.endpoints import client_ip, origin_allowed
+from api.rooms import RoomBroken, TripRoom
+from api.services import Services
+from api.trips import EDITORS, TripFeature
+from sync.channels import Principal
+from sync.conflicts import FIELD_NAME_PATTERN, FIELD_PATH_PREFIX
+from sync.document import Change, MalformedRemoteUpdate, RemoteUpdateRefused
+from sync.errors import CLOSE_GOING_AWAY, CLOSE_RATE_LIMITED, CLOSE_SERVER_ERROR, SyncError
+from sync.presence import Member
+from sync.ratelimit import KeyedLimiter
+from sync.wire import new_id
+from sync.ysync import (
+    EMPTY_UPDATE,
+    AuthFrame,
+    AwarenessEntry,
+    AwarenessFrame,
+    AwarenessTable,
+    MalformedFrame,
+    QueryAwarenessFrame,
+    SyncStep1,
+    SyncStep2,
+    SyncUpdate,
+    auth_denied_frame,
+    awareness_frame,
+    parse_frame,
+    server_client_id,
+    sync_step1_frame,
+    sync_step2_frame,
+    sync_update_frame,
+)
+
+__all__ = [
+    "CLOSE_FORBIDDEN",
+    "CLOSE_MALFORMED",
+    "CLOSE_TOO_LARGE",
+    "CLOSE_TRY_AGAIN_LATER",
+    "CLOSE_UNAUTHORIZED",
+    "CLOSE_UNPROCESSABLE",
+    "YjsFeature",
+]
+
+logger = logging.getLogger(__name__)
+
+# 4400-4499: permanent for y-websocket (it stops reconnecting), mirroring HTTP 4xx.
+CLOSE_MALFORMED: Final = 4400
+CLOSE_UNAUTHORIZED: Final = 4401
+CLOSE_FORBIDDEN: Final = 4403
+CLOSE_TOO_LARGE: Final = 4413
+CLOSE_UNPROCESSABLE: Final = 4422
+CLOSE_TRY_AGAIN_LATER: Final = 1013  # RFC 6455 7.4.1 (IANA registry): transient
+TRIP_ID: Final = re.compile(r"^[A-Za-z0-9_.@+=-]{1,128}$")
+KEEPALIVE_FRAME: Final = awareness_frame([])  # y-websocket drops a peer silent for 30 s
+SERVER_OWNER: Final = "server"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(eq=False)
+class _YRoom:
+    """The Yjs side of one trip room: its peers and awareness."""
+
+    trip_id: str
+    peers: dict[str, YjsConnection] = field(default_factory=dict)
+    awareness: AwarenessTable = field(default_factory=AwarenessTable)
+    json_client_ids: dict[str, int] = field(default_factory=dict)  # JSON connection -> id
+
+    def send_all(self, frame: bytes, *, exclude: object = None, droppable: bool = False) -> None:
+        for peer in tuple(self.peers.values()):
+            if peer is not exclude:
+                peer.enqueue(frame, droppable=droppable)
+
+
+class YjsConnection:
+    """One y-websocket peer: a reader (``run``), a writer task and a keepalive timer."""
+
+    def __init__(
+        self,
+        websocket: WebSocket,
+        feature: YjsFeature,
+        principal: Principal,
+        room: TripRoom,
+        permission: str,
+    ) -> None:
+        self.websocket = websocket
+        self.feature = feature
+        self.settings = feature.settings
+        self.principal = principal
+        self.room = room
+        self.permission = permission
+        self.id = new_id("yjs")
+        self.open = True
+        self.closed = asyncio.Event()
+        self._queue: deque[bytes | _Close] = deque()
+        self._ready = asyncio.Event()
+        self._last_sent_s = time.monotonic()
+        self._transport = _find_transport(websocket)
+        self.log = _ConnectionLog(logger, {"conn": self.id, "user": principal.user_id})
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        return {"id": self.principal.user_id, "name": self.principal.name or self.principal.user_id}
+
+    # -- outbound ---------------------------------------------------------------------
+
+    def enqueue(self, frame: bytes, *, droppable: bool = False) -> bool:
+        """Queue a frame; never blocks. A full queue closes the peer unless droppable."""
+        if not self.open:
+            return False
+        if len(self._queue) >= self.settings.outbound_queue_size:
+            if droppable:
+                return False
+            self.log.warning("slow consumer: %d frames queued; closing", len(self._queue))
+            self.feature.services.metrics_slow_consumers += 1
+            self._queue.clear()
+            self.close(CLOSE_GOING_AWAY, "slow consumer")
+            return False
+        self._queue.append(frame)
+        self._ready.set()
+        return True
+
+    def close(self, code: int, reason: str, *frames: bytes) -> None:
+        """Send ``frames``, then close with ``code`` once the queue has drained."""
+        if not self.open:
+            return
+        self.open = False
+        self.log.info("closing: code=%d reason=%s", code, reason)
+        self._queue.extend(frames)
+        self._queue.append(_Close(code, reason))
+        self._ready.set()
+        if self._transport is not None:
+            asyncio.get_running_loop().call_later(CLOSE_RELEASE_S + 1, self._abort)
+
+    def _abort(self) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self.log.info("aborting transport")
+            self._transport.abort()
+
+    async def _writer(self) -> None:
+        timeout = self.settings.send_timeout_s
+        while True:
+            while not self._queue:
+                self._ready.clear()
+                await self._ready.wait()
+            item = self._queue.popleft()
+            if isinstance(item, _Close):
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.websocket.close(item.code, item.reason), timeout)
+                return
+            try:
+                await asyncio.wait_for(self.websocket.send_bytes(item), timeout)
+            except TimeoutError:
+                self.log.warning("send stalled for %.1f s; aborting", timeout)
+                self.feature.services.metrics_slow_consumers += 1
+                self.open = False
+                self._abort()
+                return
+            except Exception:  # the peer went away mid-send
+                self.log.debug("send failed", exc_info=True)
+                return
+            self._last_sent_s = time.monotonic()
+
+    async def _keepalive(self) -> None:
+        interval_s = self.settings.heartbeat_interval_s
+        while self.open:
+            idle_s = time.monotonic() - self._last_sent_s
+            if idle_s >= interval_s:
+                self.enqueue(KEEPALIVE_FRAME, droppable=True)
+                self._last_sent_s = time.monotonic()
+                idle_s = 0.0
+            await asyncio.sleep(interval_s - idle_s)
+
+    # -- the connection -----------------------------------------------------------------
+
+    async def run(self) -> None:
+        writer = asyncio.create_task(self._writer(), name=f"writer-{self.id}")
+        keepalive = asyncio.create_task(self._keepalive(), name=f"keepalive-{self.id}")
+        self.log.info("y-websocket peer joined trip %s as %s", self.room.trip_id, self.permission)
+        try:
+            self.feature.join(self)
+            await self._read_loop()
+        except Exception:
+            self.log.exception("y-websocket connection failed")
+            self.close(CLOSE_SERVER_ERROR, "server error")
+        finally:
+            keepalive.cancel()
+            self.feature.leave(self)
+            if not self.open:  # we started the close: let the writer flush up to it
+                try:
+                    await asyncio.wait_for(asyncio.shield(writer), CLOSE_RELEASE_S)
+                except (TimeoutError, asyncio.CancelledError):
+                    self._abort()
+            self.open = False
+            writer.cancel()
+            self.closed.set()
+            self.log.info("closed")
+
+    async def _read_loop(self) -> None:
+        limit = self.settings.max_message_size
+        while True:
+            message = await self.websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            if not self.open:
+                continue
+            data = message.get("bytes")
+            if data is None:
+                self.close(CLOSE_MALFORMED, "text frame", auth_denied_frame("binary frames only"))
+                continue
+            self.feature.services.metrics_messages_in += 1
+            if len(data) > limit:
+                self.log.info("frame of %d bytes over the %d limit", len(data), limit)
+                self.close(CLOSE_TOO_LARGE, "message too large")
+                continue
+            if not self.feature.allow(self.principal.user_id):
+                self.log.info("rate limited")
+                self.feature.services.count_rate_limited("yjs frames")
+                self.close(CLOSE_RATE_LIMITED, "rate limited", auth_denied_frame("rate limited"))
+                continue
+            try:
+                frame = parse_frame(data)
+            except MalformedFrame as exc:
+                self.log.info("malformed frame (%d bytes): %s", len(data), exc.message)
+                self.close(CLOSE_MALFORMED, "malformed frame")
+                continue
+            await self._dispatch(frame)
+
+    async def _dispatch(
+        self,
+        frame: SyncStep1
+        | SyncStep2
+        | SyncUpdate
+        | AwarenessFrame
+        | QueryAwarenessFrame
+        | AuthFrame,
+    ) -> None:
+        match frame:
+            case SyncStep1():
+                try:
+                    update = self.room.doc.doc.get_update(frame.state_vector)
+                except BaseException as exc:  # pycrdt panics are BaseException
+                    if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
+                        raise
+                    self.log.info("malformed state vector (%d bytes)", len(frame.state_vector))
+                    self.close(CLOSE_MALFORMED, "malformed state vector")
+                    return
+                self.enqueue(sync_step2_frame(update))
+            case SyncStep2() | SyncUpdate():
+                await self.feature.receive_update(self, frame.update)
+            case AwarenessFrame():
+                self.feature.receive_awareness(self, frame.entries)
+            case QueryAwarenessFrame():
+                self.enqueue(awareness_frame(self.feature.room_of(self).awareness.current()))
+            case AuthFrame():
+                pass
+            case _:
+                assert_never(frame)
+
+
+class YjsFeature:
+    """The ``/ws/yjs/{tripId}`` endpoint and the bridge to the trip rooms."""
+
+    def __init__(self, trips: TripFeature) -> None:
+        self.trips = trips
+        self.settings = trips.settings
+        self.rooms: dict[str, _YRoom] = {}
+        self.connections: dict[str, YjsConnection] = {}
+        self.limiter = KeyedLimiter(self.settings.rate_limit_yjs_frames_per_min)
+
+    def routes(self) -> list[BaseRoute]:
+        return [WebSocketRoute("/ws/yjs/{trip_id}", self.endpoint)]
+
+    async def start(self, services: Services) -> None:
+        self.services = services
+        self.trips.change_hooks.append(self.on_change)
+        self.trips.presence_hooks.append(self.on_presence)
+
+    async def stop(self) -> None:
+        peers = list(self.connections.values())
+        for peer in peers:
+            peer.close(CLOSE_GOING_AWAY, "server shutting down")
+        if peers:
+            await asyncio.wait(
+                [asyncio.ensure_future(p.closed.wait()) for p in peers],
+                timeout=self.settings.shutdown_grace_s,
+            )
+
+    def allow(self, user_id: str) -> bool:
+        return self.limiter.take(user_id, time.monotonic()).allowed
+
+    def room_of(self, conn: YjsConnection) -> _YRoom:
+        return self.rooms.setdefault(conn.room.trip_id, _YRoom(conn.room.trip_id))
+
+    # -- admission --------------------------------------------------------------------
+
+    async def endpoint(self, websocket: WebSocket) -> None:
+        services, settings, hub = self.services, self.settings, self.services.hub
+        if not origin_allowed(websocket, settings.allowed_origins):
+            await websocket.send_denial_response(PlainTextResponse("Origin not allowed", 403))
+            return
+        if not hub.accepting:
+            await websocket.send_denial_response(PlainTextResponse("Server shutting down", 503))
+            return
+        ip = client_ip(websocket, settings.trusted_proxies)
+        if hub.check(hub.connection_limiter, ip, "connections per IP") is not None:
+            services.count_rate_limited("connections")
+            await self._refuse(websocket, CLOSE_RATE_LIMITED, "rate limited")
+            return
+        if len(hub.connections) + len(self.connections) >= settings.max_connections:
+            await self._refuse(websocket, CLOSE_TRY_AGAIN_LATER, "server full")
+            return
+        trip_id = websocket.path_params["trip_id"]
+        token = websocket.query_params.get("token")
+        scheme, _, bearer = websocket.headers.get("authorization", "").partition(" ")
+        if not token and scheme.lower() == "bearer":
+            token = bearer.strip()
+        if hub.check(hub.auth_limiter, ip, "authentication attempts per IP") is not None:
+            services.count_rate_limited("auth")
+            await self._refuse(websocket, CLOSE_RATE_LIMITED, "rate limited")
+            return
+        try:
+            if not token:
+                raise SyncError("Missing token")
+            principal = services.authority.verify(token)
+        except SyncError as exc:
+            code = getattr(exc, "code", "AUTH_FAILED")
+            services.metrics_auth_failures[code] = services.metrics_auth_failures.get(code, 0) + 1
+            logger.info("y-websocket peer from %s refused: %s", ip, code)
+            await self._refuse(websocket, CLOSE_UNAUTHORIZED, "unauthorized")
+            return
+        try:
+            if not TRIP_ID.match(trip_id):
+                raise SyncError("Invalid trip id")
+            room, permission = self.trips.room_for(principal, trip_id)
+        except SyncError:
+            logger.info("y-websocket peer %s refused for a trip", principal.user_id)
+            await self._refuse(websocket, CLOSE_FORBIDDEN, "forbidden")
+            return
+        user_count = hub.user_connection_count(principal.user_id) + sum(
+            1 for c in self.connections.values() if c.principal.user_id == principal.user_id
+        )
+        if user_count >= settings.max_connections_per_user:
+            await self._refuse(websocket, CLOSE_TRY_AGAIN_LATER, "too many connections")
+            return
+        await websocket.accept()
+        conn = YjsConnection(websocket, self, principal, room, permission)
+        self.connections[conn.id] = conn
+        try:
+            await conn.run()
+        finally:
+            self.connections.pop(conn.id, None)
+
+    @staticmethod
+    async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:
+        """Accept, say why in a y-protocols auth message, close: no document byte is sent."""
+        await websocket.accept()
+        with contextlib.suppress(Exception):
+            await websocket.send_bytes(auth_denied_frame(reason))
+            await websocket.close(code, reason)
+
+    # -- joining and leaving ----------------------------------------------------------
+
+    def join(self, conn: YjsConnection) -> None:
+        yroom = self.room_of(conn)
+        yroom.peers[conn.id] = conn
+        principal = conn.principal
+        member = Member(
+            conn.id,
+            principal.user_id,
+            principal.name or principal.user_id,
+            principal.avatar_url,
+            conn.permission,
+            now_ms(),
+        )
+        self.trips.join_presence(conn.room, member, conn.id)  # runs on_presence
+        if conn.permission in EDITORS:
+            conn.enqueue(sync_step1_frame(conn.room.doc.doc.get_state()))
+        current = yroom.awareness.current()
+        if current:
+            conn.enqueue(awareness_frame(current), droppable=True)
+
+    def leave(self, conn: YjsConnection) -> None:
+        yroom = self.rooms.get(conn.room.trip_id)
+        if yroom is None or yroom.peers.pop(conn.id, None) is None:
+            return
+        removed = yroom.awareness.remove_owner(conn.id)
+        if removed:
+            yroom.send_all(awareness_frame(removed), droppable=True)
+        self.trips.leave_presence(conn.room, conn.id, conn.id)
+        if not yroom.peers:
+            del self.rooms[yroom.trip_id]
+
+    # -- document updates ---------------------------------------------------------------
+
+    async def receive_update(self, conn: YjsConnection, update: bytes) -> None:
+        room = conn.room
+        if update == EMPTY_UPDATE:
+            return
+        permission = room.permission(conn.principal.user_id)
+        if permission is None and conn.principal.role != "admin":
+            conn.close(CLOSE_FORBIDDEN, "forbidden", auth_denied_frame("not a collaborator"))
+            return
+        if permission not in EDITORS:
+            conn.log.info("viewer update of %d bytes refused", len(update))
+            conn.enqueue(auth_denied_frame("read-only: update not applied"))
+            return
+        try:
+            result = room.doc.apply_remote_update(
+                update, user_id=conn.principal.user_id, update_id=new_id("yjs"), now_ms=now_ms()
+            )
+        except MalformedRemoteUpdate:
+            conn.log.info("malformed update of %d bytes", len(update))
+            conn.close(CLOSE_MALFORMED, "malformed update")
+            return
+        except RemoteUpdateRefused as exc:
+            conn.log.info("update of %d bytes refused: %s", len(update), exc.message)
+            conn.close(CLOSE_UNPROCESSABLE, "update refused", auth_denied_frame(exc.message))
+            return
+        if result.change is None and not result.conflicts:
+            return
+        self.trips.touch_presence(room, conn.id, current_field=None, focus=False)
+        try:
+            await self.trips.commit_remote(room, result, conn)
+        except RoomBroken:
+            yroom = self.rooms.get(room.trip_id)
+            for peer in list(yroom.peers.values()) if yroom else []:
+                peer.close(CLOSE_SERVER_ERROR, "room reloading")
+
+    def on_change(self, room: TripRoom, change: Change, origin: object | None) -> None:
+        """A committed change of ``room``: one frame for every Yjs peer but its origin."""
+        yroom = self.rooms.get(room.trip_id)
+        if yroom is not None and yroom.peers:
+            yroom.send_all(sync_update_frame(change.update), exclude=origin)
+
+    # -- presence and awareness -----------------------------------------------------------
+
+    def receive_awareness(self, conn: YjsConnection, entries: tuple[AwarenessEntry, ...]) -> None:
+        yroom = self.room_of(conn)
+        accepted = yroom.awareness.receive(conn.id, entries, conn.identity)
+        if not accepted:
+            return
+        yroom.send_all(awareness_frame(accepted), droppable=True)  # the sender too, like y-ws
+        focus = [e.state["currentField"] for e in accepted if e.state and "currentField" in e.state]
+        if focus:
+            self.trips.touch_presence(
+                conn.room, conn.id, current_field=_field_name(focus[-1]), focus=True
+            )
+        else:
+            self.trips.touch_presence(conn.room, conn.id, current_field=None, focus=False)
+
+    def on_presence(self, room: TripRoom) -> None:
+        """Presence of ``room`` changed: mirror JSON clients into awareness, drop outsiders."""
+        yroom = self.rooms.get(room.trip_id)
+        if yroom is None:
+            return
+        for peer in list(yroom.peers.values()):
+            if room.permission(peer.principal.user_id) is None and peer.principal.role != "admin":
+                peer.close(CLOSE_FORBIDDEN, "forbidden", auth_denied_frame("access revoked"))
+        entries = []
+        members = {cid: m for cid, m in room.presence.members.items() if cid not in yroom.peers}
+        for cid in [cid for cid in yroom.json_client_ids if cid not in members]:
+            client_id = yroom.json_client_ids.pop(cid)
+            entry = yroom.awareness.set_server_state(client_id, SERVER_OWNER, None)
+            if entry is not None:
+                entries.append(entry)
+        for cid, member in members.items():
+            if cid not in yroom.json_client_ids:
+                yroom.json_client_ids[cid] = server_client_id(cid, set(yroom.awareness.slots))
+            client_id = yroom.json_client_ids[cid]
+            state = {
+                "user": {"id": member.user_id, "name": member.user_name},
+                "currentField": member.current_field,
+            }
+            entry = yroom.awareness.set_server_state(client_id, SERVER_OWNER, state)
+            if entry is not None:
+                entries.append(entry)
+        if entries:
+            yroom.send_all(awareness_frame(entries), droppable=True)
+
+
+def _field_name(value: object) -> str | None:
+    if not isinstance(value, str):
+        return None
+    name = value.removeprefix(FIELD_PATH_PREFIX)
+    return name if FIELD_NAME_PATTERN.fullmatch(name) else None
