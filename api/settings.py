@@ -65,6 +65,7 @@ class Settings:
     compact_every_updates: int = 500
     log_level: str = "info"
     log_format: str = "text"
+    dev_mode: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -125,9 +126,20 @@ class Settings:
         }
 
 
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
+
+
 def _convert(f: dataclasses.Field[Any], raw: str) -> Any:
     kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
     try:
+        if kind == "bool":
+            return _bool(raw)
         if kind == "int":
             return int(raw)
         if kind == "float":
@@ -173,6 +185,8 @@ DOCS: Final[dict[str, str]] = {
     "compact_every_updates": "Updates between snapshots of a trip",
     "log_level": "Logging level",
     "log_format": "`text` or `json` log lines",
+    "dev_mode": "Demo sign-in: `POST /api/dev/token` mints user tokens, only while"
+    " `TRIPSAGE_JWT_SECRET` is unset (`serve --demo-agent` turns it on)",
 }
 
 
