@@ -37,7 +37,7 @@ from websockets.asyncio.client import ClientConnection, connect
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from api.auth import JwtAuthority  # noqa: E402
+from api.auth import JwtAuthority
 
 SECRET = "bench-secret-" + "b" * 40
 
@@ -62,7 +62,8 @@ def start_server(port: int, db: Path) -> subprocess.Popen[bytes]:
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "api.cli", "serve", "--port", str(port), "--db", str(db)],
-        cwd=ROOT, env=env,
+        cwd=ROOT,
+        env=env,
     )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -92,44 +93,62 @@ class Editor:
     async def run(self, updates: int) -> None:
         for i in range(updates):
             sent = time.perf_counter()
-            await self.ws.send(json.dumps({
-                "type": "optimistic_update_start",
-                "payload": {
-                    "updateId": f"{self.user}-{i}", "tripId": self.trip, "fieldName": self.field,
-                    "optimisticValue": i, "expectedVersion": self.version,
-                    "clientTimestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
-                },
-            }))
-            outcome = await self.recv_type("optimistic_update_confirmed",
-                                           "optimistic_update_rejected",
-                                           "optimistic_update_rollback")
+            await self.ws.send(
+                json.dumps(
+                    {
+                        "type": "optimistic_update_start",
+                        "payload": {
+                            "updateId": f"{self.user}-{i}",
+                            "tripId": self.trip,
+                            "fieldName": self.field,
+                            "optimisticValue": i,
+                            "expectedVersion": self.version,
+                            "clientTimestamp": time.strftime(
+                                "%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()
+                            ),
+                        },
+                    }
+                )
+            )
+            outcome = await self.recv_type(
+                "optimistic_update_confirmed",
+                "optimistic_update_rejected",
+                "optimistic_update_rollback",
+            )
             if outcome["type"] != "optimistic_update_confirmed":
                 raise SystemExit(f"unexpected outcome: {outcome}")
             self.latencies_ms.append((time.perf_counter() - sent) * 1000)
             self.version = max(self.version, outcome["payload"]["serverVersion"])
 
 
-async def open_editor(port: int, authority: JwtAuthority, user: str, trip: str,
-                      field: str) -> Editor:
+async def open_editor(
+    port: int, authority: JwtAuthority, user: str, trip: str, field: str
+) -> Editor:
     ws = await connect(f"ws://127.0.0.1:{port}/ws/chat/bench-{user}", max_size=None)
     await ws.send(json.dumps({"token": authority.mint(user, now_s=time.time())}))
     editor = Editor(ws, user, trip, field)
     await editor.recv_type("connection_established")
-    await ws.send(json.dumps({"type": "collaboration_session_start",
-                              "payload": {"tripId": trip}}))
+    await ws.send(json.dumps({"type": "collaboration_session_start", "payload": {"tripId": trip}}))
     await editor.recv_type("collaboration_session_started")
     return editor
 
 
-async def create_trip(http: httpx.AsyncClient, authority: JwtAuthority, owner: str,
-                      trip: str, editors: list[str]) -> None:
+async def create_trip(
+    http: httpx.AsyncClient, authority: JwtAuthority, owner: str, trip: str, editors: list[str]
+) -> None:
     headers = {"Authorization": f"Bearer {authority.mint(owner, now_s=time.time())}"}
-    response = await http.post("/api/trips", headers=headers,
-                               json={"tripId": trip, "fields": {}, "manualResolutionFields": []})
+    response = await http.post(
+        "/api/trips",
+        headers=headers,
+        json={"tripId": trip, "fields": {}, "manualResolutionFields": []},
+    )
     response.raise_for_status()
     for user in editors:
-        put = await http.put(f"/api/trips/{trip}/collaborators/{user}", headers=headers,
-                             json={"permissionLevel": "editor"})
+        put = await http.put(
+            f"/api/trips/{trip}/collaborators/{user}",
+            headers=headers,
+            json={"permissionLevel": "editor"},
+        )
         put.raise_for_status()
 
 
@@ -139,8 +158,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def scenario(port: int, pid: int, name: str, layout: list[tuple[str, str]], updates: int
-                   ) -> dict[str, Any]:
+async def scenario(
+    port: int, pid: int, name: str, layout: list[tuple[str, str]], updates: int
+) -> dict[str, Any]:
     authority = JwtAuthority(SECRET)
     by_trip: dict[str, list[str]] = {}
     for user, trip in layout:
@@ -148,8 +168,7 @@ async def scenario(port: int, pid: int, name: str, layout: list[tuple[str, str]]
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
         for trip, users in by_trip.items():
             await create_trip(http, authority, "owner", trip, users)
-    editors = [await open_editor(port, authority, user, trip, f"f_{user}")
-               for user, trip in layout]
+    editors = [await open_editor(port, authority, user, trip, f"f_{user}") for user, trip in layout]
     start, cpu_start = time.perf_counter(), cpu_seconds(pid)
     await asyncio.gather(*(e.run(updates) for e in editors))
     elapsed = time.perf_counter() - start
@@ -182,23 +201,34 @@ async def main() -> None:
         proc = start_server(port, Path(tmp) / "bench.db")
         try:
             results = [
-                await scenario(port, proc.pid, "one-trip",
-                               [(f"e{i}", "t-shared") for i in range(args.editors)],
-                               args.updates),
-                await scenario(port, proc.pid, f"{args.trips}-trips",
-                               [(f"u{i}", f"t-{i}") for i in range(args.trips)],
-                               args.updates),
+                await scenario(
+                    port,
+                    proc.pid,
+                    "one-trip",
+                    [(f"e{i}", "t-shared") for i in range(args.editors)],
+                    args.updates,
+                ),
+                await scenario(
+                    port,
+                    proc.pid,
+                    f"{args.trips}-trips",
+                    [(f"u{i}", f"t-{i}") for i in range(args.trips)],
+                    args.updates,
+                ),
             ]
         finally:
             proc.terminate()
             proc.wait(20)
-    print("| scenario | editors | trips | confirmed | s | updates/s | p50 ms | p99 ms "  # noqa: T201
-          "| server CPU |")
-    print("|---|---|---|---|---|---|---|---|---|")  # noqa: T201
+    print(
+        "| scenario | editors | trips | confirmed | s | updates/s | p50 ms | p99 ms | server CPU |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['scenario']} | {r['editors']} | {r['trips']} | {r['confirmed']} | "  # noqa: T201
-              f"{r['seconds']} | {r['updates_per_s']} | {r['p50_ms']} | {r['p99_ms']} | "
-              f"{r['server_cpu_pct']}% |")
+        print(
+            f"| {r['scenario']} | {r['editors']} | {r['trips']} | {r['confirmed']} | "
+            f"{r['seconds']} | {r['updates_per_s']} | {r['p50_ms']} | {r['p99_ms']} | "
+            f"{r['server_cpu_pct']}% |"
+        )
 
 
 if __name__ == "__main__":
