@@ -259,7 +259,8 @@ class AwarenessTable:
         if slot is None:
             if state is None:
                 return None
-            slot = self.slots[client_id] = _Slot(owner, -1, None)
+            # y-protocols takes a new client's state only from clock 1 on
+            slot = self.slots[client_id] = _Slot(owner, 0, None)
         if slot.state == state:
             return None
         slot.clock += 1
