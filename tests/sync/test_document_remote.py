@@ -1,0 +1,149 @@
+"""TripDocument.apply_remote_update: a Yjs peer's update (sync/document.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from pycrdt import Doc, Map, Text
+
+from sync.document import (
+    LogEntry,
+    MalformedRemoteUpdate,
+    RemoteUpdateRefused,
+    TripDocument,
+    UpdateRequest,
+)
+
+
+def new_trip() -> TripDocument:
+    doc, _ = TripDocument.create(
+        "t1",
+        {"name": "Europe", "budget": 100, "itinerary": []},
+        frozenset({"budget"}),
+        created_by="alice",
+        now_ms=1000,
+    )
+    return doc
+
+
+def peer_of(doc: TripDocument) -> Doc[Any]:
+    peer = Doc[Any]()
+    peer.apply_update(doc.state_update())
+    return peer
+
+
+def edit(peer: Doc[Any], change: Callable[[Map[Any]], None]) -> bytes:
+    before = peer.get_state()
+    change(peer.get("trip", type=Map))
+    return peer.get_update(before)
+
+
+def test_a_peer_update_is_a_version_with_stamps_and_restores() -> None:
+    doc = new_trip()
+    peer = peer_of(doc)
+
+    def change(root: Map[Any]) -> None:
+        root["name"] = "Asia"
+        root["notes"].insert(0, "hi")
+        root["itinerary"].append({"day": 1})
+
+    update = edit(peer, change)
+    result = doc.apply_remote_update(update, user_id="bob", update_id="y1", now_ms=2000)
+    assert result.change is not None
+    assert result.change.version == doc.version == 2
+    assert {n: c.new_value for n, c in result.change.changes.items()} == {
+        "name": "Asia",
+        "notes": "hi",
+        "itinerary": [{"day": 1}],
+    }
+    assert result.change.meta["fields"] == {
+        "name": [2000, "bob", "y1"],
+        "notes": None,
+        "itinerary": None,
+    }
+    # the same bytes again bring nothing new: no version
+    again = doc.apply_remote_update(update, user_id="bob", update_id="y2", now_ms=2001)
+    assert again.change is None
+    entries = [LogEntry(e.version, e.update, e.meta) for e in doc.changes_since(0)]
+    restored = TripDocument.restore("t1", frozenset({"budget"}), None, entries, [])
+    assert (restored.fields(), restored.version) == (doc.fields(), doc.version)
+
+
+def test_json_writes_after_a_yjs_write_see_it_as_a_version() -> None:
+    doc = new_trip()
+    peer = peer_of(doc)
+    doc.apply_remote_update(
+        edit(peer, lambda r: r.__setitem__("name", "Asia")), user_id="b", update_id="y", now_ms=5000
+    )
+    request = UpdateRequest(
+        update_id="u1",
+        user_id="carol",
+        field_name="name",
+        optimistic_value="Peru",
+        expected_version=1,
+        client_ts_ms=2000,
+        received_ts_ms=6000,
+    )
+    outcome = doc.apply_optimistic(request).outcome
+    assert type(outcome).__name__ == "Rejected"  # concurrent with the Yjs write, which won
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda r: r.__setitem__("notes", Text("x")), "nested shared types"),
+        (lambda r: r.__setitem__("itinerary", 3), "cannot be replaced"),
+        (lambda r: r.__delitem__("notes"), "cannot be replaced"),
+        (lambda r: r.__setitem__("big", "x" * 300_000), "limited"),
+        (lambda r: r.__setitem__("plain", [1, 2]), "Y.Arrays"),
+        (lambda r: r.__setitem__("", 1), "printable"),
+    ],
+)
+def test_off_schema_updates_are_refused_and_leave_nothing(
+    change: Callable[[Map[Any]], None], message: str
+) -> None:
+    doc = new_trip()
+    before = (doc.fields(), doc.version)
+    update = edit(peer_of(doc), change)
+    with pytest.raises(RemoteUpdateRefused, match=message):
+        doc.apply_remote_update(update, user_id="b", update_id="y", now_ms=2)
+    assert (doc.fields(), doc.version) == before
+    # the shadow was rebuilt: a valid update still applies
+    ok = edit(peer_of(doc), lambda r: r.__setitem__("name", "Ok"))
+    assert doc.apply_remote_update(ok, user_id="b", update_id="y2", now_ms=3).change is not None
+
+
+def test_other_roots_and_garbage_are_refused() -> None:
+    doc = new_trip()
+    other = peer_of(doc)
+    before = other.get_state()
+    other.get("elsewhere", type=Map)["x"] = 1
+    with pytest.raises(RemoteUpdateRefused, match="root map"):
+        doc.apply_remote_update(other.get_update(before), user_id="b", update_id="y", now_ms=2)
+    with pytest.raises(MalformedRemoteUpdate):
+        doc.apply_remote_update(b"\x01\x02\x03", user_id="b", update_id="y", now_ms=2)
+    assert doc.version == 1
+
+
+def test_a_concurrent_write_of_a_manual_field_raises_then_joins_a_conflict() -> None:
+    doc = new_trip()
+    a, b = peer_of(doc), peer_of(doc)
+    first = doc.apply_remote_update(
+        edit(b, lambda r: r.__setitem__("budget", 300)), user_id="bob", update_id="y1", now_ms=2
+    )
+    assert first.conflicts == ()  # bob had seen 100
+    stale = edit(a, lambda r: r.__setitem__("budget", 200))  # alice had not seen 300
+    result = doc.apply_remote_update(stale, user_id="alice", update_id="y2", now_ms=3)
+    [(conflict, detected)] = result.conflicts
+    assert detected is not None
+    assert detected.resolution_strategy == "manual"
+    assert {o.value for o in conflict.options} >= {200, 300}
+    a.apply_update(doc.state_update())
+    later = edit(a, lambda r: r.__setitem__("budget", 250))
+    [(joined, none)] = doc.apply_remote_update(
+        later, user_id="alice", update_id="y3", now_ms=4
+    ).conflicts
+    assert (joined.conflict_id, none) == (conflict.conflict_id, None)
+    assert 250 in {o.value for o in joined.options}
