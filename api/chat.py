@@ -295,7 +295,12 @@ class ChatFeature:
             assert session_id is not None  # agent_event_channels refused it otherwise
             match message.type:
                 case "chat_message_chunk":
-                    return self._chunk(session_id, message.payload)
+                    delivered = self._chunk(session_id, message.payload)
+                    # Backpressure: let the subscribers' writers run before this
+                    # agent's next frame is read, so a burst is paced by delivery
+                    # instead of piling up in every outbound queue.
+                    await asyncio.sleep(0)
+                    return delivered
                 case "chat_message_complete":
                     return await self._complete(principal, session_id, message.payload)
                 case _:
