@@ -296,9 +296,9 @@ class ChatFeature:
             match message.type:
                 case "chat_message_chunk":
                     delivered = self._chunk(session_id, message.payload)
-                    # Backpressure: let the subscribers' writers run before this
-                    # agent's next frame is read, so a burst is paced by delivery
-                    # instead of piling up in every outbound queue.
+                    # Fairness, not full backpressure: the subscribers' writers get a
+                    # turn between two frames of a fast agent. (Pausing the agent until
+                    # their queues drain needs the queue depth from api.connection.)
                     await asyncio.sleep(0)
                     return delivered
                 case "chat_message_complete":
