@@ -60,10 +60,17 @@ def features(settings: Settings) -> list[Feature]:
     from api.chat import ChatFeature
     from api.resume import ResumeFeature
     from api.trips import TripFeature
+    from api.web import WebFeature
     from api.yjs import YjsFeature
 
     trips = TripFeature(settings)
-    return [trips, ChatFeature(settings), ResumeFeature(trips), YjsFeature(trips)]
+    return [
+        trips,
+        ChatFeature(settings),
+        ResumeFeature(trips),
+        YjsFeature(trips),
+        WebFeature(settings),
+    ]
 
 
 def create_app(settings: Settings) -> Starlette:

@@ -151,7 +151,11 @@ class Server(uvicorn.Server):
 def _serve(args: argparse.Namespace) -> int:
     try:
         settings = Settings.from_env(
-            host=args.host, port=args.port, db=args.db, log_format=args.log_format
+            host=args.host,
+            port=args.port,
+            db=args.db,
+            log_format=args.log_format,
+            dev_mode=True if args.demo_agent else None,  # demo sign-in (api/web.py)
         )
     except SettingsError as exc:
         print(f"tripsage-sync: {exc}", file=sys.stderr)  # noqa: T201

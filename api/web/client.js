@@ -1,0 +1,741 @@
+// TripSage Sync browser client: an ES module, no build step, no dependencies.
+//
+// Three layers, each usable alone:
+//
+// - WebSocketManager: websocket-api.md "Connection Management / Reconnection
+//   Strategy". Authenticates with the first frame ({token, sessionId,
+//   channels}), reconnects with exponential backoff (1 s, 2 s, 4 s ... capped),
+//   queues messages while the socket is down and flushes them once the server
+//   accepted the token, answers heartbeats, unwraps `batch` envelopes. Browsers
+//   keep an open WebSocket when the network goes away (so does Playwright's
+//   setOffline), so the manager closes its socket on `offline` and reconnects at
+//   once on `online`. Close codes 1000, 1008, 1009 and 3000 are final; 3001
+//   waits for retryAfter.
+// - UpdateQueue: the optimistic updates not yet answered, in localStorage, so
+//   a reload (even offline) loses nothing; each keeps its original updateId,
+//   expectedVersion and clientTimestamp, so a re-send is idempotent on the
+//   server and concurrency is judged from what the user had seen.
+// - TripSync: one trip's state ("Real-time Collaboration", "Optimistic
+//   Updates", "Conflict Resolution"). On every (re)connection it joins
+//   (collaboration_session_start); when it already knew a version it asks for
+//   what it missed (sync_request {tripId, sinceVersion}: trip_update_broadcast
+//   replays or a trip_snapshot, then sync_complete) before re-sending the
+//   queue. Each field keeps the version of its last change, so live and
+//   replayed changes may arrive in any order. At most one update per field is
+//   in flight; later edits of that field wait and are rebased on its outcome.
+// - ChatSession: chat_message / chat_message_chunk / chat_message_complete and
+//   the tool and agent status events of one chat session.
+
+export const STATUS = Object.freeze({ SYNCED: "Synced", SYNCING: "Syncing", OFFLINE: "Offline" });
+
+// websocket-api.md "Connection Close Codes": these are not retried.
+export const FINAL_CLOSE_CODES = new Set([1000, 1008, 1009, 3000]);
+const CLIENT_OFFLINE_CLOSE = 4000;
+const MAX_QUEUED_MESSAGES = 500;
+
+export function newId(kind) {
+  const random = globalThis.crypto?.randomUUID
+    ? crypto.randomUUID()
+    : `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+  return `${kind}-${random}`;
+}
+
+/** Decode a JWT's claims for display (the server verifies it; we never trust it). */
+export function tokenClaims(token) {
+  try {
+    const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    const json = decodeURIComponent(
+      Array.from(atob(part), (c) => "%" + c.charCodeAt(0).toString(16).padStart(2, "0")).join(""),
+    );
+    return JSON.parse(json);
+  } catch {
+    return null;
+  }
+}
+
+export class Emitter {
+  #listeners = new Map();
+
+  on(type, callback) {
+    if (!this.#listeners.has(type)) this.#listeners.set(type, []);
+    this.#listeners.get(type).push(callback);
+    return () => this.off(type, callback);
+  }
+
+  off(type, callback) {
+    const list = this.#listeners.get(type) || [];
+    const i = list.indexOf(callback);
+    if (i >= 0) list.splice(i, 1);
+  }
+
+  emit(type, data) {
+    for (const callback of [...(this.#listeners.get(type) || [])]) {
+      try {
+        callback(data);
+      } catch (error) {
+        console.error(`listener of ${type} failed`, error);
+      }
+    }
+  }
+}
+
+export class WebSocketManager extends Emitter {
+  constructor({
+    url,
+    token,
+    sessionId,
+    channels = [],
+    reconnectDelay = 1000,
+    maxReconnectDelay = 30000,
+    maxReconnectAttempts = Infinity,
+  }) {
+    super();
+    this.url = url;
+    this.token = token;
+    this.sessionId = sessionId;
+    this.channels = channels;
+    this.reconnectDelay = reconnectDelay;
+    this.maxReconnectDelay = maxReconnectDelay;
+    this.maxReconnectAttempts = maxReconnectAttempts;
+    this.reconnectAttempts = 0;
+    this.messageQueue = [];
+    this.socket = null;
+    this.state = "idle"; // idle | connecting | open | offline | closed
+    this.userId = null;
+    this.connectionId = null;
+    this._authenticated = false;
+    this._retryAfterMs = 0;
+    this._retryTimer = null;
+    this._stopped = false;
+    this._online = () => {
+      this.reconnectAttempts = 0;
+      if (!this.socket) this.connect();
+    };
+    this._offline = () => this._dropSocket();
+  }
+
+  get isOpen() {
+    return this.state === "open";
+  }
+
+  start() {
+    window.addEventListener("online", this._online);
+    window.addEventListener("offline", this._offline);
+    this.connect();
+    return this;
+  }
+
+  stop() {
+    this._stopped = true;
+    window.removeEventListener("online", this._online);
+    window.removeEventListener("offline", this._offline);
+    clearTimeout(this._retryTimer);
+    const socket = this.socket;
+    this.socket = null;
+    if (socket) socket.close(1000, "client closing");
+    this._setState("closed");
+  }
+
+  connect() {
+    clearTimeout(this._retryTimer);
+    if (this._stopped) return;
+    if (!navigator.onLine) {
+      this._setState("offline");
+      return; // the `online` event reconnects
+    }
+    this._setState("connecting");
+    const socket = new WebSocket(this.url);
+    this.socket = socket;
+    this._authenticated = false;
+    socket.onopen = () => {
+      if (socket !== this.socket) return;
+      // "Authentication Request": the first frame.
+      socket.send(
+        JSON.stringify({ token: this.token, sessionId: this.sessionId, channels: this.channels }),
+      );
+    };
+    socket.onmessage = (event) => {
+      if (socket === this.socket) this._receive(event.data);
+    };
+    socket.onclose = (event) => {
+      if (socket !== this.socket) return;
+      this.socket = null;
+      this._closed(event.code, event.reason);
+    };
+    socket.onerror = () => {}; // a close event follows
+  }
+
+  /** Send an event now, or queue it until the connection is authenticated. */
+  sendMessage(type, payload, extra = {}) {
+    const message = { id: newId("msg"), type, timestamp: new Date().toISOString(), payload, ...extra };
+    if (this.isOpen) {
+      this.socket.send(JSON.stringify(message));
+    } else {
+      this.messageQueue.push(message);
+      if (this.messageQueue.length > MAX_QUEUED_MESSAGES) this.messageQueue.shift();
+    }
+    return message;
+  }
+
+  /** Send only when connected (presence-like events that are stale later). */
+  sendIfOpen(type, payload) {
+    if (this.isOpen) this.sendMessage(type, payload);
+  }
+
+  _flushMessageQueue() {
+    while (this.messageQueue.length > 0 && this.isOpen) {
+      this.socket.send(JSON.stringify(this.messageQueue.shift()));
+    }
+  }
+
+  _receive(raw) {
+    let message;
+    try {
+      message = JSON.parse(raw);
+    } catch {
+      return;
+    }
+    if (!this._authenticated && typeof message.success === "boolean") {
+      if (message.success) {
+        this._authenticated = true;
+        this.reconnectAttempts = 0;
+        this.userId = message.userId;
+        this.connectionId = message.connectionId;
+        this._setState("open");
+        this.emit("open", message);
+        this._flushMessageQueue();
+      } else {
+        this._retryAfterMs = (message.retryAfter || 0) * 1000;
+        this.emit("auth_failed", message); // the server closes (3000 or 3001)
+      }
+      return;
+    }
+    const events = message.type === "batch" ? message.payload?.messages || [] : [message];
+    for (const event of events) {
+      if (event.type === "connection_heartbeat" && this.isOpen) {
+        this.socket.send(JSON.stringify({ type: "connection_heartbeat", payload: {} }));
+      } else if (event.type === "connection_close" || event.type === "connection_error") {
+        this._retryAfterMs = (event.payload?.reconnectAfter || event.payload?.retryAfter || 0) * 1000;
+      } else if (event.type === "error" && event.payload?.retryAfter) {
+        this._retryAfterMs = event.payload.retryAfter * 1000;
+      }
+      this.emit("message", event);
+      this.emit(event.type, event);
+    }
+  }
+
+  _dropSocket() {
+    const socket = this.socket;
+    this.socket = null;
+    if (socket) {
+      socket.close(CLIENT_OFFLINE_CLOSE, "offline");
+      this._closed(CLIENT_OFFLINE_CLOSE, "offline");
+    } else {
+      clearTimeout(this._retryTimer);
+      this._setState("offline");
+    }
+  }
+
+  _closed(code, reason) {
+    this._authenticated = false;
+    this.emit("close", { code, reason });
+    if (this._stopped) return this._setState("closed");
+    if (!navigator.onLine) return this._setState("offline");
+    if (FINAL_CLOSE_CODES.has(code)) {
+      this._setState("closed");
+      this.emit("fatal", { code, reason });
+      return;
+    }
+    this._scheduleReconnect();
+  }
+
+  _scheduleReconnect() {
+    if (this.reconnectAttempts >= this.maxReconnectAttempts) {
+      this._setState("closed");
+      this.emit("fatal", { code: 0, reason: "Max reconnection attempts reached" });
+      return;
+    }
+    this.reconnectAttempts++;
+    const backoff = Math.min(
+      this.maxReconnectDelay,
+      this.reconnectDelay * Math.pow(2, this.reconnectAttempts - 1),
+    );
+    const delay = Math.max(backoff, this._retryAfterMs);
+    this._retryAfterMs = 0;
+    this._setState("offline");
+    this.emit("reconnecting", { attempt: this.reconnectAttempts, delay });
+    this._retryTimer = setTimeout(() => this.connect(), delay);
+  }
+
+  _setState(state) {
+    if (state === this.state) return;
+    this.state = state;
+    this.emit("state", state);
+  }
+}
+
+export class UpdateQueue {
+  constructor(storage, key) {
+    this.storage = storage;
+    this.key = key;
+  }
+
+  all() {
+    try {
+      const list = JSON.parse(this.storage.getItem(this.key) || "[]");
+      return Array.isArray(list) ? list : [];
+    } catch {
+      return [];
+    }
+  }
+
+  get(updateId) {
+    return this.all().find((e) => e.updateId === updateId) || null;
+  }
+
+  put(entry) {
+    const list = this.all();
+    const i = list.findIndex((e) => e.updateId === entry.updateId);
+    if (i >= 0) list[i] = entry;
+    else list.push(entry);
+    this._save(list);
+  }
+
+  remove(updateId) {
+    const list = this.all();
+    const entry = list.find((e) => e.updateId === updateId) || null;
+    this._save(list.filter((e) => e.updateId !== updateId));
+    return entry;
+  }
+
+  _save(list) {
+    if (list.length) this.storage.setItem(this.key, JSON.stringify(list));
+    else this.storage.removeItem(this.key);
+  }
+}
+
+const EDITORS = new Set(["editor", "owner"]);
+
+export class TripSync extends Emitter {
+  constructor({ manager, tripId, userId, storage = localStorage }) {
+    super();
+    this.manager = manager;
+    this.tripId = tripId;
+    this.userId = userId;
+    this.storage = storage;
+    this.stateKey = `tripsage.trip.${userId}.${tripId}`;
+    this.queue = new UpdateQueue(storage, `tripsage.queue.${userId}.${tripId}`);
+    const cached = this._load();
+    this.version = cached.version || 0;
+    this.server = cached.fields || {};
+    this.fieldVersions = cached.fieldVersions || {};
+    this.permissionLevel = cached.permissionLevel || null;
+    this.manualFields = cached.manualFields || [];
+    this.joined = false;
+    this.syncing = false;
+    this.resuming = false;
+    this.inflight = new Set();
+    this.collaborators = [];
+    this.conflicts = new Map();
+    this.error = null;
+
+    const on = (type, handler) => manager.on(type, (event) => {
+      const p = event.payload || {};
+      if (p.tripId === undefined || p.tripId === tripId) handler(p, event);
+    });
+    manager.on("open", () => this._onOpen());
+    manager.on("state", () => this._status());
+    on("collaboration_session_started", (p) => this._onSessionStarted(p));
+    on("trip_update_broadcast", (p) => this._onChange(p));
+    on("trip_snapshot", (p) => this._onSnapshot(p));
+    on("sync_complete", (p) => this._onSyncComplete(p));
+    on("optimistic_update_confirmed", (p) => this._onOutcome("confirmed", p));
+    on("optimistic_update_rejected", (p) => this._onOutcome("rejected", p));
+    on("optimistic_update_rollback", (p) => this._onOutcome("rollback", p));
+    on("trip_collaborator_presence", (p) => {
+      this.collaborators = p.activeCollaborators || [];
+      this.emit("presence", this.collaborators);
+    });
+    on("trip_field_editing_start", (p) => this.emit("editing", p));
+    on("trip_field_editing_stop", (p) => this.emit("editing", p));
+    on("trip_conflict_detected", (p) => this.emit("notice", { kind: "conflict_detected", payload: p }));
+    on("conflict_resolution_required", (p) => {
+      this.conflicts.set(p.conflictId, p);
+      this.emit("conflict", p);
+    });
+    on("conflict_resolved", (p) => this._onResolved(p));
+    on("trip_permission_change", (p) => this._onPermissionChange(p));
+    manager.on("error", (event) => this._onError(event.payload || {}));
+  }
+
+  // -- reading ------------------------------------------------------------------
+
+  get canEdit() {
+    return EDITORS.has(this.permissionLevel);
+  }
+
+  get loaded() {
+    return this.version > 0;
+  }
+
+  /** What the page shows: the newest queued value of the field, else the server's. */
+  value(field) {
+    const entries = this.queue.all().filter((e) => e.fieldName === field);
+    if (entries.length) return entries[entries.length - 1].optimisticValue;
+    return this.server[field] ?? null;
+  }
+
+  serverValue(field) {
+    return this.server[field] ?? null;
+  }
+
+  fieldNames() {
+    return Object.keys(this.server);
+  }
+
+  isPending(field) {
+    return this.queue.all().some((e) => e.fieldName === field);
+  }
+
+  get pendingCount() {
+    return this.queue.all().length;
+  }
+
+  get status() {
+    if (!this.manager.isOpen) return STATUS.OFFLINE;
+    if (!this.joined || this.syncing || this.pendingCount > 0) return STATUS.SYNCING;
+    return STATUS.SYNCED;
+  }
+
+  // -- writing ------------------------------------------------------------------
+
+  /**
+   * An optimistic edit: shown at once, queued durably, sent when connected.
+   * `base` ({value, version}) is what the edit started from (the page captures
+   * it at the first keystroke); by default the field's current server value.
+   */
+  edit(field, value, base = null) {
+    const entries = this.queue.all().filter((e) => e.fieldName === field);
+    const unsent = entries.find((e) => !e.sent);
+    if (unsent) {
+      // Not on the wire yet: one update carries the newest value.
+      unsent.optimisticValue = value;
+      unsent.clientTimestamp = new Date().toISOString();
+      this.queue.put(unsent);
+    } else {
+      const behind = entries.length > 0; // an update of this field is in flight
+      const start = behind
+        ? { value: entries[entries.length - 1].optimisticValue, version: null }
+        : base || { value: this.serverValue(field), version: this.version };
+      this.queue.put({
+        updateId: newId("upd"),
+        tripId: this.tripId,
+        fieldName: field,
+        optimisticValue: value,
+        previousValue: start.value,
+        expectedVersion: start.version,
+        clientTimestamp: new Date().toISOString(),
+        sent: false,
+        chained: behind,
+      });
+    }
+    this.emit("fields", { names: [field], local: true });
+    this._status();
+    this._flush();
+  }
+
+  editingStarted(field) {
+    if (this.joined && this.canEdit) {
+      this.manager.sendIfOpen("trip_field_editing_start", {
+        tripId: this.tripId,
+        fieldName: field,
+        fieldPath: `trip.${field}`,
+      });
+    }
+  }
+
+  editingStopped(field) {
+    if (this.joined && this.canEdit) {
+      this.manager.sendIfOpen("trip_field_editing_stop", { tripId: this.tripId, fieldName: field });
+    }
+  }
+
+  resolveConflict(conflictId, choice) {
+    const payload = { conflictId, ...choice };
+    this.manager.sendMessage("conflict_resolution_submit", payload);
+  }
+
+  // -- the protocol ---------------------------------------------------------------
+
+  _onOpen() {
+    this.joined = false;
+    this.syncing = false;
+    this.inflight.clear();
+    this.resuming = this.loaded;
+    this.manager.sendMessage("collaboration_session_start", {
+      tripId: this.tripId,
+      features: ["real_time_editing", "typing_indicators"],
+    });
+    this._status();
+  }
+
+  _onSessionStarted(p) {
+    this.permissionLevel = p.permissionLevel || (p.yourPermissions?.canEdit ? "editor" : "viewer");
+    this.manualFields = p.manualResolutionFields || [];
+    this.joined = true;
+    this.error = null;
+    if (this.resuming) {
+      // Catch up from what we had (README "Resume protocol"), then re-send.
+      this.syncing = true;
+      this.manager.sendMessage("sync_request", { tripId: this.tripId, sinceVersion: this.version });
+    } else {
+      this._applyFields(p.fields || {}, p.version || 0);
+      this._flush();
+    }
+    this._save();
+    this.emit("permission", this.permissionLevel);
+    this._status();
+  }
+
+  _applyFields(fields, version) {
+    const names = [];
+    for (const [name, value] of Object.entries(fields)) {
+      if ((this.fieldVersions[name] || 0) < version) {
+        this.server[name] = value;
+        this.fieldVersions[name] = version;
+        names.push(name);
+      }
+    }
+    this.version = Math.max(this.version, version);
+    this._save();
+    this.emit("fields", { names });
+  }
+
+  _onChange(p) {
+    const names = [];
+    for (const [name, change] of Object.entries(p.changes || {})) {
+      if ((this.fieldVersions[name] || 0) < p.version) {
+        this.server[name] = change.newValue;
+        this.fieldVersions[name] = p.version;
+        names.push(name);
+      }
+    }
+    this.version = Math.max(this.version, p.version);
+    this._save();
+    this.emit("fields", { names, updatedBy: p.updatedBy, replayed: !!p.replayed });
+  }
+
+  _onSnapshot(p) {
+    this._applyFields(p.fields || {}, p.version);
+  }
+
+  _onSyncComplete(p) {
+    this.version = Math.max(this.version, p.version || 0);
+    this.syncing = false;
+    this.resuming = false;
+    this._save();
+    this._flush();
+    this._status();
+  }
+
+  _flush() {
+    if (!this.manager.isOpen || !this.joined || this.syncing) return;
+    const busy = new Set();
+    for (const entry of this.queue.all()) {
+      if (busy.has(entry.fieldName)) continue; // one in flight per field
+      busy.add(entry.fieldName);
+      if (this.inflight.has(entry.updateId)) continue;
+      if (entry.chained) {
+        // The update it waited for is gone (answered in another tab): start from now.
+        entry.previousValue = this.serverValue(entry.fieldName);
+        entry.expectedVersion = this.version;
+        entry.chained = false;
+      }
+      entry.sent = true;
+      this.queue.put(entry);
+      this.inflight.add(entry.updateId);
+      this.manager.sendMessage("optimistic_update_start", {
+        updateId: entry.updateId,
+        tripId: entry.tripId,
+        fieldName: entry.fieldName,
+        optimisticValue: entry.optimisticValue,
+        previousValue: entry.previousValue,
+        expectedVersion: entry.expectedVersion,
+        clientTimestamp: entry.clientTimestamp,
+      });
+    }
+    this._status();
+  }
+
+  _onOutcome(kind, p) {
+    // The entry may be gone: a tab of the same user re-sent it and got the answer.
+    const entry = this.queue.remove(p.updateId);
+    this.inflight.delete(p.updateId);
+    const field = (entry?.fieldName || p.fieldName || "").replace(/^trip\./, "");
+    if (!field) return;
+    if (kind === "confirmed") {
+      this._setServer(field, p.confirmedValue, p.serverVersion);
+    } else if (kind === "rejected") {
+      this._setServer(field, p.currentServerValue, p.currentServerVersion);
+    }
+    // A rollback leaves the server's value as we know it: the page shows it again.
+    const next = this.queue.all().find((e) => e.fieldName === field && e.chained);
+    if (next) {
+      next.previousValue = this.serverValue(field);
+      next.expectedVersion = this.version;
+      next.chained = false;
+      this.queue.put(next);
+    }
+    this._save();
+    this.emit("outcome", { kind, field, entry, payload: p });
+    this.emit("fields", { names: [field] });
+    this._flush();
+    this._status();
+  }
+
+  _setServer(field, value, version) {
+    if (typeof version !== "number") return;
+    if ((this.fieldVersions[field] || 0) <= version) {
+      this.server[field] = value;
+      this.fieldVersions[field] = version;
+    }
+    this.version = Math.max(this.version, version);
+  }
+
+  _onResolved(p) {
+    this.conflicts.delete(p.conflictId);
+    if (typeof p.version === "number" && p.fieldName) {
+      const field = p.fieldName.replace(/^trip\./, "");
+      this._setServer(field, p.resolvedValue, p.version);
+      this._save();
+      this.emit("fields", { names: [field] });
+    }
+    this.emit("conflict_resolved", p);
+  }
+
+  _onPermissionChange(p) {
+    if (p.targetUserId !== this.userId) return;
+    this.permissionLevel = p.newPermission;
+    this._save();
+    this.emit("permission", this.permissionLevel);
+  }
+
+  _onError(p) {
+    if (p.code === "PERMISSION_DENIED" && !this.joined) {
+      this.error = p;
+      this.emit("denied", p);
+    }
+    this.emit("notice", { kind: "error", payload: p });
+  }
+
+  _status() {
+    this.emit("status", this.status);
+  }
+
+  _load() {
+    try {
+      return JSON.parse(this.storage.getItem(this.stateKey) || "{}") || {};
+    } catch {
+      return {};
+    }
+  }
+
+  _save() {
+    this.storage.setItem(
+      this.stateKey,
+      JSON.stringify({
+        version: this.version,
+        fields: this.server,
+        fieldVersions: this.fieldVersions,
+        permissionLevel: this.permissionLevel,
+        manualFields: this.manualFields,
+      }),
+    );
+  }
+}
+
+export class ChatSession extends Emitter {
+  constructor({ manager, sessionId }) {
+    super();
+    this.manager = manager;
+    this.sessionId = sessionId;
+    this.messages = new Map(); // messageId -> {id, role, content, chunks, streaming, seq}
+    this.tools = new Map(); // toolCallId -> {id, name, progress, status, done, error}
+    this.order = [];
+    this.agentStatus = null;
+    const on = (type, handler) => manager.on(type, (event) => {
+      if (!event.sessionId || event.sessionId === sessionId) handler(event.payload || {}, event);
+    });
+    on("chat_message", (p) => {
+      const m = this._message(p.messageId || newId("msg"), p.role || "assistant");
+      m.content = p.content || "";
+      m.streaming = false;
+      this.emit("message", m);
+    });
+    on("chat_message_chunk", (p) => {
+      const m = this._message(p.messageId, "assistant");
+      if (p.catchUp) m.chunks = new Map([[p.chunkIndex ?? 0, p.content || ""]]);
+      else m.chunks.set(p.chunkIndex ?? m.chunks.size, p.content || "");
+      m.content = [...m.chunks.entries()].sort((a, b) => a[0] - b[0]).map((c) => c[1]).join("");
+      m.streaming = !p.isComplete;
+      this.emit("message", m);
+    });
+    on("chat_message_complete", (p) => {
+      const m = this._message(p.messageId, "assistant");
+      m.content = p.finalContent ?? m.content;
+      m.streaming = false;
+      this.emit("message", m);
+    });
+    for (const type of ["tool_call_start", "tool_call_progress", "tool_call_complete", "tool_call_error"]) {
+      on(type, (p) => this._tool(type, p));
+    }
+    on("agent_status_update", (p) => {
+      this.agentStatus = p;
+      this.emit("agent_status", p);
+    });
+  }
+
+  send(content) {
+    const messageId = newId("msg");
+    const m = this._message(messageId, "user");
+    m.content = content;
+    m.sending = true;
+    this.emit("message", m);
+    this.manager.sendMessage("chat_message", { content, role: "user", messageId });
+  }
+
+  _message(id, role) {
+    let m = this.messages.get(id);
+    if (!m) {
+      m = { id, role, content: "", chunks: new Map(), streaming: true, kind: "message" };
+      this.messages.set(id, m);
+      this.order.push(m);
+    }
+    return m;
+  }
+
+  _tool(type, p) {
+    let t = this.tools.get(p.toolCallId);
+    if (!t) {
+      t = { id: p.toolCallId, kind: "tool", name: p.toolName || "tool", progress: 0, status: "", done: false };
+      this.tools.set(p.toolCallId, t);
+      this.order.push(t);
+    }
+    if (type === "tool_call_start") t.status = "started";
+    if (type === "tool_call_progress") {
+      t.progress = p.progress ?? t.progress;
+      t.status = p.status || t.status;
+    }
+    if (type === "tool_call_complete") {
+      t.progress = 1;
+      t.done = true;
+      t.status = "done";
+    }
+    if (type === "tool_call_error") {
+      t.done = true;
+      t.error = p.error || "failed";
+      t.status = `failed: ${t.error}`;
+    }
+    this.emit("tool", t);
+  }
+}
