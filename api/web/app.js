@@ -466,7 +466,11 @@ class Editor {
   onNotice({ kind, payload }) {
     if (kind === "conflict_detected") {
       const label = FIELD_LABELS[payload.fieldName] || payload.fieldName;
-      this.notice(`${label}: concurrent edits; ${payload.winningUserId}'s value was kept.`);
+      this.notice(
+        payload.winningUserId
+          ? `${label}: concurrent edits; ${payload.winningUserId}'s value was kept.`
+          : `${label}: concurrent edits; a collaborator has to choose the value.`,
+      );
     } else if (kind === "error" && payload.code && payload.code !== "RATE_LIMITED") {
       this.notice(payload.message || payload.code, true);
     }
