@@ -454,8 +454,8 @@ class YjsFeature:
         if removed:
             yroom.send_all(awareness_frame(removed), droppable=True)
         self.trips.leave_presence(conn.room, conn.id, conn.id)
-        if not yroom.peers:
-            del self.rooms[yroom.trip_id]
+        # The room's awareness stays (as the trip room does): peers remember the clocks of
+        # the states the server made, so restarting them at 1 would hide those states.
 
     # -- document updates ---------------------------------------------------------------
 
