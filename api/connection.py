@@ -539,7 +539,9 @@ class Connection:
         await self._handle(message)
 
     async def _handle(self, message: ClientMessage) -> None:
-        if message.type != "connection_heartbeat":
+        # Heartbeats keep a limited client alive; agents and admins are trusted
+        # publishers (a streamed reply is dozens of events) and are not limited.
+        if message.type != "connection_heartbeat" and not self.principal.is_privileged:
             limited = self.hub.check(
                 self.hub.message_limiter, self.principal.user_id, "messages per user"
             )

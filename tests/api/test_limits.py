@@ -155,3 +155,15 @@ async def test_forwarded_for_only_from_trusted_proxies(
     assert (await spoofed.recv_type("error"))["payload"]["code"] == "RATE_LIMITED"
     assert await spoofed.closed() == 3001
     await c.close()
+
+
+async def test_agents_are_not_message_rate_limited(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    server = server_factory(rate_limit_messages_per_min=3)
+    agent, _, _ = await open_client(server, "travel-agent", "agent-1", role="agent")
+    for _ in range(10):
+        await agent.send({"type": "unsubscribe", "payload": {"channels": []}})
+        await agent.recv_type("subscription_update")
+    assert not any(m.get("type") == "error" for m in agent.backlog)
+    await agent.close()
