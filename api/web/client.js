@@ -621,6 +621,13 @@ export class TripSync extends Emitter {
   }
 
   _onError(p) {
+    if (p.code === "RATE_LIMITED" && this.inflight.size) {
+      // A refused message got no outcome: re-send what is in flight (same
+      // updateIds, so nothing applies twice) once the bucket has refilled.
+      this.inflight.clear();
+      clearTimeout(this._resendTimer);
+      this._resendTimer = setTimeout(() => this._flush(), Math.max(1, p.retryAfter || 1) * 1000);
+    }
     if (p.code === "PERMISSION_DENIED" && !this.joined) {
       this.error = p;
       this.emit("denied", p);

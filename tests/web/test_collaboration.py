@@ -10,6 +10,7 @@ conflict is resolved from the dialog in both pages, and a viewer cannot edit.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from playwright.sync_api import Page, expect
 
@@ -182,3 +183,23 @@ def test_a_viewer_cannot_edit(web: Web) -> None:
     expect(name).to_have_value("Europe")
     expect(carol.get_by_test_id("pending-changes")).to_be_hidden()
     assert trip_fields(web.server, "t-view", "alice")["name"] == "Europe"
+
+
+def test_server_restart_reconnects_with_backoff_and_resends(
+    web_factory: Callable[..., Web],
+) -> None:
+    web = web_factory(reconnect_after_s=0.2)  # connection_close tells clients when to return
+    create_trip(web.server, "alice", "t-restart")
+    page = web.open_trip("alice", "t-restart")
+
+    web.server.stop()  # connection_close, close 1001: the page retries with backoff
+    expect(page.get_by_test_id("sync-status")).to_have_text("Offline")
+    page.get_by_test_id("trip-name-input").fill("Europe by train")
+    blur(page)
+    expect(page.get_by_test_id("pending-changes")).to_have_text("1 pending change")
+
+    web.server.start()  # same port and database
+
+    expect(page.get_by_test_id("sync-status")).to_have_text("Synced")
+    expect(page.get_by_test_id("pending-changes")).to_be_hidden()
+    assert trip_fields(web.server, "t-restart", "alice")["name"] == "Europe by train"
