@@ -21,10 +21,10 @@ import logging
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
-from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.routing import BaseRoute, WebSocketRoute
 
 from api.auth import JwtAuthority, new_secret
-from api.endpoints import agent_status_endpoint, chat_endpoint, health
+from api.endpoints import agent_status_endpoint, chat_endpoint
 from api.hub import Hub
 from api.services import Feature, Services
 from api.settings import Settings
@@ -44,27 +44,40 @@ def resolve_secret(settings: Settings, store: Storage) -> str:
     return store.set_meta_if_absent(JWT_SECRET_META_KEY, new_secret()).result()
 
 
-async def shutdown_services(services: Services, reason: str = "Server shutting down") -> None:
+async def shutdown_services(
+    services: Services,
+    reason: str = "Server shutting down",
+    *,
+    reconnect_after_s: float | None = None,
+) -> None:
+    """Steps 1-2 of the shutdown; ``reconnect_after_s`` defaults to the setting."""
     hub = services.hub
     if hub.accepting or hub.connections:
         await hub.drain(
             reason,
             code=CLOSE_GOING_AWAY,
             grace_s=services.settings.shutdown_grace_s,
-            reconnect_after_s=services.settings.reconnect_after_s,
+            reconnect_after_s=(
+                services.settings.reconnect_after_s
+                if reconnect_after_s is None
+                else reconnect_after_s
+            ),
         )
 
 
 def features(settings: Settings) -> list[Feature]:
     """The product features this server runs, in start order."""
     from api.chat import ChatFeature
+    from api.ops import OpsFeature
     from api.resume import ResumeFeature
     from api.trips import TripFeature
     from api.web import WebFeature
     from api.yjs import YjsFeature
 
     trips = TripFeature(settings)
+    # Ops first: its health and metrics answer while the others start and stop.
     return [
+        OpsFeature(settings),
         trips,
         ChatFeature(settings),
         ResumeFeature(trips),
@@ -104,7 +117,6 @@ def create_app(settings: Settings) -> Starlette:
             logger.info("storage flushed and closed")
 
     routes: list[BaseRoute] = [
-        Route("/health", health, methods=["GET"]),
         WebSocketRoute("/ws/chat/{session_id}", chat_endpoint),
         WebSocketRoute("/ws/agent-status/{session_id}", agent_status_endpoint),
     ]

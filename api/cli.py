@@ -8,6 +8,8 @@ secret: ``TRIPSAGE_JWT_SECRET`` or the one kept in the database);
 ``system_message`` (``POST /api/broadcast`` with an admin token).
 ``serve --demo-agent`` also runs the example echo agent
 (``examples/echo_agent.py``) in-process, connected over loopback.
+``maintenance`` announces maintenance through a running server
+(``POST /api/maintenance``), which drains and exits at the scheduled time.
 ``watch`` joins a trip with :class:`api.client.SyncClient` and prints its
 changes and presence until interrupted.
 
@@ -58,7 +60,19 @@ class TokenMask(logging.Filter):
         return True
 
 
+# Attributes every LogRecord has; anything else was passed as ``extra``.
+_RECORD_FIELDS: Final = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message",
+    "asctime",
+    "color_message",
+    "taskName",
+}
+
+
 class JsonFormatter(logging.Formatter):
+    """One JSON object per line; a record's ``extra`` fields (``conn``, ``user``,
+    ``trip``, ``code``...) become keys of their own."""
+
     def format(self, record: logging.LogRecord) -> str:
         data: dict[str, Any] = {
             "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
@@ -66,6 +80,10 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        for key, value in record.__dict__.items():
+            if key not in _RECORD_FIELDS and key not in data:
+                plain = value is None or isinstance(value, str | int | float | bool)
+                data[key] = value if plain else str(value)
         if record.exc_info:
             data["exc"] = self.formatException(record.exc_info)
         return json.dumps(data)
@@ -108,8 +126,14 @@ class Server(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
+        services = self._services()
+        if services is not None:  # a maintenance drain ends the process (api/ops.py)
+            services.request_exit = self._request_exit
         if self.demo_agent and not self.should_exit:
             self._demo_task = asyncio.create_task(self._run_demo_agent(), name="demo-agent")
+
+    def _request_exit(self) -> None:
+        self.should_exit = True
 
     async def _run_demo_agent(self) -> None:
         from examples.echo_agent import run_agent
@@ -254,6 +278,67 @@ def _broadcast(args: argparse.Namespace) -> int:
     return 0
 
 
+_DURATION: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_S: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``90``, ``90s``, ``15m``, ``2h``, ``1d`` or ``500ms``."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 90, 90s, 15m, 2h)")
+    return float(match.group(1)) * _UNIT_S[match.group(2) or "s"]
+
+
+def _post_admin(args: argparse.Namespace, path: str, body: dict[str, Any] | None) -> Any:
+    """An admin request to the running server; the JSON answer, or ``None`` (reported)."""
+    request = urllib.request.Request(
+        args.server.rstrip("/") + path,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={
+            "Authorization": f"Bearer {_admin_token(args)}",
+            "Content-Type": "application/json",
+        },
+        method="POST" if body is not None else "DELETE",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        error = json.loads(exc.read() or b"{}").get("error", {})
+        print(f"tripsage-sync: refused ({exc.code}): {error.get('message')}", file=sys.stderr)  # noqa: T201
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"tripsage-sync: cannot reach {args.server}: {exc}", file=sys.stderr)  # noqa: T201
+    return None
+
+
+def _maintenance(args: argparse.Namespace) -> int:
+    if args.cancel:
+        result = _post_admin(args, "/api/maintenance", None)
+        if result is None:
+            return 1
+        print("cancelled" if result["cancelled"] else "no maintenance was scheduled")  # noqa: T201
+        return 0
+    if args.in_s is None or not args.message:
+        print("tripsage-sync: maintenance needs --in and --message", file=sys.stderr)  # noqa: T201
+        return 2
+    body: dict[str, Any] = {
+        "inSeconds": args.in_s,
+        "estimatedDuration": args.duration,
+        "message": args.message,
+    }
+    if args.services:
+        body["affectedServices"] = [s.strip() for s in args.services.split(",") if s.strip()]
+    result = _post_admin(args, "/api/maintenance", body)
+    if result is None:
+        return 1
+    print(  # noqa: T201
+        f"maintenance at {result['scheduledTime']} for {result['estimatedDuration']:g} s;"
+        f" notice delivered to {result['delivered']} connection(s)"
+    )
+    return 0
+
+
 def _watch_line(event: dict[str, Any]) -> str | None:
     """One printed line for a trip event ``watch`` shows, else ``None``."""
     p = event.get("payload") or {}
@@ -354,6 +439,26 @@ def build_parser() -> argparse.ArgumentParser:
     cast.add_argument("--token", default=None, help="admin JWT (default: minted from --db)")
     cast.add_argument("--db", default=None, help="database whose secret to use (TRIPSAGE_DB)")
     cast.set_defaults(func=_broadcast)
+    maint = commands.add_parser(
+        "maintenance",
+        help="announce maintenance to every client; at that time the server drains and exits",
+    )
+    maint.add_argument(
+        "--in", dest="in_s", type=parse_duration, default=None, help="when: 90, 90s, 15m, 2h"
+    )
+    maint.add_argument(
+        "--duration", type=parse_duration, default=0.0, help="estimatedDuration (seconds or 15m)"
+    )
+    maint.add_argument("--message", default=None, help="the text clients show")
+    maint.add_argument(
+        "--services", default=None, help="affectedServices, comma-separated (default: all)"
+    )
+    maint.add_argument("--cancel", action="store_true", help="cancel the scheduled maintenance")
+    maint.add_argument("--server", default="http://127.0.0.1:8000", help="the server's base URL")
+    maint.add_argument("--token", default=None, help="admin JWT (default: minted from --db)")
+    maint.add_argument("--db", default=None, help="database whose secret to use (TRIPSAGE_DB)")
+    maint.set_defaults(func=_maintenance)
+
     watch = commands.add_parser("watch", help="print a trip's live changes and presence")
     watch.add_argument("trip_id", help="the trip to join")
     watch.add_argument("--token", required=True, help="a JWT of a collaborator")

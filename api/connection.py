@@ -60,6 +60,7 @@ from sync.events import (
     connection_close,
     error_event,
 )
+from sync.health import RoundTrips
 from sync.session import Session, State
 from sync.wire import (
     AuthResponse,
@@ -105,8 +106,14 @@ class _Close:
 
 
 class _ConnectionLog(logging.LoggerAdapter[logging.Logger]):
+    """Prefixes ``[conn user=...]`` and sets ``conn``/``user`` (and a call's own
+    ``extra``, e.g. ``trip``, ``code``) as record attributes: the JSON log
+    format (``api.cli.JsonFormatter``) writes them as keys."""
+
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
-        extra = self.extra or {}
+        extra = dict(self.extra or {})
+        extra.update(kwargs.get("extra") or {})
+        kwargs["extra"] = extra
         return f"[{extra.get('conn')} user={extra.get('user', '-')}] {msg}", kwargs
 
 
@@ -159,6 +166,7 @@ class Connection:
         self._wake = asyncio.Event()
         self._transport = _find_transport(websocket)
         self.log = _ConnectionLog(logger, {"conn": self.id})
+        self.round_trips = RoundTrips()
         # Presence and similar state that later features attach to a connection.
         self.attachments: dict[str, Any] = {}
 
@@ -177,13 +185,24 @@ class Connection:
             if droppable:
                 return False
             self.log.warning("slow consumer: %d events queued; closing", len(self._queue))
-            self.services.metrics_slow_consumers += 1
+            self.hub.metrics.slow_consumers += 1
             self._queue.clear()
             self._start_close(CLOSE_GOING_AWAY, "slow consumer")
             return False
         self._queue.append(text)
         self._ready.set()
         return True
+
+    def send_heartbeat(self, now: int) -> None:
+        """A ``connection_heartbeat``, remembered for its round trip (sync/health.py)."""
+        event = self.session.heartbeat(now)
+        if self.send(event):
+            self.round_trips.heartbeat_sent(event.payload["serverTime"], now)
+
+    @property
+    def queued(self) -> int:
+        """Frames waiting in the outbound queue."""
+        return len(self._queue)
 
     def send(self, event: ServerEvent | AuthResponse) -> bool:
         return self.enqueue(encode(event))
@@ -206,7 +225,7 @@ class Connection:
     def _start_close(self, code: int, reason: str, *frames: str) -> None:
         if not self.session.close(code):
             return
-        self.log.info("closing: code=%d reason=%s", code, reason)
+        self.log.info("closing: code=%d reason=%s", code, reason, extra={"code": code})
         self._push_final(*frames)
         self._queue.append(_Close(code, reason))
         self._ready.set()
@@ -265,6 +284,7 @@ class Connection:
 
     async def _writer(self) -> None:
         ws = self.websocket
+        metrics = self.hub.metrics
         timeout = self.settings.send_timeout_s
         while True:
             while not self._queue:
@@ -275,8 +295,10 @@ class Connection:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(ws.close(item.code, item.reason), timeout)
                 return
+            envelope = 0  # bytes of a batch envelope around the events
             if isinstance(item, _Solo):
                 text = item.text
+                events: list[str] = [text]
             elif self.batching and self._queue and isinstance(self._queue[0], str):
                 batch = [item]
                 while (
@@ -289,13 +311,16 @@ class Connection:
                     f'{{"id":"{new_id("batch")}","type":"batch","timestamp":'
                     f'"{iso_ms(now_ms())}","payload":{{"messages":[{",".join(batch)}]}}}}'
                 )
+                events = batch
+                envelope = len(text) - sum(len(inner) for inner in batch)
             else:
                 text = item
+                events = [text]
             try:
                 await asyncio.wait_for(ws.send_text(text), timeout)
             except TimeoutError:
                 self.log.warning("send stalled for %.1f s; aborting", timeout)
-                self.services.metrics_slow_consumers += 1
+                metrics.slow_consumers += 1
                 self.session.close(CLOSE_GOING_AWAY)
                 self.abort()
                 return
@@ -303,7 +328,10 @@ class Connection:
                 self.log.debug("send failed", exc_info=True)
                 return
             self.session.frame_sent(len(text))
-            self.services.metrics_messages_out += 1
+            for sent in events:
+                metrics.sent_text(sent)
+            if envelope:
+                metrics.sent("batch", envelope)
 
     # -- timers ---------------------------------------------------------------------
 
@@ -314,7 +342,7 @@ class Connection:
             now = now_ms()
             if self.session.state is State.AWAITING_AUTH:
                 if now >= self.session.auth_deadline_ms:
-                    self.log.info("authentication timeout")
+                    self.log.debug("authentication timeout")
                     self._fail_auth(AuthError("Authentication timeout", code="AUTH_FAILED"))
                     return
                 deadline = self.session.auth_deadline_ms
@@ -331,7 +359,7 @@ class Connection:
                     self._start_close(CLOSE_GOING_AWAY, "idle timeout", encode(event))
                     return
                 if now >= next_beat:
-                    self.send(self.session.heartbeat(now))
+                    self.send_heartbeat(now)
                     next_beat = now + interval_ms
                 deadline = min(next_beat, self.session.idle_deadline_ms)
             # Sleep until the next deadline, or until a state change wakes us.
@@ -347,7 +375,12 @@ class Connection:
         writer = asyncio.create_task(self._writer(), name=f"writer-{self.id}")
         timer = asyncio.create_task(self._timer(), name=f"timer-{self.id}")
         self.hub.admit(self)
-        self.log.info("connected from %s to %s", self.client_ip, self.session.endpoint)
+        self.log.info(
+            "connected from %s to %s",
+            self.client_ip,
+            self.session.endpoint,
+            extra={"endpoint": self.session.endpoint, "session": self.session.path_session_id},
+        )
         try:
             await self._read_loop()
         except Exception:
@@ -369,10 +402,13 @@ class Connection:
             self.hub.remove(self)
             self.session.closed()
             self.closed.set()
-            self.log.info("closed (code=%s)", self.session.close_code)
+            self.log.info(
+                "closed (code=%s)", self.session.close_code, extra={"code": self.session.close_code}
+            )
 
     async def _read_loop(self) -> None:
         ws = self.websocket
+        metrics = self.hub.metrics
         limit = self.settings.max_message_size
         while True:
             message = await ws.receive()
@@ -383,10 +419,11 @@ class Connection:
                 data = message.get("bytes") or b""
             size = len(data.encode() if isinstance(data, str) else data)
             self.session.frame_received(size, now_ms())
-            self.services.metrics_messages_in += 1
             if self.session.state not in (State.AWAITING_AUTH, State.OPEN):
+                metrics.received("ignored", size)
                 continue
             if size > limit:
+                metrics.received("too_large", size)
                 self.log.info("message of %d bytes over the %d limit", size, limit)
                 too_large = MessageTooLarge(
                     f"Message exceeds {limit} bytes", details={"size": size, "limit": limit}
@@ -394,8 +431,10 @@ class Connection:
                 self.close(CLOSE_MESSAGE_TOO_BIG, "message too large", error=too_large)
                 continue
             if self.session.state is State.AWAITING_AUTH:
+                metrics.received("auth", size)
                 await self._authenticate(data)
             elif isinstance(data, bytes):
+                metrics.received("binary", size)
                 self.send_error(
                     InvalidMessage(
                         "Binary frames are not accepted on this endpoint",
@@ -403,12 +442,14 @@ class Connection:
                     )
                 )
             else:
-                await self._receive_text(data)
+                await self._receive_text(data, size)
 
     def _fail_auth(self, exc: SyncError) -> None:
-        self.services.metrics_auth_failures[exc.code] = (
-            self.services.metrics_auth_failures.get(exc.code, 0) + 1
+        # One lifecycle line per failure; the message is the generic one the peer gets.
+        self.log.info(
+            "authentication failed: %s (%s)", exc.code, exc.message, extra={"code": exc.code}
         )
+        self.hub.metrics.count(self.hub.metrics.auth_failures, exc.code)
         response = AuthResponse(
             success=False, error=exc.message, code=exc.code, retryAfter=exc.retry_after
         )
@@ -421,7 +462,7 @@ class Connection:
         hub = self.hub
         limited = hub.check(hub.auth_limiter, self.client_ip, "authentication attempts per IP")
         if limited is not None:
-            self.log.info("authentication rate limited")
+            self.services.count_rate_limited("auth")
             self._fail_auth(limited)
             return
         try:
@@ -440,17 +481,16 @@ class Connection:
                 )
             await self.services.authorize_session(principal, session_id, self.session.endpoint)
         except InvalidMessage as exc:
-            self.log.info("authentication request invalid")
+            self.log.debug("authentication request invalid")
             self._fail_auth(AuthError("Invalid authentication request", details=exc.details))
             return
         except PermissionDenied as exc:
-            self.log.info("session %s refused", self.session.path_session_id)
+            self.log.debug("session %s refused", self.session.path_session_id)
             self._fail_auth(
                 AuthError(exc.message, code=exc.code, close_code=CLOSE_POLICY_VIOLATION)
             )
             return
         except SyncError as refused:
-            self.log.info("authentication failed: %s", refused.code)
             self._fail_auth(refused)
             return
         if self.session.state is not State.AWAITING_AUTH:  # timed out meanwhile
@@ -458,7 +498,7 @@ class Connection:
         self.session.authenticated(principal)
         self._wake.set()
         self.log.extra = {"conn": self.id, "user": principal.user_id}
-        self.log.info("authenticated (role=%s)", principal.role)
+        self.log.info("authenticated (role=%s)", principal.role, extra={"role": principal.role})
         hub.bind_user(self, principal.user_id)
         self.batching = "message_batching" in request.features
         granted, denied = [], []
@@ -512,12 +552,16 @@ class Connection:
             self.send_error(refusal)
             self.log.info("channel %s refused: %s", name, refusal.code)
 
-    async def _receive_text(self, text: str) -> None:
+    async def _receive_text(self, text: str, size: int) -> None:
+        metrics = self.hub.metrics
         try:
             message = parse_client_message(text)
         except InvalidMessage as exc:
+            metrics.received("invalid", size)
             self.send_error(exc)
             return
+        # Bytes by the frame's type; a batch's events are counted once more each.
+        metrics.received(message.type, size)
         if message.type == "batch":
             for item in message.payload.messages:
                 if not self.session.is_open:
@@ -530,10 +574,12 @@ class Connection:
                             details={"field": "type", "expected": "not batch", "received": "batch"},
                         )
                 except InvalidMessage as exc:
+                    metrics.received("invalid", 0)
                     self.send_error(
                         exc, in_reply_to=item.get("id") if isinstance(item.get("id"), str) else None
                     )
                     continue
+                metrics.received(inner.type, 0)
                 await self._handle(inner)
             return
         await self._handle(message)
@@ -563,7 +609,13 @@ class Connection:
     async def dispatch(self, message: ClientMessage) -> None:
         match message.type:
             case "connection_heartbeat":
-                self.send(self.session.heartbeat(now_ms()))
+                now = now_ms()
+                echo = message.payload.serverTime
+                rtt = self.round_trips.heartbeat_received(now, echo)
+                if rtt is not None:
+                    self.log.debug("heartbeat round trip %d ms", rtt)
+                if echo is None:  # an echo answers our heartbeat: it gets no reply
+                    self.send_heartbeat(now)
             case "subscribe":
                 await self._subscribe(
                     message.payload.channels,
@@ -592,7 +644,8 @@ class Connection:
             raise limited
         await self.services.authorize_channel(self.principal, channel)
         self.hub.subscribe(self, channel.name)
-        self.log.info("subscribed to %s", channel.name)
+        trip = {"trip": channel.key} if channel.namespace == "trip" else {}
+        self.log.info("subscribed to %s", channel.name, extra={"channel": channel.name, **trip})
 
     async def _subscribe(self, names: list[str], unsubscribe: list[str]) -> None:
         subscribed: list[str] = []

@@ -14,10 +14,10 @@ import time
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocket
 
-from api.connection import SERVER_VERSION, Connection
+from api.connection import Connection
 from api.services import Services
 from sync.errors import (
     CLOSE_POLICY_VIOLATION,
@@ -31,7 +31,7 @@ from sync.wire import encode
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
 
-__all__ = ["agent_status_endpoint", "chat_endpoint", "client_ip", "health", "origin_allowed"]
+__all__ = ["agent_status_endpoint", "chat_endpoint", "client_ip", "origin_allowed"]
 
 
 def _services(conn: Request | WebSocket) -> Services:
@@ -72,18 +72,6 @@ def origin_allowed(websocket: WebSocket, allowed: tuple[str, ...]) -> bool:
         return True
     host = websocket.headers.get("host", "")
     return urlsplit(origin).netloc.lower() == host.lower() != ""
-
-
-async def health(request: Request) -> JSONResponse:
-    services = _services(request)
-    return JSONResponse(
-        {
-            "status": "operational" if services.hub.accepting else "draining",
-            "version": SERVER_VERSION,
-            "uptime": round(time.time() - services.started_at_s, 3),
-            "connections": len(services.hub.connections),
-        }
-    )
 
 
 async def _refuse_after_accept(websocket: WebSocket, exc: SyncError, code: int) -> None:

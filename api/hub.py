@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from api.metrics import Metrics
 from api.settings import Settings
 from sync.errors import RateLimited
 from sync.ratelimit import Decision, KeyedLimiter
@@ -68,8 +69,11 @@ class Hub:
     message_limiter: KeyedLimiter = field(init=False)
     subscription_limiter: KeyedLimiter = field(init=False)
     on_disconnect: list[Callable[[Connection], None]] = field(default_factory=list)
+    # The app's instruments (api/metrics.py); their live gauges read this hub.
+    metrics: Metrics = field(default_factory=Metrics)
 
     def __post_init__(self) -> None:
+        self.metrics.hub = self
         s = self.settings
         self.connection_limiter = KeyedLimiter(s.rate_limit_connections_per_min)
         self.auth_limiter = KeyedLimiter(s.rate_limit_auth_per_min)
@@ -83,6 +87,7 @@ class Hub:
         self.connections[conn.id] = conn
         self.total_connections += 1
         self.peak_connections = max(self.peak_connections, len(self.connections))
+        self.metrics.count(self.metrics.connections_opened, conn.session.endpoint)
 
     def bind_user(self, conn: Connection, user_id: str) -> None:
         self.by_user.setdefault(user_id, set()).add(conn)
@@ -139,11 +144,14 @@ class Hub:
         exclude: Connection | None = None,
         droppable: bool = False,
     ) -> int:
+        started = time.perf_counter()
         text = encode(event)
         sent = 0
         for conn in tuple(conns):
             if conn is not exclude and conn.enqueue(text, droppable=droppable):
                 sent += 1
+        if sent:
+            self.metrics.fanout_seconds.observe(time.perf_counter() - started)
         return sent
 
     def send_to_user(self, user_id: str, event: ServerEvent) -> int:

@@ -28,6 +28,7 @@ import contextlib
 import json
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,6 +68,11 @@ class TripRoom:
     timer: asyncio.TimerHandle | None = None
     since_snapshot: int = 0
     _tail: asyncio.Future[None] | None = None
+    # What each write of ``writes_for`` stands for ("append", "conflict_raised",
+    # "conflict_resolved"), counted by ``durable`` once committed (api/metrics.py).
+    _kinds: weakref.WeakKeyDictionary[WriteOp[Any], str] = field(
+        default_factory=weakref.WeakKeyDictionary
+    )
 
     def permission(self, user_id: str) -> str | None:
         return self.permissions.get(user_id)
@@ -83,24 +89,37 @@ class TripRoom:
         now = now_ms()
         writes: list[WriteOp[Any]] = []
         if change is not None:
-            writes.append(
-                ops.append_update(
-                    self.trip_id, change.version, change.update, json.dumps(change.meta), now
-                )
+            append = ops.append_update(
+                self.trip_id, change.version, change.update, json.dumps(change.meta), now
             )
+            self._kinds[append] = "append"
+            writes.append(append)
             self.appended_ms[change.version] = now
         if outcome is not None:
             update_id, outcome_json = outcome
             writes.append(ops.put_outcome(self.trip_id, update_id, outcome_json, now))
         if conflict is not None:
-            writes.append(
-                ops.put_conflict(
-                    self.trip_id, conflict.conflict_id, json.dumps(conflict.to_json()), "pending"
-                )
+            raised = ops.put_conflict(
+                self.trip_id, conflict.conflict_id, json.dumps(conflict.to_json()), "pending"
             )
+            self._kinds[raised] = "conflict_raised"
+            writes.append(raised)
         if resolved is not None:
-            writes.append(ops.set_conflict_status(resolved, "resolved"))
+            settled = ops.set_conflict_status(resolved, "resolved")
+            self._kinds[settled] = "conflict_resolved"
+            writes.append(settled)
         return writes
+
+    def _count_committed(self, services: Services, writes: list[WriteOp[object]]) -> None:
+        metrics = services.metrics
+        for write in writes:
+            match self._kinds.pop(write, None):
+                case "append":
+                    metrics.log_appends += 1
+                case "conflict_raised":
+                    metrics.conflicts_raised += 1
+                case "conflict_resolved":
+                    metrics.conflicts_resolved += 1
 
     @contextlib.asynccontextmanager
     async def durable(
@@ -116,10 +135,15 @@ class TripRoom:
         self._tail = mine
         try:
             failure: Exception | None = None
+            started = time.perf_counter()
             try:
                 await services.write(services.store.submit_all(writes))
             except Exception as exc:  # noqa: BLE001 - any storage failure breaks the room
                 failure = exc
+            else:
+                if writes:
+                    services.metrics.commit_seconds.observe(time.perf_counter() - started)
+                    self._count_committed(services, writes)
             if previous is not None:
                 await asyncio.shield(previous)
             if failure is not None:
@@ -143,6 +167,7 @@ class RoomRegistry:
         self.services = services
         self.rooms: dict[str, TripRoom] = {}
         self._on_evict = on_evict
+        services.metrics.trips_loaded = lambda: len(self.rooms)
 
     def get(self, trip_id: str) -> TripRoom:
         room = self.rooms.get(trip_id)

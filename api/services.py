@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from api.auth import JwtAuthority
 from api.hub import Hub
+from api.metrics import Metrics
 from api.settings import Settings
 from storage.sqlite import Storage
 from sync.channels import Channel, Facts, Principal, authorize_read
@@ -58,12 +59,6 @@ class Services:
     authority: JwtAuthority
     hub: Hub
     started_at_s: float = field(default_factory=time.time)
-    metrics_messages_in: int = 0
-    metrics_messages_out: int = 0
-    metrics_slow_consumers: int = 0
-    metrics_auth_failures: dict[str, int] = field(default_factory=dict)
-    metrics_rate_limited: dict[str, int] = field(default_factory=dict)
-    metrics_outcomes: dict[str, int] = field(default_factory=dict)
     # Channel namespaces' fact finders, added by features (trip permissions...).
     extra: dict[str, Any] = field(default_factory=dict)
     implicit_channel_providers: list[Callable[[Connection], list[str]]] = field(
@@ -74,15 +69,46 @@ class Services:
     # of a reply being streamed) is queued before any event published later.
     join_hooks: list[Callable[[Connection], None]] = field(default_factory=list)
 
+    # Called (by api.cli.Server) to make the process exit after a maintenance drain.
+    request_exit: Callable[[], None] | None = None
+
+    @property
+    def metrics(self) -> Metrics:
+        """The app's instruments (:mod:`api.metrics`), shared with the hub."""
+        return self.hub.metrics
+
+    # -- the former ad-hoc counters, kept for call sites not yet moved to ``metrics``
+
+    @property
+    def metrics_auth_failures(self) -> dict[str, int]:
+        return self.hub.metrics.auth_failures
+
+    @property
+    def metrics_slow_consumers(self) -> int:
+        return self.hub.metrics.slow_consumers
+
+    @metrics_slow_consumers.setter
+    def metrics_slow_consumers(self, value: int) -> None:
+        self.hub.metrics.slow_consumers = value
+
+    @property
+    def metrics_messages_in(self) -> int:
+        return self.hub.metrics.total_in
+
+    @metrics_messages_in.setter
+    def metrics_messages_in(self, value: int) -> None:
+        for _ in range(value - self.hub.metrics.total_in):
+            self.hub.metrics.received("other", 0)
+
     async def write(self, future: Future[T]) -> T:
         """Await a storage writer future (resolved after the commit)."""
         return await asyncio.wrap_future(future)
 
     def count_outcome(self, type_: str) -> None:
-        self.metrics_outcomes[type_] = self.metrics_outcomes.get(type_, 0) + 1
+        self.hub.metrics.count(self.hub.metrics.outcomes, type_)
 
     def count_rate_limited(self, what: str) -> None:
-        self.metrics_rate_limited[what] = self.metrics_rate_limited.get(what, 0) + 1
+        self.hub.metrics.count(self.hub.metrics.rate_limited, what)
 
     async def chat_members(self, session_id: str) -> frozenset[str] | None:
         owner = self.store.chat_session_owner(session_id)

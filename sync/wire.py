@@ -210,6 +210,11 @@ class EmptyPayload(_Model):
     pass
 
 
+class HeartbeatRequestPayload(_Model):
+    # The serverTime of the server heartbeat this one answers (sync/health.py).
+    serverTime: Annotated[str, Field(max_length=64)] | None = None
+
+
 # Agent-published events ("Chat Events", "Tool Events", "Agent Status Events").
 
 
@@ -343,7 +348,7 @@ _SPECS: Final[dict[str, tuple[type[BaseModel], bool]]] = {
     "collaboration_session_start": (CollaborationSessionStartPayload, True),
     "optimistic_update_start": (OptimisticUpdateStartPayload, True),
     "conflict_resolution_submit": (ConflictResolutionSubmitPayload, True),
-    "connection_heartbeat": (EmptyPayload, False),
+    "connection_heartbeat": (HeartbeatRequestPayload, False),
     "subscribe": (SubscribePayload, True),
     "unsubscribe": (UnsubscribePayload, True),
     "batch": (BatchPayload, True),
