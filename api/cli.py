@@ -9,7 +9,8 @@ secret: ``TRIPSAGE_JWT_SECRET`` or the one kept in the database);
 ``serve --demo-agent`` also runs the example echo agent
 (``examples/echo_agent.py``) in-process, connected over loopback.
 ``maintenance`` announces maintenance through a running server
-(``POST /api/maintenance``), which drains and exits at the scheduled time.
+(``POST /api/maintenance``), which drains and exits at the scheduled time;
+``db check|compact|backup`` are the database tools of :mod:`api.dbtools`.
 ``watch`` joins a trip with :class:`api.client.SyncClient` and prints its
 changes and presence until interrupted.
 
@@ -339,6 +340,41 @@ def _maintenance(args: argparse.Namespace) -> int:
     return 0
 
 
+def _db(args: argparse.Namespace) -> int:
+    from api import dbtools
+
+    path = Settings.from_env(db=args.db).db
+    if args.db_command == "check":
+        report = dbtools.check(path)
+        for line in report.lines():
+            print(line)  # noqa: T201
+        return 0 if report.ok else 1
+    if args.db_command == "compact":
+        if not os.path.isfile(path):
+            print(f"tripsage-sync: no database at {path}", file=sys.stderr)  # noqa: T201
+            return 1
+        done = dbtools.compact(path)
+        print(  # noqa: T201
+            f"{done.compacted} of {done.trips} trip(s) compacted, {done.pruned} update(s) pruned"
+            + (f"; skipped (newer snapshot): {', '.join(done.skipped)}" if done.skipped else "")
+        )
+        return 0
+    if not os.path.isfile(path):
+        print(f"tripsage-sync: no database at {path}", file=sys.stderr)  # noqa: T201
+        return 1
+    if os.path.exists(args.target) and not args.force:
+        print(f"tripsage-sync: {args.target} exists (use --force)", file=sys.stderr)  # noqa: T201
+        return 1
+    if args.force:
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(args.target + suffix)
+    report = dbtools.backup(path, args.target)
+    for line in report.lines():
+        print(line)  # noqa: T201
+    return 0 if report.ok else 1
+
+
 def _watch_line(event: dict[str, Any]) -> str | None:
     """One printed line for a trip event ``watch`` shows, else ``None``."""
     p = event.get("payload") or {}
@@ -458,6 +494,23 @@ def build_parser() -> argparse.ArgumentParser:
     maint.add_argument("--token", default=None, help="admin JWT (default: minted from --db)")
     maint.add_argument("--db", default=None, help="database whose secret to use (TRIPSAGE_DB)")
     maint.set_defaults(func=_maintenance)
+
+    db = commands.add_parser("db", help="database tools: check, compact, backup")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    db_check = db_commands.add_parser(
+        "check", help="integrity, schema version and sizes; exit 1 if corrupt"
+    )
+    db_compact = db_commands.add_parser(
+        "compact", help="snapshot every trip now and prune its update log"
+    )
+    db_backup = db_commands.add_parser(
+        "backup", help="consistent online copy (SQLite backup API), then checked"
+    )
+    db_backup.add_argument("target", help="the backup file to write")
+    db_backup.add_argument("--force", action="store_true", help="overwrite the target")
+    for sub in (db_check, db_compact, db_backup):
+        sub.add_argument("--db", default=None, help="default ./tripsage.db (TRIPSAGE_DB)")
+    db.set_defaults(func=_db)
 
     watch = commands.add_parser("watch", help="print a trip's live changes and presence")
     watch.add_argument("trip_id", help="the trip to join")

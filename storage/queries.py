@@ -177,6 +177,11 @@ def get_trip(db: Database, trip_id: str) -> Trip | None:
     return None if row is None else Trip._make(row)
 
 
+def trip_ids(db: Database) -> list[str]:
+    """Every trip's id, sorted (maintenance: ``tripsage-sync db compact``)."""
+    return [cast(str, row[0]) for row in db.execute("SELECT trip_id FROM trips ORDER BY trip_id")]
+
+
 def trips_for_user(db: Database, user_id: str) -> list[Trip]:
     """Trips the user owns or collaborates on, oldest first."""
     sql = (

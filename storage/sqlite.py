@@ -292,6 +292,10 @@ class Storage:
         with self._reading() as db:
             return queries.get_trip(db, trip_id)
 
+    def trip_ids(self) -> list[str]:
+        with self._reading() as db:
+            return queries.trip_ids(db)
+
     def trips_for_user(self, user_id: str) -> list[Trip]:
         with self._reading() as db:
             return queries.trips_for_user(db, user_id)
