@@ -12,7 +12,8 @@ one document:
 - a Yjs peer's update is applied by ``TripDocument.apply_remote_update``,
   committed like every change (persist, then broadcast), sent to JSON clients
   as ``trip_update_broadcast`` (plus the manual-conflict events) and to the
-  other Yjs peers as one update frame encoded once;
+  other Yjs peers in one update frame encoded once (the changes committed
+  together are merged into one frame: see :meth:`YjsFeature._flush`);
 - a JSON client's change reaches Yjs peers through the trip's change hook
   as the same kind of frame, in version order;
 - presence: a Yjs connection is a presence member with the token's identity;
@@ -59,6 +60,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Final, assert_never
 
+from pycrdt import merge_updates
 from starlette.responses import PlainTextResponse
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket
@@ -117,6 +119,7 @@ CLOSE_TRY_AGAIN_LATER: Final = 1013  # RFC 6455 7.4.1 (IANA registry): transient
 TRIP_ID: Final = re.compile(r"^[A-Za-z0-9_.@+=-]{1,128}$")
 KEEPALIVE_FRAME: Final = awareness_frame([])  # y-websocket drops a peer silent for 30 s
 SERVER_OWNER: Final = "server"
+MAX_UPDATES_PER_FRAME: Final = 256  # a longer burst is flushed in several frames
 
 
 def now_ms() -> int:
@@ -131,6 +134,8 @@ class _YRoom:
     peers: dict[str, YjsConnection] = field(default_factory=dict)
     awareness: AwarenessTable = field(default_factory=AwarenessTable)
     json_client_ids: dict[str, int] = field(default_factory=dict)  # JSON connection -> id
+    pending: list[tuple[bytes, object | None]] = field(default_factory=list)  # (update, origin)
+    flush_scheduled: bool = False
 
     def send_all(self, frame: bytes, *, exclude: object = None, droppable: bool = False) -> None:
         for peer in tuple(self.peers.values()):
@@ -494,10 +499,36 @@ class YjsFeature:
                 peer.close(CLOSE_SERVER_ERROR, "room reloading")
 
     def on_change(self, room: TripRoom, change: Change, origin: object | None) -> None:
-        """A committed change of ``room``: one frame for every Yjs peer but its origin."""
+        """A committed change of ``room``: queued for the room's next flush, in order."""
         yroom = self.rooms.get(room.trip_id)
-        if yroom is not None and yroom.peers:
-            yroom.send_all(sync_update_frame(change.update), exclude=origin)
+        if yroom is None or not yroom.peers:
+            return
+        yroom.pending.append((change.update, origin))
+        if len(yroom.pending) >= MAX_UPDATES_PER_FRAME:
+            self._flush(yroom)
+        elif not yroom.flush_scheduled:
+            yroom.flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush, yroom)
+
+    def _flush(self, yroom: _YRoom) -> None:
+        """Send the changes committed since the last flush as one update, encoded once.
+
+        Commits share fsyncs, so their broadcasts come in bursts; merging a burst
+        (Y.mergeUpdates) sends each peer one frame instead of one per change. A
+        peer gets its own changes back only inside a merge of several origins
+        (harmless: applying an update twice is a no-op, and y-websocket-server
+        echoes every update).
+        """
+        yroom.flush_scheduled = False
+        pending, yroom.pending = yroom.pending, []
+        if not pending:
+            return
+        updates = [update for update, _ in pending]
+        merged = updates[0] if len(updates) == 1 else merge_updates(*updates)
+        origins = {origin for _, origin in pending}
+        yroom.send_all(
+            sync_update_frame(merged), exclude=origins.pop() if len(origins) == 1 else None
+        )
 
     # -- presence and awareness -----------------------------------------------------------
 

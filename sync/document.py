@@ -565,7 +565,7 @@ class TripDocument:
         if not shadow.update or shadow.update == EMPTY_UPDATE:  # nothing new
             return RemoteResult(None)
         try:
-            writes, written = self._check_remote(shadow)
+            writes, written = self._check_remote(shadow, update)
         except RemoteUpdateRefused:
             self._shadow = None
             raise
@@ -601,7 +601,7 @@ class TripDocument:
         return self._shadow
 
     def _check_remote(
-        self, shadow: _Shadow
+        self, shadow: _Shadow, update: bytes
     ) -> tuple[dict[str, tuple[bool, JSON]], dict[str, list[Struct]]]:
         """Validate what the update did to the shadow.
 
@@ -636,7 +636,7 @@ class TripDocument:
             manual = [name for name in written if name in self.manual_fields]
             if manual:  # a write that lost in Yjs is a write too: no event shows it
                 deleted = decode_update(self._doc.get_update(self._doc.get_state()))
-                seen = seen_values(written, keys, deleted)
+                seen = seen_values(written, keys, deleted, decode_update(update))
                 for name in manual:
                     writes[name] = (seen[name].concurrent, validate_value(seen[name].written))
         except MalformedUpdate as exc:

@@ -336,13 +336,20 @@ class RootKeys:
 
 
 def seen_values(
-    written: dict[str, list[Struct]], keys: RootKeys, deleted: DecodedUpdate
+    written: dict[str, list[Struct]],
+    keys: RootKeys,
+    deleted: DecodedUpdate,
+    sent: DecodedUpdate | None = None,
 ) -> dict[str, Seen]:
     """What an update's writes (``keys.keys_written``) had seen, key by key.
 
     ``keys`` holds the receiver's items before the update, ``deleted`` its
-    delete set (``Doc.get_update(Doc.get_state())``).
+    delete set (``Doc.get_update(Doc.get_state())``). When ``written`` comes
+    from the receiver's own re-encoding of the update, a write that lost to a
+    concurrent one was deleted on the way and its value garbage-collected;
+    ``sent``, the update as the writer sent it, still holds the value.
     """
+    values = _values_by_id(sent) if sent is not None else {}
     out: dict[str, Seen] = {}
     for key, structs in written.items():
         entry = out[key] = Seen()
@@ -350,13 +357,20 @@ def seen_values(
         for s in sorted(structs, key=lambda s: (s.client, s.clock)):
             if s.origin is None or s.origin not in own:  # the first write of a chain
                 entry.seen.add(s.origin)
+            last = (s.client, s.clock + s.length - 1)
             if s.values:
                 entry.written = s.values[-1]
+            elif last in values:
+                entry.written = values[last]
         for s in keys.by_key.get(key, ()):
             for clock in range(s.clock, s.clock + s.length):
                 if (s.client, clock) not in own and not deleted.is_deleted((s.client, clock)):
                     entry.current = (s.client, clock)
     return out
+
+
+def _values_by_id(update: DecodedUpdate) -> dict[ID, object]:
+    return {(s.client, s.clock + i): v for s in update.structs for i, v in enumerate(s.values)}
 
 
 @dataclass

@@ -28,8 +28,8 @@ def new_trip() -> TripDocument:
     return doc
 
 
-def peer_of(doc: TripDocument) -> Doc[Any]:
-    peer = Doc[Any]()
+def peer_of(doc: TripDocument, client_id: int | None = None) -> Doc[Any]:
+    peer = Doc[Any](client_id=client_id)
     peer.apply_update(doc.state_update())
     return peer
 
@@ -127,9 +127,10 @@ def test_other_roots_and_garbage_are_refused() -> None:
     assert doc.version == 1
 
 
-def test_a_concurrent_write_of_a_manual_field_raises_then_joins_a_conflict() -> None:
+@pytest.mark.parametrize("stale_id", [5, 2**40])  # Yjs keeps the greater client id's value
+def test_a_concurrent_write_of_a_manual_field_raises_then_joins_a_conflict(stale_id: int) -> None:
     doc = new_trip()
-    a, b = peer_of(doc), peer_of(doc)
+    a, b = peer_of(doc, stale_id), peer_of(doc, 2**20)
     first = doc.apply_remote_update(
         edit(b, lambda r: r.__setitem__("budget", 300)), user_id="bob", update_id="y1", now_ms=2
     )
