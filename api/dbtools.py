@@ -32,9 +32,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from api.rooms import restore_document
 from storage.errors import StaleSnapshot, StorageError
 from storage.sqlite import FileSizes, Storage
-from sync.document import LogEntry, Snapshot, TripDocument
+from sync.document import TripDocument
 
 __all__ = ["CheckReport", "CompactReport", "backup", "check", "compact"]
 
@@ -99,16 +100,7 @@ def _restore(store: Storage, trip_id: str) -> TripDocument | None:
     trip = store.get_trip(trip_id)
     if trip is None:  # deleted meanwhile
         return None
-    history = store.trip_history(trip_id)
-    snapshot = None
-    if history.snapshot is not None:
-        snap = history.snapshot
-        snapshot = Snapshot(snap.version, snap.state, json.loads(snap.meta_json))
-    log = [LogEntry(u.version, u.update, json.loads(u.meta_json)) for u in history.updates]
-    pending = [json.loads(c.state_json) for c in store.pending_conflicts(trip_id)]
-    return TripDocument.restore(
-        trip_id, frozenset(json.loads(trip.manual_fields_json)), snapshot, log, pending
-    )
+    return restore_document(store, trip)
 
 
 def compact(path: str | Path) -> CompactReport:

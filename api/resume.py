@@ -41,9 +41,10 @@ from typing import TYPE_CHECKING, Any, Final
 from starlette.routing import BaseRoute
 
 from api.rooms import RoomBroken, TripRoom
+from api.trips import change_payload
 from sync.document import Change
 from sync.errors import NotFound, PermissionDenied, ServerError
-from sync.wire import ClientMessage, ServerEvent, iso_ms, make_event
+from sync.wire import ClientMessage, ServerEvent, make_event
 
 if TYPE_CHECKING:
     from api.connection import Connection
@@ -65,22 +66,6 @@ def now_ms() -> int:
 def replay_limit(outbound_queue_size: int) -> int:
     """The longest replay sent as changes; a longer one becomes a snapshot."""
     return max(1, min(MAX_REPLAY_CHANGES, outbound_queue_size // 2))
-
-
-def _change_payload(trip_id: str, change: Change, now: int) -> dict[str, Any]:
-    # The live ``trip_update_broadcast`` payload (api.trips), marked as replayed.
-    return {
-        "tripId": trip_id,
-        "updatedBy": change.updated_by,
-        "updateType": "field_change",
-        "changes": {
-            name: {"oldValue": c.old_value, "newValue": c.new_value, "fieldPath": c.field_path}
-            for name, c in change.changes.items()
-        },
-        "version": change.version,
-        "timestamp": iso_ms(now),
-        "replayed": True,
-    }
 
 
 def resume_events(
@@ -108,7 +93,7 @@ def resume_events(
     events = [
         make_event(
             "trip_update_broadcast",
-            _change_payload(trip_id, c, now),
+            change_payload(trip_id, c, now=now, replayed=True),
             now_ms=now,
             session_id=session_id,
         )

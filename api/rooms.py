@@ -35,13 +35,15 @@ from typing import Any
 
 from api.services import Services
 from storage import ops
+from storage.queries import Trip
+from storage.sqlite import Storage
 from storage.writer import WriteOp
-from sync.conflicts import PendingConflict
+from sync.conflicts import AUTO_RESOLVE_AFTER_MS, PendingConflict
 from sync.document import Change, LogEntry, Snapshot, TripDocument
 from sync.errors import NotFound
 from sync.presence import Presence
 
-__all__ = ["RoomBroken", "RoomRegistry", "TripRoom"]
+__all__ = ["RoomBroken", "RoomRegistry", "TripRoom", "restore_document"]
 
 logger = logging.getLogger(__name__)
 
@@ -160,6 +162,27 @@ class TripRoom:
                 mine.set_result(None)
 
 
+def restore_document(
+    store: Storage, trip: Trip, *, auto_resolve_after_ms: int = AUTO_RESOLVE_AFTER_MS
+) -> TripDocument:
+    """Rebuild a trip's document from SQLite: snapshot, logged updates, pending conflicts."""
+    history = store.trip_history(trip.trip_id)
+    snapshot = None
+    if history.snapshot is not None:
+        snap = history.snapshot
+        snapshot = Snapshot(snap.version, snap.state, json.loads(snap.meta_json))
+    log = [LogEntry(u.version, u.update, json.loads(u.meta_json)) for u in history.updates]
+    pending = [json.loads(c.state_json) for c in store.pending_conflicts(trip.trip_id)]
+    return TripDocument.restore(
+        trip.trip_id,
+        frozenset(json.loads(trip.manual_fields_json)),
+        snapshot,
+        log,
+        pending,
+        auto_resolve_after_ms=auto_resolve_after_ms,
+    )
+
+
 class RoomRegistry:
     """The loaded rooms of this process."""
 
@@ -182,24 +205,13 @@ class RoomRegistry:
         trip = store.get_trip(trip_id)
         if trip is None:
             raise NotFound("Trip not found", details={"tripId": trip_id})
-        history = store.trip_history(trip_id)
-        snapshot = None
-        if history.snapshot is not None:
-            snap = history.snapshot
-            snapshot = Snapshot(snap.version, snap.state, json.loads(snap.meta_json))
-        log = [LogEntry(u.version, u.update, json.loads(u.meta_json)) for u in history.updates]
-        pending = [json.loads(c.state_json) for c in store.pending_conflicts(trip_id)]
-        doc = TripDocument.restore(
-            trip_id,
-            frozenset(json.loads(trip.manual_fields_json)),
-            snapshot,
-            log,
-            pending,
-            auto_resolve_after_ms=self.services.settings.conflict_auto_resolve_ms,
+        doc = restore_document(
+            store, trip, auto_resolve_after_ms=self.services.settings.conflict_auto_resolve_ms
         )
         room = self.adopt(trip_id, doc, trip.owner_id, store.collaborators(trip_id))
         now = now_ms()
-        room.appended_ms = {entry.version: now for entry in log}
+        # Loaded history counts as appended now: it is kept the whole retention period.
+        room.appended_ms = {v: now for v in range(doc.base_version + 1, doc.version + 1)}
         logger.info("trip %s loaded at version %d", trip_id, doc.version)
         return room
 

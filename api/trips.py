@@ -61,10 +61,10 @@ from sync.document import (
     UpdateRequest,
 )
 from sync.errors import AuthError, InvalidMessage, NotFound, PermissionDenied, SyncError
-from sync.presence import Member
+from sync.presence import FieldLock, Member
 from sync.wire import ClientMessage, iso_ms, make_event, new_id, parse_iso_ms
 
-__all__ = ["PERMISSIONS", "TripFeature"]
+__all__ = ["PERMISSIONS", "TripFeature", "change_payload"]
 
 logger = logging.getLogger(__name__)
 
@@ -168,8 +168,14 @@ def _rollback(
     return "optimistic_update_rollback", payload
 
 
-def _change_payload(trip_id: str, change: Change) -> dict[str, Any]:
-    return {
+def change_payload(
+    trip_id: str, change: Change, *, now: int | None = None, replayed: bool = False
+) -> dict[str, Any]:
+    """The ``trip_update_broadcast`` payload of an applied change.
+
+    ``replayed`` marks a change sent again in answer to ``sync_request``.
+    """
+    payload: dict[str, Any] = {
         "tripId": trip_id,
         "updatedBy": change.updated_by,
         "updateType": "field_change",
@@ -178,8 +184,11 @@ def _change_payload(trip_id: str, change: Change) -> dict[str, Any]:
             for name, c in change.changes.items()
         },
         "version": change.version,
-        "timestamp": iso_ms(now_ms()),
+        "timestamp": iso_ms(now_ms() if now is None else now),
     }
+    if replayed:
+        payload["replayed"] = True
+    return payload
 
 
 def _conflict_detected_payload(trip_id: str, detected: ConflictDetected) -> dict[str, Any]:
@@ -337,7 +346,7 @@ class TripFeature:
             self._publish(
                 room,
                 "trip_update_broadcast",
-                _change_payload(room.trip_id, result.change),
+                change_payload(room.trip_id, result.change),
                 exclude=exclude,
             )
             self._run_change_hooks(room, result.change, None)
@@ -472,7 +481,7 @@ class TripFeature:
         try:
             async with room.durable(self.services, writes):
                 if change is not None:
-                    payload = _change_payload(room.trip_id, change)
+                    payload = change_payload(room.trip_id, change)
                     self._publish(room, "trip_update_broadcast", payload)
                     self._run_change_hooks(room, change, origin)
                 for conflict, detected in result.conflicts:
@@ -492,21 +501,23 @@ class TripFeature:
     def _leave(self, room: TripRoom, conn: Connection) -> None:
         self._leave_presence(room, conn.id, conn.session.path_session_id)
 
+    def _publish_lock_stop(self, room: TripRoom, lock: FieldLock, *, reason: str) -> None:
+        """``trip_field_editing_stop`` for a lock the server released (left, timeout)."""
+        payload = {
+            "tripId": room.trip_id,
+            "fieldName": lock.field_name,
+            "userId": lock.user_id,
+            "lockId": lock.lock_id,
+            "reason": reason,
+        }
+        self._publish(room, "trip_field_editing_stop", payload)
+
     def _leave_presence(self, room: TripRoom, connection_id: str, session_id: str) -> None:
         member, released, user_left = room.presence.leave(connection_id)
         if member is None:
             return
         for lock in released:
-            self._publish(
-                room,
-                "trip_field_editing_stop",
-                {
-                    "tripId": room.trip_id,
-                    "fieldName": lock.field_name,
-                    "userId": lock.user_id,
-                    "lockId": lock.lock_id,
-                },
-            )
+            self._publish_lock_stop(room, lock, reason="left")
         if user_left:
             self._publish(
                 room,
@@ -805,17 +816,7 @@ class TripFeature:
         now = now_ms()
         expired, idle_changed = room.presence.expire(now)
         for lock in expired:
-            self._publish(
-                room,
-                "trip_field_editing_stop",
-                {
-                    "tripId": room.trip_id,
-                    "fieldName": lock.field_name,
-                    "userId": lock.user_id,
-                    "lockId": lock.lock_id,
-                    "reason": "timeout",
-                },
-            )
+            self._publish_lock_stop(room, lock, reason="timeout")
         if expired or idle_changed:
             self._publish_presence(room)
         try:
