@@ -7,13 +7,16 @@ Three tasks per connection, all owned by :meth:`Connection.run`:
 - the *reader* (the ``run`` task itself) receives frames, enforces the size
   limit, authenticates the first frame, validates the rest through
   :mod:`sync.wire` and dispatches them in order;
-- the *writer* drains one bounded outbound queue to the socket. Queues never
-  block the producer: when one is full the connection is a slow consumer and
-  is closed (code 1001, "slow consumer") rather than buffered without bound;
-  droppable events (presence) are dropped first. A send that stalls longer
-  than ``send_timeout_s`` aborts the transport, and every close we start is
-  followed by an abort after :data:`CLOSE_RELEASE_S`, so a peer that never
-  reads again cannot hold a socket;
+- the *writer* drains one bounded outbound queue to the socket
+  (:class:`api.outbox.Outbox`). Queues never block the producer: when one is
+  full the connection is a slow consumer and is closed (code 1001, "slow
+  consumer") rather than buffered without bound; droppable events (presence)
+  are dropped first. A send that stalls longer than ``send_timeout_s`` aborts
+  the transport, and every close we start is followed by an abort after
+  :data:`CLOSE_RELEASE_S`, so a peer that never reads again cannot hold a
+  socket. Consecutive events go out in one ``batch`` envelope when the client
+  asked for ``message_batching`` (:class:`_Frames`); the authentication
+  response and ``connection_established`` never do;
 - the *timer* enforces the authentication deadline, sends heartbeats and
   closes connections silent for two heartbeat intervals.
 
@@ -35,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 from starlette.websockets import WebSocket
 
+from api.outbox import CLOSE_RELEASE_S, Close, Outbox
 from sync.channels import Channel, Principal
 from sync.errors import (
     CLOSE_AUTH_FAILED,
@@ -75,6 +79,7 @@ from sync.wire import (
 )
 
 if TYPE_CHECKING:
+    from api.metrics import Metrics
     from api.services import Services
 
 __all__ = ["CLOSE_RELEASE_S", "SERVER_VERSION", "Connection"]
@@ -83,8 +88,6 @@ logger = logging.getLogger(__name__)
 
 SERVER_VERSION: Final = "1.0.0"
 FEATURES: Final = ("message_batching", "heartbeat", "channels", "optimistic_updates")
-# After we start a close, the peer has this long to answer before the socket is aborted.
-CLOSE_RELEASE_S: Final = 5.0
 MAX_OUTGOING_BATCH: Final = 64
 
 
@@ -99,12 +102,6 @@ class _Solo:
     text: str
 
 
-@dataclass(frozen=True, slots=True)
-class _Close:
-    code: int
-    reason: str
-
-
 class _ConnectionLog(logging.LoggerAdapter[logging.Logger]):
     """Prefixes ``[conn user=...]`` and sets ``conn``/``user`` (and a call's own
     ``extra``, e.g. ``trip``, ``code``) as record attributes: the JSON log
@@ -117,22 +114,46 @@ class _ConnectionLog(logging.LoggerAdapter[logging.Logger]):
         return f"[{extra.get('conn')} user={extra.get('user', '-')}] {msg}", kwargs
 
 
-def _find_transport(websocket: WebSocket) -> asyncio.Transport | None:
-    """The server's transport behind an ASGI ``send`` (uvicorn's protocol), if any.
+class _Frames:
+    """The writer's framing (:class:`api.outbox.Framing`) for one JSON connection.
 
-    ASGI has no "abort"; uvicorn's ``send`` is a bound method of its protocol,
-    which holds the transport. Without it we fall back to a plain close.
+    A ``_Solo`` frame goes alone; with ``message_batching``, consecutive event
+    frames (up to :data:`MAX_OUTGOING_BATCH`) go in one ``batch`` envelope.
+    Every frame is counted in the session and per event type in the metrics,
+    the envelope's own bytes as ``batch``.
     """
-    send: Any = getattr(websocket, "_send", None)
-    for _ in range(5):
-        owner = getattr(send, "__self__", None)
-        transport = getattr(owner, "transport", None)
-        if isinstance(transport, asyncio.BaseTransport):
-            return transport  # type: ignore[return-value]
-        send = getattr(send, "__wrapped__", None)
-        if send is None:
-            break
-    return None
+
+    def __init__(self, conn: Connection, metrics: Metrics) -> None:
+        self.conn = conn
+        self.metrics = metrics
+        self._events: list[str] = []
+        self._envelope = 0  # bytes of a batch envelope around the events
+
+    def frame(self, item: str | _Solo, queue: deque[str | _Solo | Close]) -> str:
+        self._envelope = 0
+        if isinstance(item, _Solo):
+            self._events = [item.text]
+            return item.text
+        if not (self.conn.batching and queue and isinstance(queue[0], str)):
+            self._events = [item]
+            return item
+        batch = [item]
+        while queue and isinstance(queue[0], str) and len(batch) < MAX_OUTGOING_BATCH:
+            batch.append(queue.popleft())  # type: ignore[arg-type]
+        text = (
+            f'{{"id":"{new_id("batch")}","type":"batch","timestamp":'
+            f'"{iso_ms(now_ms())}","payload":{{"messages":[{",".join(batch)}]}}}}'
+        )
+        self._events = batch
+        self._envelope = len(text) - sum(len(inner) for inner in batch)
+        return text
+
+    def sent(self, frame: str | bytes) -> None:
+        self.conn.session.frame_sent(len(frame))
+        for event in self._events:
+            self.metrics.sent_text(event)
+        if self._envelope:
+            self.metrics.sent("batch", self._envelope)
 
 
 class Connection:
@@ -161,11 +182,16 @@ class Connection:
         )
         self.batching = False
         self.closed = asyncio.Event()
-        self._queue: deque[str | _Solo | _Close] = deque()
-        self._ready = asyncio.Event()
         self._wake = asyncio.Event()
-        self._transport = _find_transport(websocket)
         self.log = _ConnectionLog(logger, {"conn": self.id})
+        self.outbox: Outbox[str | _Solo] = Outbox(
+            websocket,
+            size=self.settings.outbound_queue_size,
+            send_timeout_s=self.settings.send_timeout_s,
+            metrics=self.hub.metrics,
+            log=self.log,
+            may_close=self.session.close,
+        )
         self.round_trips = RoundTrips()
         # Presence and similar state that later features attach to a connection.
         self.attachments: dict[str, Any] = {}
@@ -181,17 +207,7 @@ class Connection:
         """Queue a frame for the writer; never blocks. ``False`` if not queued."""
         if self.session.state is not State.OPEN:
             return False
-        if len(self._queue) >= self.settings.outbound_queue_size:
-            if droppable:
-                return False
-            self.log.warning("slow consumer: %d events queued; closing", len(self._queue))
-            self.hub.metrics.slow_consumers += 1
-            self._queue.clear()
-            self._start_close(CLOSE_GOING_AWAY, "slow consumer")
-            return False
-        self._queue.append(text)
-        self._ready.set()
-        return True
+        return self.outbox.put(text, droppable=droppable)
 
     def send_heartbeat(self, now: int) -> None:
         """A ``connection_heartbeat``, remembered for its round trip (sync/health.py)."""
@@ -202,7 +218,7 @@ class Connection:
     @property
     def queued(self) -> int:
         """Frames waiting in the outbound queue."""
-        return len(self._queue)
+        return len(self.outbox)
 
     def send(self, event: ServerEvent | AuthResponse) -> bool:
         return self.enqueue(encode(event))
@@ -217,20 +233,9 @@ class Connection:
             )
         )
 
-    def _push_final(self, *frames: str) -> None:
-        # Frames allowed while closing (the error / connection_close before the close).
-        self._queue.extend(frames)
-        self._ready.set()
-
     def _start_close(self, code: int, reason: str, *frames: str) -> None:
-        if not self.session.close(code):
-            return
-        self.log.info("closing: code=%d reason=%s", code, reason, extra={"code": code})
-        self._push_final(*frames)
-        self._queue.append(_Close(code, reason))
-        self._ready.set()
-        if self._transport is not None:
-            asyncio.get_running_loop().call_later(CLOSE_RELEASE_S + 1, self.abort)
+        # ``frames`` are allowed while closing (the error / connection_close before it).
+        self.outbox.close(code, reason, *frames)
 
     def close(self, code: int, reason: str, *, error: SyncError | None = None) -> None:
         """Close after the queued events.
@@ -277,61 +282,7 @@ class Connection:
 
     def abort(self) -> None:
         """Drop the TCP connection now (unsent data is discarded)."""
-        if self._transport is not None and not self._transport.is_closing():
-            self.log.info("aborting transport")
-        if self._transport is not None:
-            self._transport.abort()
-
-    async def _writer(self) -> None:
-        ws = self.websocket
-        metrics = self.hub.metrics
-        timeout = self.settings.send_timeout_s
-        while True:
-            while not self._queue:
-                self._ready.clear()
-                await self._ready.wait()
-            item = self._queue.popleft()
-            if isinstance(item, _Close):
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(ws.close(item.code, item.reason), timeout)
-                return
-            envelope = 0  # bytes of a batch envelope around the events
-            if isinstance(item, _Solo):
-                text = item.text
-                events: list[str] = [text]
-            elif self.batching and self._queue and isinstance(self._queue[0], str):
-                batch = [item]
-                while (
-                    self._queue
-                    and isinstance(self._queue[0], str)
-                    and len(batch) < MAX_OUTGOING_BATCH
-                ):
-                    batch.append(self._queue.popleft())  # type: ignore[arg-type]
-                text = (
-                    f'{{"id":"{new_id("batch")}","type":"batch","timestamp":'
-                    f'"{iso_ms(now_ms())}","payload":{{"messages":[{",".join(batch)}]}}}}'
-                )
-                events = batch
-                envelope = len(text) - sum(len(inner) for inner in batch)
-            else:
-                text = item
-                events = [text]
-            try:
-                await asyncio.wait_for(ws.send_text(text), timeout)
-            except TimeoutError:
-                self.log.warning("send stalled for %.1f s; aborting", timeout)
-                metrics.slow_consumers += 1
-                self.session.close(CLOSE_GOING_AWAY)
-                self.abort()
-                return
-            except Exception:  # the peer went away mid-send
-                self.log.debug("send failed", exc_info=True)
-                return
-            self.session.frame_sent(len(text))
-            for sent in events:
-                metrics.sent_text(sent)
-            if envelope:
-                metrics.sent("batch", envelope)
+        self.outbox.abort()
 
     # -- timers ---------------------------------------------------------------------
 
@@ -372,7 +323,9 @@ class Connection:
     # -- inbound ----------------------------------------------------------------------
 
     async def run(self) -> None:
-        writer = asyncio.create_task(self._writer(), name=f"writer-{self.id}")
+        writer = asyncio.create_task(
+            self.outbox.run(_Frames(self, self.hub.metrics)), name=f"writer-{self.id}"
+        )
         timer = asyncio.create_task(self._timer(), name=f"timer-{self.id}")
         self.hub.admit(self)
         self.log.info(
@@ -545,9 +498,7 @@ class Connection:
             session_id=self.session.path_session_id,
         )
         # First on the wire, ahead of anything published meanwhile, never batched.
-        self._queue.appendleft(_Solo(encode(established)))
-        self._queue.appendleft(_Solo(encode(response)))
-        self._ready.set()
+        self.outbox.put_first(_Solo(encode(response)), _Solo(encode(established)))
         for name, refusal in denied:
             self.send_error(refusal)
             self.log.info("channel %s refused: %s", name, refusal.code)

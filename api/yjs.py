@@ -24,9 +24,10 @@ one document:
 
 Handshake: sync step 1 from the server (editors only: a viewer has nothing
 to give), the peer's step 1 answered with step 2, then every awareness state
-at once. One bounded outbound queue and writer task per connection, like
-:mod:`api.connection`: awareness frames are dropped when it is full, document
-frames never are: the peer is closed as a slow consumer and resyncs.
+at once. One bounded outbound queue and writer task per connection
+(:class:`api.outbox.Outbox`, as for the JSON endpoints): awareness frames are
+dropped when it is full, document frames never are: the peer is closed as a
+slow consumer and resyncs.
 
 Refusals and close codes (y-websocket 3 reconnects on every close code except
 4400-4499, which stop it and emit ``closed``; see its ``defaultShouldReconnect``)
@@ -65,8 +66,9 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from api.connection import CLOSE_RELEASE_S, _Close, _ConnectionLog, _find_transport
+from api.connection import _ConnectionLog
 from api.endpoints import client_ip, origin_allowed
+from api.outbox import CLOSE_RELEASE_S, Close, Outbox
 from api.rooms import RoomBroken, TripRoom
 from api.services import Services
 from api.trips import EDITORS, TripFeature
@@ -143,6 +145,19 @@ class _YRoom:
                 peer.enqueue(frame, droppable=droppable)
 
 
+class _Frames:
+    """The writer's framing (:class:`api.outbox.Framing`): frames go as they are."""
+
+    def __init__(self) -> None:
+        self.last_sent_s = time.monotonic()  # the keepalive's clock
+
+    def frame(self, item: bytes, queue: deque[bytes | Close]) -> bytes:
+        return item
+
+    def sent(self, frame: str | bytes) -> None:
+        self.last_sent_s = time.monotonic()
+
+
 class YjsConnection:
     """One y-websocket peer: a reader (``run``), a writer task and a keepalive timer."""
 
@@ -161,13 +176,21 @@ class YjsConnection:
         self.room = room
         self.permission = permission
         self.id = new_id("yjs")
-        self.open = True
         self.closed = asyncio.Event()
-        self._queue: deque[bytes | _Close] = deque()
-        self._ready = asyncio.Event()
-        self._last_sent_s = time.monotonic()
-        self._transport = _find_transport(websocket)
         self.log = _ConnectionLog(logger, {"conn": self.id, "user": principal.user_id})
+        self.outbox: Outbox[bytes] = Outbox(
+            websocket,
+            size=self.settings.outbound_queue_size,
+            send_timeout_s=self.settings.send_timeout_s,
+            metrics=feature.services.metrics,
+            log=self.log,
+        )
+        self._frames = _Frames()
+
+    @property
+    def open(self) -> bool:
+        """Until a close starts, the transport is lost or the peer leaves."""
+        return self.outbox.open
 
     @property
     def identity(self) -> dict[str, Any]:
@@ -177,75 +200,30 @@ class YjsConnection:
 
     def enqueue(self, frame: bytes, *, droppable: bool = False) -> bool:
         """Queue a frame; never blocks. A full queue closes the peer unless droppable."""
-        if not self.open:
-            return False
-        if len(self._queue) >= self.settings.outbound_queue_size:
-            if droppable:
-                return False
-            self.log.warning("slow consumer: %d frames queued; closing", len(self._queue))
-            self.feature.services.metrics_slow_consumers += 1
-            self._queue.clear()
-            self.close(CLOSE_GOING_AWAY, "slow consumer")
-            return False
-        self._queue.append(frame)
-        self._ready.set()
-        return True
+        return self.outbox.put(frame, droppable=droppable)
 
     def close(self, code: int, reason: str, *frames: bytes) -> None:
         """Send ``frames``, then close with ``code`` once the queue has drained."""
-        if not self.open:
-            return
-        self.open = False
-        self.log.info("closing: code=%d reason=%s", code, reason)
-        self._queue.extend(frames)
-        self._queue.append(_Close(code, reason))
-        self._ready.set()
-        if self._transport is not None:
-            asyncio.get_running_loop().call_later(CLOSE_RELEASE_S + 1, self._abort)
+        self.outbox.close(code, reason, *frames)
 
-    def _abort(self) -> None:
-        if self._transport is not None and not self._transport.is_closing():
-            self.log.info("aborting transport")
-            self._transport.abort()
-
-    async def _writer(self) -> None:
-        timeout = self.settings.send_timeout_s
-        while True:
-            while not self._queue:
-                self._ready.clear()
-                await self._ready.wait()
-            item = self._queue.popleft()
-            if isinstance(item, _Close):
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self.websocket.close(item.code, item.reason), timeout)
-                return
-            try:
-                await asyncio.wait_for(self.websocket.send_bytes(item), timeout)
-            except TimeoutError:
-                self.log.warning("send stalled for %.1f s; aborting", timeout)
-                self.feature.services.metrics_slow_consumers += 1
-                self.open = False
-                self._abort()
-                return
-            except Exception:  # the peer went away mid-send
-                self.log.debug("send failed", exc_info=True)
-                return
-            self._last_sent_s = time.monotonic()
+    def abort(self) -> None:
+        """Drop the TCP connection now (unsent data is discarded)."""
+        self.outbox.abort()
 
     async def _keepalive(self) -> None:
         interval_s = self.settings.heartbeat_interval_s
         while self.open:
-            idle_s = time.monotonic() - self._last_sent_s
+            idle_s = time.monotonic() - self._frames.last_sent_s
             if idle_s >= interval_s:
                 self.enqueue(KEEPALIVE_FRAME, droppable=True)
-                self._last_sent_s = time.monotonic()
+                self._frames.last_sent_s = time.monotonic()
                 idle_s = 0.0
             await asyncio.sleep(interval_s - idle_s)
 
     # -- the connection -----------------------------------------------------------------
 
     async def run(self) -> None:
-        writer = asyncio.create_task(self._writer(), name=f"writer-{self.id}")
+        writer = asyncio.create_task(self.outbox.run(self._frames), name=f"writer-{self.id}")
         keepalive = asyncio.create_task(self._keepalive(), name=f"keepalive-{self.id}")
         self.log.info("y-websocket peer joined trip %s as %s", self.room.trip_id, self.permission)
         try:
@@ -261,8 +239,8 @@ class YjsConnection:
                 try:
                     await asyncio.wait_for(asyncio.shield(writer), CLOSE_RELEASE_S)
                 except (TimeoutError, asyncio.CancelledError):
-                    self._abort()
-            self.open = False
+                    self.abort()
+            self.outbox.open = False
             writer.cancel()
             self.closed.set()
             self.log.info("closed")
