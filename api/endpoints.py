@@ -31,7 +31,13 @@ from sync.wire import encode
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
 
-__all__ = ["agent_status_endpoint", "chat_endpoint", "client_ip", "origin_allowed"]
+__all__ = [
+    "admit_upgrade",
+    "agent_status_endpoint",
+    "chat_endpoint",
+    "client_ip",
+    "origin_allowed",
+]
 
 
 def _services(conn: Request | WebSocket) -> Services:
@@ -74,6 +80,20 @@ def origin_allowed(websocket: WebSocket, allowed: tuple[str, ...]) -> bool:
     return urlsplit(origin).netloc.lower() == host.lower() != ""
 
 
+async def admit_upgrade(websocket: WebSocket, services: Services) -> str | None:
+    """The checks every WebSocket endpoint makes before the upgrade: the Origin
+    allowlist (403) and shutdown (503). The client's address, or ``None`` when
+    the upgrade was refused with that HTTP response."""
+    settings = services.settings
+    if not origin_allowed(websocket, settings.allowed_origins):
+        await websocket.send_denial_response(PlainTextResponse("Origin not allowed", 403))
+        return None
+    if not services.hub.accepting:
+        await websocket.send_denial_response(PlainTextResponse("Server shutting down", 503))
+        return None
+    return client_ip(websocket, settings.trusted_proxies)
+
+
 async def _refuse_after_accept(websocket: WebSocket, exc: SyncError, code: int) -> None:
     await websocket.accept()
     await websocket.send_text(encode(error_event(exc, now_ms=int(time.time() * 1000))))
@@ -83,13 +103,9 @@ async def _refuse_after_accept(websocket: WebSocket, exc: SyncError, code: int) 
 async def _serve(websocket: WebSocket, endpoint: str) -> None:
     services = _services(websocket)
     settings, hub = services.settings, services.hub
-    if not origin_allowed(websocket, settings.allowed_origins):
-        await websocket.send_denial_response(PlainTextResponse("Origin not allowed", 403))
+    ip = await admit_upgrade(websocket, services)
+    if ip is None:
         return
-    if not hub.accepting:
-        await websocket.send_denial_response(PlainTextResponse("Server shutting down", 503))
-        return
-    ip = client_ip(websocket, settings.trusted_proxies)
     limited = hub.check(hub.connection_limiter, ip, "connections per IP")
     if limited is not None:
         services.count_rate_limited("connections")

@@ -62,12 +62,11 @@ from dataclasses import dataclass, field
 from typing import Any, Final, assert_never
 
 from pycrdt import merge_updates
-from starlette.responses import PlainTextResponse
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from api.connection import _ConnectionLog
-from api.endpoints import client_ip, origin_allowed
+from api.endpoints import admit_upgrade
 from api.outbox import CLOSE_RELEASE_S, Close, Outbox
 from api.rooms import RoomBroken, TripRoom
 from api.services import Services
@@ -345,13 +344,9 @@ class YjsFeature:
 
     async def endpoint(self, websocket: WebSocket) -> None:
         services, settings, hub = self.services, self.settings, self.services.hub
-        if not origin_allowed(websocket, settings.allowed_origins):
-            await websocket.send_denial_response(PlainTextResponse("Origin not allowed", 403))
+        ip = await admit_upgrade(websocket, services)
+        if ip is None:
             return
-        if not hub.accepting:
-            await websocket.send_denial_response(PlainTextResponse("Server shutting down", 503))
-            return
-        ip = client_ip(websocket, settings.trusted_proxies)
         if hub.check(hub.connection_limiter, ip, "connections per IP") is not None:
             services.count_rate_limited("connections")
             await self._refuse(websocket, CLOSE_RATE_LIMITED, "rate limited")
