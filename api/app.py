@@ -8,6 +8,8 @@ and on the way out runs the ordered shutdown:
 1. stop accepting new connections;
 2. tell every client (``connection_close``: reason, code 1001, gracePeriod,
    reconnectAfter) and let the outbound queues drain, then close with 1001;
+   Yjs peers (no such event in y-websocket) get their queued frames and the
+   1001 close, on which y-websocket reconnects;
 3. flush storage (the writer commits what it holds) and close the database.
 
 :class:`api.cli.Server` runs step 1-2 *before* uvicorn closes sockets itself
@@ -52,7 +54,7 @@ async def shutdown_services(
 ) -> None:
     """Steps 1-2 of the shutdown; ``reconnect_after_s`` defaults to the setting."""
     hub = services.hub
-    if hub.accepting or hub.connections:
+    if hub.accepting or hub.connections or hub.peers():
         await hub.drain(
             reason,
             code=CLOSE_GOING_AWAY,

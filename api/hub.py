@@ -8,6 +8,10 @@ and hands the same text to every subscriber's bounded outbound queue
 (:meth:`api.connection.Connection.enqueue`), which never blocks: a subscriber
 that cannot keep up is closed as a slow consumer, the others are not delayed.
 
+Connections the hub does not route (y-websocket peers, :mod:`api.yjs`) are
+reached through :attr:`Hub.peer_sources`, so that the graceful drain closes
+them too (1001, before uvicorn closes leftover sockets with 1012).
+
 Rate limiters are keyed by IP (connections, authentication attempts) and by
 user (messages, subscriptions, shared by all of a user's connections), as in
 ``websocket-api.md`` "Rate Limiting".
@@ -20,7 +24,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from api.metrics import Metrics
 from api.settings import Settings
@@ -32,11 +36,22 @@ if TYPE_CHECKING:
     from api.connection import Connection
     from sync.wire import ClientMessage
 
-__all__ = ["Handler", "Hub", "rate_limited"]
+__all__ = ["Handler", "Hub", "Peer", "rate_limited"]
 
 logger = logging.getLogger(__name__)
 
 Handler = Callable[["Connection", "ClientMessage"], Awaitable[None]]
+
+
+class Peer(Protocol):
+    """A connection the hub drains on shutdown without routing to it (a Yjs peer)."""
+
+    @property
+    def closed(self) -> asyncio.Event: ...
+
+    def close(self, code: int, reason: str) -> None: ...
+
+    def abort(self) -> None: ...
 
 
 def rate_limited(what: str, decision: Decision, now_s: float) -> RateLimited:
@@ -69,6 +84,8 @@ class Hub:
     message_limiter: KeyedLimiter = field(init=False)
     subscription_limiter: KeyedLimiter = field(init=False)
     on_disconnect: list[Callable[[Connection], None]] = field(default_factory=list)
+    # The live connections of other endpoints (Yjs), each closed by the drain.
+    peer_sources: list[Callable[[], Iterable[Peer]]] = field(default_factory=list)
     # The app's instruments (api/metrics.py); their live gauges read this hub.
     metrics: Metrics = field(default_factory=Metrics)
 
@@ -169,16 +186,30 @@ class Hub:
 
     # -- shutdown -----------------------------------------------------------------------
 
+    def peers(self) -> list[Peer]:
+        """The live connections of the other endpoints (:attr:`peer_sources`)."""
+        return [peer for source in self.peer_sources for peer in source()]
+
     async def drain(
         self, reason: str, *, code: int, grace_s: float, reconnect_after_s: float
     ) -> None:
-        """Tell every client, let queues drain, close them all (graceful shutdown)."""
+        """Tell every client, let queues drain, close them all (graceful shutdown).
+
+        JSON clients get ``connection_close`` first; other peers (Yjs) only the
+        close frame after their queued frames.
+        """
         self.accepting = False
         conns = list(self.connections.values())
-        logger.info("draining %d connection(s): %s", len(conns), reason)
+        peers = self.peers()
+        logger.info(
+            "draining %d connection(s) and %d other peer(s): %s", len(conns), len(peers), reason
+        )
         for conn in conns:
             conn.announce_close(reason, code, grace_s=grace_s, reconnect_after_s=reconnect_after_s)
+        for peer in peers:
+            peer.close(code, reason)
         waits: list[Any] = [conn.closed.wait() for conn in conns]
+        waits += [peer.closed.wait() for peer in peers]
         if waits:
             _, pending = await asyncio.wait(
                 [asyncio.ensure_future(w) for w in waits], timeout=grace_s + 2
@@ -189,3 +220,5 @@ class Hub:
                 logger.warning("%d connection(s) did not close in time; aborting", len(pending))
                 for conn in list(self.connections.values()):
                     conn.abort()
+                for peer in self.peers():
+                    peer.abort()

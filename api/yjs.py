@@ -27,7 +27,9 @@ to give), the peer's step 1 answered with step 2, then every awareness state
 at once. One bounded outbound queue and writer task per connection
 (:class:`api.outbox.Outbox`, as for the JSON endpoints): awareness frames are
 dropped when it is full, document frames never are: the peer is closed as a
-slow consumer and resyncs.
+slow consumer and resyncs. On shutdown the hub's drain closes every peer with
+1001 before uvicorn closes the sockets itself (:meth:`YjsFeature.start`
+registers them with :attr:`api.hub.Hub.peer_sources`).
 
 Refusals and close codes (y-websocket 3 reconnects on every close code except
 4400-4499, which stop it and emit ``closed``; see its ``defaultShouldReconnect``)
@@ -321,6 +323,7 @@ class YjsFeature:
 
     async def start(self, services: Services) -> None:
         self.services = services
+        services.hub.peer_sources.append(self.connections.values)  # drained on shutdown
         self.trips.change_hooks.append(self.on_change)
         self.trips.presence_hooks.append(self.on_presence)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -9,7 +10,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from sync.ysync import auth_denied_frame, awareness_frame, sync_update_frame
+from sync.ysync import auth_denied_frame, awareness_frame, sync_step1_frame, sync_update_frame
 from tests.api.test_trips import auth, create_trip, get_trip, join, presence_of, update
 from tests.api.yjspeer import NodePeer
 from tests.conftest import ServerProcess
@@ -346,3 +347,20 @@ async def test_bearer_header_is_accepted(server: ServerProcess) -> None:
     assert isinstance(first, bytes)
     assert first[:2] == b"\x00\x00"
     await ws.close()
+
+
+async def test_shutdown_closes_yjs_peers_with_1001(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    # y-websocket reconnects on 1001; uvicorn's own close of a leftover socket is 1012.
+    server = server_factory(shutdown_grace_s=2)
+    await create_trip(server, fields=FIELDS)
+    ws = await raw_peer(server, "alice")
+    assert (await ws.recv())[:2] == b"\x00\x00"  # the server's sync step 1
+    await ws.send(sync_step1_frame(b"\x00"))  # ours: an empty state vector
+    assert (await ws.recv())[:2] == b"\x00\x01"  # answered with sync step 2
+    stopping = asyncio.create_task(asyncio.to_thread(server.stop))
+    _, close_code = await frames_until_close(ws)
+    assert close_code == 1001
+    assert ws.close_reason == "Server shutting down"
+    assert await stopping in (0, -15)
