@@ -954,24 +954,28 @@ class TripFeature:
         logger.info("trip %s created by %s", trip_id, principal.user_id)
         return JSONResponse(self._trip_json(room), status_code=201)
 
-    async def http_trip(self, request: Request) -> Response:
-        try:
-            principal = self._principal(request)
-            room, _ = self._room_for(principal, request.path_params["trip_id"])
-        except AuthError as exc:
-            return _http_error(exc, 401)
-        except PermissionDenied:
-            return _http_error(NotFound("Trip not found"), 404)
-        return JSONResponse(self._trip_json(room))
-
-    async def http_collaborator(self, request: Request) -> Response:
+    def _http_room(self, request: Request) -> tuple[Principal, TripRoom, str] | Response:
+        """The caller, the trip and their permission; else the 401/404 to answer."""
         try:
             principal = self._principal(request)
             room, permission = self._room_for(principal, request.path_params["trip_id"])
         except AuthError as exc:
             return _http_error(exc, 401)
-        except PermissionDenied:
+        except PermissionDenied:  # not a collaborator looks like no such trip
             return _http_error(NotFound("Trip not found"), 404)
+        return principal, room, permission
+
+    async def http_trip(self, request: Request) -> Response:
+        found = self._http_room(request)
+        if isinstance(found, Response):
+            return found
+        return JSONResponse(self._trip_json(found[1]))
+
+    async def http_collaborator(self, request: Request) -> Response:
+        found = self._http_room(request)
+        if isinstance(found, Response):
+            return found
+        principal, room, permission = found
         if permission != "owner":
             return _http_error(PermissionDenied("Only owners manage collaborators"), 403)
         target = request.path_params["user_id"]

@@ -38,10 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,46 +48,10 @@ from typing import Any
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from api.auth import JwtAuthority
-
-SECRET = "bench-secret-" + "c" * 40
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def start_server(port: int, db: Path, queue_size: int) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "TRIPSAGE_JWT_SECRET": SECRET,
-        "TRIPSAGE_RATE_LIMIT_CONNECTIONS_PER_MIN": "0",
-        "TRIPSAGE_RATE_LIMIT_AUTH_PER_MIN": "0",
-        "TRIPSAGE_RATE_LIMIT_MESSAGES_PER_MIN": "0",
-        "TRIPSAGE_RATE_LIMIT_SUBSCRIPTIONS_PER_MIN": "0",
-        "TRIPSAGE_OUTBOUND_QUEUE_SIZE": str(queue_size),
-        "TRIPSAGE_LOG_LEVEL": "warning",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "serve", "--port", str(port), "--db", str(db)],
-        cwd=ROOT,
-        env=env,
-    )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=0.5).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("server did not start")
+from bench.benchserver import SECRET, free_port, start_server
 
 
 async def open_ws(port: int, token: str, path: str, features: list[str]) -> ClientConnection:
@@ -229,7 +190,9 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
-        server = start_server(port, Path(tmp) / "bench.db", args.queue_size)
+        server = start_server(
+            port, Path(tmp) / "bench.db", outbound_queue_size=str(args.queue_size)
+        )
         try:
             for name in chosen:
                 batched, rate = scenarios[name]
