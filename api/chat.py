@@ -108,6 +108,14 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _stored_extra(payload: ChatMessagePayload) -> dict[str, Any]:
+    """What a stored chat message keeps besides its content."""
+    return {
+        "attachments": [a.model_dump(mode="json") for a in payload.attachments],
+        "toolCalls": [t.model_dump(mode="json") for t in payload.toolCalls],
+    }
+
+
 class ChatFeature:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -236,10 +244,7 @@ class ChatFeature:
                 )
             conn.send(self.message_event(stored))  # a re-send: acknowledge it again
             return
-        extra = {
-            "attachments": [a.model_dump(mode="json") for a in payload.attachments],
-            "toolCalls": [t.model_dump(mode="json") for t in payload.toolCalls],
-        }
+        extra = _stored_extra(payload)
         self.pending.add(message_id)
         try:
             row = await self._store(
@@ -386,10 +391,7 @@ class ChatFeature:
     ) -> int:
         role = "system" if payload.role == "system" else "assistant"
         message_id = payload.messageId or new_id("msg")
-        extra = {
-            "attachments": [a.model_dump(mode="json") for a in payload.attachments],
-            "toolCalls": [t.model_dump(mode="json") for t in payload.toolCalls],
-        }
+        extra = _stored_extra(payload)
         self.pending.add(message_id)
         try:
             row = await self._store(

@@ -206,15 +206,19 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _token(args: argparse.Namespace) -> int:
-    settings = Settings.from_env(db=args.db)
+def _authority(db: str | None) -> JwtAuthority:
+    """The server's JWT authority: ``TRIPSAGE_JWT_SECRET`` or the secret kept in ``db``."""
+    settings = Settings.from_env(db=db)
     store = Storage(settings.db)
     try:
         secret = resolve_secret(settings, store)
     finally:
         store.close()
-    authority = JwtAuthority(secret, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
-    token = authority.mint(
+    return JwtAuthority(secret, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
+
+
+def _token(args: argparse.Namespace) -> int:
+    token = _authority(args.db).mint(
         args.user,
         now_s=time.time(),
         ttl_s=args.ttl,
@@ -230,14 +234,7 @@ def _admin_token(args: argparse.Namespace) -> str:
     if args.token:
         token: str = args.token
         return token
-    settings = Settings.from_env(db=args.db)
-    store = Storage(settings.db)
-    try:
-        secret = resolve_secret(settings, store)
-    finally:
-        store.close()
-    authority = JwtAuthority(secret, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
-    return authority.mint("tripsage-cli", now_s=time.time(), ttl_s=60, role="admin")
+    return _authority(args.db).mint("tripsage-cli", now_s=time.time(), ttl_s=60, role="admin")
 
 
 def _broadcast(args: argparse.Namespace) -> int:

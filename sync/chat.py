@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from sync.errors import InvalidMessage, ServerError
-from sync.wire import iso_ms
+from sync.wire import AGENT_EVENT_TYPES, iso_ms
 
 __all__ = [
     "CHAT_STREAM_EVENTS",
@@ -79,18 +79,7 @@ CHAT_STREAM_EVENTS: Final = frozenset(
     {"chat_message", "chat_message_chunk", "chat_message_complete"}
 )
 # Tool and agent-status events: both endpoints of the session and the owner's agent channel.
-STATUS_EVENTS: Final = frozenset(
-    {
-        "tool_call_start",
-        "tool_call_progress",
-        "tool_call_complete",
-        "tool_call_error",
-        "agent_status_update",
-        "agent_task_start",
-        "agent_task_progress",
-        "agent_task_complete",
-    }
-)
+STATUS_EVENTS: Final = AGENT_EVENT_TYPES - CHAT_STREAM_EVENTS
 
 
 @dataclass(frozen=True, slots=True)
