@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Final
 from starlette.routing import BaseRoute
 
 from api.rooms import RoomBroken, TripRoom
-from api.trips import change_payload
+from api.trip_events import change_payload
 from sync.document import Change
 from sync.errors import NotFound, PermissionDenied, ServerError
 from sync.wire import ClientMessage, ServerEvent, make_event

@@ -24,6 +24,9 @@ into calls on the document and its results back into events:
 
 Presence is per connection; a connection that goes away (close, heartbeat
 timeout, abort) leaves every trip at once through ``hub.on_disconnect``.
+
+The payloads are built in :mod:`api.trip_events`; the HTTP API is the
+:class:`api.trip_http.TripHttp` mixin.
 """
 
 from __future__ import annotations
@@ -31,46 +34,41 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
-import secrets
 import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from api.connection import Connection
 from api.rooms import RoomBroken, RoomRegistry, TripRoom
 from api.services import Services
 from api.settings import Settings
-from storage import ops
-from storage.errors import AlreadyExists
+from api.trip_events import (
+    change_payload,
+    conflict_detected_payload,
+    outcome_event,
+    resolution_required_payload,
+    rollback_event,
+)
+from api.trip_http import TripHttp
 from sync.channels import Principal
-from sync.conflicts import ConflictDetected, PendingConflict
 from sync.document import (
     ApplyResult,
     Change,
-    Confirmed,
-    Rejected,
     RemoteResult,
-    Rolledback,
-    TripDocument,
     UpdateRequest,
 )
-from sync.errors import AuthError, InvalidMessage, NotFound, PermissionDenied, SyncError
+from sync.errors import InvalidMessage, NotFound, PermissionDenied
 from sync.presence import FieldLock, Member
 from sync.wire import ClientMessage, iso_ms, make_event, new_id, parse_iso_ms
 
-__all__ = ["PERMISSIONS", "TripFeature", "change_payload"]
+__all__ = ["EDITORS", "PERMISSIONS", "TripFeature"]
 
 logger = logging.getLogger(__name__)
 
 PERMISSIONS: Final = ("viewer", "editor", "owner")
 EDITORS: Final = frozenset({"editor", "owner"})
-TRIP_ID: Final = re.compile(r"^[A-Za-z0-9_.@+=-]{1,128}$")
 SUPPORTED_FEATURES: Final = ("real_time_editing", "typing_indicators", "live_cursors")
 
 
@@ -82,157 +80,11 @@ def channel(trip_id: str) -> str:
     return f"trip:{trip_id}"
 
 
-class CreateTripRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    tripId: str | None = Field(default=None, pattern=TRIP_ID.pattern)
-    fields: dict[str, JsonValue] = {}
-    manualResolutionFields: list[str] | None = Field(default=None, max_length=64)
-
-
-class CollaboratorRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    permissionLevel: str = Field(pattern="^(viewer|editor|owner)$")
-
-
-def _http_error(exc: SyncError, status: int) -> JSONResponse:
-    body: dict[str, Any] = {"code": exc.code, "message": exc.message}
-    if exc.details:
-        body["details"] = exc.details
-    return JSONResponse(body, status_code=status)
-
-
-def _outcome_event(
-    result: ApplyResult, trip_id: str, processing_ms: int
-) -> tuple[str, dict[str, Any]]:
-    """``optimistic_update_confirmed`` / ``_rejected`` / ``_rollback`` payloads."""
-    outcome = result.outcome
-    base = {"updateId": outcome.update_id, "tripId": trip_id, "fieldName": outcome.field_name}
-    match outcome:
-        case Confirmed():
-            return "optimistic_update_confirmed", {
-                **base,
-                "confirmedValue": outcome.confirmed_value,
-                "serverVersion": outcome.server_version,
-                "processingTime": processing_ms,
-            }
-        case Rejected():
-            payload = {
-                **base,
-                "rejectionReason": outcome.rejection_reason,
-                "currentServerValue": outcome.current_server_value,
-                "currentServerVersion": outcome.current_server_version,
-                "expectedVersion": outcome.expected_version,
-                "conflictingUpdate": {
-                    "userId": outcome.conflicting_update.user_id,
-                    "timestamp": iso_ms(outcome.conflicting_update.timestamp_ms),
-                },
-                "suggestedResolution": outcome.suggested_resolution,
-            }
-            if outcome.conflict_id is not None:
-                payload["conflictId"] = outcome.conflict_id
-            return "optimistic_update_rejected", payload
-        case Rolledback():
-            return "optimistic_update_rollback", {
-                **base,
-                "rollbackToValue": outcome.rollback_to_value,
-                "rollbackReason": outcome.rollback_reason,
-                "canRetry": outcome.can_retry,
-                "message": outcome.message,
-            }
-
-
-def _rollback(
-    trip_id: str,
-    update_id: str,
-    field_name: str,
-    value: Any,
-    reason: str,
-    message: str,
-    *,
-    can_retry: bool,
-    retry_after_ms: int | None = None,
-) -> tuple[str, dict[str, Any]]:
-    payload: dict[str, Any] = {
-        "updateId": update_id,
-        "tripId": trip_id,
-        "fieldName": field_name,
-        "rollbackToValue": value,
-        "rollbackReason": reason,
-        "canRetry": can_retry,
-        "message": message,
-    }
-    if retry_after_ms is not None:
-        payload["retryAfter"] = retry_after_ms
-    return "optimistic_update_rollback", payload
-
-
-def change_payload(
-    trip_id: str, change: Change, *, now: int | None = None, replayed: bool = False
-) -> dict[str, Any]:
-    """The ``trip_update_broadcast`` payload of an applied change.
-
-    ``replayed`` marks a change sent again in answer to ``sync_request``.
-    """
-    payload: dict[str, Any] = {
-        "tripId": trip_id,
-        "updatedBy": change.updated_by,
-        "updateType": "field_change",
-        "changes": {
-            name: {"oldValue": c.old_value, "newValue": c.new_value, "fieldPath": c.field_path}
-            for name, c in change.changes.items()
-        },
-        "version": change.version,
-        "timestamp": iso_ms(now_ms() if now is None else now),
-    }
-    if replayed:
-        payload["replayed"] = True
-    return payload
-
-
-def _conflict_detected_payload(trip_id: str, detected: ConflictDetected) -> dict[str, Any]:
-    return {
-        "tripId": trip_id,
-        "conflictId": detected.conflict_id,
-        "fieldName": detected.field_name,
-        "conflictType": detected.conflict_type,
-        "conflictingValues": [
-            {"userId": v.user_id, "value": v.value, "timestamp": iso_ms(v.timestamp_ms)}
-            for v in detected.conflicting_values
-        ],
-        "resolutionStrategy": detected.resolution_strategy,
-        "winningValue": detected.winning_value,
-        "winningUserId": detected.winning_user_id,
-    }
-
-
-def _resolution_required_payload(conflict: PendingConflict) -> dict[str, Any]:
-    return {
-        "conflictId": conflict.conflict_id,
-        "tripId": conflict.trip_id,
-        "fieldName": conflict.field_name,
-        "options": [
-            {
-                "id": o.option_id,
-                "value": o.value,
-                "source": o.source,
-                "timestamp": iso_ms(o.timestamp_ms),
-                "description": o.description,
-            }
-            for o in conflict.options
-        ],
-        "autoResolveAfter": conflict.auto_resolve_after_ms,
-        "defaultOption": conflict.default_option_id,
-        "resolveBy": iso_ms(conflict.deadline_ms),
-    }
-
-
 ChangeHook = Callable[[TripRoom, Change, object | None], None]
 PresenceHook = Callable[[TripRoom], None]
 
 
-class TripFeature:
+class TripFeature(TripHttp):
     """The trip events, and the rooms other transports (:mod:`api.yjs`) share.
 
     ``change_hooks`` run for every committed change, inside the room's broadcast
@@ -354,13 +206,13 @@ class TripFeature:
             self._publish(
                 room,
                 "trip_conflict_detected",
-                _conflict_detected_payload(room.trip_id, result.conflict_detected),
+                conflict_detected_payload(room.trip_id, result.conflict_detected),
             )
         if result.conflict_raised is not None:
             self._send_to_editors(
                 room,
                 "conflict_resolution_required",
-                _resolution_required_payload(result.conflict_raised),
+                resolution_required_payload(result.conflict_raised),
             )
 
     # -- collaboration sessions ------------------------------------------------------
@@ -425,7 +277,7 @@ class TripFeature:
                 conn.send(
                     make_event(
                         "conflict_resolution_required",
-                        _resolution_required_payload(conflict),
+                        resolution_required_payload(conflict),
                         now_ms=now,
                     )
                 )
@@ -486,9 +338,9 @@ class TripFeature:
                     self._run_change_hooks(room, change, origin)
                 for conflict, detected in result.conflicts:
                     if detected is not None:
-                        payload = _conflict_detected_payload(room.trip_id, detected)
+                        payload = conflict_detected_payload(room.trip_id, detected)
                         self._publish(room, "trip_conflict_detected", payload)
-                    payload = _resolution_required_payload(conflict)
+                    payload = resolution_required_payload(conflict)
                     self._send_to_editors(room, "conflict_resolution_required", payload)
         except RoomBroken:
             self.registry.evict(room)
@@ -627,7 +479,7 @@ class TripFeature:
             conn.send_error(exc, in_reply_to=message.id)
             self._send_outcome(
                 conn,
-                _rollback(
+                rollback_event(
                     p.tripId,
                     p.updateId,
                     field_name,
@@ -647,7 +499,7 @@ class TripFeature:
             current = room.doc.fields().get(field_name.removeprefix("trip."))
             self._send_outcome(
                 conn,
-                _rollback(
+                rollback_event(
                     room.trip_id,
                     p.updateId,
                     field_name,
@@ -684,7 +536,7 @@ class TripFeature:
             received_ts_ms=received,
         )
         result = room.doc.apply_optimistic(request)
-        outcome = _outcome_event(result, room.trip_id, now_ms() - received)
+        outcome = outcome_event(result, room.trip_id, now_ms() - received)
         waiter: asyncio.Future[tuple[str, dict[str, Any]]] = (
             asyncio.get_running_loop().create_future()
         )
@@ -701,7 +553,7 @@ class TripFeature:
                 self._send_outcome(conn, outcome)
         except RoomBroken:
             self.registry.evict(room)
-            outcome = _rollback(
+            outcome = rollback_event(
                 room.trip_id,
                 p.updateId,
                 field_name,
@@ -867,163 +719,3 @@ class TripFeature:
             logger.exception(
                 "trip %s: snapshot failed (the log still has everything)", room.trip_id
             )
-
-    # -- HTTP --------------------------------------------------------------------------------
-
-    def _principal(self, request: Request) -> Principal:
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise AuthError("Missing bearer token", code="AUTH_FAILED")
-        return self.services.authority.verify(token.strip())
-
-    def _trip_json(self, room: TripRoom) -> dict[str, Any]:
-        return {
-            "tripId": room.trip_id,
-            "version": room.doc.version,
-            "fields": room.doc.fields(),
-            "manualResolutionFields": sorted(room.doc.manual_fields),
-            "collaborators": [
-                {"userId": user, "permissionLevel": level}
-                for user, level in sorted(room.permissions.items())
-            ],
-            "ownerId": room.owner_id,
-        }
-
-    async def http_trips(self, request: Request) -> Response:
-        try:
-            principal = self._principal(request)
-        except AuthError as exc:
-            return _http_error(exc, 401)
-        if request.method == "GET":
-            trips = []
-            for trip in self.services.store.trips_for_user(principal.user_id):
-                room = self.registry.get(trip.trip_id)
-                trips.append(
-                    {**self._trip_json(room), "permissionLevel": room.permission(principal.user_id)}
-                )
-            return JSONResponse({"trips": trips})
-        return await self._create_trip(request, principal)
-
-    async def _create_trip(self, request: Request, principal: Principal) -> Response:
-        body = await request.body()
-        if len(body) > self.settings.max_message_size:
-            return _http_error(InvalidMessage("Request body too large"), 413)
-        try:
-            data = CreateTripRequest.model_validate_json(body or b"{}")
-        except ValidationError as exc:
-            error = exc.errors(include_url=False)[0]
-            field = ".".join(str(p) for p in error["loc"])
-            return _http_error(
-                InvalidMessage(
-                    f"Invalid field '{field}': {error['msg']}", details={"field": field}
-                ),
-                400,
-            )
-        trip_id = data.tripId or f"trip-{secrets.token_hex(8)}"
-        manual = frozenset(
-            self.settings.manual_fields
-            if data.manualResolutionFields is None
-            else data.manualResolutionFields
-        )
-        try:
-            doc, change = TripDocument.create(
-                trip_id,
-                dict(data.fields),
-                manual,
-                created_by=principal.user_id,
-                now_ms=now_ms(),
-                auto_resolve_after_ms=self.settings.conflict_auto_resolve_ms,
-            )
-        except InvalidMessage as exc:
-            return _http_error(exc, 400)
-        now = now_ms()
-        writes: list[Any] = [
-            ops.create_trip(trip_id, principal.user_id, json.dumps(sorted(manual)), now),
-            ops.set_collaborator(trip_id, principal.user_id, "owner"),
-            ops.append_update(trip_id, change.version, change.update, json.dumps(change.meta), now),
-        ]
-        try:
-            await self.services.write(self.services.store.submit_all(writes))
-        except AlreadyExists:
-            return _http_error(
-                InvalidMessage("A trip with this id exists", details={"tripId": trip_id}), 409
-            )
-        room = self.registry.adopt(trip_id, doc, principal.user_id, {principal.user_id: "owner"})
-        room.appended_ms[change.version] = now
-        logger.info("trip %s created by %s", trip_id, principal.user_id)
-        return JSONResponse(self._trip_json(room), status_code=201)
-
-    def _http_room(self, request: Request) -> tuple[Principal, TripRoom, str] | Response:
-        """The caller, the trip and their permission; else the 401/404 to answer."""
-        try:
-            principal = self._principal(request)
-            room, permission = self._room_for(principal, request.path_params["trip_id"])
-        except AuthError as exc:
-            return _http_error(exc, 401)
-        except PermissionDenied:  # not a collaborator looks like no such trip
-            return _http_error(NotFound("Trip not found"), 404)
-        return principal, room, permission
-
-    async def http_trip(self, request: Request) -> Response:
-        found = self._http_room(request)
-        if isinstance(found, Response):
-            return found
-        return JSONResponse(self._trip_json(found[1]))
-
-    async def http_collaborator(self, request: Request) -> Response:
-        found = self._http_room(request)
-        if isinstance(found, Response):
-            return found
-        principal, room, permission = found
-        if permission != "owner":
-            return _http_error(PermissionDenied("Only owners manage collaborators"), 403)
-        target = request.path_params["user_id"]
-        if not TRIP_ID.match(target):
-            return _http_error(InvalidMessage("Invalid user id"), 400)
-        if target == room.owner_id:
-            return _http_error(InvalidMessage("The trip's creator stays its owner"), 400)
-        old = room.permission(target)
-        if request.method == "PUT":
-            try:
-                new: str | None = CollaboratorRequest.model_validate_json(
-                    await request.body()
-                ).permissionLevel
-            except ValidationError:
-                return _http_error(
-                    InvalidMessage(
-                        "permissionLevel must be viewer, editor or owner",
-                        details={"field": "permissionLevel", "expected": "viewer|editor|owner"},
-                    ),
-                    400,
-                )
-            assert new is not None
-            await self.services.write(
-                self.services.store.set_collaborator(room.trip_id, target, new)
-            )
-            room.permissions[target] = new
-            room.presence.set_permission(target, new)
-        else:
-            new = None
-            await self.services.write(self.services.store.remove_collaborator(room.trip_id, target))
-            room.permissions.pop(target, None)
-        payload = {
-            "tripId": room.trip_id,
-            "targetUserId": target,
-            "changedBy": principal.user_id,
-            "oldPermission": old,
-            "newPermission": new,
-            "effectiveImmediately": True,
-        }
-        event = make_event("trip_permission_change", payload, now_ms=now_ms())
-        self.hub.publish(channel(room.trip_id), event)
-        for conn in self.hub.by_user.get(target, set()):
-            if channel(room.trip_id) not in conn.session.subscriptions:
-                conn.send(event)
-        if new is None:  # removed: out of the room at once
-            for conn in list(self.hub.by_user.get(target, set())):
-                self.hub.unsubscribe(conn, channel(room.trip_id))
-                self._leave(room, conn)
-        else:
-            self._publish_presence(room)
-        return JSONResponse(self._trip_json(room))

@@ -1,0 +1,248 @@
+"""The trips' HTTP API: create, list, read, share (``Authorization: Bearer``).
+
+``POST /api/trips`` creates a trip (the caller owns it), ``GET /api/trips``
+lists the caller's, ``GET /api/trips/{tripId}`` reads one, and
+``PUT``/``DELETE /api/trips/{tripId}/collaborators/{userId}`` (owners only)
+change who may read or edit it, effective at once (``trip_permission_change``).
+A trip the caller may not read answers 404, like one that does not exist.
+:class:`TripHttp` is a mixin of :class:`api.trips.TripFeature`, whose rooms
+and presence it uses.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+import time
+from typing import TYPE_CHECKING, Any, Final
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from storage import ops
+from storage.errors import AlreadyExists
+from sync.channels import Principal
+from sync.document import TripDocument
+from sync.errors import AuthError, InvalidMessage, NotFound, PermissionDenied, SyncError
+from sync.wire import make_event
+
+if TYPE_CHECKING:
+    from api.connection import Connection
+    from api.hub import Hub
+    from api.rooms import RoomRegistry, TripRoom
+    from api.services import Services
+    from api.settings import Settings
+
+__all__ = ["TRIP_ID", "TripHttp"]
+
+logger = logging.getLogger(__name__)
+
+TRIP_ID: Final = re.compile(r"^[A-Za-z0-9_.@+=-]{1,128}$")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def channel(trip_id: str) -> str:
+    return f"trip:{trip_id}"
+
+
+class CreateTripRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    tripId: str | None = Field(default=None, pattern=TRIP_ID.pattern)
+    fields: dict[str, JsonValue] = {}
+    manualResolutionFields: list[str] | None = Field(default=None, max_length=64)
+
+
+class CollaboratorRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    permissionLevel: str = Field(pattern="^(viewer|editor|owner)$")
+
+
+def _http_error(exc: SyncError, status: int) -> JSONResponse:
+    body: dict[str, Any] = {"code": exc.code, "message": exc.message}
+    if exc.details:
+        body["details"] = exc.details
+    return JSONResponse(body, status_code=status)
+
+
+class TripHttp:
+    """The HTTP endpoints of the trips feature (mixed into ``TripFeature``)."""
+
+    settings: Settings
+    services: Services
+    registry: RoomRegistry
+    hub: Hub
+
+    def _room_for(self, principal: Principal, trip_id: str) -> tuple[TripRoom, str]:
+        raise NotImplementedError
+
+    def _publish_presence(self, room: TripRoom) -> None:
+        raise NotImplementedError
+
+    def _leave(self, room: TripRoom, conn: Connection) -> None:
+        raise NotImplementedError
+
+    def _principal(self, request: Request) -> Principal:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise AuthError("Missing bearer token", code="AUTH_FAILED")
+        return self.services.authority.verify(token.strip())
+
+    def _trip_json(self, room: TripRoom) -> dict[str, Any]:
+        return {
+            "tripId": room.trip_id,
+            "version": room.doc.version,
+            "fields": room.doc.fields(),
+            "manualResolutionFields": sorted(room.doc.manual_fields),
+            "collaborators": [
+                {"userId": user, "permissionLevel": level}
+                for user, level in sorted(room.permissions.items())
+            ],
+            "ownerId": room.owner_id,
+        }
+
+    async def http_trips(self, request: Request) -> Response:
+        try:
+            principal = self._principal(request)
+        except AuthError as exc:
+            return _http_error(exc, 401)
+        if request.method == "GET":
+            trips = []
+            for trip in self.services.store.trips_for_user(principal.user_id):
+                room = self.registry.get(trip.trip_id)
+                trips.append(
+                    {**self._trip_json(room), "permissionLevel": room.permission(principal.user_id)}
+                )
+            return JSONResponse({"trips": trips})
+        return await self._create_trip(request, principal)
+
+    async def _create_trip(self, request: Request, principal: Principal) -> Response:
+        body = await request.body()
+        if len(body) > self.settings.max_message_size:
+            return _http_error(InvalidMessage("Request body too large"), 413)
+        try:
+            data = CreateTripRequest.model_validate_json(body or b"{}")
+        except ValidationError as exc:
+            error = exc.errors(include_url=False)[0]
+            field = ".".join(str(p) for p in error["loc"])
+            return _http_error(
+                InvalidMessage(
+                    f"Invalid field '{field}': {error['msg']}", details={"field": field}
+                ),
+                400,
+            )
+        trip_id = data.tripId or f"trip-{secrets.token_hex(8)}"
+        manual = frozenset(
+            self.settings.manual_fields
+            if data.manualResolutionFields is None
+            else data.manualResolutionFields
+        )
+        try:
+            doc, change = TripDocument.create(
+                trip_id,
+                dict(data.fields),
+                manual,
+                created_by=principal.user_id,
+                now_ms=now_ms(),
+                auto_resolve_after_ms=self.settings.conflict_auto_resolve_ms,
+            )
+        except InvalidMessage as exc:
+            return _http_error(exc, 400)
+        now = now_ms()
+        writes: list[Any] = [
+            ops.create_trip(trip_id, principal.user_id, json.dumps(sorted(manual)), now),
+            ops.set_collaborator(trip_id, principal.user_id, "owner"),
+            ops.append_update(trip_id, change.version, change.update, json.dumps(change.meta), now),
+        ]
+        try:
+            await self.services.write(self.services.store.submit_all(writes))
+        except AlreadyExists:
+            return _http_error(
+                InvalidMessage("A trip with this id exists", details={"tripId": trip_id}), 409
+            )
+        room = self.registry.adopt(trip_id, doc, principal.user_id, {principal.user_id: "owner"})
+        room.appended_ms[change.version] = now
+        logger.info("trip %s created by %s", trip_id, principal.user_id)
+        return JSONResponse(self._trip_json(room), status_code=201)
+
+    def _http_room(self, request: Request) -> tuple[Principal, TripRoom, str] | Response:
+        """The caller, the trip and their permission; else the 401/404 to answer."""
+        try:
+            principal = self._principal(request)
+            room, permission = self._room_for(principal, request.path_params["trip_id"])
+        except AuthError as exc:
+            return _http_error(exc, 401)
+        except PermissionDenied:  # not a collaborator looks like no such trip
+            return _http_error(NotFound("Trip not found"), 404)
+        return principal, room, permission
+
+    async def http_trip(self, request: Request) -> Response:
+        found = self._http_room(request)
+        if isinstance(found, Response):
+            return found
+        return JSONResponse(self._trip_json(found[1]))
+
+    async def http_collaborator(self, request: Request) -> Response:
+        found = self._http_room(request)
+        if isinstance(found, Response):
+            return found
+        principal, room, permission = found
+        if permission != "owner":
+            return _http_error(PermissionDenied("Only owners manage collaborators"), 403)
+        target = request.path_params["user_id"]
+        if not TRIP_ID.match(target):
+            return _http_error(InvalidMessage("Invalid user id"), 400)
+        if target == room.owner_id:
+            return _http_error(InvalidMessage("The trip's creator stays its owner"), 400)
+        old = room.permission(target)
+        if request.method == "PUT":
+            try:
+                new: str | None = CollaboratorRequest.model_validate_json(
+                    await request.body()
+                ).permissionLevel
+            except ValidationError:
+                return _http_error(
+                    InvalidMessage(
+                        "permissionLevel must be viewer, editor or owner",
+                        details={"field": "permissionLevel", "expected": "viewer|editor|owner"},
+                    ),
+                    400,
+                )
+            assert new is not None
+            await self.services.write(
+                self.services.store.set_collaborator(room.trip_id, target, new)
+            )
+            room.permissions[target] = new
+            room.presence.set_permission(target, new)
+        else:
+            new = None
+            await self.services.write(self.services.store.remove_collaborator(room.trip_id, target))
+            room.permissions.pop(target, None)
+        payload = {
+            "tripId": room.trip_id,
+            "targetUserId": target,
+            "changedBy": principal.user_id,
+            "oldPermission": old,
+            "newPermission": new,
+            "effectiveImmediately": True,
+        }
+        event = make_event("trip_permission_change", payload, now_ms=now_ms())
+        self.hub.publish(channel(room.trip_id), event)
+        for conn in self.hub.by_user.get(target, set()):
+            if channel(room.trip_id) not in conn.session.subscriptions:
+                conn.send(event)
+        if new is None:  # removed: out of the room at once
+            for conn in list(self.hub.by_user.get(target, set())):
+                self.hub.unsubscribe(conn, channel(room.trip_id))
+                self._leave(room, conn)
+        else:
+            self._publish_presence(room)
+        return JSONResponse(self._trip_json(room))
