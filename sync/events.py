@@ -15,6 +15,8 @@ from sync.errors import RateLimited, SyncError
 from sync.wire import ServerEvent, make_event
 
 __all__ = [
+    "AuthExpiringPayload",
+    "AuthRefreshedPayload",
     "ConnectionClosePayload",
     "ConnectionErrorPayload",
     "ConnectionEstablishedPayload",
@@ -78,6 +80,20 @@ class ConnectionClosePayload(_Payload):
     code: int
     gracePeriod: float
     reconnectAfter: float | None = None
+
+
+class AuthExpiringPayload(_Payload):
+    """``auth_expiring``: send ``auth_refresh {token}`` before ``refreshBefore``."""
+
+    expiresAt: str
+    refreshBefore: str
+    expiresIn: float  # seconds
+
+
+class AuthRefreshedPayload(_Payload):
+    """``auth_refreshed``: the answer to ``auth_refresh``, the new token's expiry."""
+
+    expiresAt: str
 
 
 class ErrorPayload(_Payload):

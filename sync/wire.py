@@ -57,6 +57,7 @@ MAX_ID_CHARS: Final = 128
 MAX_TEXT_CHARS: Final = 100_000
 MAX_BATCH_MESSAGES: Final = 100
 MAX_CHANNELS_PER_REQUEST: Final = 50
+MAX_TOKEN_CHARS: Final = 8192
 
 Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
 Text = Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
@@ -103,11 +104,17 @@ class _Model(BaseModel):
 
 class AuthRequest(_Model):
     type: Literal["auth", "authenticate"] | None = None
-    token: Annotated[str, Field(min_length=1, max_length=8192)]
+    token: Annotated[str, Field(min_length=1, max_length=MAX_TOKEN_CHARS)]
     sessionId: Id | None = None
     channels: ChannelList = []
     # Extension: optional features the client asks for ("message_batching").
     features: Annotated[list[Id], Field(max_length=20)] = []
+
+
+class AuthRefreshPayload(_Model):
+    """Extension ``auth_refresh``: a fresh token for an open connection (README)."""
+
+    token: Annotated[str, Field(min_length=1, max_length=MAX_TOKEN_CHARS)]
 
 
 class AuthResponse(_Model):
@@ -353,6 +360,7 @@ _SPECS: Final[dict[str, tuple[type[BaseModel], bool]]] = {
     "unsubscribe": (UnsubscribePayload, True),
     "batch": (BatchPayload, True),
     "sync_request": (SyncRequestPayload, True),
+    "auth_refresh": (AuthRefreshPayload, True),
     "connection_health": (EmptyPayload, False),
     "performance_metrics": (EmptyPayload, False),
     "server_health": (EmptyPayload, False),
