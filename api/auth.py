@@ -5,12 +5,18 @@ Tokens: ``sub`` = user id (required), ``exp`` (required, a number), optional
 ``user``), ``iss``/``aud`` checked when configured. ``alg: none``, a wrong
 signature, a missing ``sub`` and an expired token are refused with
 ``INVALID_TOKEN`` or ``TOKEN_EXPIRED``. Tokens are never logged.
+
+:meth:`JwtAuthority.verify_token` also returns the token's ``exp`` (in ms):
+WebSocket connections live only until then unless refreshed in-band
+(:class:`sync.session.TokenLifetime`). The same checks serve the first frame,
+``auth_refresh``, the Yjs ``?token=`` and the HTTP Bearer header.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
+from dataclasses import dataclass
 from typing import Any, Final, get_args
 
 import jwt
@@ -18,17 +24,25 @@ import jwt
 from sync.channels import Principal, Role
 from sync.errors import AuthError
 
-__all__ = ["ALGORITHM", "JwtAuthority", "new_secret"]
+__all__ = ["ALGORITHM", "JwtAuthority", "VerifiedToken", "new_secret"]
 
 logger = logging.getLogger(__name__)
 
 ALGORITHM: Final = "HS256"
 MAX_SUB_CHARS: Final = 128
 ROLES: Final = frozenset(get_args(Role))
+# An exp past 9999-12-31 (it would not print as a timestamp) counts as that moment.
+MAX_EXPIRES_AT_MS: Final = 253_402_300_799_999
 
 
 def new_secret() -> str:
     return secrets.token_urlsafe(48)
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedToken:
+    principal: Principal
+    expires_at_ms: int  # the token's exp
 
 
 class JwtAuthority:
@@ -43,6 +57,10 @@ class JwtAuthority:
         return f"JwtAuthority(issuer={self.issuer!r}, audience={self.audience!r})"
 
     def verify(self, token: str) -> Principal:
+        return self.verify_token(token).principal
+
+    def verify_token(self, token: str) -> VerifiedToken:
+        """The identity and expiry of a valid token; raises :class:`AuthError`."""
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -73,12 +91,13 @@ class JwtAuthority:
             raise AuthError("Invalid token", code="INVALID_TOKEN")
         name = claims.get("name")
         avatar = claims.get("avatarUrl")
-        return Principal(
+        principal = Principal(
             user_id=sub,
             name=name if isinstance(name, str) else None,
             avatar_url=avatar if isinstance(avatar, str) else None,
             role=role,
         )
+        return VerifiedToken(principal, min(int(exp * 1000), MAX_EXPIRES_AT_MS))
 
     def mint(
         self,

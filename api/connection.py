@@ -17,8 +17,12 @@ Three tasks per connection, all owned by :meth:`Connection.run`:
   socket. Consecutive events go out in one ``batch`` envelope when the client
   asked for ``message_batching`` (:class:`_Frames`); the authentication
   response and ``connection_established`` never do;
-- the *timer* enforces the authentication deadline, sends heartbeats and
-  closes connections silent for two heartbeat intervals.
+- the *timer* enforces the authentication deadline, sends heartbeats,
+  closes connections silent for two heartbeat intervals, and keeps the
+  token's lifetime (:class:`sync.session.TokenLifetime`): ``auth_expiring``
+  before ``exp``, ``connection_error`` ``TOKEN_EXPIRED`` and close 3000 at it
+  unless ``auth_refresh`` moved it. A message read after ``exp`` closes the
+  same way instead of being handled.
 
 The per-connection state lives in :class:`sync.session.Session` (sans-I/O).
 Authentication replies use the spec's "Authentication Response" objects; on
@@ -65,7 +69,7 @@ from sync.events import (
     error_event,
 )
 from sync.health import RoundTrips
-from sync.session import Session, State
+from sync.session import CloseExpired, Session, State, WarnExpiring
 from sync.wire import (
     AuthResponse,
     ClientMessage,
@@ -309,16 +313,33 @@ class Connection:
                     )
                     self._start_close(CLOSE_GOING_AWAY, "idle timeout", encode(event))
                     return
+                match self.session.token_due(now):
+                    case CloseExpired() as expired:
+                        self._expire(expired, now)
+                        return
+                    case WarnExpiring() as warning:
+                        self.log.info("token expires in %d ms", warning.expires_at_ms - now)
+                        self.send(warning.event(now))
+                    case None:
+                        pass
                 if now >= next_beat:
                     self.send_heartbeat(now)
                     next_beat = now + interval_ms
                 deadline = min(next_beat, self.session.idle_deadline_ms)
+                if self.session.token is not None:
+                    deadline = min(deadline, self.session.token.deadline_ms)
             # Sleep until the next deadline, or until a state change wakes us.
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
                     self._wake.wait(), max(0.0, (deadline - now_ms()) / 1000) + 0.005
                 )
+
+    def _expire(self, expired: CloseExpired, now: int) -> None:
+        """The token expired: ``connection_error`` ``TOKEN_EXPIRED``, then close 3000."""
+        self.log.info("token expired; closing")
+        self.hub.metrics.count(self.hub.metrics.auth_failures, "TOKEN_EXPIRED")
+        self._start_close(CLOSE_AUTH_FAILED, "token expired", encode(expired.event(now)))
 
     # -- inbound ----------------------------------------------------------------------
 
@@ -420,7 +441,8 @@ class Connection:
             return
         try:
             request = parse_auth_request(data)
-            principal = self.services.authority.verify(request.token)
+            verified = self.services.authority.verify_token(request.token)
+            principal = verified.principal
             session_id = self.session.path_session_id
             if request.sessionId is not None and request.sessionId != session_id:
                 raise AuthError("sessionId does not match the endpoint", code="AUTH_FAILED")
@@ -448,7 +470,7 @@ class Connection:
             return
         if self.session.state is not State.AWAITING_AUTH:  # timed out meanwhile
             return
-        self.session.authenticated(principal)
+        self.session.authenticated(principal, expires_at_ms=verified.expires_at_ms)
         self._wake.set()
         self.log.extra = {"conn": self.id, "user": principal.user_id}
         self.log.info("authenticated (role=%s)", principal.role, extra={"role": principal.role})
@@ -536,6 +558,10 @@ class Connection:
         await self._handle(message)
 
     async def _handle(self, message: ClientMessage) -> None:
+        now = now_ms()
+        if self.session.token_expired(now):  # before the timer noticed: never handled
+            self._expire(CloseExpired(), now)
+            return
         # Heartbeats keep a limited client alive; agents and admins are trusted
         # publishers (a streamed reply is dozens of events) and are not limited.
         if message.type != "connection_heartbeat" and not self.principal.is_privileged:
@@ -574,6 +600,8 @@ class Connection:
                 )
             case "unsubscribe":
                 await self._subscribe([], message.payload.channels)
+            case "auth_refresh":
+                self._refresh(message.payload.token, message.id)
             case _:
                 handler = self.hub.handlers.get(message.type)
                 if handler is None:
@@ -582,6 +610,23 @@ class Connection:
                         details={"type": message.type},
                     )
                 await handler(self, message)
+
+    def _refresh(self, token: str, message_id: str | None) -> None:
+        """``auth_refresh``: verified like the first frame; refused ones change nothing."""
+        try:
+            verified = self.services.authority.verify_token(token)
+            answer = self.session.refreshed(
+                verified.principal, expires_at_ms=verified.expires_at_ms, now_ms=now_ms()
+            )
+        except SyncError as refused:
+            self.log.info("token refresh refused: %s", refused.code, extra={"code": refused.code})
+            self.hub.metrics.count(self.hub.metrics.auth_failures, refused.code)
+            # Reported, never closing: the current token is still good until its exp.
+            self.send_error(refused, in_reply_to=message_id)
+            return
+        self.log.info("token refreshed")
+        self.send(answer)
+        self._wake.set()  # the timer's next deadline moved
 
     async def _subscribe_one(self, name: str) -> None:
         channel = Channel.parse(name)

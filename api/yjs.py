@@ -36,6 +36,7 @@ Refusals and close codes (y-websocket 3 reconnects on every close code except
 
 ========================================  =================================================
 bad, missing or expired token             auth "permission denied", close 4401
+token expires while connected             auth "permission denied", close 4401 at its exp
 not a collaborator, unknown trip          auth "permission denied", close 4403 -- before
                                           any document byte
 viewer's update                           auth "permission denied", not applied, stays open
@@ -46,6 +47,11 @@ over TRIPSAGE_RATE_LIMIT_YJS_FRAMES_PER_MIN  close 3001 (transient: it reconnect
 server full, per-user cap                 close 1013 (transient)
 slow consumer, shutdown                   close 1001 (transient)
 ========================================  =================================================
+
+A connection lives until its token's ``exp`` (the keepalive loop is its one
+timer; :class:`sync.session.TokenLifetime` decides): y-websocket then emits
+``closed`` and stops, and the app reconnects with a fresh token by updating
+``provider.params.token`` and calling ``provider.connect()`` (README "Yjs peers").
 
 Tokens travel in the URL (browsers cannot set WebSocket headers);
 ``api.cli.TokenMask`` masks ``token=`` in every log line, and this module
@@ -79,6 +85,7 @@ from sync.document import Change, MalformedRemoteUpdate, RemoteUpdateRefused
 from sync.errors import CLOSE_GOING_AWAY, CLOSE_RATE_LIMITED, CLOSE_SERVER_ERROR, SyncError
 from sync.presence import Member
 from sync.ratelimit import KeyedLimiter
+from sync.session import CloseExpired, TokenLifetime
 from sync.wire import new_id
 from sync.ysync import (
     EMPTY_UPDATE,
@@ -169,6 +176,7 @@ class YjsConnection:
         principal: Principal,
         room: TripRoom,
         permission: str,
+        expires_at_ms: int,
     ) -> None:
         self.websocket = websocket
         self.feature = feature
@@ -187,6 +195,7 @@ class YjsConnection:
             log=self.log,
         )
         self._frames = _Frames()
+        self.token = TokenLifetime(expires_at_ms, warning_s=0)  # no warning event in y-protocols
 
     @property
     def open(self) -> bool:
@@ -211,15 +220,23 @@ class YjsConnection:
         """Drop the TCP connection now (unsent data is discarded)."""
         self.outbox.abort()
 
+    def _expire(self) -> None:
+        self.log.info("token expired; closing")
+        self.close(CLOSE_UNAUTHORIZED, "token expired", auth_denied_frame("token expired"))
+
     async def _keepalive(self) -> None:
         interval_s = self.settings.heartbeat_interval_s
         while self.open:
+            if isinstance(self.token.due(now_ms()), CloseExpired):
+                self._expire()
+                return
             idle_s = time.monotonic() - self._frames.last_sent_s
             if idle_s >= interval_s:
                 self.enqueue(KEEPALIVE_FRAME, droppable=True)
                 self._frames.last_sent_s = time.monotonic()
                 idle_s = 0.0
-            await asyncio.sleep(interval_s - idle_s)
+            expires_in_s = (self.token.deadline_ms - now_ms()) / 1000 + 0.005
+            await asyncio.sleep(min(interval_s - idle_s, max(0.0, expires_in_s)))
 
     # -- the connection -----------------------------------------------------------------
 
@@ -253,6 +270,9 @@ class YjsConnection:
             if message["type"] == "websocket.disconnect":
                 return
             if not self.open:
+                continue
+            if self.token.expired(now_ms()):  # before the keepalive noticed: not applied
+                self._expire()
                 continue
             data = message.get("bytes")
             if data is None:
@@ -369,7 +389,8 @@ class YjsFeature:
         try:
             if not token:
                 raise SyncError("Missing token")
-            principal = services.authority.verify(token)
+            verified = services.authority.verify_token(token)
+            principal = verified.principal
         except SyncError as exc:
             code = getattr(exc, "code", "AUTH_FAILED")
             services.metrics_auth_failures[code] = services.metrics_auth_failures.get(code, 0) + 1
@@ -391,7 +412,7 @@ class YjsFeature:
             await self._refuse(websocket, CLOSE_TRY_AGAIN_LATER, "too many connections")
             return
         await websocket.accept()
-        conn = YjsConnection(websocket, self, principal, room, permission)
+        conn = YjsConnection(websocket, self, principal, room, permission, verified.expires_at_ms)
         self.connections[conn.id] = conn
         try:
             await conn.run()

@@ -10,6 +10,7 @@
 //   {"cmd": "newText", "key": k}                    trip.set(k, new Y.Text('x')) (off-schema)
 //   {"cmd": "awareness", "state": {...}}            awareness.setLocalState(state)
 //   {"cmd": "disconnect"} / {"cmd": "connect"}      provider.disconnect() / provider.connect()
+//   {"cmd": "token", "token": t}                    params.token = t, then connect() (after 4401)
 //   {"cmd": "state"}                                prints a "doc" event now
 //   {"cmd": "exit"}
 // Events, one JSON object a line on stdout: status, sync, closed (code, reason), denied
@@ -63,6 +64,7 @@ createInterface({ input: process.stdin }).on('line', (line) => {
     case 'awareness': provider.awareness.setLocalState(c.state); break
     case 'disconnect': provider.disconnect(); break
     case 'connect': provider.connect(); break
+    case 'token': provider.params.token = c.token; provider.connect(); break
     case 'state': emitDoc(); break
     case 'exit': provider.destroy(); setTimeout(() => process.exit(0), 50); break
     default: out({ event: 'error', message: `unknown command ${c.cmd}` })
