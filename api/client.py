@@ -19,6 +19,15 @@ Connecting
     ``reconnectAfter``), giving up after ``max_reconnect_attempts``
     consecutive failures (``None``: never).
 
+Live tokens (README "Token refresh")
+    With ``token_provider`` (an async callable returning a fresh token), the
+    server's ``auth_expiring`` warning makes the client fetch a token and send
+    ``auth_refresh {token}`` on the open connection; the fresh token is also
+    the one every later connection authenticates with. A connection closed
+    with 3000 after ``connection_error`` ``TOKEN_EXPIRED``, or a token refused
+    as expired at connect, asks the provider once more and reconnects at once
+    instead of ending the client. Without a provider both end it, as before.
+
 Resuming (on every connection, before anything queued)
     For each trip the client joined or has pending updates for:
     ``sync_request {tripId, sinceVersion}`` with the last version it applied
@@ -360,10 +369,14 @@ class SyncClient:
         heartbeat_interval_s: float | None = None,
         open_timeout_s: float = OPEN_TIMEOUT_S,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        token_provider: Callable[[], Awaitable[str]] | None = None,
     ) -> None:
         self.session_id = session_id or f"client-{uuid.uuid4().hex[:12]}"
         self.ws_url = f"{url.rstrip('/')}/ws/{endpoint}/{self.session_id}"
         self._token = token
+        self._token_provider = token_provider
+        self._refresher: asyncio.Task[None] | None = None
+        self._token_expired = False  # the server said TOKEN_EXPIRED on this connection
         self.channels = list(channels)
         self.max_reconnect_attempts = max_reconnect_attempts
         self.reconnect_delay_s = reconnect_delay_s
@@ -596,6 +609,7 @@ class SyncClient:
     async def _run(self) -> None:
         # The spec's reconnectAttempts: 0 connecting afresh, n before the n-th retry.
         attempt = 0
+        expired_retry = False
         while not self._closing:
             if attempt > 0 and not await self._backoff(attempt):
                 return
@@ -613,10 +627,19 @@ class SyncClient:
                 code = await self._session(ws)
             except AuthenticationFailed as exc:
                 logger.warning("authentication refused: %s", exc.code)
+                if exc.code == "TOKEN_EXPIRED" and not expired_retry:
+                    expired_retry = True  # once: a provider of stale tokens must not spin
+                    if await self._fresh_token() is not None:
+                        continue
                 self._fail(exc)
                 return
+            expired_retry = False
             if self._closing:
                 return
+            if code == 3000 and self._token_expired and await self._fresh_token() is not None:
+                logger.info("token expired; reconnecting with a fresh one")
+                self._reconnections += 1
+                continue
             if code in NO_RECONNECT_CLOSE_CODES:
                 logger.info("closed by the server with %s; not reconnecting", code)
                 self._fail(ConnectionError(f"closed by the server ({code})"))
@@ -642,6 +665,7 @@ class SyncClient:
         self._ws = ws
         writer: asyncio.Task[None] | None = None
         beats: asyncio.Task[None] | None = None
+        self._token_expired = False
         try:
             auth = {"token": self._token, "sessionId": self.session_id, "channels": self.channels}
             await self._send_text(ws, json.dumps(auth))
@@ -663,12 +687,13 @@ class SyncClient:
         except (ConnectionClosed, TimeoutError, OSError):
             pass
         finally:
-            for task in (writer, beats):
+            for task in (writer, beats, self._refresher):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, ConnectionClosed, OSError):
                         await task
             self._ws = None
+            self._refresher = None
             if self._connected_since is not None:
                 self._connected_total_s += time.monotonic() - self._connected_since
                 self._connected_since = None
@@ -739,6 +764,38 @@ class SyncClient:
                 async with asyncio.timeout(interval):
                     await self.ping()
 
+    def _start_refresh(self) -> None:
+        """On ``auth_expiring``: one refresh at a time, owned by the connection."""
+        ws = self._ws
+        if self._token_provider is None or ws is None:
+            return
+        if self._refresher is not None and not self._refresher.done():
+            return
+        self._refresher = asyncio.create_task(self._refresh(ws), name="sync-client-refresh")
+
+    async def _refresh(self, ws: ClientConnection) -> None:
+        token = await self._fresh_token()
+        if token is None:
+            return  # the server closes at exp; the reconnect asks the provider again
+        payload = {"token": token}
+        message = {"id": self._next_id("refresh"), "type": "auth_refresh", "payload": payload}
+        await self._send_text(ws, json.dumps(message))  # ahead of the queue: exp will not wait
+
+    async def _fresh_token(self) -> str | None:
+        """A new token from ``token_provider`` (kept for reconnects); ``None`` if none."""
+        if self._token_provider is None:
+            return None
+        try:
+            token = await self._token_provider()
+        except Exception:  # the app's callback: report, never crash the client
+            logger.warning("token provider failed", exc_info=True)
+            return None
+        if not isinstance(token, str) or not token:
+            logger.warning("token provider returned no token")
+            return None
+        self._token = token
+        return token
+
     async def _send_text(self, ws: ClientConnection, text: str) -> None:
         await ws.send(text)
         self._sent += 1
@@ -783,6 +840,12 @@ class SyncClient:
                     self._ping = None
                     if not waiter.done():
                         waiter.set_result(rtt_ms)
+            case "auth_expiring":
+                self._start_refresh()
+            case "auth_refreshed":
+                logger.info("token refreshed until %s", payload.get("expiresAt"))
+            case "connection_error" if payload.get("errorCode") == "TOKEN_EXPIRED":
+                self._token_expired = True
             case "connection_close":
                 after = payload.get("reconnectAfter")
                 self._reconnect_after_s = float(after) if isinstance(after, int | float) else 0.0
