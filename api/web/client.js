@@ -10,7 +10,11 @@
 //   keep an open WebSocket when the network goes away (so does Playwright's
 //   setOffline), so the manager closes its socket on `offline` and reconnects at
 //   once on `online`. Close codes 1000, 1008, 1009 and 3000 are final; 3001
-//   waits for retryAfter.
+//   waits for retryAfter. Live tokens: with a `tokenProvider` option (an async
+//   function the app provides, returning a fresh JWT) the server's
+//   `auth_expiring` warning sends `auth_refresh {token}` on the open socket, and
+//   a close at exp (connection_error TOKEN_EXPIRED, 3000) or a token refused as
+//   expired reconnects once with a fresh token instead of being final.
 // - UpdateQueue: the optimistic updates not yet answered, in localStorage, so
 //   a reload (even offline) loses nothing; each keeps its original updateId,
 //   expectedVersion and clientTimestamp, so a re-send is idempotent on the
@@ -88,8 +92,13 @@ export class WebSocketManager extends Emitter {
     reconnectDelay = 1000,
     maxReconnectDelay = 30000,
     maxReconnectAttempts = Infinity,
+    tokenProvider = null,
   }) {
     super();
+    this.tokenProvider = tokenProvider;
+    this._tokenExpired = false; // the server said TOKEN_EXPIRED on this socket
+    this._expiredRetry = false; // one fresh-token retry per expiry, not a loop
+    this._refreshing = false;
     this.url = url;
     this.token = token;
     this.sessionId = sessionId;
@@ -147,6 +156,7 @@ export class WebSocketManager extends Emitter {
     const socket = new WebSocket(this.url);
     this.socket = socket;
     this._authenticated = false;
+    this._tokenExpired = false;
     socket.onopen = () => {
       if (socket !== this.socket) return;
       // "Authentication Request": the first frame.
@@ -198,6 +208,7 @@ export class WebSocketManager extends Emitter {
     if (!this._authenticated && typeof message.success === "boolean") {
       if (message.success) {
         this._authenticated = true;
+        this._expiredRetry = false;
         this.reconnectAttempts = 0;
         this.userId = message.userId;
         this.connectionId = message.connectionId;
@@ -205,6 +216,7 @@ export class WebSocketManager extends Emitter {
         this.emit("open", message);
         this._flushMessageQueue();
       } else {
+        this._tokenExpired = message.code === "TOKEN_EXPIRED";
         this._retryAfterMs = (message.retryAfter || 0) * 1000;
         this.emit("auth_failed", message); // the server closes (3000 or 3001)
       }
@@ -214,7 +226,10 @@ export class WebSocketManager extends Emitter {
     for (const event of events) {
       if (event.type === "connection_heartbeat" && this.isOpen) {
         this.socket.send(JSON.stringify({ type: "connection_heartbeat", payload: {} }));
+      } else if (event.type === "auth_expiring") {
+        this._refreshToken(this.socket);
       } else if (event.type === "connection_close" || event.type === "connection_error") {
+        if (event.payload?.errorCode === "TOKEN_EXPIRED") this._tokenExpired = true;
         this._retryAfterMs = (event.payload?.reconnectAfter || event.payload?.retryAfter || 0) * 1000;
       } else if (event.type === "error" && event.payload?.retryAfter) {
         this._retryAfterMs = event.payload.retryAfter * 1000;
@@ -222,6 +237,36 @@ export class WebSocketManager extends Emitter {
       this.emit("message", event);
       this.emit(event.type, event);
     }
+  }
+
+  /** `auth_expiring`: a fresh token from the app, sent as `auth_refresh` (once at a time). */
+  async _refreshToken(socket) {
+    if (!this.tokenProvider || this._refreshing) return;
+    this._refreshing = true;
+    try {
+      const token = await this._freshToken();
+      if (token && socket === this.socket && this.isOpen) {
+        const message = { id: newId("refresh"), type: "auth_refresh", timestamp: new Date().toISOString() };
+        socket.send(JSON.stringify({ ...message, payload: { token } }));
+      }
+    } finally {
+      this._refreshing = false;
+    }
+  }
+
+  /** A token from `tokenProvider`, kept for every later connection; null if none. */
+  async _freshToken() {
+    try {
+      const token = await this.tokenProvider();
+      if (typeof token === "string" && token) {
+        this.token = token;
+        return token;
+      }
+      console.warn("tokenProvider returned no token");
+    } catch (error) {
+      console.warn("tokenProvider failed", error?.name);
+    }
+    return null;
   }
 
   _dropSocket() {
@@ -241,6 +286,17 @@ export class WebSocketManager extends Emitter {
     this.emit("close", { code, reason });
     if (this._stopped) return this._setState("closed");
     if (!navigator.onLine) return this._setState("offline");
+    if (code === 3000 && this._tokenExpired && this.tokenProvider && !this._expiredRetry) {
+      this._expiredRetry = true;
+      this._setState("connecting");
+      this._freshToken().then((token) => {
+        if (this._stopped || this.socket) return;
+        if (token) return this.connect();
+        this._setState("closed");
+        this.emit("fatal", { code, reason });
+      });
+      return;
+    }
     if (FINAL_CLOSE_CODES.has(code)) {
       this._setState("closed");
       this.emit("fatal", { code, reason });
