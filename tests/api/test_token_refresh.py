@@ -150,10 +150,12 @@ async def test_a_yjs_peer_is_closed_at_exp_and_reconnects_with_a_fresh_token(
     assert frames[-1] == auth_denied_frame("token expired")
     assert time.time() * 1000 >= exp_ms(token) - 50
     # Stock y-websocket stops on 4401; the app gives it a fresh token and reconnects.
-    peer = await NodePeer.start(server, "trip-1", "alice", token=server.token("alice", ttl_s=4))
+    # (A longer life than SHORT_TTL_S: starting node may take seconds on a busy machine.)
+    peer_token = server.token("alice", ttl_s=2 * SHORT_TTL_S)
+    peer = await NodePeer.start(server, "trip-1", "alice", token=peer_token)
     try:
         await peer.synced()
-        terminal = await peer.wait(lambda e: e["event"] == "terminal", timeout=SHORT_TTL_S + 10)
+        terminal = await peer.wait(lambda e: e["event"] == "terminal", timeout=3 * SHORT_TTL_S)
         assert terminal["code"] == 4401
         mark = peer.mark()
         await peer.send({"cmd": "token", "token": server.token("alice")})

@@ -17,7 +17,7 @@ import jwt
 
 from tests.web.conftest import Web
 
-SHORT_TTL_S = 4
+SHORT_TTL_S = 5  # exp is a whole second: 4-5 s left
 
 # Resolves once a server heartbeat stamped 0.5 s after the first token's exp
 # arrived on a socket that has refreshed (or reconnected); rejects after 20 s.
@@ -57,10 +57,10 @@ SCRIPT = """async ([short, fresh, expMs, failFirst]) => {
 
 def run(web: Web, *, fail_first: bool) -> dict[str, Any]:
     server = web.server
-    short = server.token("alice", ttl_s=SHORT_TTL_S)
-    exp_ms = int(jwt.decode(short, options={"verify_signature": False})["exp"]) * 1000
     page = web.watch(web.context().new_page())
     page.goto("/health")  # any page of the server's origin can import the module
+    short = server.token("alice", ttl_s=SHORT_TTL_S)  # minted last: its seconds are for the test
+    exp_ms = int(jwt.decode(short, options={"verify_signature": False})["exp"]) * 1000
     result: dict[str, Any] = page.evaluate(
         SCRIPT, [short, server.token("alice"), exp_ms, fail_first]
     )
