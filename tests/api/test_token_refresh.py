@@ -18,7 +18,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from api.client import SyncClient
+from api.client import AuthenticationFailed, SyncClient
 from sync.wire import iso_ms, parse_iso_ms
 from sync.ysync import auth_denied_frame
 from tests.api.test_trips import OUTCOMES, create_trip, get_trip, join, update
@@ -240,3 +240,25 @@ async def test_the_python_client_reconnects_with_a_fresh_token_after_expiry(
             assert await client.ping() > 0
     finally:
         await client.close()
+
+
+async def test_the_python_client_replaces_a_token_refused_as_expired(server: ServerProcess) -> None:
+    stale = server.authority.mint("alice", now_s=time.time() - 120, ttl_s=60)
+
+    async def token_provider() -> str:
+        return server.token("alice")
+
+    client = SyncClient(server.ws, stale, token_provider=token_provider)
+    try:
+        async with asyncio.timeout(10):
+            await client.connect()
+        assert client.user_id == "alice"
+    finally:
+        await client.close()
+    # Without a provider the refusal ends the client, as before.
+    plain = SyncClient(server.ws, stale)
+    with pytest.raises(AuthenticationFailed) as refused:
+        async with asyncio.timeout(10):
+            await plain.connect()
+    assert refused.value.code == "TOKEN_EXPIRED"
+    await plain.close()
