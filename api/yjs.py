@@ -222,6 +222,8 @@ class YjsConnection:
 
     def _expire(self) -> None:
         self.log.info("token expired; closing")
+        metrics = self.feature.services.metrics
+        metrics.count(metrics.auth_failures, "TOKEN_EXPIRED")
         self.close(CLOSE_UNAUTHORIZED, "token expired", auth_denied_frame("token expired"))
 
     async def _keepalive(self) -> None:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import jwt
 import pytest
 from websockets.asyncio.client import connect
@@ -35,6 +36,11 @@ SHORT_TTL_S = 4  # exp is a whole second: 3-4 s left, enough to connect on a bus
 def exp_ms(token: str) -> int:
     claims = jwt.decode(token, options={"verify_signature": False})
     return int(claims["exp"]) * 1000
+
+
+async def metrics_text(server: ServerProcess) -> str:
+    async with httpx.AsyncClient(base_url=server.http) as http:
+        return (await http.get("/metrics")).text
 
 
 def refresh(token: str, message_id: str = "r-1") -> dict[str, Any]:
@@ -75,6 +81,7 @@ async def test_a_short_token_is_warned_then_closed_at_exp(server: ServerProcess)
     assert await client.closed() == 3000
     assert not [m for m in client.seen if m.get("type") in (*OUTCOMES, "error")]
     assert (await get_trip(server))["fields"]["destination"] == "Paris"
+    assert 'tripsage_auth_failures_total{code="TOKEN_EXPIRED"} 1.0' in await metrics_text(server)
 
 
 async def test_a_refresh_keeps_the_connection_past_the_first_exp(
@@ -148,6 +155,7 @@ async def test_a_yjs_peer_is_closed_at_exp_and_reconnects_with_a_fresh_token(
     frames, code = await asyncio.wait_for(frames_until_close(raw), SHORT_TTL_S + 10)
     assert code == 4401
     assert frames[-1] == auth_denied_frame("token expired")
+    assert 'tripsage_auth_failures_total{code="TOKEN_EXPIRED"} 1.0' in await metrics_text(server)
     assert time.time() * 1000 >= exp_ms(token) - 50
     # Stock y-websocket stops on 4401; the app gives it a fresh token and reconnects.
     # (A longer life than SHORT_TTL_S: starting node may take seconds on a busy machine.)
