@@ -757,6 +757,12 @@ class SyncClient:
             self._notify()
 
     async def _heartbeats(self) -> None:
+        if self._heartbeat_s is None:
+            # The server's interval comes in connection_established, right after the auth
+            # reply: a first ping after the 25 s default would be late for a shorter one.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.open_timeout_s):
+                    await self.wait_until(lambda: self._heartbeat_s is not None)
         while True:
             interval = self._heartbeat_s or DEFAULT_HEARTBEAT_INTERVAL_S
             await asyncio.sleep(interval)  # a period, not a wait for an event

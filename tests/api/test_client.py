@@ -228,3 +228,21 @@ async def test_watch_prints_changes(server: ServerProcess) -> None:
         finally:
             watch.terminate()
             await watch.wait()
+
+
+async def test_client_pings_at_the_servers_heartbeat_interval(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    """A server heartbeat shorter than the default: the client learns it before its first
+    ping, measures latency, and is never closed as idle (two silent intervals)."""
+    server = server_factory(heartbeat_interval_s=1)
+    client = SyncClient(server.ws, server.token("alice"), session_id="s-alice")
+    async with asyncio.timeout(TIMEOUT_S):
+        await client.connect()
+        connection_id = client.connection_id
+        # Several server intervals pass: latency is measured from the client's own pings.
+        await client.wait_until(lambda: len(client._latencies) >= 3)
+    assert client.connection_id == connection_id
+    assert client.metrics().reconnections == 0
+    assert client.state == "open"
+    await client.close()
