@@ -142,6 +142,9 @@ class ReplyStream:
     skipped: int = 0
     parts: list[str] = field(default_factory=list)
     pending: dict[int, Chunk] = field(default_factory=dict)
+    pending_chars: int = 0
+    # The arrival of the oldest held chunk (``None``: nothing is held).
+    held_since_ms: int | None = None
 
     @property
     def content(self) -> str:
@@ -159,20 +162,34 @@ class ReplyStream:
 
     def deadline_ms(self, window_ms: int) -> int | None:
         """When the oldest held chunk has waited the reorder window (Rule 4)."""
-        if not self.pending or self.completed:
+        if self.held_since_ms is None or self.completed:
             return None
-        return min(c.received_ms for c in self.pending.values()) + window_ms
+        return self.held_since_ms + window_ms
+
+    def hold(self, chunk: Chunk) -> None:
+        self.pending[chunk.index] = chunk
+        self.pending_chars += len(chunk.content)
+        if self.held_since_ms is None or chunk.received_ms < self.held_since_ms:
+            self.held_since_ms = chunk.received_ms
+
+    def drop_held(self) -> None:
+        self.pending.clear()
+        self.pending_chars = 0
+        self.held_since_ms = None
 
     def release(self, now_ms: int, window_ms: int) -> list[Chunk]:
         """Rules 3 and 4: the chunks deliverable at ``now_ms``, in order."""
         released: list[Chunk] = []
         while self.pending:
             if self.started and self.next_index in self.pending:
-                released.append(self.pending.pop(self.next_index))
+                chunk = self.pending.pop(self.next_index)
+                self.pending_chars -= len(chunk.content)
+                released.append(chunk)
                 self.next_index += 1
                 continue
-            expired = [i for i, c in self.pending.items() if c.received_ms + window_ms <= now_ms]
-            if not expired:
+            if released or self.held_since_ms is None:  # the oldest may have gone out
+                self.held_since_ms = min(c.received_ms for c in self.pending.values())
+            if self.held_since_ms + window_ms > now_ms:
                 break
             # Skip the gap: every held chunk up to the expired ones goes out in order.
             lowest = min(self.pending)
@@ -188,6 +205,8 @@ class ReplyStream:
                 logger.info("reply %s: no chunk 0 or 1; starts at %d", self.message_id, lowest)
             self.started = True
             self.next_index = lowest
+        if not self.pending:
+            self.held_since_ms = None
         for chunk in released:
             self.parts.append(chunk.content)
             self.released_chars += len(chunk.content)
@@ -256,8 +275,7 @@ class StreamTable:
                 raise _invalid_index("a different chunk was already marked isComplete", index)
             if any(buffered > index for buffered in stream.pending):
                 raise _invalid_index("chunks after the one marked isComplete", index)
-        pending_chars = sum(len(c.content) for c in stream.pending.values())
-        if stream.released_chars + pending_chars + len(content) > MAX_REPLY_CHARS:
+        if stream.released_chars + stream.pending_chars + len(content) > MAX_REPLY_CHARS:
             raise InvalidMessage(
                 f"Reply longer than {MAX_REPLY_CHARS} characters",
                 details={"field": "payload.content", "limit": MAX_REPLY_CHARS},
@@ -269,7 +287,7 @@ class StreamTable:
             stream.started = True  # Rule 1
             stream.next_index = index
         before = stream.deadline_ms(self.reorder_window_ms)
-        stream.pending[index] = Chunk(message_id, index, content, is_complete, now_ms)
+        stream.hold(Chunk(message_id, index, content, is_complete, now_ms))
         released = stream.release(now_ms, self.reorder_window_ms)
         return ChunkResult(released=tuple(released), deadline_ms=self._rearm(stream, before))
 
@@ -321,7 +339,7 @@ class StreamTable:
             logger.info(
                 "reply %s completed with %d chunk(s) held back", message_id, len(stream.pending)
             )
-        stream.pending.clear()
+        stream.drop_held()
         self._completed[message_id] = None
         while len(self._completed) > MAX_REMEMBERED_COMPLETIONS:
             self._completed.popitem(last=False)
