@@ -8,7 +8,10 @@ read by :func:`parse_client_message`, which validates the envelope of "Base
 Message Structure" and the payload of its ``type`` in one pass through a
 discriminated union, so an invalid message cannot be constructed. A failure is
 turned into :class:`~sync.errors.InvalidMessage` whose ``details`` name the
-field, the expected type and what was received (the spec's ``error`` event).
+field, the expected type and what was received (the spec's ``error`` event),
+and the message's ``id`` as ``messageId`` when it has one. The items of a
+``batch`` are any JSON values, each judged by :func:`parse_client_value` as
+if it had come alone.
 
 Server events are :class:`ServerEvent` envelopes (``id``, ``type``,
 ``timestamp`` in UTC with milliseconds, optional ``sessionId``, ``payload``),
