@@ -204,8 +204,10 @@ async def test_a_gap_is_skipped_after_the_reorder_window(
     alice = await connect(server, "alice", "s-1")
     agent = await connect_agent(server)
     parts = ["Paris ", "in ", "spring ", "is ", "lovely."]
-    for index in [0, 2, 4, 3]:  # chunk 1 is lost on the agent's side
-        await agent.send(chunk("s-1", "reply-gap", index, parts[index], index == 4))
+    # Chunk 1 is lost on the agent's side. One frame, so that a slow machine
+    # cannot make 3 later than 4's window.
+    frames = [chunk("s-1", "reply-gap", i, parts[i], i == 4) for i in [0, 2, 4, 3]]
+    await agent.send({"type": "batch", "payload": {"messages": frames}})
     got = await collect(alice, "chat_message_chunk", 4)
     assert [c["payload"]["chunkIndex"] for c in got] == [0, 2, 3, 4]
     assert "".join(c["payload"]["content"] for c in got) == "Paris spring is lovely."
