@@ -27,9 +27,9 @@ admins never claim a session by connecting to it.
 (reordered, deduplicated) to ``chat:{sessionId}``. A stream starts at its
 first chunk numbered 0 or 1; a chunk held for a missing earlier one waits at
 most ``chat_chunk_reorder_window_s``: the table returns that deadline as an
-intent and the feature's one timer task (below) releases the chunks then. ``chat_message_complete``
-stores ``finalContent`` and ``metadata`` as the assistant message, then
-publishes the completion (with ``seq``). Tool and status events go to
+intent and the feature's one timer task (below) releases the chunks then.
+``chat_message_complete`` stores ``finalContent`` and ``metadata`` as the
+assistant message, then publishes the completion (with ``seq``). Tool and status events go to
 ``chat:{sessionId}``, ``agent-status:{sessionId}`` and ``agent:{ownerId}``
 (and ``agent:{userId}`` of the envelope), each connection once.
 
