@@ -24,9 +24,12 @@ path). A user token cannot publish them (PERMISSION_DENIED). Agents and
 admins never claim a session by connecting to it.
 
 *Streams.* ``chat_message_chunk`` goes through :class:`sync.chat.StreamTable`
-(reordered, deduplicated) to ``chat:{sessionId}``. ``chat_message_complete``
-stores ``finalContent`` and ``metadata`` as the assistant message, then
-publishes the completion (with ``seq``). Tool and status events go to
+(reordered, deduplicated) to ``chat:{sessionId}``. A stream starts at its
+first chunk numbered 0 or 1; a chunk held for a missing earlier one waits at
+most ``chat_chunk_reorder_window_s``: the table returns that deadline as an
+intent and the feature's one timer task (below) releases the chunks then.
+``chat_message_complete`` stores ``finalContent`` and ``metadata`` as the
+assistant message, then publishes the completion (with ``seq``). Tool and status events go to
 ``chat:{sessionId}``, ``agent-status:{sessionId}`` and ``agent:{ownerId}``
 (and ``agent:{userId}`` of the envelope), each connection once.
 
@@ -42,10 +45,16 @@ higher ``chunkIndex``. An agent-status connection gets the session's latest
 ``agent_status_update``. Messages stored but not yet published when the
 client joins are left out of the replay: they arrive live.
 
-*Typing.* Starts and stops are relayed to the session's other users with the
-identity of the token; :class:`sync.chat.TypingTable` ends an indicator after
-``typing_timeout_s`` (a timer task), and a user's last chat connection to the
-session closing ends it too.
+*Typing.* Starts and stops (``user_typing``, the spec's batch example, is a
+start) are relayed to the session's other users with the identity of the
+token; :class:`sync.chat.TypingTable` ends an indicator after
+``typing_timeout_s``, and a user's last chat connection to the session
+closing ends it too.
+
+*Timers.* One task for the feature sleeps until the earliest deadline of
+both tables (typing indicators, held chunks) or the stalled-stream sweep; a
+new deadline earlier than the one it sleeps towards wakes it. No timer per
+chunk or per stream.
 
 Persist, then publish: nothing stored is announced before its commit.
 Message contents are never logged.
@@ -69,6 +78,7 @@ from storage.queries import ChatMessage
 from sync.channels import Channel, Principal
 from sync.chat import (
     CHAT_STREAM_EVENTS,
+    Chunk,
     StreamTable,
     TypingTable,
     agent_event_channels,
@@ -119,13 +129,18 @@ def _stored_extra(payload: ChatMessagePayload) -> dict[str, Any]:
 class ChatFeature:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.streams = StreamTable(idle_timeout_ms=int(settings.chat_stream_idle_timeout_s * 1000))
+        self.streams = StreamTable(
+            idle_timeout_ms=int(settings.chat_stream_idle_timeout_s * 1000),
+            reorder_window_ms=int(settings.chat_chunk_reorder_window_s * 1000),
+        )
         self.typing = TypingTable(timeout_ms=int(settings.typing_timeout_s * 1000))
         self._typing_names: dict[tuple[str, str], str] = {}
         # Message ids stored or being stored whose event is not published yet.
         self.pending: set[str] = set()
         self.last_status: OrderedDict[str, ServerEvent] = OrderedDict()
         self._wake = asyncio.Event()
+        # When the timer task wakes next by itself (wall clock, ms).
+        self._wake_at_ms = 0
         self._timer: asyncio.Task[None] | None = None
 
     # -- plug-in points ---------------------------------------------------------
@@ -334,9 +349,16 @@ class ChatFeature:
             now_ms(),
         )
         if result.duplicate:
-            logger.debug("duplicate chunk %d of %s dropped", payload.chunkIndex, payload.messageId)
+            logger.debug(
+                "late or duplicate chunk %d of %s dropped", payload.chunkIndex, payload.messageId
+            )
+        if result.deadline_ms is not None:
+            self._arm(result.deadline_ms)
+        return self._publish_chunks(session_id, result.released)
+
+    def _publish_chunks(self, session_id: str, chunks: Iterable[Chunk]) -> int:
         delivered = 0
-        for chunk in result.released:
+        for chunk in chunks:
             event = make_event(
                 "chat_message_chunk",
                 {
@@ -450,9 +472,10 @@ class ChatFeature:
                 self._announce_typing(session_id, principal.user_id, None, started=False)
             return
         self._typing_names[(session_id, principal.user_id)] = name
-        if self.typing.start(session_id, principal.user_id, now_ms()):
+        now = now_ms()
+        if self.typing.start(session_id, principal.user_id, now):
             self._announce_typing(session_id, principal.user_id, name, started=True)
-            self._wake.set()
+        self._arm(now + self.typing.timeout_ms)
 
     def _announce_typing(
         self, session_id: str, user_id: str, name: str | None, *, started: bool
@@ -586,13 +609,20 @@ class ChatFeature:
 
     # -- timers -------------------------------------------------------------------------
 
+    def _arm(self, deadline_ms: int) -> None:
+        """A table asks to be woken at ``deadline_ms``: wake the timer if it sleeps longer."""
+        if deadline_ms < self._wake_at_ms:
+            self._wake.set()
+
     async def _run_timers(self) -> None:
-        """End typing indicators at their deadline; forget stalled streams."""
+        """End typing indicators, release held chunks, forget stalled streams."""
         next_sweep = time.monotonic() + STREAM_SWEEP_INTERVAL_S
         while True:
             now = now_ms()
             for session_id, user_id in self.typing.expire(now):
                 self._announce_typing(session_id, user_id, None, started=False)
+            for stream, chunks in self.streams.release_due(now):
+                self._publish_chunks(stream.session_id, chunks)
             if time.monotonic() >= next_sweep:
                 next_sweep = time.monotonic() + STREAM_SWEEP_INTERVAL_S
                 for stream in self.streams.expire(now):
@@ -602,10 +632,13 @@ class ChatFeature:
                         stream.session_id,
                         stream.next_index,
                     )
-            wait_s = STREAM_SWEEP_INTERVAL_S
-            deadline = self.typing.next_deadline_ms()
-            if deadline is not None:
-                wait_s = min(wait_s, max(0.0, (deadline - now_ms()) / 1000))
+            wake_at = now + int(STREAM_SWEEP_INTERVAL_S * 1000)
+            for deadline in (self.typing.next_deadline_ms(), self.streams.next_deadline_ms()):
+                if deadline is not None:
+                    wake_at = min(wake_at, deadline)
+            self._wake_at_ms = wake_at
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait_s + 0.005)
+                await asyncio.wait_for(
+                    self._wake.wait(), max(0.0, (wake_at - now_ms()) / 1000) + 0.005
+                )

@@ -42,7 +42,12 @@ from sync.errors import (
     SyncError,
 )
 from sync.events import error_event
-from sync.wire import AGENT_EVENT_TYPES, ClientMessage, parse_client_message
+from sync.wire import (
+    AGENT_EVENT_TYPES,
+    ClientMessage,
+    parse_client_message,
+    parse_client_value,
+)
 
 if TYPE_CHECKING:
     from api.chat import ChatFeature
@@ -136,7 +141,7 @@ def chat_routes(feature: ChatFeature) -> list[BaseRoute]:
             )
         messages: list[ClientMessage] = []
         for item in items:
-            message = parse_client_message(item)
+            message = parse_client_value(item)
             if message.type not in PUBLISHABLE:
                 raise InvalidMessage(
                     f"'{message.type}' is not an agent event",

@@ -77,9 +77,11 @@ from sync.wire import (
     encode,
     iso_ms,
     make_event,
+    message_id_of,
     new_id,
     parse_auth_request,
     parse_client_message,
+    parse_client_value,
 )
 
 if TYPE_CHECKING:
@@ -482,8 +484,7 @@ class Connection:
             granted.append(name)
         for name in request.channels:
             try:
-                await self._subscribe_one(name)
-                granted.append(name)
+                granted.append(await self._subscribe_one(name))
             except SyncError as exc:
                 denied.append((name, exc))
         response = AuthResponse(
@@ -540,7 +541,7 @@ class Connection:
                 if not self.session.is_open:
                     return
                 try:
-                    inner = parse_client_message(item)
+                    inner = parse_client_value(item)
                     if inner.type == "batch":
                         raise InvalidMessage(
                             "Batches cannot be nested",
@@ -548,9 +549,7 @@ class Connection:
                         )
                 except InvalidMessage as exc:
                     metrics.received("invalid", 0)
-                    self.send_error(
-                        exc, in_reply_to=item.get("id") if isinstance(item.get("id"), str) else None
-                    )
+                    self.send_error(exc, in_reply_to=message_id_of(item))
                     continue
                 metrics.received(inner.type, 0)
                 await self._handle(inner)
@@ -628,10 +627,11 @@ class Connection:
         self.send(answer)
         self._wake.set()  # the timer's next deadline moved
 
-    async def _subscribe_one(self, name: str) -> None:
-        channel = Channel.parse(name)
-        if name in self.session.subscriptions:
-            return
+    async def _subscribe_one(self, name: str) -> str:
+        """Subscribe to ``name`` (an alias is resolved); the channel's name."""
+        channel = Channel.resolve(name, self.principal)
+        if channel.name in self.session.subscriptions:
+            return channel.name
         limited = self.hub.check(
             self.hub.subscription_limiter, self.principal.user_id, "channel subscriptions per user"
         )
@@ -642,6 +642,7 @@ class Connection:
         self.hub.subscribe(self, channel.name)
         trip = {"trip": channel.key} if channel.namespace == "trip" else {}
         self.log.info("subscribed to %s", channel.name, extra={"channel": channel.name, **trip})
+        return channel.name
 
     async def _subscribe(self, names: list[str], unsubscribe: list[str]) -> None:
         subscribed: list[str] = []
@@ -649,20 +650,23 @@ class Connection:
         errors: list[SyncError] = []
         for name in names:
             try:
-                await self._subscribe_one(name)
-                subscribed.append(name)
+                subscribed.append(await self._subscribe_one(name))
             except SyncError as exc:
                 denied.append({"channel": name, "code": exc.code})
                 errors.append(exc)
-        removed = []
+        removed, absent = [], []
         for name in unsubscribe:
-            if name in self.session.subscriptions:
-                self.hub.unsubscribe(self, name)
-                removed.append(name)
+            target = Channel.resolve_name(name, self.principal)
+            if target in self.session.subscriptions:
+                self.hub.unsubscribe(self, target)
+                removed.append(target)
+            else:  # reported, not silently ignored ("old-channel" in the spec)
+                absent.append(name)
         payload = SubscriptionUpdatePayload(
             subscribedChannels=sorted(self.session.subscriptions),
             unsubscribedChannels=removed,
             deniedChannels=denied,
+            notSubscribedChannels=absent,
             success=not denied,
         )
         self.send(

@@ -55,6 +55,7 @@ class Settings:
     typing_timeout_s: float = 6.0
     chat_replay_max_messages: int = 200
     chat_stream_idle_timeout_s: float = 300.0
+    chat_chunk_reorder_window_s: float = 2.0
     shutdown_grace_s: float = 5.0
     reconnect_after_s: float = 5.0
     manual_fields: tuple[str, ...] = ("budget",)
@@ -102,6 +103,8 @@ class Settings:
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be positive")
+        if not 0 <= self.chat_chunk_reorder_window_s <= 60:
+            raise SettingsError(f"{ENV_PREFIX}CHAT_CHUNK_REORDER_WINDOW_S must be 0 to 60")
         if self.jwt_secret is not None and len(self.jwt_secret.encode()) < MIN_SECRET_BYTES:
             raise SettingsError(
                 f"TRIPSAGE_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes (RFC 7518 3.2)"
@@ -175,6 +178,8 @@ DOCS: Final[dict[str, str]] = {
     "typing_timeout_s": "Seconds a typing indicator lasts without a chat_typing_stop",
     "chat_replay_max_messages": "Missed chat messages replayed on reconnect (older: over HTTP)",
     "chat_stream_idle_timeout_s": "Seconds a streamed reply may stall before it is dropped",
+    "chat_chunk_reorder_window_s": "Seconds a streamed chunk may wait for a missing earlier one"
+    " (then the gap is skipped; 0 = never wait)",
     "shutdown_grace_s": "Seconds clients get to drain on shutdown (sent as gracePeriod)",
     "reconnect_after_s": "reconnectAfter sent in connection_close on shutdown",
     "manual_fields": "Trip fields that need manual conflict resolution by default",

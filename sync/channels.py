@@ -3,6 +3,8 @@
 ``websocket-api.md`` "Channel Subscription". A channel is ``namespace:key``
 (or the bare ``global``). Namespaces: ``chat:{sessionId}``,
 ``agent:{userId}``, ``trip:{tripId}``, ``user:{userId}``, ``global``.
+``user_specific`` (the channel the spec's ``WebSocketManager`` subscribes
+to) is an alias: :meth:`Channel.resolve` reads it as ``user:{you}``.
 
 Deciding needs facts the core cannot look up (who owns a chat session, who
 collaborates on a trip); the I/O shell gathers them into :class:`Facts` and
@@ -22,6 +24,7 @@ from typing import Final, Literal
 from sync.errors import ChannelNotFound, InvalidMessage, PermissionDenied
 
 __all__ = [
+    "CHANNEL_ALIASES",
     "NAMESPACES",
     "Channel",
     "Facts",
@@ -34,6 +37,8 @@ Role = Literal["user", "agent", "admin"]
 Namespace = Literal["chat", "agent", "trip", "user", "global"]
 NAMESPACES: Final[frozenset[str]] = frozenset({"chat", "agent", "trip", "user", "global"})
 _KEY: Final = re.compile(r"^[A-Za-z0-9_.@+=-]{1,128}$")
+# Names that stand for a channel of the principal's own: alias -> namespace.
+CHANNEL_ALIASES: Final[dict[str, Namespace]] = {"user_specific": "user"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +81,20 @@ class Channel:
                 details={"field": "channels", "expected": "namespace:id", "received": name[:128]},
             )
         return cls(namespace, key)  # type: ignore[arg-type]
+
+    @classmethod
+    def resolve(cls, name: str, principal: Principal) -> Channel:
+        """:meth:`parse`, with the aliases (``user_specific``) read for ``principal``."""
+        namespace = CHANNEL_ALIASES.get(name)
+        if namespace is not None:
+            return cls(namespace, principal.user_id)
+        return cls.parse(name)
+
+    @staticmethod
+    def resolve_name(name: str, principal: Principal) -> str:
+        """The channel name ``name`` stands for (aliases resolved, nothing checked)."""
+        namespace = CHANNEL_ALIASES.get(name)
+        return f"{namespace}:{principal.user_id}" if namespace is not None else name
 
 
 @dataclass(frozen=True, slots=True)

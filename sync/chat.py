@@ -7,26 +7,40 @@
 Theory of operation
 -------------------
 :class:`StreamTable` holds one :class:`ReplyStream` per ``messageId`` of an
-assistant reply an agent is streaming. Chunks carry ``chunkIndex`` 0, 1, 2...
-(the first chunk of a reply is index :data:`FIRST_CHUNK_INDEX`); concurrency
-in the agent or a retried HTTP request can reorder or repeat them.
+assistant reply an agent is streaming. Agents number chunks from 0 or from 1
+(the spec's example starts at ``chunkIndex`` 1); concurrency in the agent or
+a retried HTTP request can reorder or repeat them.
 :meth:`StreamTable.receive_chunk` returns the chunks that are deliverable now,
-in index order, so subscribers see every index once and without gaps:
+in index order, so subscribers see every index at most once, in order:
 
-- Rule 1: an index below ``next_index``, one already buffered, or any chunk
-  of a reply already completed is a duplicate: dropped, nothing released.
-- Rule 2: ``index == next_index`` releases that chunk and the run of buffered
-  chunks that follows it.
-- Rule 3: ``next_index < index <= next_index + MAX_PENDING_CHUNKS`` is
-  buffered until the gap before it fills.
-- Rule 4: further ahead, past the chunk marked ``isComplete``, a second,
-  different last chunk, or a reply longer than ``MAX_REPLY_CHARS`` is
-  :class:`~sync.errors.InvalidMessage`; the stream is left unchanged.
+- Rule 1 (start): the first chunk numbered 0 or 1 to arrive starts the
+  stream at its index (:data:`FIRST_CHUNK_INDEXES`). Chunks numbered higher
+  that arrive before it are held.
+- Rule 2 (late): an index below ``next_index``, one already held, or any
+  chunk of a reply already completed is a duplicate or too late: dropped,
+  nothing released.
+- Rule 3 (in order): ``index == next_index`` releases that chunk and the run
+  of held chunks that follows it.
+- Rule 4 (gap): ``next_index < index <= next_index + MAX_PENDING_CHUNKS`` is
+  held until the gap before it fills, but no chunk is held longer than the
+  reorder window: once the oldest held chunk has waited ``reorder_window_ms``,
+  the missing indexes before it are skipped (a stream that never got its
+  0 or 1 starts at its lowest held chunk) and delivery goes on in order.
+  A skipped chunk arriving afterwards is late (Rule 2).
+- Rule 5 (refused): further ahead, past the chunk marked ``isComplete``, a
+  second, different last chunk, or a reply longer than ``MAX_REPLY_CHARS``
+  is :class:`~sync.errors.InvalidMessage`; the stream is left unchanged.
+
+Timers are intents: a :class:`ChunkResult` whose stream holds chunks carries
+``deadline_ms``, the time by which the shell must call
+:meth:`StreamTable.release_due` (which releases what the window let go and
+hands back later deadlines through :meth:`StreamTable.next_deadline_ms`).
+One timer for the whole table is enough; every method takes ``now_ms``.
 
 :meth:`StreamTable.complete` marks the reply completed (late chunks become
-duplicates) and hands back the stream; its buffered chunks behind a gap are
-never released: ``finalContent`` supersedes them. The shell stores the reply,
-publishes ``chat_message_complete`` and then calls :meth:`StreamTable.discard`.
+duplicates) and hands back the stream; its held chunks are never released:
+``finalContent`` supersedes them. The shell stores the reply, publishes
+``chat_message_complete`` and then calls :meth:`StreamTable.discard`.
 Until then :meth:`StreamTable.in_progress` still lists the reply, so a
 connection joining meanwhile gets the content so far and then the completion.
 Completed ids are remembered (bounded, oldest forgotten first).
@@ -40,6 +54,7 @@ ends it. Only changes are reported, so repeated starts are not re-broadcast.
 
 from __future__ import annotations
 
+import heapq
 import json
 import logging
 from collections import OrderedDict
@@ -51,7 +66,8 @@ from sync.wire import AGENT_EVENT_TYPES, iso_ms
 
 __all__ = [
     "CHAT_STREAM_EVENTS",
-    "FIRST_CHUNK_INDEX",
+    "DEFAULT_REORDER_WINDOW_MS",
+    "FIRST_CHUNK_INDEXES",
     "MAX_PENDING_CHUNKS",
     "MAX_REPLY_CHARS",
     "STATUS_EVENTS",
@@ -66,7 +82,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-FIRST_CHUNK_INDEX: Final = 0
+# Agents number a reply's chunks from 0 or (as the spec's example) from 1.
+FIRST_CHUNK_INDEXES: Final = (0, 1)
+# How long a chunk may be held waiting for the gap before it to fill.
+DEFAULT_REORDER_WINDOW_MS: Final = 2000
 # Chunks buffered ahead of a gap, per reply.
 MAX_PENDING_CHUNKS: Final = 1024
 # The longest reply (same bound as ``finalContent`` in sync/wire.py).
@@ -88,14 +107,20 @@ class Chunk:
     index: int
     content: str
     is_complete: bool
+    received_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class ChunkResult:
-    """What :meth:`StreamTable.receive_chunk` decided: chunks to publish, in order."""
+    """What :meth:`StreamTable.receive_chunk` decided: chunks to publish, in order.
+
+    ``deadline_ms`` (an intent): the stream holds chunks; call
+    :meth:`StreamTable.release_due` at that time at the latest.
+    """
 
     released: tuple[Chunk, ...] = ()
     duplicate: bool = False
+    deadline_ms: int | None = None
 
     @property
     def buffered(self) -> bool:
@@ -108,12 +133,18 @@ class ReplyStream:
     session_id: str
     started_ms: int
     updated_ms: int
-    next_index: int = FIRST_CHUNK_INDEX
+    # Until the first chunk numbered 0 or 1 arrives (Rule 1), nothing is released.
+    started: bool = False
+    next_index: int = 0
     last_index: int | None = None
     completed: bool = False
     released_chars: int = 0
+    skipped: int = 0
     parts: list[str] = field(default_factory=list)
     pending: dict[int, Chunk] = field(default_factory=dict)
+    pending_chars: int = 0
+    # The arrival of the oldest held chunk (``None``: nothing is held).
+    held_since_ms: int | None = None
 
     @property
     def content(self) -> str:
@@ -129,14 +160,71 @@ class ReplyStream:
         """The chunk marked ``isComplete`` and every one before it were released."""
         return self.last_index is not None and self.next_index > self.last_index
 
+    def deadline_ms(self, window_ms: int) -> int | None:
+        """When the oldest held chunk has waited the reorder window (Rule 4)."""
+        if self.held_since_ms is None or self.completed:
+            return None
+        return self.held_since_ms + window_ms
+
+    def hold(self, chunk: Chunk) -> None:
+        self.pending[chunk.index] = chunk
+        self.pending_chars += len(chunk.content)
+        if self.held_since_ms is None or chunk.received_ms < self.held_since_ms:
+            self.held_since_ms = chunk.received_ms
+
+    def drop_held(self) -> None:
+        self.pending.clear()
+        self.pending_chars = 0
+        self.held_since_ms = None
+
+    def release(self, now_ms: int, window_ms: int) -> list[Chunk]:
+        """Rules 3 and 4: the chunks deliverable at ``now_ms``, in order."""
+        released: list[Chunk] = []
+        while self.pending:
+            if self.started and self.next_index in self.pending:
+                chunk = self.pending.pop(self.next_index)
+                self.pending_chars -= len(chunk.content)
+                released.append(chunk)
+                self.next_index += 1
+                continue
+            if released or self.held_since_ms is None:  # the oldest may have gone out
+                self.held_since_ms = min(c.received_ms for c in self.pending.values())
+            if self.held_since_ms + window_ms > now_ms:
+                break
+            # Skip the gap: every held chunk up to the expired ones goes out in order.
+            lowest = min(self.pending)
+            if self.started:
+                self.skipped += lowest - self.next_index
+                logger.info(
+                    "reply %s: chunk(s) %d..%d skipped after the reorder window",
+                    self.message_id,
+                    self.next_index,
+                    lowest - 1,
+                )
+            else:
+                logger.info("reply %s: no chunk 0 or 1; starts at %d", self.message_id, lowest)
+            self.started = True
+            self.next_index = lowest
+        if not self.pending:
+            self.held_since_ms = None
+        for chunk in released:
+            self.parts.append(chunk.content)
+            self.released_chars += len(chunk.content)
+        return released
+
 
 class StreamTable:
     """Replies being streamed, keyed by ``messageId``; see the module docstring."""
 
-    def __init__(self, *, idle_timeout_ms: int) -> None:
+    def __init__(
+        self, *, idle_timeout_ms: int, reorder_window_ms: int = DEFAULT_REORDER_WINDOW_MS
+    ) -> None:
         self.idle_timeout_ms = idle_timeout_ms
+        self.reorder_window_ms = reorder_window_ms
         self.streams: dict[str, ReplyStream] = {}
         self._completed: OrderedDict[str, None] = OrderedDict()
+        # (deadline, messageId) of streams holding chunks; stale entries are skipped.
+        self._deadlines: list[tuple[int, str]] = []
 
     def __len__(self) -> int:
         return len(self.streams)
@@ -169,17 +257,17 @@ class StreamTable:
         now_ms: int,
     ) -> ChunkResult:
         if message_id in self._completed:
-            return ChunkResult(duplicate=True)  # Rule 1
+            return ChunkResult(duplicate=True)  # Rule 2
         existing = self.streams.get(message_id)
         if existing is not None and existing.completed:
-            return ChunkResult(duplicate=True)  # Rule 1
+            return ChunkResult(duplicate=True)  # Rule 2
         if existing is None:
             # Validate before creating, so a refused chunk leaves no empty stream behind.
-            _check_window(FIRST_CHUNK_INDEX, index)
+            _check_window(0, index)
         stream = self._stream(session_id, message_id, now_ms)
         if index < stream.next_index or index in stream.pending:
-            return ChunkResult(duplicate=True)  # Rule 1
-        _check_window(stream.next_index, index)  # Rule 4
+            return ChunkResult(duplicate=True)  # Rule 2
+        _check_window(stream.next_index, index)  # Rule 5
         if stream.last_index is not None and index > stream.last_index:
             raise _invalid_index("chunkIndex is after the last chunk", index)
         if is_complete:
@@ -187,8 +275,7 @@ class StreamTable:
                 raise _invalid_index("a different chunk was already marked isComplete", index)
             if any(buffered > index for buffered in stream.pending):
                 raise _invalid_index("chunks after the one marked isComplete", index)
-        pending_chars = sum(len(c.content) for c in stream.pending.values())
-        if stream.released_chars + pending_chars + len(content) > MAX_REPLY_CHARS:
+        if stream.released_chars + stream.pending_chars + len(content) > MAX_REPLY_CHARS:
             raise InvalidMessage(
                 f"Reply longer than {MAX_REPLY_CHARS} characters",
                 details={"field": "payload.content", "limit": MAX_REPLY_CHARS},
@@ -196,19 +283,43 @@ class StreamTable:
         stream.updated_ms = now_ms
         if is_complete:
             stream.last_index = index
-        chunk = Chunk(message_id, index, content, is_complete)
-        if index != stream.next_index:
-            stream.pending[index] = chunk  # Rule 3
-            return ChunkResult()
-        released = [chunk]  # Rule 2
-        stream.next_index += 1
-        while stream.next_index in stream.pending:
-            released.append(stream.pending.pop(stream.next_index))
-            stream.next_index += 1
-        for item in released:
-            stream.parts.append(item.content)
-            stream.released_chars += len(item.content)
-        return ChunkResult(released=tuple(released))
+        if not stream.started and index in FIRST_CHUNK_INDEXES:
+            stream.started = True  # Rule 1
+            stream.next_index = index
+        before = stream.deadline_ms(self.reorder_window_ms)
+        stream.hold(Chunk(message_id, index, content, is_complete, now_ms))
+        released = stream.release(now_ms, self.reorder_window_ms)
+        return ChunkResult(released=tuple(released), deadline_ms=self._rearm(stream, before))
+
+    def _rearm(self, stream: ReplyStream, before: int | None) -> int | None:
+        deadline = stream.deadline_ms(self.reorder_window_ms)
+        if deadline is not None and deadline != before:
+            heapq.heappush(self._deadlines, (deadline, stream.message_id))
+        return deadline
+
+    def release_due(self, now_ms: int) -> list[tuple[ReplyStream, list[Chunk]]]:
+        """Chunks whose reorder window ran out by ``now_ms``, per stream, in order."""
+        out: list[tuple[ReplyStream, list[Chunk]]] = []
+        while self._deadlines and self._deadlines[0][0] <= now_ms:
+            deadline, message_id = heapq.heappop(self._deadlines)
+            stream = self.streams.get(message_id)
+            if stream is None or stream.deadline_ms(self.reorder_window_ms) != deadline:
+                continue  # stale: released, completed or expired meanwhile
+            released = stream.release(now_ms, self.reorder_window_ms)
+            self._rearm(stream, None)
+            if released:
+                out.append((stream, released))
+        return out
+
+    def next_deadline_ms(self) -> int | None:
+        """When :meth:`release_due` has work next (``None``: nothing is held)."""
+        while self._deadlines:
+            deadline, message_id = self._deadlines[0]
+            stream = self.streams.get(message_id)
+            if stream is not None and stream.deadline_ms(self.reorder_window_ms) == deadline:
+                return deadline
+            heapq.heappop(self._deadlines)
+        return None
 
     def complete(self, session_id: str, message_id: str, now_ms: int) -> ReplyStream | None:
         """Mark the reply completed; ``None`` when it already was (a duplicate).
@@ -226,9 +337,9 @@ class StreamTable:
         stream.updated_ms = now_ms
         if stream.pending:
             logger.info(
-                "reply %s completed with %d chunk(s) behind a gap", message_id, len(stream.pending)
+                "reply %s completed with %d chunk(s) held back", message_id, len(stream.pending)
             )
-        stream.pending.clear()
+        stream.drop_held()
         self._completed[message_id] = None
         while len(self._completed) > MAX_REMEMBERED_COMPLETIONS:
             self._completed.popitem(last=False)

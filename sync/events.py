@@ -109,6 +109,8 @@ class SubscriptionUpdatePayload(_Payload):
     subscribedChannels: list[str]
     unsubscribedChannels: list[str] = []
     deniedChannels: list[dict[str, str]] = []
+    # Names in unsubscribeChannels this connection was not subscribed to.
+    notSubscribedChannels: list[str] = []
     success: bool
 
 

@@ -8,7 +8,10 @@ read by :func:`parse_client_message`, which validates the envelope of "Base
 Message Structure" and the payload of its ``type`` in one pass through a
 discriminated union, so an invalid message cannot be constructed. A failure is
 turned into :class:`~sync.errors.InvalidMessage` whose ``details`` name the
-field, the expected type and what was received (the spec's ``error`` event).
+field, the expected type and what was received (the spec's ``error`` event),
+and the message's ``id`` as ``messageId`` when it has one. The items of a
+``batch`` are any JSON values, each judged by :func:`parse_client_value` as
+if it had come alone.
 
 Server events are :class:`ServerEvent` envelopes (``id``, ``type``,
 ``timestamp`` in UTC with milliseconds, optional ``sessionId``, ``payload``),
@@ -47,9 +50,11 @@ __all__ = [
     "encode",
     "iso_ms",
     "make_event",
+    "message_id_of",
     "new_id",
     "parse_auth_request",
     "parse_client_message",
+    "parse_client_value",
     "parse_iso_ms",
 ]
 
@@ -206,7 +211,9 @@ class UnsubscribePayload(_Model):
 
 
 class BatchPayload(_Model):
-    messages: Annotated[list[dict[str, Any]], Field(max_length=MAX_BATCH_MESSAGES)]
+    # Any JSON values: each is validated on its own (parse_client_value), so one
+    # bad item gets the error it would get alone and the others still run.
+    messages: Annotated[list[Any], Field(max_length=MAX_BATCH_MESSAGES)]
 
 
 class SyncRequestPayload(TripRef):
@@ -512,10 +519,42 @@ def parse_auth_request(text: str | bytes) -> AuthRequest:
         raise _invalid(exc, AuthRequest) from None
 
 
+def message_id_of(value: Any) -> str | None:
+    """The ``id`` of a decoded client message, when it has a usable one.
+
+    Used to say which message an error answers (``details.messageId``); an id
+    that could not be sent back (too long, not a string, not encodable) is none.
+    """
+    message_id = value.get("id") if isinstance(value, dict) else None
+    if not isinstance(message_id, str) or not 0 < len(message_id) <= MAX_ID_CHARS:
+        return None
+    try:
+        message_id.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return message_id
+
+
 def parse_client_message(data: str | bytes | dict[str, Any]) -> _Envelope:
-    """Validate a client message (text frame or one element of a batch)."""
-    if not isinstance(data, dict):
-        data = _loads(data)
+    """Validate a client message (a text frame, or a decoded object)."""
+    return parse_client_value(_loads(data) if isinstance(data, str | bytes) else data)
+
+
+def parse_client_value(value: Any) -> _Envelope:
+    """Validate a decoded JSON value as a client message (e.g. an item of a batch).
+
+    The error of a message that has an id names it (``details.messageId``).
+    """
+    try:
+        return _parse_value(value)
+    except InvalidMessage as exc:
+        message_id = message_id_of(value)
+        if message_id is not None:
+            exc.details = {**(exc.details or {}), "messageId": message_id}
+        raise
+
+
+def _parse_value(data: Any) -> _Envelope:
     if not isinstance(data, dict):
         raise InvalidMessage(
             "Message must be a JSON object",

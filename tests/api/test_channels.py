@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
+from tests.api.chathelpers import assert_quiet, http
 from tests.conftest import ServerProcess
 from tests.wsclient import Client, open_client
 
@@ -47,6 +48,68 @@ async def test_subscribe_allowed_denied_unknown(server: ServerProcess) -> None:
     update = await client.recv_type("subscription_update")
     assert "global" not in update["payload"]["subscribedChannels"]
     assert update["payload"]["unsubscribedChannels"] == ["global"]
+    await client.close()
+
+
+async def test_the_specs_user_specific_channel_is_your_own_user_channel(
+    server: ServerProcess,
+) -> None:
+    # The spec's WebSocketManager authenticates with these channels.
+    client, auth, _ = await open_client(
+        server, "alice", "s-a", channels=["global", "user_specific"]
+    )
+    assert {"global", "user:alice"} <= set(auth["availableChannels"])
+    assert "user_specific" not in auth["availableChannels"]
+    await assert_quiet(client, "error")
+    await client.send({"type": "unsubscribe", "payload": {"channels": ["user_specific"]}})
+    update = (await client.recv_type("subscription_update"))["payload"]
+    assert update["unsubscribedChannels"] == ["user:alice"]
+    assert "user:alice" not in update["subscribedChannels"]
+    await client.send({"type": "subscribe", "payload": {"channels": ["user_specific"]}})
+    update = (await client.recv_type("subscription_update"))["payload"]
+    assert update["success"] is True
+    assert "user:alice" in update["subscribedChannels"]
+    # Messages to the user's channel arrive again.
+    sent = await http(
+        server,
+        "POST",
+        "/api/broadcast",
+        user="root",
+        role="admin",
+        json={
+            "type": "notification",
+            "payload": {"title": "t", "message": "m"},
+            "channel": "user:alice",
+        },
+    )
+    assert sent.json() == {"delivered": 1}
+    assert (await client.recv_type("notification"))["payload"]["title"] == "t"
+    await assert_quiet(client, "error")
+    await client.close()
+
+
+async def test_unsubscribing_what_was_never_subscribed_is_reported(server: ServerProcess) -> None:
+    client, _, _ = await open_client(server, "alice", "s-a")
+    # The spec's subscribe example, literally.
+    await client.send(
+        {
+            "type": "subscribe",
+            "payload": {
+                "channels": ["chat:s-a", "agent:alice"],
+                "unsubscribeChannels": ["old-channel"],
+            },
+        }
+    )
+    update = (await client.recv_type("subscription_update"))["payload"]
+    assert update["success"] is True
+    assert {"chat:s-a", "agent:alice"} <= set(update["subscribedChannels"])
+    assert update["unsubscribedChannels"] == []
+    assert update["notSubscribedChannels"] == ["old-channel"]
+    await client.send({"type": "unsubscribe", "payload": {"channels": ["agent:alice", "global"]}})
+    update = (await client.recv_type("subscription_update"))["payload"]
+    assert update["unsubscribedChannels"] == ["agent:alice"]
+    assert update["notSubscribedChannels"] == ["global"]
+    await assert_quiet(client, "error")
     await client.close()
 
 

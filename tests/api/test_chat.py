@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import pytest
 
@@ -133,6 +134,8 @@ async def test_fast_shuffled_stream_reaches_every_subscriber_in_order(
         window = order[start : start + 16]
         rng.shuffle(window)
         order[start : start + 16] = window
+    order.remove(0)
+    order.insert(0, 0)  # the first chunk to arrive sets the start (0 or 1)
     order += rng.sample(range(total), 40)
     frames = [chunk("s-fast", "fast", i, f"{i},", i == total - 1) for i in order]
     await agent.send({"type": "batch", "payload": {"messages": frames[:100]}})
@@ -150,6 +153,79 @@ async def test_fast_shuffled_stream_reaches_every_subscriber_in_order(
     error = await agent.recv_type("error")
     assert error["payload"]["code"] == "INVALID_MESSAGE_FORMAT"
     for client in (*subscribers, agent):
+        await client.close()
+
+
+async def test_a_stream_numbered_from_one_is_streamed_at_once(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    # A window far longer than the test's waits: nothing may be held for index 0.
+    server = server_factory(chat_chunk_reorder_window_s=60)
+    alice = await connect(server, "alice", "s-1")
+    agent = await connect_agent(server)
+    # The spec's example chunk: chunkIndex 1 is the first one.
+    await agent.send(chunk("s-1", "msg-123", 1, "I can help you find"))
+    first = await alice.recv_type("chat_message_chunk")
+    assert first["payload"] == {
+        "messageId": "msg-123",
+        "content": "I can help you find",
+        "isComplete": False,
+        "chunkIndex": 1,
+    }
+    for index, text in [(3, " trip!"), (2, " the best flights for your")]:
+        await agent.send(chunk("s-1", "msg-123", index, text, index == 3))
+    rest = await collect(alice, "chat_message_chunk", 2)
+    assert [c["payload"]["chunkIndex"] for c in rest] == [2, 3]
+    assert rest[-1]["payload"]["isComplete"] is True
+    # A late joiner gets the content so far, numbered like the stream.
+    late = await connect(server, "alice", "s-1", query="?lastMessageId=none")
+    assert (await late.recv_type("chat_resumed"))["payload"]["streaming"] == ["msg-123"]
+    catch_up = await late.recv_type("chat_message_chunk")
+    assert catch_up["payload"] == {
+        "messageId": "msg-123",
+        "content": "I can help you find the best flights for your trip!",
+        "isComplete": True,
+        "chunkIndex": 3,
+        "catchUp": True,
+    }
+    final = "I can help you find the best flights for your trip!"
+    await agent.send(event("chat_message_complete", "s-1", messageId="msg-123", finalContent=final))
+    for client in (alice, late):
+        complete = await client.recv_type("chat_message_complete")
+        assert complete["payload"]["finalContent"] == final
+    for client in (alice, late, agent):
+        await client.close()
+
+
+async def test_a_gap_is_skipped_after_the_reorder_window(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    server = server_factory(chat_chunk_reorder_window_s=0.3)
+    alice = await connect(server, "alice", "s-1")
+    agent = await connect_agent(server)
+    parts = ["Paris ", "in ", "spring ", "is ", "lovely."]
+    # Chunk 1 is lost on the agent's side. One frame, so that a slow machine
+    # cannot make 3 later than 4's window.
+    frames = [chunk("s-1", "reply-gap", i, parts[i], i == 4) for i in [0, 2, 4, 3]]
+    await agent.send({"type": "batch", "payload": {"messages": frames}})
+    got = await collect(alice, "chat_message_chunk", 4)
+    assert [c["payload"]["chunkIndex"] for c in got] == [0, 2, 3, 4]
+    assert "".join(c["payload"]["content"] for c in got) == "Paris spring is lovely."
+    # Chunk 1 arriving after the window is late: dropped, the order stays.
+    await agent.send(chunk("s-1", "reply-gap", 1, parts[1]))
+    await assert_quiet(alice, "chat_message_chunk")
+    late = await connect(server, "alice", "s-1")
+    catch_up = await late.recv_type("chat_message_chunk")
+    assert catch_up["payload"]["content"] == "Paris spring is lovely."
+    assert catch_up["payload"]["chunkIndex"] == 4
+    # The completion stays authoritative.
+    await agent.send(
+        event("chat_message_complete", "s-1", messageId="reply-gap", finalContent="".join(parts))
+    )
+    for client in (alice, late):
+        complete = await client.recv_type("chat_message_complete")
+        assert complete["payload"]["finalContent"] == "Paris in spring is lovely."
+    for client in (alice, late, agent):
         await client.close()
 
 

@@ -93,7 +93,7 @@ async def test_http_events_stream_a_reply(server: ServerProcess) -> None:
             "type": "chat_message_chunk",
             "payload": {"messageId": "r", "content": c, "chunkIndex": i, "isComplete": i == 2},
         }
-        for i, c in [(1, "b"), (0, "a"), (2, "c"), (1, "b")]
+        for i, c in [(0, "a"), (2, "c"), (1, "b"), (1, "b")]
     ]
     frames.append(
         {"type": "chat_message_complete", "payload": {"messageId": "r", "finalContent": "abc"}}
@@ -120,6 +120,37 @@ async def test_http_events_stream_a_reply(server: ServerProcess) -> None:
         server, "POST", "/api/sessions/nope/events", user=AGENT, role="agent", json=frames[0]
     )
     assert unknown.status_code == 404
+    await alice.close()
+
+
+async def test_http_events_stream_a_reply_numbered_from_one_and_skip_a_gap(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    server = server_factory(chat_chunk_reorder_window_s=0.3)
+    alice = await connect(server, "alice", "s-1")
+    path = "/api/sessions/s-1/events"
+
+    def frame(index: int, content: str, last: bool = False) -> dict[str, object]:
+        payload = {"messageId": "r1", "content": content, "chunkIndex": index, "isComplete": last}
+        return {"type": "chat_message_chunk", "payload": payload}
+
+    posted = await http(
+        server, "POST", path, user=AGENT, role="agent", json=[frame(1, "b"), frame(2, "c")]
+    )
+    assert posted.json() == {"accepted": 2, "delivered": 2}  # streamed at once, from 1
+    first = await collect(alice, "chat_message_chunk", 2)
+    assert [c["payload"]["chunkIndex"] for c in first] == [1, 2]
+    # Chunk 3 never comes: 4 is held for the window, then delivered.
+    held = await http(server, "POST", path, user=AGENT, role="agent", json=frame(4, "e", True))
+    assert held.json() == {"accepted": 1, "delivered": 0}
+    after_gap = await alice.recv_type("chat_message_chunk")
+    assert after_gap["payload"]["chunkIndex"] == 4
+    assert after_gap["payload"]["isComplete"] is True
+    done = {"type": "chat_message_complete", "payload": {"messageId": "r1", "finalContent": "bcde"}}
+    assert (
+        await http(server, "POST", path, user=AGENT, role="agent", json=done)
+    ).status_code == 200
+    assert (await alice.recv_type("chat_message_complete"))["payload"]["finalContent"] == "bcde"
     await alice.close()
 
 

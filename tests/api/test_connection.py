@@ -11,6 +11,7 @@ from typing import Any
 import jwt
 import pytest
 
+from tests.api.chathelpers import assert_quiet, http
 from tests.conftest import SECRET, ServerProcess
 from tests.wsclient import Client, open_client
 
@@ -224,6 +225,54 @@ async def test_batch_processed_in_order(server: ServerProcess) -> None:
     assert fourth["type"] == "error"
     assert fourth["payload"]["details"]["messageId"] == "m4"
     await client.close()
+
+
+async def test_the_specs_batch_example_is_answered_item_by_item(server: ServerProcess) -> None:
+    alice, _, _ = await open_client(server, "alice", "s-1")
+    shared = await http(server, "PUT", "/api/sessions/s-1/members/bob", user="alice")
+    assert shared.status_code == 200
+    bob, _, _ = await open_client(server, "bob", "s-1")
+    # The spec's "Batch Messages" example, literally, then what a client may get wrong.
+    spec_items: list[Any] = [
+        {
+            "id": "msg-1",
+            "type": "chat_message",
+            "timestamp": "2025-05-28T01:30:00.000Z",
+            "payload": {"content": "Hello"},
+        },
+        {
+            "id": "msg-2",
+            "type": "user_typing",
+            "timestamp": "2025-05-28T01:30:00.100Z",
+            "payload": {"userId": "user-456"},
+        },
+    ]
+    wrong: list[Any] = [
+        {"id": "msg-3", "type": "user_typed", "payload": {}},
+        "not an object",
+        {"id": "msg-5", "type": "chat_typing_stop", "payload": {}},
+    ]
+    await alice.send({"type": "batch", "payload": {"messages": spec_items + wrong}})
+    message = await bob.recv_type("chat_message")
+    assert (message["userId"], message["payload"]["content"]) == ("alice", "Hello")
+    # user_typing is the spec's name for chat_typing_start; identity from the token.
+    typing = await bob.recv_type("chat_typing_start")
+    assert typing["payload"] == {"userId": "alice", "username": "Alice"}
+    # Each bad item gets the error it would get alone, and the rest still runs.
+    unknown = await alice.recv_type("error")
+    invalid = await alice.recv_type("error")
+    assert (await bob.recv_type("chat_typing_stop"))["payload"] == {"userId": "alice"}
+    for bad, error in zip(wrong[:2], (unknown, invalid), strict=True):
+        await alice.send(bad if isinstance(bad, dict) else json.dumps(bad))
+        alone = await alice.recv_type("error")
+        assert alone["payload"] == error["payload"]
+        assert error["payload"]["code"] == "INVALID_MESSAGE_FORMAT"
+    assert unknown["payload"]["details"]["messageId"] == "msg-3"
+    assert unknown["payload"]["details"]["received"] == "user_typed"
+    assert "messageId" not in invalid["payload"]["details"]
+    await assert_quiet(alice, "error")
+    for client in (alice, bob):
+        await client.close()
 
 
 async def test_outgoing_batching_when_asked(server: ServerProcess) -> None:

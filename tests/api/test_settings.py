@@ -46,6 +46,7 @@ def test_environment_and_overrides() -> None:
         {"TRIPSAGE_JWT_SECRET": "short"},
         {"TRIPSAGE_TRUSTED_PROXIES": "not-an-ip"},
         {"TRIPSAGE_LOG_FORMAT": "xml"},
+        {"TRIPSAGE_CHAT_CHUNK_REORDER_WINDOW_S": "-1"},
     ],
 )
 def test_bad_values_are_refused(env: dict[str, str]) -> None:

@@ -23,6 +23,18 @@ def test_parse() -> None:
         Channel.parse("chat:has space")
 
 
+def test_user_specific_is_the_principals_own_user_channel() -> None:
+    odd = Principal("auth0|1234")  # a JWT subject the channel-name syntax would refuse
+    assert Channel.resolve("user_specific", ALICE) == Channel("user", "alice")
+    assert Channel.resolve("user_specific", odd).name == "user:auth0|1234"
+    assert Channel.resolve("trip:t-1", ALICE) == Channel.parse("trip:t-1")
+    assert Channel.resolve_name("user_specific", ALICE) == "user:alice"
+    assert Channel.resolve_name("old-channel", ALICE) == "old-channel"  # not checked
+    with pytest.raises(ChannelNotFound):
+        Channel.resolve("old-channel", ALICE)
+    authorize_read(ALICE, Channel.resolve("user_specific", ALICE), Facts())
+
+
 @pytest.mark.parametrize(
     ("principal", "name", "facts", "allowed"),
     [

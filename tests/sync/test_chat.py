@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sync.chat import (
+    DEFAULT_REORDER_WINDOW_MS,
     MAX_PENDING_CHUNKS,
     MAX_REPLY_CHARS,
     StreamTable,
@@ -18,9 +19,11 @@ from sync.chat import (
 )
 from sync.errors import InvalidMessage
 
+WINDOW_MS = 2000
 
-def table() -> StreamTable:
-    return StreamTable(idle_timeout_ms=1000)
+
+def table(window_ms: int = WINDOW_MS) -> StreamTable:
+    return StreamTable(idle_timeout_ms=1000, reorder_window_ms=window_ms)
 
 
 def indexes(result_chunks: tuple[object, ...]) -> list[int]:
@@ -37,12 +40,81 @@ def test_in_order_chunks_are_released_at_once() -> None:
 
 def test_out_of_order_chunks_are_buffered_then_released_in_order() -> None:
     streams = table()
-    assert streams.receive_chunk("s", "m", 2, "c", False, 0).buffered
-    assert streams.receive_chunk("s", "m", 1, "b", False, 0).buffered
-    assert streams.in_progress("s") == []  # nothing released yet
-    result = streams.receive_chunk("s", "m", 0, "a", False, 0)
-    assert indexes(result.released) == [0, 1, 2]
-    assert streams.in_progress("s")[0].content == "abc"
+    assert indexes(streams.receive_chunk("s", "m", 0, "a", False, 0).released) == [0]
+    held = streams.receive_chunk("s", "m", 3, "d", False, 10)
+    assert held.buffered
+    assert held.deadline_ms == 10 + WINDOW_MS  # intent: wake the table by then
+    assert streams.receive_chunk("s", "m", 2, "c", False, 20).deadline_ms == 10 + WINDOW_MS
+    assert streams.next_deadline_ms() == 10 + WINDOW_MS
+    result = streams.receive_chunk("s", "m", 1, "b", False, 30)
+    assert indexes(result.released) == [1, 2, 3]
+    assert result.deadline_ms is None
+    assert streams.next_deadline_ms() is None  # the filled gap left no timer behind
+    assert streams.release_due(10**9) == []
+    assert streams.in_progress("s")[0].content == "abcd"
+
+
+def test_a_stream_starts_at_its_first_chunk_numbered_zero_or_one() -> None:
+    streams = table()
+    # The spec's example: chunkIndex 1 first. Streamed at once, nothing waits for 0.
+    assert indexes(streams.receive_chunk("s", "one", 1, "b", False, 0).released) == [1]
+    assert streams.receive_chunk("s", "one", 0, "a", False, 1).duplicate  # too late
+    assert indexes(streams.receive_chunk("s", "one", 2, "c", False, 2).released) == [2]
+    [stream] = streams.in_progress("s")
+    assert (stream.content, stream.last_released_index) == ("bc", 2)
+    # Chunks ahead of the start are held until a 0 or 1 arrives...
+    assert streams.receive_chunk("s", "zero", 2, "c", False, 0).buffered
+    assert indexes(streams.receive_chunk("s", "zero", 0, "a", False, 5).released) == [0]
+    assert indexes(streams.receive_chunk("s", "zero", 1, "b", False, 6).released) == [1, 2]
+    # ...or until the window ends: then the lowest held chunk is the start.
+    assert streams.receive_chunk("s", "late", 3, "d", False, 0).buffered
+    assert streams.receive_chunk("s", "late", 2, "c", False, 100).buffered
+    assert streams.release_due(WINDOW_MS - 1) == []
+    [(stream, released)] = streams.release_due(WINDOW_MS)
+    assert stream.message_id == "late"
+    assert indexes(tuple(released)) == [2, 3]
+
+
+def test_a_gap_is_skipped_once_the_window_ends() -> None:
+    streams = table()
+    streams.receive_chunk("s", "m", 0, "a", False, 0)
+    assert streams.receive_chunk("s", "m", 2, "c", False, 100).deadline_ms == 100 + WINDOW_MS
+    assert streams.receive_chunk("s", "m", 5, "f", False, 1500).buffered
+    assert streams.release_due(100 + WINDOW_MS - 1) == []
+    [(stream, released)] = streams.release_due(100 + WINDOW_MS)
+    assert indexes(tuple(released)) == [2]  # 1 skipped; 5 has waited less than the window
+    assert stream.skipped == 1
+    assert streams.next_deadline_ms() == 1500 + WINDOW_MS
+    assert streams.receive_chunk("s", "m", 1, "b", False, 2200).duplicate  # skipped: late
+    assert indexes(streams.receive_chunk("s", "m", 4, "e", False, 2300).released) == []
+    [(_, released)] = streams.release_due(1500 + WINDOW_MS)
+    assert indexes(tuple(released)) == [4, 5]  # 3 skipped, 4 released to keep the order
+    assert streams.next_deadline_ms() is None
+    assert stream.content == "acef"
+    # A chunk that arrives after its deadline passed (a late timer) releases it too.
+    streams.receive_chunk("s", "n", 0, "a", False, 0)
+    streams.receive_chunk("s", "n", 2, "c", False, 0)
+    assert indexes(streams.receive_chunk("s", "n", 3, "d", False, WINDOW_MS).released) == [2, 3]
+
+
+def test_a_zero_window_never_holds_a_chunk() -> None:
+    streams = table(window_ms=0)
+    streams.receive_chunk("s", "m", 0, "a", False, 0)
+    result = streams.receive_chunk("s", "m", 2, "c", False, 0)
+    assert indexes(result.released) == [2]
+    assert result.deadline_ms is None
+
+
+def test_completion_and_expiry_leave_no_timer_behind() -> None:
+    streams = table()
+    streams.receive_chunk("s", "m", 0, "a", False, 0)
+    streams.receive_chunk("s", "m", 2, "c", False, 0)
+    streams.receive_chunk("s", "n", 3, "c", False, 0)
+    streams.complete("s", "m", 1)
+    streams.expire(10**6)
+    assert streams.next_deadline_ms() is None
+    assert streams.release_due(10**7) == []
+    assert StreamTable(idle_timeout_ms=1).reorder_window_ms == DEFAULT_REORDER_WINDOW_MS
 
 
 def test_duplicates_are_dropped() -> None:
@@ -127,32 +199,91 @@ def test_idle_streams_expire() -> None:
     suppress_health_check=[HealthCheck.too_slow],
 )
 @given(
-    st.lists(st.text(max_size=5), min_size=1, max_size=40).flatmap(
-        lambda parts: st.tuples(
-            st.just(parts),
-            st.permutations(range(len(parts))),
-            st.lists(st.integers(0, len(parts) - 1), max_size=20),
+    st.tuples(
+        st.lists(st.text(max_size=5), min_size=1, max_size=40), st.sampled_from([0, 1])
+    ).flatmap(
+        lambda case: st.tuples(
+            st.just(case[0]),
+            st.just(case[1]),
+            st.permutations(range(case[1], case[1] + len(case[0]))),
+            st.lists(st.integers(case[1], case[1] + len(case[0]) - 1), max_size=20),
         )
     )
 )
-def test_any_arrival_order_with_duplicates_releases_each_chunk_once_in_order(
-    case: tuple[list[str], list[int], list[int]],
+def test_any_arrival_order_within_the_window_releases_each_chunk_once_in_order(
+    case: tuple[list[str], int, list[int], list[int]],
 ) -> None:
-    parts, order, repeats = case
-    last = len(parts) - 1
+    parts, base, order, repeats = case
+    last = base + len(parts) - 1
     arrivals = list(order)
     for position, index in enumerate(repeats):  # duplicates interleaved anywhere
         arrivals.insert(min(position * 2, len(arrivals)), index)
+    # 0 or 1, whichever arrives first, starts the stream (0 after 1 is too late).
+    start = next(index for index in arrivals if index in (0, 1))
     streams = table()
     released: list[int] = []
     for index in arrivals:
-        result = streams.receive_chunk("s", "m", index, parts[index], index == last, 0)
+        result = streams.receive_chunk("s", "m", index, parts[index - base], index == last, 0)
         released += indexes(result.released)
-    assert released == list(range(len(parts)))
+    assert released == list(range(start, last + 1))
+    assert streams.next_deadline_ms() is None
     stream = streams.in_progress("s")
-    if "".join(parts):
-        assert stream[0].content == "".join(parts)
+    if "".join(parts[start - base :]):
+        assert stream[0].content == "".join(parts[start - base :])
         assert stream[0].finished
+
+
+@settings(
+    max_examples=200,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 30), st.integers(0, 1500)),  # (chunkIndex, ms since last)
+        min_size=1,
+        max_size=60,
+    )
+)
+def test_with_a_timer_no_chunk_waits_longer_than_the_window_and_order_holds(
+    arrivals: list[tuple[int, int]],
+) -> None:
+    window = 1000
+    streams = table(window_ms=window)
+    now = 0
+    arrived: dict[int, int] = {}
+    released_at: dict[int, int] = {}
+    released: list[int] = []
+    timer: int | None = None  # the one timer the shell keeps, armed from the intents
+
+    def fire_until(t: int) -> None:
+        nonlocal timer
+        while timer is not None and timer <= t:
+            for _, chunks in streams.release_due(timer):
+                for chunk in chunks:
+                    released.append(chunk.index)
+                    released_at[chunk.index] = timer
+            timer = streams.next_deadline_ms()
+
+    for index, delay in arrivals:
+        fire_until(now + delay)
+        now += delay
+        arrived.setdefault(index, now)
+        result = streams.receive_chunk("s", "m", index, f"{index},", False, now)
+        for chunk in result.released:
+            released.append(chunk.index)
+            released_at[chunk.index] = now
+        if result.deadline_ms is not None:
+            timer = result.deadline_ms if timer is None else min(timer, result.deadline_ms)
+    fire_until(now + window)
+    assert streams.next_deadline_ms() is None  # nothing is held for ever
+    assert released == sorted(set(released))  # in order, each index once
+    for index, at in released_at.items():
+        assert at - arrived[index] <= window
+    for index, at in arrived.items():
+        if index not in released_at:  # dropped only when something after it went first
+            assert any(j > index and released_at[j] <= at for j in released_at)
 
 
 def test_typing_table() -> None:

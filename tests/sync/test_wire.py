@@ -13,8 +13,10 @@ from sync.wire import (
     encode,
     iso_ms,
     make_event,
+    message_id_of,
     parse_auth_request,
     parse_client_message,
+    parse_client_value,
     parse_iso_ms,
 )
 
@@ -118,6 +120,36 @@ def test_validation_details(
         parse_client_message(data)
     assert info.value.details == {"field": field, "expected": expected, "received": received}
     assert info.value.code == "INVALID_MESSAGE_FORMAT"
+
+
+def test_batch_items_are_validated_one_by_one() -> None:
+    # The spec's batch example: user_typing is a known type (chat_typing_start's alias).
+    items = [
+        {"id": "msg-1", "type": "chat_message", "payload": {"content": "Hello"}},
+        {"id": "msg-2", "type": "user_typing", "payload": {"userId": "user-456"}},
+        "not an object",
+        {"id": "msg-4", "type": "user_typed", "payload": {}},
+    ]
+    batch = parse_client_message({"type": "batch", "payload": {"messages": items}})
+    assert batch.payload.messages == items  # any JSON values: judged one at a time
+    assert parse_client_value(items[1]).type == "user_typing"
+    with pytest.raises(InvalidMessage) as info:
+        parse_client_value(items[2])  # a value, not JSON text to decode again
+    assert info.value.details == {"field": "", "expected": "object", "received": "string"}
+    with pytest.raises(InvalidMessage) as info:
+        parse_client_value(items[3])
+    assert info.value.details is not None
+    assert info.value.details["messageId"] == "msg-4"  # the error names the message
+    # The same error for the same message sent alone as a text frame.
+    with pytest.raises(InvalidMessage) as alone:
+        parse_client_message(json.dumps(items[3]))
+    assert alone.value.details == info.value.details
+
+
+def test_message_id_of() -> None:
+    assert message_id_of({"id": "m-1"}) == "m-1"
+    for value in ({"id": 5}, {"id": ""}, {"id": "x" * 129}, {"id": "\ud800"}, ["m"], "m"):
+        assert message_id_of(value) is None
 
 
 def test_strict_types_and_limits() -> None:
