@@ -74,7 +74,7 @@ from api.rooms import RoomBroken, TripRoom
 from api.services import Services
 from api.trips import EDITORS, TripFeature
 from sync.channels import Principal
-from sync.conflicts import FIELD_NAME_PATTERN, FIELD_PATH_PREFIX
+from sync.conflicts import FIELD_PATH_PREFIX, is_field_name
 from sync.document import Change, MalformedRemoteUpdate, RemoteUpdateRefused
 from sync.errors import CLOSE_GOING_AWAY, CLOSE_RATE_LIMITED, CLOSE_SERVER_ERROR, SyncError
 from sync.presence import Member
@@ -556,4 +556,4 @@ def _field_name(value: object) -> str | None:
     if not isinstance(value, str):
         return None
     name = value.removeprefix(FIELD_PATH_PREFIX)
-    return name if FIELD_NAME_PATTERN.fullmatch(name) else None
+    return name if is_field_name(name) else None
