@@ -10,7 +10,7 @@ log::
     ├── SchemaTooNew         the file was written by a newer server
     ├── AlreadyExists        create_trip of an existing trip id
     ├── UnknownRow           the trip / chat session / conflict is not stored
-    ├── VersionConflict      append_update of a version that is not new
+    ├── VersionConflict      append_update of a version that is not new (or not next)
     ├── StaleSnapshot        save_snapshot older than the stored snapshot
     └── DuplicateId          an outcome or chat message id reused
 
@@ -62,7 +62,8 @@ class DuplicateId(StorageError):
 
 
 class VersionConflict(StorageError):
-    """An update's version is not greater than every stored version of its trip.
+    """An update's version is not greater than every stored version of its trip
+    (or, appended as contiguous, not the very next one).
 
     A duplicate version is never an overwrite: the log is append-only.
     ``current_version`` is the trip's highest stored version (log or snapshot).

@@ -1,0 +1,124 @@
+"""End-to-end: storage that fails (a full disk) and comes back, over real sockets.
+
+The disk is "filled" with ``RLIMIT_FSIZE`` on the server process, set from
+outside with prlimit(2): every write past the limit fails with ``EFBIG``
+(CPython ignores ``SIGXFSZ``), at the same points as ``ENOSPC`` on a full disk,
+and SQLite reports it as a failed write (``SQLITE_IOERR``/``SQLITE_FULL``).
+Reads go on working, as on a full disk. No tmpfs, loop device or root needed;
+``PRAGMA max_page_count`` cannot be used from outside, as it binds only the
+connection that sets it. While the limit holds, the server's own log lines
+cannot be written either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.api.test_trips import OUTCOMES, create_trip, get_trip, join, update
+from tests.api.test_yjs import FIELDS, has
+from tests.api.yjspeer import NodePeer
+from tests.conftest import ServerProcess
+from tests.wsclient import Client
+
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.skipif(not hasattr(resource, "prlimit"), reason="needs prlimit(2) (Linux)"),
+]
+
+RETRY_INITIAL_MS = 200
+RETRY_MAX_MS = 1600
+
+
+class FullDisk:
+    """Writes of one server process fail (``fill``) until ``free``."""
+
+    def __init__(self, server: ServerProcess) -> None:
+        assert server.process is not None
+        self.pid = server.process.pid
+        self.soft, self.hard = resource.prlimit(self.pid, resource.RLIMIT_FSIZE)
+
+    def fill(self) -> None:
+        resource.prlimit(self.pid, resource.RLIMIT_FSIZE, (0, self.hard))
+
+    def free(self) -> None:
+        resource.prlimit(self.pid, resource.RLIMIT_FSIZE, (self.soft, self.hard))
+
+
+async def outcome_of(client: Client, message: dict[str, Any]) -> dict[str, Any]:
+    await client.send(message)
+    return await client.recv_type(*OUTCOMES)
+
+
+def closes(peer: NodePeer) -> list[dict[str, Any]]:
+    return [e for e in peer.events if e["event"] in ("closed", "terminal")]
+
+
+async def test_a_full_disk_backs_off_keeps_everyone_connected_and_recovers(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    server = server_factory(
+        storage_retry_initial_ms=RETRY_INITIAL_MS, storage_retry_max_ms=RETRY_MAX_MS
+    )
+    await create_trip(server, fields=FIELDS, collaborators={"bob": "editor", "carol": "editor"})
+    carol, started = await join(server, "carol")
+    version = started["payload"]["version"]
+    alice = await NodePeer.start(server, "trip-1", "alice")
+    bob = await NodePeer.start(server, "trip-1", "bob")
+    disk = FullDisk(server)
+    try:
+        await alice.synced()
+        await bob.synced()
+        disk.fill()
+        # A Yjs peer's edit that cannot be stored: the peer is told and stays connected.
+        mark = alice.mark()
+        await alice.send({"cmd": "set", "key": "destination", "value": "Rome"})
+        denied = await alice.wait_event("denied", after=mark)
+        assert "storage" in denied["reason"]
+        # A JSON edit: rolled back with canRetry and a retryAfter that grows; the client
+        # retries as told (waiting retryAfter is the protocol, not a wait for an event).
+        retry_after = []
+        for _ in range(5):
+            outcome = await outcome_of(carol, update("c1", "name", "Italy", version))
+            assert outcome["type"] == "optimistic_update_rollback", outcome
+            payload = outcome["payload"]
+            assert (payload["rollbackReason"], payload["canRetry"]) == ("server_error", True)
+            retry_after.append(payload["retryAfter"])
+            await asyncio.sleep(payload["retryAfter"] / 1000)
+        assert retry_after == sorted(retry_after), retry_after
+        assert RETRY_INITIAL_MS <= retry_after[0] < retry_after[-1] <= RETRY_MAX_MS
+        # No reconnect storm: nobody was closed while storage failed.
+        for peer in (alice, bob):
+            assert closes(peer) == [], closes(peer)
+        disk.free()
+        # Space is back: the retried JSON edit lands (after at most one more wait) ...
+        for _ in range(3):
+            outcome = await outcome_of(carol, update("c1", "name", "Italy", version))
+            if outcome["type"] != "optimistic_update_rollback":
+                break
+            await asyncio.sleep(outcome["payload"]["retryAfter"] / 1000)
+        assert outcome["type"] == "optimistic_update_confirmed", outcome
+        # ... and so does the Yjs peer's edit, kept in its replica: the server asks again.
+        await carol.recv_matching(
+            "trip_update_broadcast",
+            lambda p: p["updatedBy"] == "alice" and "destination" in p["changes"],
+        )
+        done = has(name="Italy", destination="Rome")
+        seen = [await alice.trip(done), await bob.trip(done)]
+        http = await get_trip(server, "carol")
+        assert seen[0] == seen[1] == http["fields"]
+        for peer in (alice, bob):
+            assert closes(peer) == [], closes(peer)
+    finally:
+        disk.free()
+        await alice.close()
+        await bob.close()
+        await carol.close()
+    # Every confirmed edit is durable: a restart has them all.
+    server.stop()
+    restarted = server_factory(db=server.db)
+    assert (await get_trip(restarted, "carol"))["fields"] == http["fields"]
