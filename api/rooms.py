@@ -44,6 +44,7 @@ from typing import Any
 
 from api.services import Services
 from storage import ops
+from storage.errors import is_unavailable
 from storage.queries import Trip
 from storage.sqlite import Storage
 from storage.writer import WriteOp
@@ -177,7 +178,10 @@ class TripRoom:
             if failure is not None and not writes:  # nothing was written: nothing to undo
                 raise RoomBroken(self.trip_id, retry_after_ms=backoff.delay_ms) from failure
             if failure is not None:
-                retry_after_ms = backoff.failed(now_ms())
+                if is_unavailable(failure):
+                    retry_after_ms = backoff.failed(now_ms())
+                else:  # this write's own fault (or its predecessor's): no episode of its own
+                    retry_after_ms = backoff.delay_ms if backoff.failing else backoff.initial_ms
                 logger.error(
                     "trip %s: commit failed (%s: %s); edits refused for %d ms",
                     self.trip_id,

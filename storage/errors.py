@@ -16,9 +16,16 @@ log::
 
 Wrong arguments from our own code (a negative version, pruning past the
 snapshot) raise :class:`ValueError` at once, before anything is queued.
+
+A write can also fail because the database cannot be written at all (a full
+disk, an I/O error, a lock held too long): SQLite raises
+``sqlite3.OperationalError``, which :func:`is_unavailable` tells apart from
+refusals of one write, so callers can back off instead of blaming the write.
 """
 
 from __future__ import annotations
+
+import sqlite3
 
 __all__ = [
     "AlreadyExists",
@@ -29,7 +36,19 @@ __all__ = [
     "StorageError",
     "UnknownRow",
     "VersionConflict",
+    "is_unavailable",
 ]
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether a failed write says the database cannot be written now (transient).
+
+    ``SQLITE_FULL``, ``SQLITE_IOERR``, ``SQLITE_BUSY``/``LOCKED`` and
+    ``SQLITE_READONLY`` are ``OperationalError``s; a closed writer cannot
+    write either. Constraint failures and this module's refusals are about
+    the write itself.
+    """
+    return isinstance(exc, sqlite3.OperationalError | StorageClosed)
 
 
 class StorageError(Exception):
