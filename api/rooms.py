@@ -162,11 +162,17 @@ class TripRoom:
         backoff = services.storage_backoff
         try:
             failure: Exception | None = None
+            retry_after_ms = 0
             started = time.perf_counter()
             try:
                 await services.write(services.store.submit_all(writes))
             except Exception as exc:  # noqa: BLE001 - any storage failure breaks the room
                 failure = exc
+                # Refuse edits at once, not after the earlier commits were broadcast.
+                if writes and is_unavailable(exc):
+                    retry_after_ms = backoff.failed(now_ms())
+                else:  # the write's own fault (or its predecessor's): no episode of its own
+                    retry_after_ms = backoff.delay_ms if backoff.failing else backoff.initial_ms
             else:
                 if writes:
                     services.metrics.commit_seconds.observe(time.perf_counter() - started)
@@ -175,13 +181,7 @@ class TripRoom:
                         logger.warning("storage works again: trip edits are accepted")
             if previous is not None:
                 await asyncio.shield(previous)
-            if failure is not None and not writes:  # nothing was written: nothing to undo
-                raise RoomBroken(self.trip_id, retry_after_ms=backoff.delay_ms) from failure
             if failure is not None:
-                if is_unavailable(failure):
-                    retry_after_ms = backoff.failed(now_ms())
-                else:  # this write's own fault (or its predecessor's): no episode of its own
-                    retry_after_ms = backoff.delay_ms if backoff.failing else backoff.initial_ms
                 logger.error(
                     "trip %s: commit failed (%s: %s); edits refused for %d ms",
                     self.trip_id,
@@ -189,7 +189,9 @@ class TripRoom:
                     failure,
                     retry_after_ms,
                 )
-                if self.doc is generation:  # not yet reloaded for an earlier failure
+                # Nothing written, nothing to undo; else the doc is ahead of storage, unless
+                # it was already reloaded for an earlier failure.
+                if writes and self.doc is generation:
                     self.reload(services)
                 raise RoomBroken(self.trip_id, retry_after_ms=retry_after_ms) from failure
             yield

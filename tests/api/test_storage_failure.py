@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.api.test_trips import OUTCOMES, create_trip, get_trip, join, update
+from tests.api.test_trips import OUTCOMES, after_creation, create_trip, get_trip, join, update
 from tests.api.test_yjs import FIELDS, has
 from tests.api.yjspeer import NodePeer
 from tests.conftest import ServerProcess
@@ -122,3 +122,46 @@ async def test_a_full_disk_backs_off_keeps_everyone_connected_and_recovers(
     server.stop()
     restarted = server_factory(db=server.db)
     assert (await get_trip(restarted, "carol"))["fields"] == http["fields"]
+
+
+async def test_a_conflict_choice_on_a_full_disk_is_refused_with_retry_after_not_a_crash(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    server = server_factory(
+        storage_retry_initial_ms=RETRY_INITIAL_MS, storage_retry_max_ms=RETRY_MAX_MS
+    )
+    await create_trip(server, manual=["budget"], collaborators={"bob": "editor"})
+    alice, _ = await join(server, "alice")
+    bob, _ = await join(server, "bob")
+    await alice.send(update("a", "budget", 2500, 1, ts=after_creation(2)))
+    assert (await alice.recv_type(*OUTCOMES))["type"] == "optimistic_update_confirmed"
+    await bob.send(update("b", "budget", 3000, 1, ts=after_creation(1)))
+    conflict_id = (await bob.recv_type(*OUTCOMES))["payload"]["conflictId"]
+    required = await bob.recv_type("conflict_resolution_required")
+    option = next(o for o in required["payload"]["options"] if o["value"] == 3000)
+    choice = {
+        "type": "conflict_resolution_submit",
+        "payload": {"conflictId": conflict_id, "chosenOptionId": option["id"]},
+    }
+    disk = FullDisk(server)
+    disk.fill()
+    try:
+        for _ in range(2):  # the failed commit, then the refusal while backing off
+            await bob.send(choice)
+            error = (await bob.recv_type("error"))["payload"]
+            assert error["code"] == "SERVER_ERROR"
+            assert error["retryAfter"] > 0
+    finally:
+        disk.free()
+    # Still connected, and the conflict still pending: the choice lands once retried.
+    for _ in range(3):
+        await asyncio.sleep(error["retryAfter"])  # seconds, as the error says
+        await bob.send(choice)
+        answer = await bob.recv_type("conflict_resolved", "error")
+        if answer["type"] == "conflict_resolved":
+            break
+        error = answer["payload"]
+    assert answer["type"] == "conflict_resolved", answer
+    assert (await get_trip(server))["fields"]["budget"] == 3000
+    await alice.close()
+    await bob.close()
