@@ -165,3 +165,53 @@ async def test_a_conflict_choice_on_a_full_disk_is_refused_with_retry_after_not_
     assert (await get_trip(server))["fields"]["budget"] == 3000
     await alice.close()
     await bob.close()
+
+
+async def test_edits_in_flight_when_the_disk_fills_are_confirmed_only_if_stored(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    """A burst from two editors with the disk filling mid-way: each edit gets one
+    outcome, every confirmed edit survives a restart, no rolled-back one appears."""
+    server = server_factory(
+        storage_retry_initial_ms=RETRY_INITIAL_MS, storage_retry_max_ms=RETRY_MAX_MS
+    )
+    await create_trip(server, fields=FIELDS, collaborators={"bob": "editor"})
+    clients = [(await join(server, user))[0] for user in ("alice", "bob")]
+    disk = FullDisk(server)
+    burst = 12
+    outcomes: dict[str, dict[str, Any]] = {}
+
+    async def collect(count: int) -> None:
+        for client in clients:
+            for _ in range(count):
+                outcome = await client.recv_type(*OUTCOMES)
+                outcomes[outcome["payload"]["updateId"]] = outcome
+
+    try:
+        for i in range(burst):
+            for n, client in enumerate(clients):
+                await client.send(update(f"u{n}-{i}", f"f{n}_{i}", i, 1))
+            if i == 2:
+                await collect(3)  # stored before the disk fills
+            if i == 5:
+                disk.fill()  # while the next ones are in flight
+        await collect(burst - 3)
+    finally:
+        disk.free()
+    assert len(outcomes) == 2 * burst
+    confirmed = {
+        p["fieldName"]: p["confirmedValue"]
+        for o in outcomes.values()
+        if o["type"] == "optimistic_update_confirmed"
+        for p in [o["payload"]]
+    }
+    rolled_back = [o for o in outcomes.values() if o["type"] == "optimistic_update_rollback"]
+    assert confirmed
+    assert rolled_back  # the disk did fill
+    assert all(o["payload"]["canRetry"] for o in rolled_back)
+    for client in clients:
+        await client.close()
+    server.stop()
+    restarted = server_factory(db=server.db)  # loads: the log has no gap
+    fields = (await get_trip(restarted))["fields"]
+    assert {k: v for k, v in fields.items() if k not in FIELDS} == confirmed
