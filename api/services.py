@@ -79,6 +79,7 @@ class Services:
         self.storage_backoff = StorageBackoff(
             self.settings.storage_retry_initial_ms, self.settings.storage_retry_max_ms
         )
+        self.hub.metrics.storage_retry_after_ms = lambda: self.storage_backoff.delay_ms
 
     @property
     def metrics(self) -> Metrics:

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests.api.opshelpers import scrape, value
 from tests.api.test_trips import OUTCOMES, after_creation, create_trip, get_trip, join, update
 from tests.api.test_yjs import FIELDS, has
 from tests.api.yjspeer import NodePeer
@@ -94,6 +95,8 @@ async def test_a_full_disk_backs_off_keeps_everyone_connected_and_recovers(
         # No reconnect storm: nobody was closed while storage failed.
         for peer in (alice, bob):
             assert closes(peer) == [], closes(peer)
+        gauge = value(await scrape(server), "tripsage_storage_retry_after_ms")
+        assert retry_after[-1] <= gauge <= RETRY_MAX_MS
         disk.free()
         # Space is back: the retried JSON edit lands (after at most one more wait) ...
         for _ in range(3):
@@ -113,6 +116,7 @@ async def test_a_full_disk_backs_off_keeps_everyone_connected_and_recovers(
         assert seen[0] == seen[1] == http["fields"]
         for peer in (alice, bob):
             assert closes(peer) == [], closes(peer)
+        assert value(await scrape(server), "tripsage_storage_retry_after_ms") == 0
     finally:
         disk.free()
         await alice.close()
