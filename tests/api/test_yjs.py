@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 from pycrdt import Doc, Map
 from websockets.asyncio.client import connect
@@ -402,6 +403,15 @@ async def test_yjs_keys_the_json_api_refuses_are_refused(server: ServerProcess) 
         await alice.close()
     after = await get_trip(server, "carol")
     assert (after["version"], after["fields"]) == (before["version"], before["fields"])
+    # The same rule over HTTP and JSON.
+    async with httpx.AsyncClient(base_url=server.http) as http:
+        created = await http.post(
+            "/api/trips", json={"fields": {"__proto__": 1}}, headers=auth(server, "alice")
+        )
+    assert created.status_code == 400
+    await carol.send(update("c1", "__proto__", 1, after["version"]))
+    rollback = await carol.recv_type("optimistic_update_rollback")
+    assert rollback["payload"]["rollbackReason"] == "invalid_value"
     # Never applied nor broadcast: the JSON client's next event is a valid peer's edit.
     bob = await NodePeer.start(server, "trip-1", "alice")
     try:
