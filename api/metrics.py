@@ -90,6 +90,7 @@ class Metrics:
         self.bytes_out: dict[str, int] = {}
         self.hub: Hub | None = None
         self.trips_loaded: Callable[[], int] = lambda: 0
+        self.storage_retry_after_ms: Callable[[], int] = lambda: 0
         # Counters, by label value (plain ints: see the module docstring).
         self.connections_opened: dict[str, int] = {}
         self.auth_failures: dict[str, int] = {}
@@ -234,6 +235,11 @@ class _LiveCollector(Collector):
         )
         yield GaugeMetricFamily(
             f"{PREFIX}_trips_loaded", "Trip documents loaded in memory", value=m.trips_loaded()
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_storage_retry_after_ms",
+            "retryAfter of trip edits refused while storage fails (0: storage works)",
+            value=m.storage_retry_after_ms(),
         )
         yield GaugeMetricFamily(
             f"{PREFIX}_uptime_seconds",

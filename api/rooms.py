@@ -12,8 +12,17 @@ earlier change of the room was broadcast, so the shell can keep the rule
 are still shared.
 
 If a commit fails, the in-memory document is ahead of the database: the room
-is marked broken and evicted, so the next use reloads it from SQLite, and the
-waiting senders get ``optimistic_update_rollback`` (server_error, canRetry).
+reloads its document from SQLite in place (presence, subscribers and Yjs
+peers stay; reads work on a full disk), and the sender gets
+``optimistic_update_rollback`` (server_error, canRetry, retryAfter). Every
+commit is reported to ``Services.storage_backoff`` (:mod:`sync.backoff`),
+which the shells ask before they apply an edit, so while storage fails edits
+are refused with a growing ``retryAfter`` instead of failing one by one. An
+update is appended only right after its predecessor (``contiguous``): when a
+commit fails, the ones applied after it fail too, so the log never has a gap
+and the reloaded document is exactly what was confirmed. Only if the reload
+itself fails is the room marked broken; the registry then evicts it and
+loads it anew on next use.
 
 Rooms are loaded lazily from ``Storage.trip_history`` (snapshot + updates +
 pending conflicts) and stay loaded while the server runs; compaction takes a
@@ -35,6 +44,7 @@ from typing import Any
 
 from api.services import Services
 from storage import ops
+from storage.errors import is_unavailable
 from storage.queries import Trip
 from storage.sqlite import Storage
 from storage.writer import WriteOp
@@ -49,7 +59,15 @@ logger = logging.getLogger(__name__)
 
 
 class RoomBroken(Exception):
-    """A commit failed; the room was evicted and will reload from storage."""
+    """A commit failed; the room went back to what storage holds.
+
+    ``retry_after_ms`` is how long edits are refused now (:mod:`sync.backoff`).
+    """
+
+    def __init__(self, trip_id: str, *, retry_after_ms: int = 0) -> None:
+        super().__init__(trip_id)
+        self.trip_id = trip_id
+        self.retry_after_ms = retry_after_ms
 
 
 def now_ms() -> int:
@@ -92,7 +110,12 @@ class TripRoom:
         writes: list[WriteOp[Any]] = []
         if change is not None:
             append = ops.append_update(
-                self.trip_id, change.version, change.update, json.dumps(change.meta), now
+                self.trip_id,
+                change.version,
+                change.update,
+                json.dumps(change.meta),
+                now,
+                contiguous=True,
             )
             self._kinds[append] = "append"
             writes.append(append)
@@ -133,33 +156,67 @@ class TripRoom:
         broadcasts are serialised, in the order the changes were applied.
         """
         previous = self._tail
+        generation = self.doc  # the document the change was applied to
         mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._tail = mine
+        backoff = services.storage_backoff
         try:
             failure: Exception | None = None
+            retry_after_ms = 0
             started = time.perf_counter()
             try:
                 await services.write(services.store.submit_all(writes))
             except Exception as exc:  # noqa: BLE001 - any storage failure breaks the room
                 failure = exc
+                # Refuse edits at once, not after the earlier commits were broadcast.
+                if writes and is_unavailable(exc):
+                    retry_after_ms = backoff.failed(now_ms())
+                else:  # the write's own fault (or its predecessor's): no episode of its own
+                    retry_after_ms = backoff.delay_ms if backoff.failing else backoff.initial_ms
             else:
                 if writes:
                     services.metrics.commit_seconds.observe(time.perf_counter() - started)
                     self._count_committed(services, writes)
+                    if backoff.succeeded():
+                        logger.warning("storage works again: trip edits are accepted")
             if previous is not None:
                 await asyncio.shield(previous)
             if failure is not None:
-                self.broken = True
                 logger.error(
-                    "trip %s: commit failed (%s); evicting the room",
+                    "trip %s: commit failed (%s: %s); edits refused for %d ms",
                     self.trip_id,
                     type(failure).__name__,
+                    failure,
+                    retry_after_ms,
                 )
-                raise RoomBroken(self.trip_id) from failure
+                # Nothing written, nothing to undo; else the doc is ahead of storage, unless
+                # it was already reloaded for an earlier failure.
+                if writes and self.doc is generation:
+                    self.reload(services)
+                raise RoomBroken(self.trip_id, retry_after_ms=retry_after_ms) from failure
             yield
         finally:
             if not mine.done():
                 mine.set_result(None)
+
+    def reload(self, services: Services) -> None:
+        """Go back to the document storage holds (after a failed commit it was ahead)."""
+        try:
+            trip = services.store.get_trip(self.trip_id)
+            if trip is None:
+                raise NotFound("Trip not found", details={"tripId": self.trip_id})
+            doc = restore_document(
+                services.store,
+                trip,
+                auto_resolve_after_ms=services.settings.conflict_auto_resolve_ms,
+            )
+        except Exception:
+            logger.exception("trip %s: reload failed; the room will be loaded anew", self.trip_id)
+            self.broken = True
+            return
+        self.doc = doc
+        self.appended_ms = {v: at for v, at in self.appended_ms.items() if v <= doc.version}
+        logger.info("trip %s: back at stored version %d", self.trip_id, doc.version)
 
 
 def restore_document(

@@ -20,6 +20,7 @@ from api.hub import Hub
 from api.metrics import Metrics
 from api.settings import Settings
 from storage.sqlite import Storage
+from sync.backoff import StorageBackoff
 from sync.channels import Channel, Facts, Principal, authorize_read
 from sync.errors import PermissionDenied
 
@@ -71,6 +72,14 @@ class Services:
 
     # Called (by api.cli.Server) to make the process exit after a maintenance drain.
     request_exit: Callable[[], None] | None = None
+    # Trip edits back off while storage fails (api/rooms.py reports every commit).
+    storage_backoff: StorageBackoff = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.storage_backoff = StorageBackoff(
+            self.settings.storage_retry_initial_ms, self.settings.storage_retry_max_ms
+        )
+        self.hub.metrics.storage_retry_after_ms = lambda: self.storage_backoff.delay_ms
 
     @property
     def metrics(self) -> Metrics:

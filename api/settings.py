@@ -64,6 +64,8 @@ class Settings:
     presence_idle_s: float = 60.0
     history_retention_days: float = 30.0
     compact_every_updates: int = 500
+    storage_retry_initial_ms: int = 1000
+    storage_retry_max_ms: int = 30_000
     log_level: str = "info"
     log_format: str = "text"
     dev_mode: bool = False
@@ -91,9 +93,14 @@ class Settings:
             "max_connections_per_user",
             "outbound_queue_size",
             "chat_replay_max_messages",
+            "storage_retry_initial_ms",
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be at least 1")
+        if self.storage_retry_max_ms < self.storage_retry_initial_ms:
+            raise SettingsError(
+                "TRIPSAGE_STORAGE_RETRY_MAX_MS must be at least TRIPSAGE_STORAGE_RETRY_INITIAL_MS"
+            )
         for name in (
             "auth_timeout_s",
             "heartbeat_interval_s",
@@ -188,6 +195,9 @@ DOCS: Final[dict[str, str]] = {
     "presence_idle_s": "Seconds without activity before a collaborator shows as not active",
     "history_retention_days": "Days of update history kept for clients that were offline",
     "compact_every_updates": "Updates between snapshots of a trip",
+    "storage_retry_initial_ms": "While storage fails (disk full): first retryAfter of refused"
+    " edits, doubled by every failed retry",
+    "storage_retry_max_ms": "Largest retryAfter while storage fails",
     "log_level": "Logging level",
     "log_format": "`text` or `json` log lines",
     "dev_mode": "Demo sign-in: `POST /api/dev/token` mints user tokens, only while"

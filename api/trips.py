@@ -59,7 +59,7 @@ from sync.document import (
     RemoteResult,
     UpdateRequest,
 )
-from sync.errors import InvalidMessage, NotFound, PermissionDenied
+from sync.errors import InvalidMessage, NotFound, PermissionDenied, ServerError
 from sync.presence import FieldLock, Member
 from sync.wire import ClientMessage, iso_ms, make_event, new_id, parse_iso_ms
 
@@ -324,27 +324,24 @@ class TripFeature(TripHttp):
     async def commit_remote(self, room: TripRoom, result: RemoteResult, origin: object) -> None:
         """Persist, then broadcast a Yjs peer's change (``trip_update_broadcast`` et al.).
 
-        Raises :class:`RoomBroken` (the room is evicted) when the commit fails.
+        Raises :class:`RoomBroken` (the room went back to what storage holds) when
+        the commit fails.
         """
         change = result.change
         writes = room.writes_for(change)
         for conflict, _ in result.conflicts:
             writes.extend(room.writes_for(None, conflict=conflict))
-        try:
-            async with room.durable(self.services, writes):
-                if change is not None:
-                    payload = change_payload(room.trip_id, change)
-                    self._publish(room, "trip_update_broadcast", payload)
-                    self._run_change_hooks(room, change, origin)
-                for conflict, detected in result.conflicts:
-                    if detected is not None:
-                        payload = conflict_detected_payload(room.trip_id, detected)
-                        self._publish(room, "trip_conflict_detected", payload)
-                    payload = resolution_required_payload(conflict)
-                    self._send_to_editors(room, "conflict_resolution_required", payload)
-        except RoomBroken:
-            self.registry.evict(room)
-            raise
+        async with room.durable(self.services, writes):
+            if change is not None:
+                payload = change_payload(room.trip_id, change)
+                self._publish(room, "trip_update_broadcast", payload)
+                self._run_change_hooks(room, change, origin)
+            for conflict, detected in result.conflicts:
+                if detected is not None:
+                    payload = conflict_detected_payload(room.trip_id, detected)
+                    self._publish(room, "trip_conflict_detected", payload)
+                payload = resolution_required_payload(conflict)
+                self._send_to_editors(room, "conflict_resolution_required", payload)
         if change is not None:
             await self._maybe_compact(room)
         if result.conflicts:
@@ -520,6 +517,12 @@ class TripFeature(TripHttp):
             data = json.loads(stored)
             self._send_outcome(conn, (data["type"], data["payload"]))
             return
+        refused_ms = self.services.storage_backoff.admit(received)
+        if refused_ms is not None:  # storage is failing: not applied, retry later
+            self._send_outcome(
+                conn, self._storage_rollback(room, p.updateId, field_name, refused_ms)
+            )
+            return
         try:
             client_ts = parse_iso_ms(p.clientTimestamp)
         except InvalidMessage:
@@ -551,18 +554,8 @@ class TripFeature(TripHttp):
                 self._broadcast_result(room, result, exclude=conn)
                 outcome[1]["processingTime"] = now_ms() - received
                 self._send_outcome(conn, outcome)
-        except RoomBroken:
-            self.registry.evict(room)
-            outcome = rollback_event(
-                room.trip_id,
-                p.updateId,
-                field_name,
-                p.previousValue,
-                "server_error",
-                "The change could not be saved",
-                can_retry=True,
-                retry_after_ms=1000,
-            )
+        except RoomBroken as broken:
+            outcome = self._storage_rollback(room, p.updateId, field_name, broken.retry_after_ms)
             self._send_outcome(conn, outcome)
         finally:
             room.inflight.pop(p.updateId, None)
@@ -571,6 +564,23 @@ class TripFeature(TripHttp):
             await self._maybe_compact(room)
         if result.conflict_raised is not None:
             self._schedule(room)
+
+    @staticmethod
+    def _storage_rollback(
+        room: TripRoom, update_id: str, field_name: str, retry_after_ms: int
+    ) -> tuple[str, dict[str, Any]]:
+        """The rollback of an edit storage could not take: retry after ``retry_after_ms``."""
+        return rollback_event(
+            room.trip_id,
+            update_id,
+            field_name,
+            room.doc.fields().get(field_name.removeprefix("trip.")),  # what storage holds
+            "server_error",
+            f"The change could not be saved (storage unavailable); retry in"
+            f" {retry_after_ms / 1000:g} s",
+            can_retry=True,
+            retry_after_ms=retry_after_ms,
+        )
 
     def _send_outcome(self, conn: Connection, outcome: tuple[str, dict[str, Any]]) -> None:
         type_, payload = outcome
@@ -606,6 +616,13 @@ class TripFeature(TripHttp):
                     "received": "undefined",
                 },
             )
+        refused_ms = self.services.storage_backoff.admit(now_ms())
+        if refused_ms is not None:
+            raise ServerError(
+                "The choice could not be saved (storage unavailable); retry",
+                details={"conflictId": p.conflictId},
+                retry_after=refused_ms / 1000,
+            )
         result = room.doc.resolve_conflict(
             p.conflictId,
             user_id=conn.principal.user_id,
@@ -613,33 +630,36 @@ class TripFeature(TripHttp):
             custom_value=p.customValue,
             now_ms=now_ms(),
         )
-        await self._commit_resolution(room, result, resolved_by=conn.principal.user_id)
+        try:
+            await self._commit_resolution(room, result, resolved_by=conn.principal.user_id)
+        except RoomBroken as broken:
+            raise ServerError(
+                "The choice could not be saved (storage unavailable); retry",
+                details={"conflictId": p.conflictId},
+                retry_after=broken.retry_after_ms / 1000,
+            ) from None
 
     async def _commit_resolution(
         self, room: TripRoom, result: ApplyResult, *, resolved_by: str
     ) -> None:
         resolved = result.conflict_resolved or result.outcome.update_id
         writes = room.writes_for(result.change, resolved=resolved)
-        try:
-            async with room.durable(self.services, writes):
-                self._broadcast_result(room, result, exclude=None)
-                outcome = result.outcome
-                value = getattr(outcome, "confirmed_value", None)
-                self._publish(
-                    room,
-                    "conflict_resolved",
-                    {
-                        "tripId": room.trip_id,
-                        "conflictId": resolved,
-                        "fieldName": outcome.field_name,
-                        "resolvedValue": value,
-                        "resolvedBy": resolved_by,
-                        "version": room.doc.version,
-                    },
-                )
-        except RoomBroken:
-            self.registry.evict(room)
-            raise
+        async with room.durable(self.services, writes):  # RoomBroken: not applied
+            self._broadcast_result(room, result, exclude=None)
+            outcome = result.outcome
+            value = getattr(outcome, "confirmed_value", None)
+            self._publish(
+                room,
+                "conflict_resolved",
+                {
+                    "tripId": room.trip_id,
+                    "conflictId": resolved,
+                    "fieldName": outcome.field_name,
+                    "resolvedValue": value,
+                    "resolvedBy": resolved_by,
+                    "version": room.doc.version,
+                },
+            )
 
     # -- timers: conflict deadlines, lock expiry, idle presence ---------------------------
 
@@ -671,15 +691,26 @@ class TripFeature(TripHttp):
             self._publish_lock_stop(room, lock, reason="timeout")
         if expired or idle_changed:
             self._publish_presence(room)
+        due = room.doc.next_conflict_deadline_ms()
+        refused_ms = None
+        if due is not None and due <= now:
+            refused_ms = self.services.storage_backoff.admit(now)
         try:
-            for result in room.doc.expire_conflicts(now):
-                await self._commit_resolution(room, result, resolved_by="system")
-        except RoomBroken:
-            return
+            if refused_ms is None:
+                for result in room.doc.expire_conflicts(now):
+                    await self._commit_resolution(room, result, resolved_by="system")
+        except RoomBroken as broken:
+            refused_ms = broken.retry_after_ms
         except Exception:
             logger.exception("trip %s: timer failed", room.trip_id)
-        if self.registry.rooms.get(room.trip_id) is room:
-            self._schedule(room)
+        if self.registry.rooms.get(room.trip_id) is not room:
+            return
+        if refused_ms is not None:  # storage is failing: the defaults apply when it is back
+            if room.timer is not None:
+                room.timer.cancel()
+            room.timer = asyncio.get_running_loop().call_later(refused_ms / 1000, self._fire, room)
+            return
+        self._schedule(room)
 
     # -- compaction -----------------------------------------------------------------------
 

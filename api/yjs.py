@@ -42,6 +42,9 @@ not a collaborator, unknown trip          auth "permission denied", close 4403 -
 viewer's update                           auth "permission denied", not applied, stays open
 malformed frame or update                 close 4400 (resending cannot fix it)
 update outside the trip schema            auth "permission denied", close 4422
+update storage cannot take (disk full)   auth "permission denied" (once), not applied,
+                                          stays open; asked for again with a sync step 1
+                                          when the storage backoff allows a retry
 frame over TRIPSAGE_MAX_MESSAGE_SIZE      close 4413
 over TRIPSAGE_RATE_LIMIT_YJS_FRAMES_PER_MIN  close 3001 (transient: it reconnects, resyncs)
 server full, per-user cap                 close 1013 (transient)
@@ -80,7 +83,7 @@ from api.rooms import RoomBroken, TripRoom
 from api.services import Services
 from api.trips import EDITORS, TripFeature
 from sync.channels import Principal
-from sync.conflicts import FIELD_NAME_PATTERN, FIELD_PATH_PREFIX
+from sync.conflicts import FIELD_PATH_PREFIX, is_field_name
 from sync.document import Change, MalformedRemoteUpdate, RemoteUpdateRefused
 from sync.errors import CLOSE_GOING_AWAY, CLOSE_RATE_LIMITED, CLOSE_SERVER_ERROR, SyncError
 from sync.presence import Member
@@ -146,6 +149,10 @@ class _YRoom:
     json_client_ids: dict[str, int] = field(default_factory=dict)  # JSON connection -> id
     pending: list[tuple[bytes, object | None]] = field(default_factory=list)  # (update, origin)
     flush_scheduled: bool = False
+    # Peers whose update storage could not take, asked for it again by ``resync``.
+    held: dict[str, YjsConnection] = field(default_factory=dict)
+    told: set[str] = field(default_factory=set)  # held peers told so, until an update lands
+    resync: asyncio.TimerHandle | None = None
 
     def send_all(self, frame: bytes, *, exclude: object = None, droppable: bool = False) -> None:
         for peer in tuple(self.peers.values()):
@@ -350,6 +357,9 @@ class YjsFeature:
         self.trips.presence_hooks.append(self.on_presence)
 
     async def stop(self) -> None:
+        for yroom in self.rooms.values():
+            if yroom.resync is not None:
+                yroom.resync.cancel()
         peers = list(self.connections.values())
         for peer in peers:
             peer.close(CLOSE_GOING_AWAY, "server shutting down")
@@ -454,6 +464,8 @@ class YjsFeature:
         yroom = self.rooms.get(conn.room.trip_id)
         if yroom is None or yroom.peers.pop(conn.id, None) is None:
             return
+        yroom.held.pop(conn.id, None)
+        yroom.told.discard(conn.id)
         removed = yroom.awareness.remove_owner(conn.id)
         if removed:
             yroom.send_all(awareness_frame(removed), droppable=True)
@@ -475,6 +487,10 @@ class YjsFeature:
             conn.log.info("viewer update of %d bytes refused", len(update))
             conn.enqueue(auth_denied_frame("read-only: update not applied"))
             return
+        refused_ms = self.services.storage_backoff.admit(now_ms())
+        if refused_ms is not None:  # storage is failing: not applied, asked for again later
+            self._hold(conn, refused_ms)
+            return
         try:
             result = room.doc.apply_remote_update(
                 update, user_id=conn.principal.user_id, update_id=new_id("yjs"), now_ms=now_ms()
@@ -492,16 +508,63 @@ class YjsFeature:
         self.trips.touch_presence(room, conn.id, current_field=None, focus=False)
         try:
             await self.trips.commit_remote(room, result, conn)
-        except RoomBroken:
-            yroom = self.rooms.get(room.trip_id)
-            for peer in list(yroom.peers.values()) if yroom else []:
-                peer.close(CLOSE_SERVER_ERROR, "room reloading")
+        except RoomBroken as broken:
+            if room.broken:  # not even reloaded: the peers resync with the trip loaded anew
+                yroom = self.rooms.get(room.trip_id)
+                for peer in list(yroom.peers.values()) if yroom else []:
+                    peer.close(CLOSE_SERVER_ERROR, "room reloading")
+                return
+            self._hold(conn, broken.retry_after_ms)  # the room went back to what is stored
+            return
+        self.room_of(conn).told.discard(conn.id)
+
+    def _hold(self, conn: YjsConnection, retry_after_ms: int) -> None:
+        """Storage could not take ``conn``'s update: keep the peer, ask again later.
+
+        A CRDT peer cannot be told "rejected": the update stays in its replica,
+        so nothing is lost while the peer keeps its document. The peer stays
+        connected and up to date (read-only in effect), is told once in a
+        y-protocols auth message (y-websocket logs it), and when the backoff
+        allows a retry (or a change commits: storage works again) the server
+        sends it a sync step 1, which y-websocket answers with a step 2 holding
+        everything the server lacks. A peer that reconnects meanwhile sends it
+        in its handshake anyway.
+        """
+        yroom = self.room_of(conn)
+        yroom.held[conn.id] = conn
+        if conn.id not in yroom.told:
+            yroom.told.add(conn.id)
+            conn.log.warning(
+                "storage unavailable: update held, asked for again in %d ms", retry_after_ms
+            )
+            conn.enqueue(
+                auth_denied_frame(
+                    "storage unavailable: change not saved yet, asked for again in"
+                    f" {retry_after_ms / 1000:g} s"
+                )
+            )
+        if yroom.resync is None:
+            yroom.resync = asyncio.get_running_loop().call_later(
+                retry_after_ms / 1000, self._resync, yroom
+            )
+
+    def _resync(self, yroom: _YRoom) -> None:
+        """Ask every held peer for what the server lacks (sync step 1, y-protocols)."""
+        if yroom.resync is not None:
+            yroom.resync.cancel()
+            yroom.resync = None
+        held, yroom.held = yroom.held, {}
+        for conn in held.values():
+            if yroom.peers.get(conn.id) is conn and conn.open:
+                conn.enqueue(sync_step1_frame(conn.room.doc.doc.get_state()))
 
     def on_change(self, room: TripRoom, change: Change, origin: object | None) -> None:
         """A committed change of ``room``: queued for the room's next flush, in order."""
         yroom = self.rooms.get(room.trip_id)
         if yroom is None or not yroom.peers:
             return
+        if yroom.held:  # a change was stored: storage works, ask the held peers again
+            self._resync(yroom)
         yroom.pending.append((change.update, origin))
         if len(yroom.pending) >= MAX_UPDATES_PER_FRAME:
             self._flush(yroom)
@@ -579,4 +642,4 @@ def _field_name(value: object) -> str | None:
     if not isinstance(value, str):
         return None
     name = value.removeprefix(FIELD_PATH_PREFIX)
-    return name if FIELD_NAME_PATTERN.fullmatch(name) else None
+    return name if is_field_name(name) else None

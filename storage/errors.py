@@ -10,15 +10,22 @@ log::
     ├── SchemaTooNew         the file was written by a newer server
     ├── AlreadyExists        create_trip of an existing trip id
     ├── UnknownRow           the trip / chat session / conflict is not stored
-    ├── VersionConflict      append_update of a version that is not new
+    ├── VersionConflict      append_update of a version that is not new (or not next)
     ├── StaleSnapshot        save_snapshot older than the stored snapshot
     └── DuplicateId          an outcome or chat message id reused
 
 Wrong arguments from our own code (a negative version, pruning past the
 snapshot) raise :class:`ValueError` at once, before anything is queued.
+
+A write can also fail because the database cannot be written at all (a full
+disk, an I/O error, a lock held too long): SQLite raises
+``sqlite3.OperationalError``, which :func:`is_unavailable` tells apart from
+refusals of one write, so callers can back off instead of blaming the write.
 """
 
 from __future__ import annotations
+
+import sqlite3
 
 __all__ = [
     "AlreadyExists",
@@ -29,7 +36,19 @@ __all__ = [
     "StorageError",
     "UnknownRow",
     "VersionConflict",
+    "is_unavailable",
 ]
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether a failed write says the database cannot be written now (transient).
+
+    ``SQLITE_FULL``, ``SQLITE_IOERR``, ``SQLITE_BUSY``/``LOCKED`` and
+    ``SQLITE_READONLY`` are ``OperationalError``s; a closed writer cannot
+    write either. Constraint failures and this module's refusals are about
+    the write itself.
+    """
+    return isinstance(exc, sqlite3.OperationalError | StorageClosed)
 
 
 class StorageError(Exception):
@@ -62,7 +81,8 @@ class DuplicateId(StorageError):
 
 
 class VersionConflict(StorageError):
-    """An update's version is not greater than every stored version of its trip.
+    """An update's version is not greater than every stored version of its trip
+    (or, appended as contiguous, not the very next one).
 
     A duplicate version is never an overwrite: the log is append-only.
     ``current_version`` is the trip's highest stored version (log or snapshot).

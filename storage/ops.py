@@ -202,13 +202,21 @@ def remove_collaborator(trip_id: str, user_id: str) -> WriteOp[bool]:
 
 
 def append_update(
-    trip_id: str, version: int, update: bytes, meta_json: str, now_ms: int
+    trip_id: str,
+    version: int,
+    update: bytes,
+    meta_json: str,
+    now_ms: int,
+    *,
+    contiguous: bool = False,
 ) -> WriteOp[None]:
     """Append one update to the trip's log.
 
     ``version`` must be greater than every version stored for the trip,
     logged or snapshotted, else :class:`VersionConflict`: the log is never
-    overwritten, and a pruned version cannot come back.
+    overwritten, and a pruned version cannot come back. With ``contiguous``
+    it must be exactly the next one: an update whose predecessor failed to
+    commit is refused too, so the log never has a gap.
     """
     if version < 1:
         raise ValueError(f"update version must be at least 1, not {version}")
@@ -216,7 +224,7 @@ def append_update(
     def op(db: Database) -> None:
         _require_trip(db, trip_id)
         current = queries.max_version(db, trip_id)
-        if version <= current:
+        if version <= current or (contiguous and version != current + 1):
             raise VersionConflict(trip_id, version, current)
         db.execute(
             'INSERT INTO trip_updates (trip_id, version, "update", meta, created_ms)'

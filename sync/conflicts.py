@@ -6,7 +6,12 @@ and pure functions, free of pycrdt; :mod:`sync.document` applies the
 decisions to the Yjs doc.
 
 Values
-    Field names are identifiers (``trip.`` paths are accepted). Values are
+    One field-name rule for every protocol (:func:`is_field_name`): an
+    identifier of at most 64 characters, ASCII letters, digits and ``_``, not
+    starting with a digit or with ``__`` (``__proto__`` is a setter in every
+    JavaScript object a client copies ``fields`` into). The JSON API also
+    accepts a ``trip.`` path (:func:`parse_field_name`); a Yjs peer writes the
+    bare key, and an update that sets any other key is refused. Values are
     JSON of bounded depth and size, finite, with ints within +-(2**53 - 1):
     larger ones lose precision in Yjs' doubles and panic pycrdt. Yjs stores
     every number as a double, so ``3`` is read back as ``3.0``; values are
@@ -61,6 +66,7 @@ from sync.errors import InvalidMessage, InvalidState
 __all__ = [
     "AUTO_RESOLVE_AFTER_MS",
     "FIELD_NAME_PATTERN",
+    "FIELD_NAME_RULE",
     "FIELD_PATH_PREFIX",
     "JSON",
     "MAX_DIFF_CELLS",
@@ -78,6 +84,7 @@ __all__ = [
     "canonical_json",
     "conflict_id_for",
     "diff_ops",
+    "is_field_name",
     "json_equal",
     "new_pending_conflict",
     "normalise_json",
@@ -88,7 +95,8 @@ __all__ = [
 JSON: TypeAlias = bool | int | float | str | list["JSON"] | dict[str, "JSON"] | None
 
 FIELD_PATH_PREFIX: Final = "trip."
-FIELD_NAME_PATTERN: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+FIELD_NAME_PATTERN: Final = re.compile(r"(?!__)[A-Za-z_][A-Za-z0-9_]{0,63}")
+FIELD_NAME_RULE: Final = "an identifier of at most 64 characters, not starting with __"
 MAX_SAFE_INTEGER: Final = 2**53 - 1  # Number.MAX_SAFE_INTEGER
 MAX_VALUE_DEPTH: Final = 16
 MAX_VALUE_BYTES: Final = 256 * 1024  # of canonical JSON
@@ -102,10 +110,16 @@ class InvalidValue(InvalidMessage):
     """A field name or value the trip refuses (an optimistic update rolls back)."""
 
 
+def is_field_name(name: str) -> bool:
+    """The field-name rule of both protocols (see "Values"): a bare name, no path."""
+    return FIELD_NAME_PATTERN.fullmatch(name) is not None
+
+
 def parse_field_name(raw: str) -> str:
+    """A JSON ``fieldName`` or ``fieldPath`` (``trip.`` optional) as a bare field name."""
     name = raw.removeprefix(FIELD_PATH_PREFIX)
-    if not FIELD_NAME_PATTERN.fullmatch(name):
-        raise InvalidValue("fieldName must be an identifier of at most 64 characters")
+    if not is_field_name(name):
+        raise InvalidValue(f"fieldName must be {FIELD_NAME_RULE}")
     return name
 
 

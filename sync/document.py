@@ -68,12 +68,15 @@ Updates from Yjs peers (:meth:`TripDocument.apply_remote_update`)
     a version). The update is refused, and nothing applied, unless it keeps
     the schema: writes only into ``trip``; a key's kind never changes; text
     and list fields stay, with plain text and plain JSON items; scalar values
-    are valid JSON (not lists: lists are declared Y.Arrays). Keys may be any
-    1-128 printable characters (a Yjs app's own keys are fields too; the JSON
-    API edits identifier-named ones). The transaction's update is then
-    applied to the live doc and recorded as one version with meta
-    ``kind: "yjs"`` and a stamp ``(now, user, update id)`` for every scalar
-    it changed, so :meth:`restore` rebuilds it like any other change.
+    are valid JSON (not lists: lists are declared Y.Arrays); every key it sets
+    or edits keeps the field-name rule of the JSON API
+    (:func:`sync.conflicts.is_field_name`), so a Yjs peer cannot create a
+    field a JSON client could not name (``__proto__``, ``../``, ``trip.x``);
+    deleting such a key (left by an older server) is allowed. The
+    transaction's update is then applied to the live doc and recorded as one
+    version with meta ``kind: "yjs"`` and a stamp ``(now, user, update id)``
+    for every scalar it changed, so :meth:`restore` rebuilds it like any
+    other change.
 
     A CRDT peer cannot be told "rejected": its edit is in its replica for
     good. So a concurrent write of a manual field is applied (Yjs picks the
@@ -87,7 +90,6 @@ Updates from Yjs peers (:meth:`TripDocument.apply_remote_update`)
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -110,7 +112,7 @@ from pycrdt import (
 
 from sync.conflicts import (
     AUTO_RESOLVE_AFTER_MS,
-    FIELD_NAME_PATTERN,
+    FIELD_NAME_RULE,
     FIELD_PATH_PREFIX,
     JSON,
     SYSTEM_SOURCE,
@@ -122,6 +124,7 @@ from sync.conflicts import (
     canonical_json,
     conflict_id_for,
     diff_ops,
+    is_field_name,
     json_equal,
     new_pending_conflict,
     normalise_json,
@@ -157,7 +160,6 @@ ROOT_MAP: Final = "trip"
 TEXT_FIELDS: Final = frozenset({"notes"})
 META_FORMAT: Final = 1
 CREATE_UPDATE_ID: Final = "create"
-REMOTE_KEY_PATTERN: Final = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
 EMPTY_UPDATE: Final = b"\x00\x00"
 _SHARED_TYPES: Final = (Array, Map, Text, XmlElement, XmlFragment, XmlText)
 
@@ -616,8 +618,8 @@ class TripDocument:
         writes: dict[str, tuple[bool, JSON]] = {}
         for name, action in shadow.edits.items():
             kind = _kind(self._root, name)
-            if not REMOTE_KEY_PATTERN.fullmatch(name):
-                raise RemoteUpdateRefused("Field names are 1-128 printable characters")
+            if action != "delete" and not is_field_name(name):
+                raise RemoteUpdateRefused(f"Field names must be {FIELD_NAME_RULE}")
             if action != "edit" and kind in (FieldKind.TEXT, FieldKind.LIST):
                 raise RemoteUpdateRefused(f"{name}: text and list fields cannot be replaced")
             if action == "set" and name in TEXT_FIELDS:
@@ -965,7 +967,7 @@ class TripDocument:
     def _rollback(
         self, req: UpdateRequest, name: str, reason: RollbackReason, message: str, retry: bool
     ) -> ApplyResult:
-        valid = FIELD_NAME_PATTERN.fullmatch(name) is not None
+        valid = is_field_name(name)
         current = self._value(name) if valid else None
         path = FIELD_PATH_PREFIX + name if valid else name
         return ApplyResult(Rolledback(req.update_id, name, path, current, reason, retry, message))

@@ -47,6 +47,8 @@ def test_environment_and_overrides() -> None:
         {"TRIPSAGE_TRUSTED_PROXIES": "not-an-ip"},
         {"TRIPSAGE_LOG_FORMAT": "xml"},
         {"TRIPSAGE_CHAT_CHUNK_REORDER_WINDOW_S": "-1"},
+        {"TRIPSAGE_STORAGE_RETRY_INITIAL_MS": "0"},
+        {"TRIPSAGE_STORAGE_RETRY_INITIAL_MS": "2000", "TRIPSAGE_STORAGE_RETRY_MAX_MS": "1000"},
     ],
 )
 def test_bad_values_are_refused(env: dict[str, str]) -> None:

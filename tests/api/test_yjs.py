@@ -6,11 +6,20 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
+from pycrdt import Doc, Map
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from sync.ysync import auth_denied_frame, awareness_frame, sync_step1_frame, sync_update_frame
+from sync.ysync import (
+    SyncStep2,
+    auth_denied_frame,
+    awareness_frame,
+    parse_frame,
+    sync_step1_frame,
+    sync_update_frame,
+)
 from tests.api.test_trips import auth, create_trip, get_trip, join, presence_of, update
 from tests.api.yjspeer import NodePeer
 from tests.conftest import ServerProcess
@@ -364,3 +373,52 @@ async def test_shutdown_closes_yjs_peers_with_1001(
     assert close_code == 1001
     assert ws.close_reason == "Server shutting down"
     assert await stopping in (0, -15)
+
+
+async def test_yjs_keys_the_json_api_refuses_are_refused(server: ServerProcess) -> None:
+    """One field-name rule: a Yjs peer cannot create ``__proto__``, ``../`` or ``trip.x.y``."""
+    await create_trip(server, fields=FIELDS, collaborators={"carol": "editor"})
+    carol, _ = await join(server, "carol")
+    before = await get_trip(server, "carol")
+    for key in ("__proto__", "trip.x.y"):  # pycrdt-made updates over the real socket
+        peer = Doc[Any]()
+        ws = await raw_peer(server, "alice")
+        await ws.send(sync_step1_frame(b"\x00"))
+        while not isinstance(reply := parse_frame(await ws.recv()), SyncStep2):
+            pass
+        peer.apply_update(reply.update)
+        state = peer.get_state()
+        peer.get("trip", type=Map)[key] = 1
+        await ws.send(sync_update_frame(peer.get_update(state)))
+        frames, code = await frames_until_close(ws)
+        assert code == 4422, key
+        assert any(f[:2] == b"\x02\x00" and b"Field names" in f for f in frames)
+    alice = await NodePeer.start(server, "trip-1", "alice")  # and a stock y-websocket peer
+    try:
+        await alice.synced()
+        await alice.send({"cmd": "set", "key": "../", "value": "x"})
+        assert "Field names must be" in (await alice.wait_event("denied"))["reason"]
+        assert (await alice.wait_event("terminal"))["code"] == 4422
+    finally:
+        await alice.close()
+    after = await get_trip(server, "carol")
+    assert (after["version"], after["fields"]) == (before["version"], before["fields"])
+    # The same rule over HTTP and JSON.
+    async with httpx.AsyncClient(base_url=server.http) as http:
+        created = await http.post(
+            "/api/trips", json={"fields": {"__proto__": 1}}, headers=auth(server, "alice")
+        )
+    assert created.status_code == 400
+    await carol.send(update("c1", "__proto__", 1, after["version"]))
+    rollback = await carol.recv_type("optimistic_update_rollback")
+    assert rollback["payload"]["rollbackReason"] == "invalid_value"
+    # Never applied nor broadcast: the JSON client's next event is a valid peer's edit.
+    bob = await NodePeer.start(server, "trip-1", "alice")
+    try:
+        await bob.synced()
+        await bob.send({"cmd": "set", "key": "destination", "value": "Lima"})
+        first_broadcast = await carol.recv_type("trip_update_broadcast")
+        assert set(first_broadcast["payload"]["changes"]) == {"destination"}
+    finally:
+        await bob.close()
+        await carol.close()

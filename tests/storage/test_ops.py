@@ -108,6 +108,18 @@ def test_duplicate_version_is_refused_not_overwritten(store: Storage, trip: str)
     assert store.updates_since(trip, 1) == [LoggedUpdate(2, b"u2", '{"v": 2}')]
 
 
+def test_a_contiguous_append_needs_its_predecessor(store: Storage, trip: str) -> None:
+    """The trip log never gets a gap: an update whose predecessor never committed is refused."""
+    append(store, trip, 1, 2)
+    with pytest.raises(VersionConflict) as raised:
+        store.submit(ops.append_update(trip, 4, b"u4", "{}", 3_000, contiguous=True)).result()
+    assert (raised.value.version, raised.value.current_version) == (4, 2)
+    store.submit(ops.append_update(trip, 3, b"u3", "{}", 3_000, contiguous=True)).result()
+    assert store.save_snapshot(trip, 3, b"s3", "{}", 3_000, 3).result() == 3
+    store.submit(ops.append_update(trip, 4, b"u4", "{}", 3_000, contiguous=True)).result()
+    assert logged_versions(store, trip) == [4]
+
+
 def test_append_update_checks_its_arguments_and_trip(store: Storage) -> None:
     with pytest.raises(ValueError, match="at least 1"):
         store.append_update("nope", 0, b"", "{}", 0)

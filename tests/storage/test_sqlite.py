@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from sqlite_utils import Database
 
-from storage import Snapshot, Storage, StorageClosed
+from storage import Snapshot, Storage, StorageClosed, VersionConflict
+from storage.errors import is_unavailable
 from tests.storage.helpers import REPO_ROOT, run_python
 
 
@@ -155,3 +156,36 @@ def test_integrity_check_backup_and_sizes(store: Storage, tmp_path: Path) -> Non
 def test_read_connection_is_query_only(store: Storage) -> None:
     with pytest.raises(sqlite3.OperationalError, match="readonly"):
         store._read_db.execute("INSERT INTO meta VALUES ('k', 'v')")
+
+
+def test_a_full_database_is_unavailable_until_space_returns(store: Storage, trip: str) -> None:
+    """SQLITE_FULL (``PRAGMA max_page_count`` on the write connection itself): a
+    transient unavailability, nothing half-written, and writes commit again after."""
+    pages = store.submit(lambda db: db.execute("PRAGMA page_count").fetchone()[0]).result()
+    store.submit(lambda db: db.execute(f"PRAGMA max_page_count = {pages}")).result()
+    big = b"x" * 200_000
+    with pytest.raises(sqlite3.OperationalError, match="full") as raised:
+        store.append_update(trip, 1, big, "{}", 2).result()
+    assert is_unavailable(raised.value)
+    assert store.updates_since(trip, 0) == []
+    store.submit(lambda db: db.execute("PRAGMA max_page_count = 1073741823")).result()
+    store.append_update(trip, 1, big, "{}", 2).result()
+    assert [u.version for u in store.updates_since(trip, 0)] == [1]
+
+
+def test_refusals_of_one_write_are_not_unavailability(store: Storage, trip: str) -> None:
+    store.append_update(trip, 1, b"u1", "{}", 2).result()
+    with pytest.raises(VersionConflict) as conflict:
+        store.append_update(trip, 1, b"again", "{}", 2).result()
+    assert not is_unavailable(conflict.value)
+
+    def orphan(db: Database) -> None:
+        db.execute(
+            'INSERT INTO trip_updates (trip_id, version, "update", meta, created_ms)'
+            " VALUES ('nope', 1, x'00', '{}', 0)"
+        )
+
+    with pytest.raises(sqlite3.IntegrityError) as integrity:
+        store.submit(orphan).result()
+    assert not is_unavailable(integrity.value)
+    assert is_unavailable(StorageClosed("closed"))

@@ -325,6 +325,9 @@ def test_stale_previous_value_rolls_back() -> None:
         ("bad-name", 1),
         ("trip.a.b", 1),
         ("x" * 65, 1),
+        ("__proto__", 1),
+        ("trip.__proto__", 1),
+        ("../", 1),
     ],
 )
 def test_invalid_values_roll_back_without_change(field: str, value: object) -> None:

@@ -6,8 +6,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pycrdt import Doc, Map, Text
 
+from sync.conflicts import is_field_name
 from sync.document import (
     LogEntry,
     MalformedRemoteUpdate,
@@ -98,7 +101,11 @@ def test_json_writes_after_a_yjs_write_see_it_as_a_version() -> None:
         (lambda r: r.__delitem__("notes"), "cannot be replaced"),
         (lambda r: r.__setitem__("big", "x" * 300_000), "limited"),
         (lambda r: r.__setitem__("plain", [1, 2]), "Y.Arrays"),
-        (lambda r: r.__setitem__("", 1), "printable"),
+        (lambda r: r.__setitem__("", 1), "Field names"),
+        (lambda r: r.__setitem__("__proto__", 1), "Field names"),
+        (lambda r: r.__setitem__("../", 1), "Field names"),
+        (lambda r: r.__setitem__("trip.x.y", 1), "Field names"),
+        (lambda r: r.__setitem__("trip.name", 1), "Field names"),
     ],
 )
 def test_off_schema_updates_are_refused_and_leave_nothing(
@@ -113,6 +120,52 @@ def test_off_schema_updates_are_refused_and_leave_nothing(
     # the shadow was rebuilt: a valid update still applies
     ok = edit(peer_of(doc), lambda r: r.__setitem__("name", "Ok"))
     assert doc.apply_remote_update(ok, user_id="b", update_id="y2", now_ms=3).change is not None
+
+
+@settings(max_examples=200, deadline=None)
+@given(name=st.text(max_size=70) | st.sampled_from(["__proto__", "trip.x", "a.b", "_ok", "x" * 64]))
+def test_yjs_keys_follow_the_field_name_rule_of_the_json_api(name: str) -> None:
+    """One rule: a Yjs peer may set exactly the keys a JSON client may name.
+
+    (The JSON API also takes a ``trip.`` path; a Yjs key is always bare.)
+    """
+    doc = new_trip()
+    json_ok = type(doc.apply_optimistic(_set(name, 7)).outcome).__name__ == "Confirmed"
+    doc = new_trip()
+    update = edit(peer_of(doc), lambda r: r.__setitem__(name, 7))
+    try:
+        doc.apply_remote_update(update, user_id="b", update_id="y", now_ms=2)
+        yjs_ok = True
+    except RemoteUpdateRefused:
+        yjs_ok = False
+    assert yjs_ok == is_field_name(name)
+    assert json_ok == is_field_name(name.removeprefix("trip."))
+    assert (name in doc.fields()) == yjs_ok
+
+
+def test_a_key_that_breaks_the_rule_may_still_be_deleted() -> None:
+    """A key left by an older server (which took any printable key) can be removed."""
+    old = new_trip()
+    legacy = edit(peer_of(old), lambda r: r.__setitem__("../", 1))
+    entries = [LogEntry(e.version, e.update, e.meta) for e in old.changes_since(0)]
+    entries.append(LogEntry(2, legacy, {"fields": {}}))
+    doc = TripDocument.restore("t1", frozenset({"budget"}), None, entries, [])
+    assert doc.fields()["../"] == 1
+    removal = edit(peer_of(doc), lambda r: r.__delitem__("../"))
+    assert doc.apply_remote_update(removal, user_id="b", update_id="y", now_ms=2).change
+    assert "../" not in doc.fields()
+
+
+def _set(name: str, value: int) -> UpdateRequest:
+    return UpdateRequest(
+        update_id="u",
+        user_id="carol",
+        field_name=name,
+        optimistic_value=value,
+        expected_version=1,
+        client_ts_ms=2,
+        received_ts_ms=2,
+    )
 
 
 def test_other_roots_and_garbage_are_refused() -> None:
