@@ -20,7 +20,9 @@ endpoints; :class:`api.yjs.YjsConnection`, y-websocket peers) owns one
   the head of the queue into that frame (the JSON endpoints merge consecutive
   events into a ``batch``; Yjs frames go as they are) and accounts for it once
   sent. A send that stalls longer than ``send_timeout_s`` aborts the
-  transport; the close marker ends the loop with the close frame.
+  transport; the close marker ends the loop with the close frame. A writer
+  that fails for any other reason (a frame it cannot encode) closes with 1011
+  and aborts the transport: never a reader without a writer.
 
 The owner's state machine has a say in every close through ``may_close``
 (:meth:`sync.session.Session.close` for the JSON endpoints): a close it refuses
@@ -37,9 +39,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar
 
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from sync.errors import CLOSE_GOING_AWAY
+from sync.errors import CLOSE_GOING_AWAY, CLOSE_SERVER_ERROR
 
 if TYPE_CHECKING:
     from api.metrics import Metrics
@@ -191,7 +193,19 @@ class Outbox(Generic[ItemT]):
                 self._may_close(CLOSE_GOING_AWAY)
                 self.abort()
                 return
-            except Exception:  # the peer went away mid-send
+            except (OSError, WebSocketDisconnect):  # the peer went away mid-send
                 self.log.debug("send failed", exc_info=True)
+                self.open = False
+                self.abort()
+                return
+            except Exception:
+                # Our bug (e.g. a frame that cannot be encoded): the writer is dead, so the
+                # connection must go too, never stay half-open with a reader and no writer.
+                self.log.warning("writer failed; closing with 1011", exc_info=True)
+                self.open = False
+                self._may_close(CLOSE_SERVER_ERROR)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(ws.close(CLOSE_SERVER_ERROR, "server error"), timeout)
+                self.abort()
                 return
             framing.sent(frame)
