@@ -225,7 +225,9 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         if not isinstance(exc, PayloadTooBig) or not self.handshake_complete:
             super().handle_parser_exception()
             return
-        size = (exc.size or 0) + (exc.current_size or 0)
+        # A compressed frame fails while inflating, before its size is known: report the
+        # lower bound then (over the transport's own limit).
+        size = max((exc.size or 0) + (exc.current_size or 0), exc.max_size + 1)
         self.conn.data_to_send()  # websockets' own 1009 close: replaced by the documented reply
         texts, code, reason = oversize_reply(self.scope["path"], size, self.message_limit)
         self.logger.info("message of at least %d bytes over the transport limit; closing", size)

@@ -7,9 +7,15 @@ import contextlib
 import json
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 
+from tests.api.test_trips import create_trip, join, presence_of
+from tests.api.yjspeer import NodePeer
 from tests.conftest import ServerProcess
 from tests.wsclient import open_client
 
@@ -135,4 +141,192 @@ async def test_a_connection_without_a_complete_request_head_is_closed(
     assert (await asyncio.wait_for(reader.readline(), 5)).startswith(b"HTTP/1.1 200")
     writer.write(b"GET /hea")
     await asyncio.wait_for(reader.read(), 10)  # the rest of the response, then EOF
+    writer.close()
+
+
+# -- oversize messages caught by the transport (item 11) -------------------------------------
+
+
+async def test_frames_over_the_transport_limit_get_the_documented_error_first(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    # Limit 2,000 bytes: the transport's own limit is 2,000 + 64 KiB; beyond it websockets
+    # fails the frame before the app sees it.
+    server = server_factory(max_message_size=2000)
+    whole, _, _ = await open_client(server)
+    fragmented, _, _ = await open_client(server, "bob", "s-2")
+    await whole.send("x" * 200_000)
+    await fragmented.ws.send(["y" * 4096 for _ in range(40)])  # 160 KiB in 4 KiB fragments
+    for client in (whole, fragmented):
+        error = await client.recv_type("error", timeout=5)
+        assert error["payload"]["code"] == "MESSAGE_TOO_LARGE"
+        assert error["payload"]["details"]["limit"] == 2000
+        assert error["payload"]["details"]["size"] > 2000
+        problem = await client.recv_type("connection_error", timeout=5)
+        assert problem["payload"]["errorCode"] == "MESSAGE_TOO_LARGE"
+        assert await client.closed(timeout=5) == 1009
+
+
+async def test_a_yjs_frame_over_the_transport_limit_closes_4413(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    server = server_factory(max_message_size=2000)
+    await create_trip(server)
+    url = f"{server.ws}/ws/yjs/trip-1?token={server.token('alice')}"
+    async with connect(url, open_timeout=5, max_size=None) as ws:
+        await ws.send(b"\x00" * 200_000)
+        with contextlib.suppress(ConnectionClosed):
+            async with asyncio.timeout(5):
+                while True:
+                    await ws.recv()
+        assert ws.close_code == 4413
+
+
+# -- liveness: busy peers stay, silent ones go (items 13, 15) --------------------------------
+
+
+class StallingProxy:
+    """A TCP proxy on loopback whose link can stall: sockets stay open, nothing is forwarded."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.stalled = asyncio.Event()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.writers: list[asyncio.StreamWriter] = []
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        port: int = self.server.sockets[0].getsockname()[1]
+        return port
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.stalled.is_set():
+            writer.close()
+            return
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self.writers += [writer, up_writer]
+        for source, sink in ((reader, up_writer), (up_reader, writer)):
+            task = asyncio.create_task(self._pipe(source, sink))
+            self.tasks.add(task)
+
+    async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            while data := await source.read(65536):
+                if self.stalled.is_set():
+                    await asyncio.Event().wait()  # hold the socket open, forward nothing
+                sink.write(data)
+                await sink.drain()
+
+    def stall(self) -> None:
+        self.stalled.set()
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        for writer in self.writers:
+            writer.close()
+
+
+async def test_a_stalled_json_collaborator_leaves_within_15_s(server: ServerProcess) -> None:
+    await create_trip(server, collaborators={"bob": "editor"})
+    proxy = StallingProxy(server.port)
+    port = await proxy.start()
+    try:
+        alice, _ = await join(server, "alice")
+        via = ServerProcess(port=port, db=server.db, env={}, authority=server.authority)
+        bob, _ = await join(via, "bob")
+        await presence_of(alice, {"alice", "bob"})
+        await bob.send({"type": "connection_heartbeat", "payload": {}})
+        proxy.stall()
+        stalled_at = time.monotonic()
+        left = await alice.recv_type("trip_collaboration_leave", timeout=15)
+        assert left["payload"]["userId"] == "bob"
+        assert time.monotonic() - stalled_at < 15
+        await alice.close()
+    finally:
+        await proxy.close()
+
+
+async def test_a_stalled_yjs_collaborator_leaves_awareness_and_presence_within_15_s(
+    server: ServerProcess,
+) -> None:
+    await create_trip(server, collaborators={"bob": "editor", "carol": "editor"})
+    proxy = StallingProxy(server.port)
+    port = await proxy.start()
+    alice, _ = await join(server, "alice")
+    via = ServerProcess(port=port, db=server.db, env={}, authority=server.authority)
+    bob = await NodePeer.start(via, "trip-1", "bob", token=server.token("bob"))
+    carol = await NodePeer.start(server, "trip-1", "carol")
+    try:
+        await bob.synced()
+        await bob.send({"cmd": "awareness", "state": {"currentField": "notes"}})
+
+        def bob_seen(states: list[dict[str, Any]]) -> bool:
+            return any(s.get("user", {}).get("id") == "bob" for s in states)
+
+        await carol.awareness(bob_seen)
+        await presence_of(alice, {"alice", "bob", "carol"})
+        mark = carol.mark()
+        proxy.stall()
+        stalled_at = time.monotonic()
+        await alice.recv_matching(
+            "trip_collaborator_presence",
+            lambda p: {c["userId"] for c in p["activeCollaborators"]} == {"alice", "carol"},
+            timeout=15,
+        )
+        await carol.wait(
+            lambda e: (
+                e["event"] == "awareness" and not bob_seen([s for s in e["states"].values() if s])
+            ),
+            after=mark,
+            timeout=15 - (time.monotonic() - stalled_at),
+        )
+        assert time.monotonic() - stalled_at < 15
+        await alice.close()
+    finally:
+        await bob.close()
+        await carol.close()
+        await proxy.close()
+
+
+async def _raw_websocket(port: int, path: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(_upgrade(path))
+    await writer.drain()
+    assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)).startswith(b"HTTP/1.1 101")
+    return reader, writer
+
+
+def _masked(text: str) -> bytes:
+    return Frame(Opcode.TEXT, text.encode()).serialize(mask=True)
+
+
+async def test_a_busy_peer_that_never_answers_pings_stays_and_a_silent_one_goes(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    server = server_factory(ping_interval_s=0.5, peer_timeout_s=1.5)
+    reader, writer = await _raw_websocket(server.port, "/ws/chat/s-1")
+    writer.write(_masked(json.dumps({"token": server.token("alice"), "sessionId": "s-1"})))
+    # Busy for three peer timeouts: a heartbeat every 100 ms, never reading, never a pong.
+    deadline = time.monotonic() + 4.5
+    while time.monotonic() < deadline:
+        writer.write(_masked(json.dumps({"type": "connection_heartbeat", "payload": {}})))
+        await writer.drain()
+        await asyncio.sleep(0.1)  # the client's pace, not a wait for the server
+    received = b""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(0.5):
+            while chunk := await reader.read(65536):
+                received += chunk
+    assert b"keepalive" not in received, "closed while busy"
+    assert received.count(b"connection_heartbeat") >= 30
+    # Silent from now on: closed as dead (1011) within the timeout plus a check.
+    silent_at = time.monotonic()
+    rest = await asyncio.wait_for(reader.read(), 5)
+    assert b"keepalive timeout" in rest
+    assert time.monotonic() - silent_at < 4
     writer.close()
