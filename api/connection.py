@@ -397,6 +397,18 @@ class Connection:
             else:
                 await self._receive_text(data, size)
 
+    def displace(self) -> None:
+        """Closed unauthenticated to make room for a newer socket (3001: retry later)."""
+        if self.session.state is State.AWAITING_AUTH:
+            self._fail_auth(
+                AuthError(
+                    "Too many connections awaiting authentication",
+                    code="CONNECTION_LIMIT_EXCEEDED",
+                    retry_after=self.settings.reconnect_after_s,
+                    close_code=CLOSE_RATE_LIMITED,
+                )
+            )
+
     def _fail_auth(self, exc: SyncError) -> None:
         # One lifecycle line per failure; the message is the generic one the peer gets.
         self.log.info(
@@ -424,6 +436,13 @@ class Connection:
             session_id = self.session.path_session_id
             if request.sessionId is not None and request.sessionId != session_id:
                 raise AuthError("sessionId does not match the endpoint", code="AUTH_FAILED")
+            if hub.authenticated_count() >= self.settings.max_connections:
+                raise AuthError(
+                    "Server connection limit reached",
+                    code="CONNECTION_LIMIT_EXCEEDED",
+                    retry_after=self.settings.reconnect_after_s,
+                    close_code=CLOSE_RATE_LIMITED,
+                )
             if (
                 hub.user_connection_count(principal.user_id)
                 >= self.settings.max_connections_per_user

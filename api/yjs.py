@@ -354,7 +354,7 @@ class YjsFeature:
             services.count_rate_limited("connections")
             await self._refuse(websocket, CLOSE_RATE_LIMITED, "rate limited")
             return
-        if len(hub.connections) + len(self.connections) >= settings.max_connections:
+        if hub.authenticated_count() >= settings.max_connections:  # authenticated by ?token=
             await self._refuse(websocket, CLOSE_TRY_AGAIN_LATER, "server full")
             return
         trip_id = websocket.path_params["trip_id"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -330,3 +331,47 @@ async def test_a_busy_peer_that_never_answers_pings_stays_and_a_silent_one_goes(
     assert b"keepalive timeout" in rest
     assert time.monotonic() - silent_at < 4
     writer.close()
+
+
+# -- unauthenticated sockets have their own cap (item 9) -------------------------------------
+
+
+async def test_a_flood_of_unauthenticated_sockets_does_not_lock_users_out(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    server = server_factory(
+        max_connections=100, max_unauthenticated_connections=50, trusted_proxies="127.0.0.1"
+    )
+    await create_trip(server)
+    flood: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def open_flood(count: int) -> None:
+        for _ in range(count):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(_upgrade("/ws/chat/flood", "X-Forwarded-For: 203.0.113.7"))
+            await reader.readuntil(b"\r\n\r\n")
+            flood.append((reader, writer))
+
+    try:
+        await open_flood(300)  # three times the server's cap; none ever authenticates
+        clients = [(await open_client(server, f"user{i}", f"s-{i}"))[0] for i in range(3)]
+        flooding = asyncio.create_task(open_flood(150))  # and while the flood goes on:
+        clients += [(await open_client(server, f"late{i}", f"s-late{i}"))[0] for i in range(3)]
+        url = f"{server.ws}/ws/yjs/trip-1?token={server.token('alice')}"
+        async with connect(url, open_timeout=5, max_size=None) as yjs:
+            assert (await asyncio.wait_for(yjs.recv(), 5))[:1] == b"\x00"  # sync step 1
+        await flooding
+        # The displaced flood sockets were told why and closed with 3001.
+        reader, _ = flood[0]
+        answer = b""
+        async with asyncio.timeout(5):
+            while not re.search(rb"\x88.\x0b\xb9", answer, re.DOTALL):  # a close frame, 3001
+                answer += await reader.read(65536)
+        assert b"CONNECTION_LIMIT_EXCEEDED" in answer
+        for client in clients:
+            await client.send({"type": "connection_heartbeat", "payload": {}})
+            await client.recv_type("connection_heartbeat", timeout=5)
+            await client.close()
+    finally:
+        for _, writer in flood:
+            writer.close()
