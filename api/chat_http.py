@@ -31,6 +31,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from api.endpoints import SESSION_ID
+from api.http_body import CLOSE_CONNECTION, read_body
 from sync.channels import Principal
 from sync.errors import (
     AuthError,
@@ -77,6 +78,8 @@ def _status(exc: SyncError) -> int:
 def _error_response(exc: SyncError) -> JSONResponse:
     payload = error_event(exc, now_ms=0).payload
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, AuthError) else None
+    if isinstance(exc, MessageTooLarge):
+        headers = CLOSE_CONNECTION  # the rest of the body is not read
     return JSONResponse({"error": payload}, status_code=_status(exc), headers=headers)
 
 
@@ -110,9 +113,7 @@ def chat_routes(feature: ChatFeature) -> list[BaseRoute]:
 
     async def body(request: Request) -> Any:
         limit = feature.settings.max_message_size
-        raw = await request.body()
-        if len(raw) > limit:
-            raise MessageTooLarge(f"Body exceeds {limit} bytes", details={"limit": limit})
+        raw = await read_body(request, limit)
         try:
             return json.loads(raw)
         except ValueError:

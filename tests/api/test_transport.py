@@ -375,3 +375,64 @@ async def test_a_flood_of_unauthenticated_sockets_does_not_lock_users_out(
     finally:
         for _, writer in flood:
             writer.close()
+
+
+# -- REST bodies are refused while reading (item 11) -----------------------------------------
+
+
+async def _post_partial(
+    server: ServerProcess, method: str, path: str, *, chunked: bool, sent_bytes: int
+) -> bytes:
+    """Start a 50 MB upload, send ``sent_bytes`` of it; the server's status line."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    framing = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {50 << 20}"
+    token = server.token("alice", role="admin") if server.authority else "none"
+    head = (
+        f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {token}\r\n{framing}\r\n\r\n"
+    )
+    writer.write(head.encode())
+    piece = b"x" * 65536
+    try:
+        for _ in range(sent_bytes // len(piece)):
+            writer.write(b"10000\r\n" + piece + b"\r\n" if chunked else piece)
+            await writer.drain()
+        return await asyncio.wait_for(reader.readline(), 5)
+    except ConnectionError:  # refused and closed while we were still sending: read the answer
+        return await asyncio.wait_for(reader.readline(), 5)
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/api/trips"),
+        ("PUT", "/api/trips/trip-1/collaborators/bob"),
+        ("POST", "/api/sessions/s-1/events"),
+        ("POST", "/api/broadcast"),
+        ("POST", "/api/maintenance"),
+    ],
+)
+async def test_rest_bodies_over_the_limit_get_413_while_reading(
+    server_factory: Callable[..., ServerProcess], method: str, path: str
+) -> None:
+    server = server_factory(max_message_size=100_000)
+    await create_trip(server)
+    # Declared too large: refused before the body is read.
+    line = await _post_partial(server, method, path, chunked=False, sent_bytes=0)
+    assert line.startswith(b"HTTP/1.1 413"), line
+    # Chunked (no declared size): refused once 100 kB arrived, not after 50 MB.
+    line = await _post_partial(server, method, path, chunked=True, sent_bytes=1 << 20)
+    assert line.startswith(b"HTTP/1.1 413"), line
+
+
+async def test_the_dev_token_body_gets_413_while_reading(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    server = server_factory(secret=None, dev_mode=1)
+    for chunked, sent in ((False, 0), (True, 1 << 20)):
+        line = await _post_partial(
+            server, "POST", "/api/dev/token", chunked=chunked, sent_bytes=sent
+        )
+        assert line.startswith(b"HTTP/1.1 413"), line
