@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 from starlette.websockets import WebSocket
 
-from api.outbox import CLOSE_RELEASE_S, Close, Outbox
+from api.outbox import CLOSE_RELEASE_S, Close, Outbox, cancel_and_wait
 from sync.channels import Channel, Principal
 from sync.errors import (
     CLOSE_AUTH_FAILED,
@@ -315,10 +315,9 @@ class Connection:
                 deadline = min(next_beat, self.session.idle_deadline_ms)
             # Sleep until the next deadline, or until a state change wakes us.
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._wake.wait(), max(0.0, (deadline - now_ms()) / 1000) + 0.005
-                )
+            with contextlib.suppress(TimeoutError):  # not wait_for: it can swallow a cancel
+                async with asyncio.timeout(max(0.0, (deadline - now_ms()) / 1000) + 0.005):
+                    await self._wake.wait()
 
     # -- inbound ----------------------------------------------------------------------
 
@@ -351,13 +350,13 @@ class Connection:
                     self.abort()
             else:  # the peer closed or vanished: nothing more can be sent
                 self.session.close(CLOSE_GOING_AWAY)
-            writer.cancel()
             self.hub.remove(self)
             self.session.closed()
             self.closed.set()
             self.log.info(
                 "closed (code=%s)", self.session.close_code, extra={"code": self.session.close_code}
             )
+            await cancel_and_wait(writer, timer)
 
     async def _read_loop(self) -> None:
         ws = self.websocket

@@ -46,7 +46,9 @@ from sync.errors import CLOSE_GOING_AWAY, CLOSE_SERVER_ERROR
 if TYPE_CHECKING:
     from api.metrics import Metrics
 
-__all__ = ["CLOSE_RELEASE_S", "Close", "Framing", "Outbox", "find_transport"]
+__all__ = ["CLOSE_RELEASE_S", "Close", "Framing", "Outbox", "cancel_and_wait", "find_transport"]
+
+logger = logging.getLogger(__name__)
 
 # After we start a close, the peer has this long to answer before the socket is aborted.
 CLOSE_RELEASE_S: Final = 5.0
@@ -90,6 +92,19 @@ def find_transport(websocket: WebSocket) -> asyncio.Transport | None:
         if send is None:
             break
     return None
+
+
+async def cancel_and_wait(*tasks: asyncio.Task[Any]) -> None:
+    """Cancel ``tasks`` and wait until they have finished: the owner's duty for every task
+    it starts (a pending task left behind is destroyed with its connection)."""
+    if not tasks:
+        return
+    for task in tasks:
+        task.cancel()
+    await asyncio.wait(tasks)
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("task %s failed", task.get_name(), exc_info=task.exception())
 
 
 def _always(code: int) -> bool:
@@ -176,16 +191,20 @@ class Outbox(Generic[ItemT]):
                 self._ready.clear()
                 await self._ready.wait()
             item = queue.popleft()
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancel that
+            # arrives as the send completes, and the writer would wait for ever, pending.
             if isinstance(item, Close):
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(ws.close(item.code, item.reason), timeout)
+                    async with asyncio.timeout(timeout):
+                        await ws.close(item.code, item.reason)
                 return
             frame = framing.frame(item, queue)
             try:
-                if isinstance(frame, str):
-                    await asyncio.wait_for(ws.send_text(frame), timeout)
-                else:
-                    await asyncio.wait_for(ws.send_bytes(frame), timeout)
+                async with asyncio.timeout(timeout):
+                    if isinstance(frame, str):
+                        await ws.send_text(frame)
+                    else:
+                        await ws.send_bytes(frame)
             except TimeoutError:
                 self.log.warning("send stalled for %.1f s; aborting", timeout)
                 self.metrics.slow_consumers += 1
@@ -205,7 +224,8 @@ class Outbox(Generic[ItemT]):
                 self.open = False
                 self._may_close(CLOSE_SERVER_ERROR)
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(ws.close(CLOSE_SERVER_ERROR, "server error"), timeout)
+                    async with asyncio.timeout(timeout):
+                        await ws.close(CLOSE_SERVER_ERROR, "server error")
                 self.abort()
                 return
             framing.sent(frame)

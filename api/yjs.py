@@ -69,7 +69,7 @@ from starlette.websockets import WebSocket
 
 from api.connection import _ConnectionLog
 from api.endpoints import admit_upgrade
-from api.outbox import CLOSE_RELEASE_S, Close, Outbox
+from api.outbox import CLOSE_RELEASE_S, Close, Outbox, cancel_and_wait
 from api.rooms import RoomBroken, TripRoom
 from api.services import Services
 from api.trips import EDITORS, TripFeature
@@ -242,9 +242,9 @@ class YjsConnection:
                 except (TimeoutError, asyncio.CancelledError):
                     self.abort()
             self.outbox.open = False
-            writer.cancel()
             self.closed.set()
             self.log.info("closed")
+            await cancel_and_wait(writer, keepalive)
 
     async def _read_loop(self) -> None:
         limit = self.settings.max_message_size

@@ -15,6 +15,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 
+from sync.ysync import sync_step1_frame
 from tests.api.test_trips import create_trip, join, presence_of
 from tests.api.yjspeer import NodePeer
 from tests.conftest import ServerProcess
@@ -436,3 +437,27 @@ async def test_the_dev_token_body_gets_413_while_reading(
             server, "POST", "/api/dev/token", chunked=chunked, sent_bytes=sent
         )
         assert line.startswith(b"HTTP/1.1 413"), line
+
+
+# -- every task the server starts is awaited (item 16) ---------------------------------------
+
+
+@pytest.mark.parametrize("abort", [True, False], ids=["abort", "close"])
+async def test_yjs_churn_leaves_no_pending_task_behind(
+    server_factory: Callable[..., ServerProcess], abort: bool
+) -> None:
+    server = server_factory()
+    await create_trip(server)
+    url = f"{server.ws}/ws/yjs/trip-1?token={server.token('alice')}"
+
+    async def peer() -> None:
+        async with connect(url, open_timeout=10, max_size=None) as ws:
+            await ws.send(sync_step1_frame(b"\x00"))
+            await asyncio.wait_for(ws.recv(), 10)
+            if abort:
+                ws.transport.abort()
+
+    for _ in range(30):  # 300 peers, 10 at a time
+        await asyncio.gather(*(peer() for _ in range(10)), return_exceptions=abort)
+    server.stop()
+    assert "Task was destroyed but it is pending" not in server.logs()
