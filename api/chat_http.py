@@ -31,7 +31,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from api.endpoints import SESSION_ID
-from api.http_body import CLOSE_CONNECTION, read_body
+from api.http_body import read_body
 from sync.channels import Principal
 from sync.errors import (
     AuthError,
@@ -78,8 +78,6 @@ def _status(exc: SyncError) -> int:
 def _error_response(exc: SyncError) -> JSONResponse:
     payload = error_event(exc, now_ms=0).payload
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, AuthError) else None
-    if isinstance(exc, MessageTooLarge):
-        headers = CLOSE_CONNECTION  # the rest of the body is not read
     return JSONResponse({"error": payload}, status_code=_status(exc), headers=headers)
 
 

@@ -3,22 +3,20 @@
 Every REST endpoint with a body reads it with :func:`read_body`. A declared
 ``Content-Length`` over the limit is refused before a byte is read; a chunked
 or understated body is refused as soon as what arrived passes the limit. The
-refusal is :class:`~sync.errors.MessageTooLarge` (HTTP 413); the endpoint's
-413 response carries :data:`CLOSE_CONNECTION` so the server closes the
-connection instead of reading (and discarding) the rest of the body.
+refusal is :class:`~sync.errors.MessageTooLarge` (HTTP 413). The rest of the
+body is then read and dropped by uvicorn, never stored, for at most
+``TRIPSAGE_HEADER_TIMEOUT_S`` (:class:`api.transport.HttpProtocol`): closing at
+once would reset the connection under a client still sending, and it would
+see a reset instead of the 413.
 """
 
 from __future__ import annotations
-
-from typing import Final
 
 from starlette.requests import Request
 
 from sync.errors import MessageTooLarge
 
-__all__ = ["CLOSE_CONNECTION", "read_body"]
-
-CLOSE_CONNECTION: Final = {"Connection": "close"}
+__all__ = ["read_body"]
 
 
 def _too_large(limit: int, size: int) -> MessageTooLarge:

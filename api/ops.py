@@ -43,7 +43,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from api.connection import SERVER_VERSION, Connection
-from api.http_body import CLOSE_CONNECTION, read_body
+from api.http_body import read_body
 from api.metrics import CONTENT_TYPE
 from api.services import Services
 from sync.errors import AuthError, InvalidMessage, MessageTooLarge, PermissionDenied, SyncError
@@ -102,8 +102,6 @@ class _Maintenance(NamedTuple):
 def _http_error(exc: SyncError, status: int) -> JSONResponse:
     payload = error_event(exc, now_ms=now_ms()).payload
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    if status == 413:
-        headers = CLOSE_CONNECTION  # the rest of the body is not read
     return JSONResponse({"error": payload}, status_code=status, headers=headers)
 
 

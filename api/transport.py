@@ -14,6 +14,8 @@ four holes a peer can use:
   data, so dripping one byte at a time does not help, and when it fires the
   connection is closed (``408`` first if part of a head came). No socket
   reaches the app's own authentication deadline without passing this one.
+  The same deadline bounds the draining of a body the app refused unread
+  (413, :mod:`api.http_body`).
 - **Handshake refusals never sent.** websockets refuses a request line over
   8 KiB with 414 and header lines over 8 KiB with 431 (or any unreadable
   head with nothing), but queues that answer for ``data_to_send`` during
@@ -99,6 +101,7 @@ class HttpProtocol(H11Protocol):
 
     header_timeout_s: ClassVar[float] = 10.0
     _header_timer: asyncio.TimerHandle | None = None
+    _phase: str | None = None  # what the timer is timing: "head" or "drain"
     _head_bytes = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -120,13 +123,25 @@ class HttpProtocol(H11Protocol):
         super().connection_lost(exc)
 
     def _sync_header_timer(self) -> None:
-        """Run the timer exactly while h11 waits for a request head; data does not restart it."""
-        waiting = self.conn.their_state is h11.IDLE and not self.transport.is_closing()
-        if not waiting:
+        """Run the timer while h11 waits for a request head, or discards the rest of a body
+        already answered (a 413: uvicorn reads and drops it, so the client gets the answer
+        rather than a reset); data does not restart it, a new phase does."""
+        conn = self.conn
+        phase = None
+        if self.transport.is_closing():
+            pass
+        elif conn.their_state is h11.IDLE:
+            phase = "head"
+        elif conn.our_state is h11.DONE and conn.their_state is h11.SEND_BODY:
+            phase = "drain"
+        if phase != self._phase:
             self._cancel_header_timer()
+            self._phase = phase
             self._head_bytes = 0
-        elif self._header_timer is None:
-            self._header_timer = self.loop.call_later(self.header_timeout_s, self._header_timeout)
+            if phase is not None:
+                self._header_timer = self.loop.call_later(
+                    self.header_timeout_s, self._header_timeout
+                )
 
     def _cancel_header_timer(self) -> None:
         if self._header_timer is not None:
@@ -137,7 +152,7 @@ class HttpProtocol(H11Protocol):
         self._header_timer = None
         if self.transport.is_closing():
             return
-        if self._head_bytes:
+        if self._phase == "head" and self._head_bytes:
             self.logger.info("request head incomplete after %.0f s; closing", self.header_timeout_s)
             self.transport.write(_REQUEST_TIMEOUT)
         self.transport.close()

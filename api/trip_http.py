@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from api.http_body import CLOSE_CONNECTION, read_body
+from api.http_body import read_body
 from storage import ops
 from storage.errors import AlreadyExists
 from sync.channels import Principal
@@ -77,8 +77,7 @@ def _http_error(exc: SyncError, status: int) -> JSONResponse:
     body: dict[str, Any] = {"code": exc.code, "message": exc.message}
     if exc.details:
         body["details"] = exc.details
-    headers = CLOSE_CONNECTION if status == 413 else None  # the rest of the body is not read
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JSONResponse(body, status_code=status)
 
 
 class TripHttp:

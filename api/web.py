@@ -44,7 +44,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
-from api.http_body import CLOSE_CONNECTION, read_body
+from api.http_body import read_body
 from api.services import Services
 from api.settings import Settings
 from sync.errors import MessageTooLarge
@@ -147,7 +147,6 @@ class WebFeature:
             return JSONResponse(
                 {"code": exc.code, "message": exc.message, "details": exc.details},
                 status_code=413,
-                headers=CLOSE_CONNECTION,
             )
         try:
             data = DevTokenRequest.model_validate_json(body or b"{}")

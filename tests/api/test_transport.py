@@ -431,12 +431,21 @@ async def test_rest_bodies_over_the_limit_get_413_while_reading(
 async def test_the_dev_token_body_gets_413_while_reading(
     server_factory: Callable[..., ServerProcess],
 ) -> None:
-    server = server_factory(secret=None, dev_mode=1)
+    server = server_factory(secret=None, dev_mode=1, header_timeout_s=1)
     for chunked, sent in ((False, 0), (True, 1 << 20)):
         line = await _post_partial(
             server, "POST", "/api/dev/token", chunked=chunked, sent_bytes=sent
         )
         assert line.startswith(b"HTTP/1.1 413"), line
+    # The rest of a refused body is dropped unread for at most the header timeout.
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"POST /api/dev/token HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n")
+    assert (await asyncio.wait_for(reader.readline(), 5)).startswith(b"HTTP/1.1 413")
+    writer.write(b"x" * 1000)  # still sending, slowly: closed anyway
+    started = time.monotonic()
+    await asyncio.wait_for(reader.read(), 5)
+    assert time.monotonic() - started < 4
+    writer.close()
 
 
 # -- every task the server starts is awaited (item 16) ---------------------------------------
