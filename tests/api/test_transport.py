@@ -303,6 +303,19 @@ async def _raw_websocket(port: int, path: str) -> tuple[asyncio.StreamReader, as
     return reader, writer
 
 
+def _opcodes(data: bytes) -> list[int]:
+    """The opcodes of the (unmasked, server-sent) frames in ``data``."""
+    found, at = [], 0
+    while at + 2 <= len(data):
+        found.append(data[at] & 0x0F)
+        length, at = data[at + 1] & 0x7F, at + 2
+        if length >= 126:
+            width = 2 if length == 126 else 8
+            length, at = int.from_bytes(data[at : at + width]), at + width
+        at += length
+    return found
+
+
 def _masked(text: str) -> bytes:
     return Frame(Opcode.TEXT, text.encode()).serialize(mask=True)
 
@@ -313,19 +326,24 @@ async def test_a_busy_peer_that_never_answers_pings_stays_and_a_silent_one_goes(
     server = server_factory(ping_interval_s=0.5, peer_timeout_s=1.5)
     reader, writer = await _raw_websocket(server.port, "/ws/chat/s-1")
     writer.write(_masked(json.dumps({"token": server.token("alice"), "sessionId": "s-1"})))
-    # Busy for three peer timeouts: a heartbeat every 100 ms, never reading, never a pong.
+    # Three peer timeouts long, a frame every 0.8 s: each gap is over the ping interval, so
+    # the server pings, and the client never reads nor answers a ping (as a fast writer's
+    # pong waits behind its own frames). Its frames prove it alive all the same.
     deadline = time.monotonic() + 4.5
+    sent = 0
     while time.monotonic() < deadline:
         writer.write(_masked(json.dumps({"type": "connection_heartbeat", "payload": {}})))
         await writer.drain()
-        await asyncio.sleep(0.1)  # the client's pace, not a wait for the server
+        sent += 1
+        await asyncio.sleep(0.8)  # the client's pace, not a wait for the server
     received = b""
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(0.5):
             while chunk := await reader.read(65536):
                 received += chunk
     assert b"keepalive" not in received, "closed while busy"
-    assert received.count(b"connection_heartbeat") >= 30
+    assert received.count(b"connection_heartbeat") >= sent - 1
+    assert Opcode.PING.value in _opcodes(received)  # it was pinged, and never answered
     # Silent from now on: closed as dead (1011) within the timeout plus a check.
     silent_at = time.monotonic()
     rest = await asyncio.wait_for(reader.read(), 5)
