@@ -1,7 +1,8 @@
 """The ``tripsage-sync`` command line.
 
 ``serve`` runs the server on uvicorn (websockets-sansio WebSockets: the legacy
-``websockets`` backend mishandles fragmented messages) with the embedded
+``websockets`` backend mishandles fragmented messages; both it and h11 are
+subclassed in :mod:`api.transport`) with the embedded
 SQLite default; ``token`` mints a JWT the server accepts (reading the same
 secret: ``TRIPSAGE_JWT_SECRET`` or the one kept in the database);
 ``broadcast`` asks a running server to send a ``notification`` or
