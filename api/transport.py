@@ -47,7 +47,7 @@ import asyncio
 import math
 import struct
 import time
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, Protocol
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -60,7 +60,14 @@ from sync.errors import CLOSE_MESSAGE_TOO_BIG, CLOSE_SERVER_ERROR, MessageTooLar
 from sync.events import ConnectionErrorPayload, error_event
 from sync.wire import encode, make_event
 
-__all__ = ["HttpProtocol", "LivenessWheel", "WebSocketProtocol", "oversize_reply", "protocols"]
+__all__ = [
+    "Checked",
+    "HttpProtocol",
+    "LivenessWheel",
+    "WebSocketProtocol",
+    "oversize_reply",
+    "protocols",
+]
 
 LIVENESS_TICK_S: Final = 1.0
 YJS_PATH_PREFIX: Final = "/ws/yjs/"
@@ -158,6 +165,12 @@ class HttpProtocol(H11Protocol):
         self.transport.close()
 
 
+class Checked(Protocol):
+    """What the wheel checks: a liveness rule (:meth:`WebSocketProtocol.check_liveness`)."""
+
+    def check_liveness(self, now: float) -> float | None: ...
+
+
 class LivenessWheel:
     """One timer for every socket's liveness check: 1 s slots, each socket in one slot.
 
@@ -169,14 +182,14 @@ class LivenessWheel:
     def __init__(self, loop: asyncio.AbstractEventLoop, tick_s: float = LIVENESS_TICK_S) -> None:
         self.loop = loop
         self.tick_s = tick_s
-        self.slots: dict[int, list[WebSocketProtocol]] = {}
+        self.slots: dict[int, list[Checked]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._due = math.inf
 
     def __len__(self) -> int:
         return sum(len(slot) for slot in self.slots.values())
 
-    def add(self, peer: WebSocketProtocol, at: float) -> None:
+    def add(self, peer: Checked, at: float) -> None:
         slot = math.ceil(at / self.tick_s)
         self.slots.setdefault(slot, []).append(peer)
         self._arm(slot)
