@@ -31,6 +31,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from api.endpoints import SESSION_ID
+from api.http_body import read_body
 from sync.channels import Principal
 from sync.errors import (
     AuthError,
@@ -115,9 +116,7 @@ def chat_routes(feature: ChatFeature) -> list[BaseRoute]:
 
     async def body(request: Request) -> Any:
         limit = feature.settings.max_message_size
-        raw = await request.body()
-        if len(raw) > limit:
-            raise MessageTooLarge(f"Body exceeds {limit} bytes", details={"limit": limit})
+        raw = await read_body(request, limit)
         try:
             return json.loads(raw)
         except ValueError:

@@ -1,7 +1,8 @@
 """The ``tripsage-sync`` command line.
 
 ``serve`` runs the server on uvicorn (websockets-sansio WebSockets: the legacy
-``websockets`` backend mishandles fragmented messages) with the embedded
+``websockets`` backend mishandles fragmented messages; both it and h11 are
+subclassed in :mod:`api.transport`) with the embedded
 SQLite default; ``token`` mints a JWT the server accepts (reading the same
 secret: ``TRIPSAGE_JWT_SECRET`` or the one kept in the database);
 ``broadcast`` asks a running server to send a ``notification`` or
@@ -41,6 +42,7 @@ from api.app import create_app, resolve_secret, shutdown_services
 from api.auth import JwtAuthority
 from api.services import Services
 from api.settings import Settings, SettingsError
+from api.transport import protocols
 from storage.sqlite import Storage
 
 __all__ = ["Server", "TokenMask", "main"]
@@ -186,11 +188,18 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"tripsage-sync: {exc}", file=sys.stderr)  # noqa: T201
         return 2
     configure_logging(settings.log_level, settings.log_format)
+    # Our subclasses of uvicorn's h11 and websockets-sansio protocols (api/transport.py):
+    # a request-head deadline, handshake refusals answered, liveness by any received
+    # frame (uvicorn's own ping/pong keepalive is off), the documented oversize reply.
+    http_protocol, ws_protocol = protocols(settings)
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
         port=settings.port,
-        ws="websockets-sansio",
+        http=http_protocol,
+        ws=ws_protocol,
+        ws_ping_interval=None,
+        ws_ping_timeout=None,
         lifespan="on",
         log_config=None,
         access_log=True,

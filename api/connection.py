@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 from starlette.websockets import WebSocket
 
-from api.outbox import CLOSE_RELEASE_S, Close, Outbox
+from api.outbox import CLOSE_RELEASE_S, Close, Outbox, cancel_and_wait
 from sync.channels import Channel, Principal
 from sync.errors import (
     CLOSE_AUTH_FAILED,
@@ -332,10 +332,9 @@ class Connection:
                     deadline = min(deadline, self.session.token.deadline_ms)
             # Sleep until the next deadline, or until a state change wakes us.
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._wake.wait(), max(0.0, (deadline - now_ms()) / 1000) + 0.005
-                )
+            with contextlib.suppress(TimeoutError):  # not wait_for: it can swallow a cancel
+                async with asyncio.timeout(max(0.0, (deadline - now_ms()) / 1000) + 0.005):
+                    await self._wake.wait()
 
     def _expire(self, expired: CloseExpired, now: int) -> None:
         """The token expired: ``connection_error`` ``TOKEN_EXPIRED``, then close 3000."""
@@ -374,13 +373,13 @@ class Connection:
                     self.abort()
             else:  # the peer closed or vanished: nothing more can be sent
                 self.session.close(CLOSE_GOING_AWAY)
-            writer.cancel()
             self.hub.remove(self)
             self.session.closed()
             self.closed.set()
             self.log.info(
                 "closed (code=%s)", self.session.close_code, extra={"code": self.session.close_code}
             )
+            await cancel_and_wait(writer, timer)
 
     async def _read_loop(self) -> None:
         ws = self.websocket
@@ -420,6 +419,18 @@ class Connection:
             else:
                 await self._receive_text(data, size)
 
+    def displace(self) -> None:
+        """Closed unauthenticated to make room for a newer socket (3001: retry later)."""
+        if self.session.state is State.AWAITING_AUTH:
+            self._fail_auth(
+                AuthError(
+                    "Too many connections awaiting authentication",
+                    code="CONNECTION_LIMIT_EXCEEDED",
+                    retry_after=self.settings.reconnect_after_s,
+                    close_code=CLOSE_RATE_LIMITED,
+                )
+            )
+
     def _fail_auth(self, exc: SyncError) -> None:
         # One lifecycle line per failure; the message is the generic one the peer gets.
         self.log.info(
@@ -448,6 +459,13 @@ class Connection:
             session_id = self.session.path_session_id
             if request.sessionId is not None and request.sessionId != session_id:
                 raise AuthError("sessionId does not match the endpoint", code="AUTH_FAILED")
+            if hub.authenticated_count() >= self.settings.max_connections:
+                raise AuthError(
+                    "Server connection limit reached",
+                    code="CONNECTION_LIMIT_EXCEEDED",
+                    retry_after=self.settings.reconnect_after_s,
+                    close_code=CLOSE_RATE_LIMITED,
+                )
             if (
                 hub.user_connection_count(principal.user_id)
                 >= self.settings.max_connections_per_user

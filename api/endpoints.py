@@ -2,7 +2,11 @@
 
 Before a WebSocket upgrade is accepted: the ``Origin`` allowlist (browsers
 only; no Origin header means a native client), shutdown, the per-IP
-connection rate and the server-wide connection cap. Refusals after the upgrade
+connection rate and the server-wide cap on authenticated connections. Sockets
+still awaiting their auth frame have a smaller cap of their own: when it is
+full a new one displaces the oldest of the busiest address
+(:meth:`api.hub.Hub.make_room_for_unauthenticated`), so a flood of sockets
+that never authenticate cannot lock clients out. Refusals after the upgrade
 use the documented ``error`` event and close codes.
 """
 
@@ -111,7 +115,7 @@ async def _serve(websocket: WebSocket, endpoint: str) -> None:
         services.count_rate_limited("connections")
         await _refuse_after_accept(websocket, limited, CLOSE_RATE_LIMITED)
         return
-    if len(hub.connections) >= settings.max_connections:
+    if hub.authenticated_count() >= settings.max_connections:
         exc = ConnectionLimitExceeded(
             "Server connection limit reached",
             retry_after=settings.reconnect_after_s,
@@ -131,6 +135,9 @@ async def _serve(websocket: WebSocket, endpoint: str) -> None:
         )
         await _refuse_after_accept(websocket, bad_id, CLOSE_POLICY_VIOLATION)
         return
+    displaced = hub.make_room_for_unauthenticated()
+    if displaced is not None:
+        displaced.displace()
     await websocket.accept()
     conn = Connection(
         websocket, services, endpoint=endpoint, path_session_id=session_id, client_ip=ip

@@ -22,7 +22,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -85,7 +86,11 @@ class Hub:
     subscription_limiter: KeyedLimiter = field(init=False)
     on_disconnect: list[Callable[[Connection], None]] = field(default_factory=list)
     # The live connections of other endpoints (Yjs), each closed by the drain.
-    peer_sources: list[Callable[[], Iterable[Peer]]] = field(default_factory=list)
+    peer_sources: list[Callable[[], Collection[Peer]]] = field(default_factory=list)
+    # JSON connections still awaiting their auth frame, oldest first: they have a cap of
+    # their own (TRIPSAGE_MAX_UNAUTHENTICATED_CONNECTIONS), not TRIPSAGE_MAX_CONNECTIONS.
+    unauthenticated: dict[str, Connection] = field(default_factory=dict)
+    _bound: int = 0  # JSON connections bound to a user (authenticated)
     # The app's instruments (api/metrics.py); their live gauges read this hub.
     metrics: Metrics = field(default_factory=Metrics)
 
@@ -102,25 +107,51 @@ class Hub:
     def admit(self, conn: Connection) -> None:
         """Count a connection that was accepted (before authentication)."""
         self.connections[conn.id] = conn
+        self.unauthenticated[conn.id] = conn
         self.total_connections += 1
         self.peak_connections = max(self.peak_connections, len(self.connections))
         self.metrics.count(self.metrics.connections_opened, conn.session.endpoint)
 
     def bind_user(self, conn: Connection, user_id: str) -> None:
-        self.by_user.setdefault(user_id, set()).add(conn)
+        self.unauthenticated.pop(conn.id, None)
+        peers = self.by_user.setdefault(user_id, set())
+        if conn not in peers:
+            peers.add(conn)
+            self._bound += 1
+
+    def authenticated_count(self) -> int:
+        """Authenticated connections of every endpoint: what TRIPSAGE_MAX_CONNECTIONS caps."""
+        return self._bound + sum(len(source()) for source in self.peer_sources)
+
+    def make_room_for_unauthenticated(self) -> Connection | None:
+        """The socket a new unauthenticated one displaces when their cap is reached.
+
+        The oldest of the address holding the most, so that a flood from a few
+        addresses displaces itself while a client that authenticates at once (in
+        milliseconds) gets through. It is no longer counted from now on.
+        """
+        if len(self.unauthenticated) < self.settings.max_unauthenticated_connections:
+            return None
+        per_ip = Counter(conn.client_ip for conn in self.unauthenticated.values())
+        busiest = per_ip.most_common(1)[0][0]
+        victim = next(c for c in self.unauthenticated.values() if c.client_ip == busiest)
+        del self.unauthenticated[victim.id]
+        return victim
 
     def user_connection_count(self, user_id: str) -> int:
         return len(self.by_user.get(user_id, ()))
 
     def remove(self, conn: Connection) -> None:
+        self.unauthenticated.pop(conn.id, None)
         if self.connections.pop(conn.id, None) is None:
             return
         for name in list(conn.session.subscriptions):
             self.unsubscribe(conn, name)
         if conn.session.principal is not None:
             peers = self.by_user.get(conn.session.principal.user_id)
-            if peers is not None:
+            if peers is not None and conn in peers:
                 peers.discard(conn)
+                self._bound -= 1
                 if not peers:
                     del self.by_user[conn.session.principal.user_id]
         for callback in self.on_disconnect:

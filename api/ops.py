@@ -43,9 +43,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from api.connection import SERVER_VERSION, Connection
+from api.http_body import read_body
 from api.metrics import CONTENT_TYPE
 from api.services import Services
-from sync.errors import AuthError, InvalidMessage, PermissionDenied, SyncError
+from sync.errors import AuthError, InvalidMessage, MessageTooLarge, PermissionDenied, SyncError
 from sync.events import error_event
 from sync.health import (
     ConnectionCounts,
@@ -276,7 +277,10 @@ class OpsFeature:
             return _http_error(PermissionDenied("Only admins schedule maintenance"), 403)
         if request.method == "DELETE":
             return JSONResponse({"cancelled": self.cancel_maintenance()})
-        raw = await request.body()
+        try:
+            raw = await read_body(request, self.services.settings.max_message_size)
+        except MessageTooLarge as exc:
+            return _http_error(exc, 413)
         try:
             body = MaintenanceRequest.model_validate_json(raw)
         except ValidationError as exc:

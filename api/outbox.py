@@ -20,7 +20,9 @@ endpoints; :class:`api.yjs.YjsConnection`, y-websocket peers) owns one
   the head of the queue into that frame (the JSON endpoints merge consecutive
   events into a ``batch``; Yjs frames go as they are) and accounts for it once
   sent. A send that stalls longer than ``send_timeout_s`` aborts the
-  transport; the close marker ends the loop with the close frame.
+  transport; the close marker ends the loop with the close frame. A writer
+  that fails for any other reason (a frame it cannot encode) closes with 1011
+  and aborts the transport: never a reader without a writer.
 
 The owner's state machine has a say in every close through ``may_close``
 (:meth:`sync.session.Session.close` for the JSON endpoints): a close it refuses
@@ -37,14 +39,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar
 
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from sync.errors import CLOSE_GOING_AWAY
+from sync.errors import CLOSE_GOING_AWAY, CLOSE_SERVER_ERROR
 
 if TYPE_CHECKING:
     from api.metrics import Metrics
 
-__all__ = ["CLOSE_RELEASE_S", "Close", "Framing", "Outbox", "find_transport"]
+__all__ = ["CLOSE_RELEASE_S", "Close", "Framing", "Outbox", "cancel_and_wait", "find_transport"]
+
+logger = logging.getLogger(__name__)
 
 # After we start a close, the peer has this long to answer before the socket is aborted.
 CLOSE_RELEASE_S: Final = 5.0
@@ -88,6 +92,19 @@ def find_transport(websocket: WebSocket) -> asyncio.Transport | None:
         if send is None:
             break
     return None
+
+
+async def cancel_and_wait(*tasks: asyncio.Task[Any]) -> None:
+    """Cancel ``tasks`` and wait until they have finished: the owner's duty for every task
+    it starts (a pending task left behind is destroyed with its connection)."""
+    if not tasks:
+        return
+    for task in tasks:
+        task.cancel()
+    await asyncio.wait(tasks)
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("task %s failed", task.get_name(), exc_info=task.exception())
 
 
 def _always(code: int) -> bool:
@@ -174,16 +191,20 @@ class Outbox(Generic[ItemT]):
                 self._ready.clear()
                 await self._ready.wait()
             item = queue.popleft()
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancel that
+            # arrives as the send completes, and the writer would wait for ever, pending.
             if isinstance(item, Close):
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(ws.close(item.code, item.reason), timeout)
+                    async with asyncio.timeout(timeout):
+                        await ws.close(item.code, item.reason)
                 return
             frame = framing.frame(item, queue)
             try:
-                if isinstance(frame, str):
-                    await asyncio.wait_for(ws.send_text(frame), timeout)
-                else:
-                    await asyncio.wait_for(ws.send_bytes(frame), timeout)
+                async with asyncio.timeout(timeout):
+                    if isinstance(frame, str):
+                        await ws.send_text(frame)
+                    else:
+                        await ws.send_bytes(frame)
             except TimeoutError:
                 self.log.warning("send stalled for %.1f s; aborting", timeout)
                 self.metrics.slow_consumers += 1
@@ -191,7 +212,20 @@ class Outbox(Generic[ItemT]):
                 self._may_close(CLOSE_GOING_AWAY)
                 self.abort()
                 return
-            except Exception:  # the peer went away mid-send
+            except (OSError, WebSocketDisconnect):  # the peer went away mid-send
                 self.log.debug("send failed", exc_info=True)
+                self.open = False
+                self.abort()
+                return
+            except Exception:
+                # Our bug (e.g. a frame that cannot be encoded): the writer is dead, so the
+                # connection must go too, never stay half-open with a reader and no writer.
+                self.log.warning("writer failed; closing with 1011", exc_info=True)
+                self.open = False
+                self._may_close(CLOSE_SERVER_ERROR)
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(timeout):
+                        await ws.close(CLOSE_SERVER_ERROR, "server error")
+                self.abort()
                 return
             framing.sent(frame)

@@ -46,8 +46,12 @@ class Settings:
     max_message_size: int = 1_048_576
     max_connections: int = 1000
     max_connections_per_user: int = 20
+    max_unauthenticated_connections: int = 200
     auth_timeout_s: float = 10.0
     heartbeat_interval_s: float = 25.0
+    header_timeout_s: float = 10.0
+    ping_interval_s: float = 5.0
+    peer_timeout_s: float = 10.0
     trusted_proxies: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
     outbound_queue_size: int = 1024
@@ -91,6 +95,7 @@ class Settings:
             "max_message_size",
             "max_connections",
             "max_connections_per_user",
+            "max_unauthenticated_connections",
             "outbound_queue_size",
             "chat_replay_max_messages",
             "storage_retry_initial_ms",
@@ -104,6 +109,9 @@ class Settings:
         for name in (
             "auth_timeout_s",
             "heartbeat_interval_s",
+            "header_timeout_s",
+            "ping_interval_s",
+            "peer_timeout_s",
             "send_timeout_s",
             "typing_timeout_s",
             "chat_stream_idle_timeout_s",
@@ -112,6 +120,10 @@ class Settings:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be positive")
         if not 0 <= self.chat_chunk_reorder_window_s <= 60:
             raise SettingsError(f"{ENV_PREFIX}CHAT_CHUNK_REORDER_WINDOW_S must be 0 to 60")
+        if self.peer_timeout_s <= self.ping_interval_s:
+            raise SettingsError(
+                "TRIPSAGE_PEER_TIMEOUT_S must be longer than TRIPSAGE_PING_INTERVAL_S"
+            )
         if self.jwt_secret is not None and len(self.jwt_secret.encode()) < MIN_SECRET_BYTES:
             raise SettingsError(
                 f"TRIPSAGE_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes (RFC 7518 3.2)"
@@ -174,10 +186,17 @@ DOCS: Final[dict[str, str]] = {
     "rate_limit_subscriptions_per_min": "Channel subscriptions per minute per user (0 = off)",
     "rate_limit_yjs_frames_per_min": "y-websocket frames per minute per user (over: close 3001)",
     "max_message_size": "Largest client message in bytes (larger: MESSAGE_TOO_LARGE, close 1009)",
-    "max_connections": "Connections the server accepts at once",
+    "max_connections": "Authenticated connections the server accepts at once (all endpoints)",
     "max_connections_per_user": "Connections one user may hold at once",
+    "max_unauthenticated_connections": "JSON sockets still awaiting their auth frame, at once"
+    " (not counted in `TRIPSAGE_MAX_CONNECTIONS`); when full, a new one displaces the oldest"
+    " of the address holding the most",
     "auth_timeout_s": "Seconds a new connection has to authenticate (then close 3000)",
     "heartbeat_interval_s": "Seconds between server heartbeats; silent for two: closed",
+    "header_timeout_s": "Seconds a TCP connection has to send a complete HTTP request head",
+    "ping_interval_s": "Seconds a WebSocket may be silent before the server pings it",
+    "peer_timeout_s": "Seconds a WebSocket may be silent (no frame of any kind) before it is"
+    " closed as dead (1011)",
     "trusted_proxies": "Comma-separated proxy addresses/CIDRs whose X-Forwarded-For is honoured",
     "allowed_origins": "Comma-separated browser origins allowed besides the server's own host",
     "outbound_queue_size": "Events queued per connection before it counts as a slow consumer",

@@ -22,11 +22,19 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from api.http_body import read_body
 from storage import ops
 from storage.errors import AlreadyExists
 from sync.channels import Principal
 from sync.document import TripDocument
-from sync.errors import AuthError, InvalidMessage, NotFound, PermissionDenied, SyncError
+from sync.errors import (
+    AuthError,
+    InvalidMessage,
+    MessageTooLarge,
+    NotFound,
+    PermissionDenied,
+    SyncError,
+)
 from sync.wire import make_event
 
 if TYPE_CHECKING:
@@ -125,9 +133,10 @@ class TripHttp:
         return await self._create_trip(request, principal)
 
     async def _create_trip(self, request: Request, principal: Principal) -> Response:
-        body = await request.body()
-        if len(body) > self.settings.max_message_size:
-            return _http_error(InvalidMessage("Request body too large"), 413)
+        try:
+            body = await read_body(request, self.settings.max_message_size)
+        except MessageTooLarge as exc:
+            return _http_error(exc, 413)
         try:
             data = CreateTripRequest.model_validate_json(body or b"{}")
         except ValidationError as exc:
@@ -205,9 +214,11 @@ class TripHttp:
         old = room.permission(target)
         if request.method == "PUT":
             try:
-                new: str | None = CollaboratorRequest.model_validate_json(
-                    await request.body()
-                ).permissionLevel
+                raw = await read_body(request, self.settings.max_message_size)
+            except MessageTooLarge as exc:
+                return _http_error(exc, 413)
+            try:
+                new: str | None = CollaboratorRequest.model_validate_json(raw).permissionLevel
             except ValidationError:
                 return _http_error(
                     InvalidMessage(

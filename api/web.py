@@ -44,8 +44,10 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
+from api.http_body import read_body
 from api.services import Services
 from api.settings import Settings
+from sync.errors import MessageTooLarge
 
 __all__ = ["DEV_TOKEN_TTL_S", "WEB_DIR", "WebFeature", "dev_tokens_enabled"]
 
@@ -53,6 +55,7 @@ logger = logging.getLogger(__name__)
 
 WEB_DIR: Final = Path(__file__).resolve().parent / "web"
 DEV_TOKEN_TTL_S: Final = 12 * 3600
+MAX_DEV_TOKEN_BODY_BYTES: Final = 4096
 USER_ID: Final = re.compile(r"^[A-Za-z0-9_.@+=-]{1,64}$")
 CONTENT_SECURITY_POLICY: Final = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: https:;"
@@ -138,10 +141,11 @@ class WebFeature:
             return JSONResponse(
                 {"code": "NOT_FOUND", "message": "Dev sign-in is disabled"}, status_code=404
             )
-        body = await request.body()
-        if len(body) > 4096:
+        try:
+            body = await read_body(request, MAX_DEV_TOKEN_BODY_BYTES)
+        except MessageTooLarge as exc:
             return JSONResponse(
-                {"code": "INVALID_MESSAGE_FORMAT", "message": "Request body too large"},
+                {"code": exc.code, "message": exc.message, "details": exc.details},
                 status_code=413,
             )
         try:

@@ -78,7 +78,7 @@ from starlette.websockets import WebSocket
 
 from api.connection import _ConnectionLog
 from api.endpoints import admit_upgrade
-from api.outbox import CLOSE_RELEASE_S, Close, Outbox
+from api.outbox import CLOSE_RELEASE_S, Close, Outbox, cancel_and_wait
 from api.rooms import RoomBroken, TripRoom
 from api.services import Services
 from api.trips import EDITORS, TripFeature
@@ -268,9 +268,9 @@ class YjsConnection:
                 except (TimeoutError, asyncio.CancelledError):
                     self.abort()
             self.outbox.open = False
-            writer.cancel()
             self.closed.set()
             self.log.info("closed")
+            await cancel_and_wait(writer, keepalive)
 
     async def _read_loop(self) -> None:
         limit = self.settings.max_message_size
@@ -386,7 +386,7 @@ class YjsFeature:
             services.count_rate_limited("connections")
             await self._refuse(websocket, CLOSE_RATE_LIMITED, "rate limited")
             return
-        if len(hub.connections) + len(self.connections) >= settings.max_connections:
+        if hub.authenticated_count() >= settings.max_connections:  # authenticated by ?token=
             await self._refuse(websocket, CLOSE_TRY_AGAIN_LATER, "server full")
             return
         trip_id = websocket.path_params["trip_id"]

@@ -25,6 +25,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
 
@@ -450,14 +451,63 @@ def _describe(value: Any) -> str:
     return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
 
 
+# A JSON escape of a UTF-16 surrogate: the only way a lone surrogate gets into a parsed str
+# (json.loads joins a valid pair into one code point; UTF-8 frames cannot carry one).
+_SURROGATE_ESCAPE: Final = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE_ESCAPE_BYTES: Final = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
+def _lone_surrogate_at(value: Any, path: str = "") -> str | None:
+    """The path of the first string (value or key, any depth) holding a lone surrogate."""
+    if isinstance(value, str):
+        return path if _SURROGATE.search(value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            here = f"{path}.{key}" if path else str(key)
+            if _SURROGATE.search(key):
+                return path or "(key)"
+            found = _lone_surrogate_at(item, here)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _lone_surrogate_at(item, f"{path}.{index}" if path else str(index))
+            if found is not None:
+                return found
+    return None
+
+
 def _loads(text: str | bytes) -> Any:
+    """Parse a frame; a string that is not valid Unicode (a lone surrogate) is refused here,
+    at any depth, so no later step (storage, fan-out, the writer's UTF-8 encode) meets one."""
     try:
-        return json.loads(text)
+        data = json.loads(text)
     except (ValueError, RecursionError) as exc:
         raise InvalidMessage(
             "Message is not valid JSON",
             details={"field": "", "expected": "JSON object", "received": "invalid JSON"},
         ) from exc
+    suspect = (
+        _SURROGATE_ESCAPE_BYTES.search(text)
+        if isinstance(text, bytes)
+        else _SURROGATE_ESCAPE.search(text) or _SURROGATE.search(text)
+    )
+    if suspect is not None:
+        try:
+            field = _lone_surrogate_at(data)
+        except RecursionError:
+            field = ""
+        if field is not None:
+            raise InvalidMessage(
+                "Message contains a string that is not valid Unicode (a lone surrogate)",
+                details={
+                    "field": field[:128],
+                    "expected": "valid Unicode string",
+                    "received": "lone surrogate",
+                },
+            )
+    return data
 
 
 def _annotation_name(annotation: Any) -> str | None:

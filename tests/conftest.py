@@ -1,9 +1,10 @@
 """Shared fixtures: a real server process on a free loopback port.
 
-``server_factory(**env)`` starts ``python -m api.cli serve`` (uvicorn,
-wsproto) against a fresh SQLite file with ``TRIPSAGE_*`` settings from
-``env``, waits until ``/health`` answers, and stops it (SIGTERM, then kill)
-when the test ends. Tests then talk to it over real WebSockets.
+``server_factory(**env)`` starts ``python -m api.cli serve`` (uvicorn with the
+protocols of api/transport.py) against a fresh SQLite file with ``TRIPSAGE_*``
+settings from ``env``, waits until ``/health`` answers, and stops it (SIGTERM, then kill)
+when the test ends. Tests then talk to it over real WebSockets. A server log
+that says a task was destroyed while pending fails the test.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from api.auth import JwtAuthority
 
 SECRET = "test-secret-" + "x" * 40
 ROOT = Path(__file__).resolve().parent.parent
+DESTROYED_TASK = "Task was destroyed but it is pending"
 
 
 def free_port() -> int:
@@ -142,8 +144,13 @@ def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
         return proc
 
     yield make
+    leaked = []
     for proc in started:
         proc.stop()
+        if DESTROYED_TASK in proc.logs():  # a task its owner neither awaited nor cancelled
+            leaked.append(str(proc.log_path))
+    if leaked:
+        pytest.fail(f"{DESTROYED_TASK!r} in server log(s): {', '.join(leaked)}")
 
 
 @pytest.fixture
