@@ -8,9 +8,10 @@
 //   queues messages while the socket is down and flushes them once the server
 //   accepted the token, answers heartbeats, unwraps `batch` envelopes. Browsers
 //   keep an open WebSocket when the network goes away (so does Playwright's
-//   setOffline), so the manager closes its socket on `offline` and reconnects at
-//   once on `online`. Close codes 1000, 1008, 1009 and 3000 are final; 3001
-//   waits for retryAfter.
+//   setOffline), so the manager closes its socket on `offline`; on `online` it
+//   forgets the backoff and any stale retryAfter and connects at once (an
+//   attempt still pending from before is replaced). Close codes 1000, 1008,
+//   1009 and 3000 are final; 3001 waits for retryAfter.
 // - UpdateQueue: the optimistic updates not yet answered, in localStorage, so
 //   a reload (even offline) loses nothing; each keeps its original updateId,
 //   expectedVersion and clientTimestamp, so a re-send is idempotent on the
@@ -23,10 +24,22 @@
 //   queue. Each field keeps the version of its last change, so live and
 //   replayed changes may arrive in any order. At most one update per field is
 //   in flight; later edits of that field wait and are rebased on its outcome.
+//   A rollback the server marks `canRetry` is retried (bounded backoff, at
+//   least `retryAfter` ms) under a fresh updateId (the server keeps the
+//   rollback as the old id's outcome), rebased on the server's value when
+//   the reason says our base was wrong; the page hears one outcome per edit.
+//   An edit made before the trip was loaded says so: expectedVersion 0 and
+//   previousValue null, which the server treats as concurrent with everything.
 // - ChatSession: chat_message / chat_message_chunk / chat_message_complete and
 //   the tool and agent status events of one chat session.
 
-export const STATUS = Object.freeze({ SYNCED: "Synced", SYNCING: "Syncing", OFFLINE: "Offline" });
+export const STATUS = Object.freeze({
+  SYNCED: "Synced",
+  SYNCING: "Syncing",
+  OFFLINE: "Offline",
+  CONFLICT: "Conflict", // a conflict dialog is open, or our edit awaits its resolution
+  NOT_SAVED: "Not saved", // an edit of ours was rolled back or rejected
+});
 
 // websocket-api.md "Connection Close Codes": these are not retried.
 export const FINAL_CLOSE_CODES = new Set([1000, 1008, 1009, 3000]);
@@ -104,12 +117,17 @@ export class WebSocketManager extends Emitter {
     this.userId = null;
     this.connectionId = null;
     this._authenticated = false;
-    this._retryAfterMs = 0;
+    this._retryNotBefore = 0; // Date.now() before which the server asked us not to return
     this._retryTimer = null;
     this._stopped = false;
     this._online = () => {
+      // The network is back: whatever backoff piled up while it was away is
+      // moot. Connect now, replacing an attempt that started before.
       this.reconnectAttempts = 0;
-      if (!this.socket) this.connect();
+      this._retryNotBefore = 0;
+      if (this.isOpen) return;
+      this._discardSocket();
+      this.connect();
     };
     this._offline = () => this._dropSocket();
   }
@@ -205,7 +223,7 @@ export class WebSocketManager extends Emitter {
         this.emit("open", message);
         this._flushMessageQueue();
       } else {
-        this._retryAfterMs = (message.retryAfter || 0) * 1000;
+        this._retryAfter(message.retryAfter);
         this.emit("auth_failed", message); // the server closes (3000 or 3001)
       }
       return;
@@ -215,13 +233,27 @@ export class WebSocketManager extends Emitter {
       if (event.type === "connection_heartbeat" && this.isOpen) {
         this.socket.send(JSON.stringify({ type: "connection_heartbeat", payload: {} }));
       } else if (event.type === "connection_close" || event.type === "connection_error") {
-        this._retryAfterMs = (event.payload?.reconnectAfter || event.payload?.retryAfter || 0) * 1000;
+        this._retryAfter(event.payload?.reconnectAfter || event.payload?.retryAfter);
       } else if (event.type === "error" && event.payload?.retryAfter) {
-        this._retryAfterMs = event.payload.retryAfter * 1000;
+        this._retryAfter(event.payload.retryAfter);
       }
       this.emit("message", event);
       this.emit(event.type, event);
     }
+  }
+
+  /** The server's retryAfter (seconds), as a deadline: a stale one expires by itself. */
+  _retryAfter(seconds) {
+    const ms = Number(seconds) > 0 ? Number(seconds) * 1000 : 0;
+    this._retryNotBefore = ms ? Date.now() + ms : 0;
+  }
+
+  /** Forget the current socket (and a pending retry) without reporting a close. */
+  _discardSocket() {
+    clearTimeout(this._retryTimer);
+    const socket = this.socket;
+    this.socket = null;
+    if (socket) socket.close(CLIENT_OFFLINE_CLOSE, "reconnecting");
   }
 
   _dropSocket() {
@@ -260,8 +292,8 @@ export class WebSocketManager extends Emitter {
       this.maxReconnectDelay,
       this.reconnectDelay * Math.pow(2, this.reconnectAttempts - 1),
     );
-    const delay = Math.max(backoff, this._retryAfterMs);
-    this._retryAfterMs = 0;
+    const delay = Math.max(backoff, this._retryNotBefore - Date.now());
+    this._retryNotBefore = 0;
     this._setState("offline");
     this.emit("reconnecting", { attempt: this.reconnectAttempts, delay });
     this._retryTimer = setTimeout(() => this.connect(), delay);
@@ -301,6 +333,15 @@ export class UpdateQueue {
     this._save(list);
   }
 
+  /** Put `entry` in the place of `updateId` (a retry keeps the queue's order). */
+  replace(updateId, entry) {
+    const list = this.all();
+    const i = list.findIndex((e) => e.updateId === updateId);
+    if (i >= 0) list[i] = entry;
+    else list.push(entry);
+    this._save(list);
+  }
+
   remove(updateId) {
     const list = this.all();
     const entry = list.find((e) => e.updateId === updateId) || null;
@@ -315,6 +356,72 @@ export class UpdateQueue {
 }
 
 const EDITORS = new Set(["editor", "owner"]);
+// Retrying a rollback the server marks canRetry: 250 ms, 500 ms, 1 s ... at
+// most 8 s apart (or the server's retryAfter, if longer), five times.
+const RETRY_BASE_DELAY_MS = 250;
+const RETRY_MAX_DELAY_MS = 8000;
+const MAX_RETRIES = 5;
+// Rollback reasons that say the update's base was wrong (not the value): the
+// retry starts from the server's value (rollbackToValue) at our version.
+const REBASE_REASONS = new Set(["invalid_expected_version", "stale_previous_value", "history_unavailable"]);
+// Fields the server merges as text (README "Trips"): a rebase keeps others' text.
+const TEXT_FIELDS = new Set(["notes"]);
+
+function sameJson(a, b) {
+  return JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
+}
+
+/**
+ * Our change `base -> ours` carried over onto `theirs` (the server's value
+ * now), for a retry after the server refused our base. Scalars: ours wins
+ * (the server's last-write-wins still orders it). Lists: the items we added
+ * are appended and those we removed are removed, the rest is theirs. Text:
+ * the one span we changed is replaced where its context is found in theirs,
+ * else our inserted text is appended on a line of its own.
+ */
+export function rebaseValue(field, base, ours, theirs) {
+  if (sameJson(base, theirs)) return ours;
+  if (Array.isArray(ours) && Array.isArray(theirs)) {
+    const before = Array.isArray(base) ? base.map((v) => JSON.stringify(v)) : [];
+    const after = ours.map((v) => JSON.stringify(v));
+    const removed = [...before];
+    const added = [];
+    for (const item of after) {
+      const i = removed.indexOf(item);
+      if (i >= 0) removed.splice(i, 1);
+      else added.push(item);
+    }
+    const result = theirs.map((v) => JSON.stringify(v));
+    for (const item of removed) {
+      const i = result.indexOf(item);
+      if (i >= 0) result.splice(i, 1);
+    }
+    return [...result, ...added].map((v) => JSON.parse(v));
+  }
+  if (TEXT_FIELDS.has(field) && typeof ours === "string" && typeof theirs === "string") {
+    const old = typeof base === "string" ? base : "";
+    let start = 0;
+    while (start < old.length && start < ours.length && old[start] === ours[start]) start++;
+    let end = 0;
+    while (
+      end < old.length - start &&
+      end < ours.length - start &&
+      old[old.length - 1 - end] === ours[ours.length - 1 - end]
+    ) end++;
+    const removed = old.slice(start, old.length - end);
+    const inserted = ours.slice(start, ours.length - end);
+    const prefix = old.slice(0, start);
+    const suffix = old.slice(old.length - end);
+    let at = -1;
+    if (old && theirs.startsWith(prefix) && theirs.slice(start).startsWith(removed)) at = start;
+    else if (old && theirs.endsWith(suffix) && theirs.length - end - removed.length >= 0 &&
+      theirs.slice(0, theirs.length - end).endsWith(removed)) at = theirs.length - end - removed.length;
+    if (at >= 0) return theirs.slice(0, at) + inserted + theirs.slice(at + removed.length);
+    if (!inserted) return theirs;
+    return theirs && !theirs.endsWith("\n") ? `${theirs}\n${inserted}` : theirs + inserted;
+  }
+  return ours;
+}
 
 export class TripSync extends Emitter {
   constructor({ manager, tripId, userId, storage = localStorage }) {
@@ -337,7 +444,10 @@ export class TripSync extends Emitter {
     this.inflight = new Set();
     this.collaborators = [];
     this.conflicts = new Map();
+    this.awaitingResolution = new Map(); // conflictId -> field: our edit joined a manual conflict
+    this.unsaved = new Map(); // field -> {kind, payload}: our edit was rolled back or rejected
     this.error = null;
+    this._retryTimer = null;
 
     const on = (type, handler) => manager.on(type, (event) => {
       const p = event.payload || {};
@@ -401,10 +511,19 @@ export class TripSync extends Emitter {
     return this.queue.all().length;
   }
 
+  /** "Synced" only when every edit of ours has landed and no conflict waits. */
   get status() {
     if (!this.manager.isOpen) return STATUS.OFFLINE;
+    if (this.conflicts.size > 0 || this.awaitingResolution.size > 0) return STATUS.CONFLICT;
+    if (this.unsaved.size > 0) return STATUS.NOT_SAVED;
     if (!this.joined || this.syncing || this.pendingCount > 0) return STATUS.SYNCING;
     return STATUS.SYNCED;
+  }
+
+  /** The user has read why an edit was not saved. */
+  dismissUnsaved() {
+    this.unsaved.clear();
+    this._status();
   }
 
   // -- writing ------------------------------------------------------------------
@@ -526,6 +645,11 @@ export class TripSync extends Emitter {
   }
 
   _onSnapshot(p) {
+    if (p.reason === "unknown_version") {
+      // We were ahead of the server (its data was restored): start from its copy.
+      this.version = 0;
+      this.fieldVersions = {};
+    }
     this._applyFields(p.fields || {}, p.version);
   }
 
@@ -541,10 +665,16 @@ export class TripSync extends Emitter {
   _flush() {
     if (!this.manager.isOpen || !this.joined || this.syncing) return;
     const busy = new Set();
+    const now = Date.now();
+    let wakeAt = Infinity;
     for (const entry of this.queue.all()) {
       if (busy.has(entry.fieldName)) continue; // one in flight per field
       busy.add(entry.fieldName);
       if (this.inflight.has(entry.updateId)) continue;
+      if (entry.retryAt > now) {
+        wakeAt = Math.min(wakeAt, entry.retryAt); // a retry waiting for its backoff
+        continue;
+      }
       if (entry.chained) {
         // The update it waited for is gone (answered in another tab): start from now.
         entry.previousValue = this.serverValue(entry.fieldName);
@@ -564,19 +694,34 @@ export class TripSync extends Emitter {
         clientTimestamp: entry.clientTimestamp,
       });
     }
+    clearTimeout(this._retryTimer);
+    if (wakeAt < Infinity) this._retryTimer = setTimeout(() => this._flush(), wakeAt - now);
     this._status();
   }
 
   _onOutcome(kind, p) {
+    this.inflight.delete(p.updateId);
+    const queued = this.queue.get(p.updateId);
+    if (kind === "rollback" && p.canRetry && queued && (queued.retries || 0) < MAX_RETRIES) {
+      this._retry(queued, p);
+      return;
+    }
     // The entry may be gone: a tab of the same user re-sent it and got the answer.
     const entry = this.queue.remove(p.updateId);
-    this.inflight.delete(p.updateId);
     const field = (entry?.fieldName || p.fieldName || "").replace(/^trip\./, "");
     if (!field) return;
     if (kind === "confirmed") {
       this._setServer(field, p.confirmedValue, p.serverVersion);
     } else if (kind === "rejected") {
       this._setServer(field, p.currentServerValue, p.currentServerVersion);
+    }
+    if (entry) {
+      // Our own edit's one outcome: "Synced" waits until nothing of ours failed.
+      if (kind === "confirmed") this.unsaved.delete(field);
+      else if (kind === "rejected" && p.conflictId) {
+        this.unsaved.delete(field);
+        this.awaitingResolution.set(p.conflictId, field);
+      } else this.unsaved.set(field, { kind, payload: p });
     }
     // A rollback leaves the server's value as we know it: the page shows it again.
     const next = this.queue.all().find((e) => e.fieldName === field && e.chained);
@@ -587,10 +732,29 @@ export class TripSync extends Emitter {
       this.queue.put(next);
     }
     this._save();
-    this.emit("outcome", { kind, field, entry, payload: p });
+    if (entry) this.emit("outcome", { kind, field, entry, payload: p });
     this.emit("fields", { names: [field] });
     this._flush();
     this._status();
+  }
+
+  /** A rollback marked canRetry: the same edit again, later, under a new updateId. */
+  _retry(entry, p) {
+    const retries = (entry.retries || 0) + 1;
+    const backoff = Math.min(RETRY_MAX_DELAY_MS, RETRY_BASE_DELAY_MS * 2 ** (retries - 1));
+    const delay = Math.max(backoff, Number(p.retryAfter) || 0); // retryAfter is in ms here
+    const next = { ...entry, updateId: newId("upd"), sent: false, retries, retryAt: Date.now() + delay };
+    if (REBASE_REASONS.has(p.rollbackReason)) {
+      const field = entry.fieldName;
+      const theirs = "rollbackToValue" in p ? p.rollbackToValue : this.serverValue(field);
+      next.optimisticValue = rebaseValue(field, entry.previousValue, entry.optimisticValue, theirs);
+      next.previousValue = theirs;
+      next.expectedVersion = this.version;
+    }
+    this.queue.replace(entry.updateId, next);
+    this.emit("retrying", { field: entry.fieldName, attempt: retries, delay, payload: p });
+    this.emit("fields", { names: [entry.fieldName] });
+    this._flush(); // sets the timer for the retry
   }
 
   _setServer(field, value, version) {
@@ -604,6 +768,7 @@ export class TripSync extends Emitter {
 
   _onResolved(p) {
     this.conflicts.delete(p.conflictId);
+    this.awaitingResolution.delete(p.conflictId);
     if (typeof p.version === "number" && p.fieldName) {
       const field = p.fieldName.replace(/^trip\./, "");
       this._setServer(field, p.resolvedValue, p.version);
@@ -611,6 +776,7 @@ export class TripSync extends Emitter {
       this.emit("fields", { names: [field] });
     }
     this.emit("conflict_resolved", p);
+    this._status();
   }
 
   _onPermissionChange(p) {
