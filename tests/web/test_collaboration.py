@@ -179,9 +179,12 @@ def test_a_viewer_cannot_edit(web: Web) -> None:
     name.evaluate("input => { input.disabled = false; }")
     name.fill("Carol's trip")
     blur(carol)
-    expect(carol.get_by_test_id("notice")).to_contain_text("Viewers cannot edit")
+    expect(carol.get_by_test_id("notice")).to_have_text(
+        "Your change to Trip name could not be saved: viewers cannot edit this trip."
+    )
     expect(name).to_have_value("Europe")
     expect(carol.get_by_test_id("pending-changes")).to_be_hidden()
+    expect(carol.get_by_test_id("sync-status")).to_have_text("Not saved")
     assert trip_fields(web.server, "t-view", "alice")["name"] == "Europe"
 
 
