@@ -232,14 +232,11 @@ async def test_the_spec_jest_example_and_the_value_alias(server: ServerProcess) 
     await create_trip(server)
     alice, _, _ = await open_client(server, "alice", "s-alice")
     # Literally the spec's Jest test: no tripId, `value` for optimisticValue.
-    jest = {
-        "type": "optimistic_update_start",
-        "payload": {"updateId": "test-123", "fieldName": "destination", "value": "Paris"},
-    }
-    await alice.send(jest)
+    payload = {"updateId": "test-123", "fieldName": "destination", "value": "Paris"}
+    await alice.send({"type": "optimistic_update_start", "payload": payload})
     await expect_refusal(alice, "test-123", "payload.tripId")
-    jest["payload"] = {**jest["payload"], "tripId": "trip-1", "value": "Rome", "updateId": "t-2"}
-    await alice.send(jest)
+    payload = {**payload, "tripId": "trip-1", "value": "Rome", "updateId": "t-2"}
+    await alice.send({"type": "optimistic_update_start", "payload": payload})
     aliased = await outcome_of(alice, "t-2")
     assert aliased["type"] == "optimistic_update_confirmed", aliased
     assert aliased["payload"]["confirmedValue"] == "Rome"
