@@ -19,6 +19,7 @@ from sync.conflicts import JSON
 from sync.document import (
     Confirmed,
     LogEntry,
+    Refused,
     Rejected,
     Rolledback,
     TripDocument,
@@ -111,7 +112,7 @@ def _replay(log: list[LogEntry], updates: list[UpdateRequest]) -> tuple[TripDocu
     outcomes = []
     for update in updates:
         result = doc.apply_optimistic(update)
-        assert isinstance(result.outcome, Confirmed | Rejected | Rolledback)
+        assert isinstance(result.outcome, Confirmed | Rejected | Refused | Rolledback)
         assert result.outcome.update_id == update.update_id
         assert (result.change is not None) <= isinstance(result.outcome, Confirmed)
         outcomes.append(result.outcome)
