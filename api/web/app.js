@@ -195,6 +195,7 @@ const ROLLBACK_REASONS = {
   stale_previous_value: "the trip changed in the meantime. Check the value and try again.",
   history_unavailable: "the trip changed too much in the meantime. Check the value and try again.",
   server_error: "the server could not store it. Try again in a moment.",
+  rate_limited: "too many changes were sent at once. Try again in a moment.",
 };
 
 function rollbackReason(payload, permissionLevel) {
@@ -504,7 +505,9 @@ class Editor {
     const label = labelOf(field);
     if (kind === "rejected") {
       if (payload.conflictId) this.notice(`${label}: a collaborator changed it too; choose a value.`);
-      else {
+      else if (payload.rejectionReason === "invalid_message") {
+        this.notice(`Your change to ${label} could not be saved: ${ROLLBACK_REASONS.invalid_value}`, true);
+      } else {
         const who = payload.conflictingUpdate?.userId || "a collaborator";
         this.notice(`Your change to ${label} was not kept: a later change by ${who} won.`, true);
       }

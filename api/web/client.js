@@ -7,11 +7,15 @@
 //   channels}), reconnects with exponential backoff (1 s, 2 s, 4 s ... capped),
 //   queues messages while the socket is down and flushes them once the server
 //   accepted the token, answers heartbeats, unwraps `batch` envelopes. Browsers
-//   keep an open WebSocket when the network goes away (so does Playwright's
-//   setOffline), so the manager closes its socket on `offline`; on `online` it
-//   forgets the backoff and any stale retryAfter and connects at once (an
-//   attempt still pending from before is replaced). Close codes 1000, 1008,
-//   1009 and 3000 are final; 3001 waits for retryAfter.
+//   keep an open WebSocket when the network goes away (Chromium, and so
+//   Playwright's setOffline, holds its frames and delivers them once the
+//   network is back), so on `offline` the manager only stops sending (state
+//   "offline") and keeps the socket. On `online` it forgets the backoff and any
+//   stale retryAfter and probes the kept socket with a heartbeat: any frame
+//   within PROBE_TIMEOUT_MS and the connection resumes as it was (no new
+//   authentication, which the server rate-limits per IP); otherwise it is
+//   dropped and a new one opens at once. Close codes 1000, 1008, 1009 and 3000
+//   are final; 3001 waits for retryAfter.
 // - UpdateQueue: the optimistic updates not yet answered, in localStorage, so
 //   a reload (even offline) loses nothing; each keeps its original updateId,
 //   expectedVersion and clientTimestamp, so a re-send is idempotent on the
@@ -24,10 +28,12 @@
 //   queue. Each field keeps the version of its last change, so live and
 //   replayed changes may arrive in any order. At most one update per field is
 //   in flight; later edits of that field wait and are rebased on its outcome.
-//   A rollback the server marks `canRetry` is retried (bounded backoff, at
-//   least `retryAfter` ms) under a fresh updateId (the server keeps the
-//   rollback as the old id's outcome), rebased on the server's value when
-//   the reason says our base was wrong; the page hears one outcome per edit.
+//   A rollback the server marks `canRetry` (rate_limited, server_error, ...)
+//   is retried under a fresh updateId (the server keeps the rollback as the
+//   old id's outcome) after a capped, jittered backoff of at least its
+//   `retryAfter` ms, for as long as it takes: a transient refusal never drops
+//   an edit. When the reason says our base was wrong, the retry is rebased on
+//   the server's value, a few times at most. The page hears one outcome per edit.
 //   An edit made before the trip was loaded says so: expectedVersion 0 and
 //   previousValue null, which the server treats as concurrent with everything.
 // - ChatSession: chat_message / chat_message_chunk / chat_message_complete and
@@ -44,6 +50,7 @@ export const STATUS = Object.freeze({
 // websocket-api.md "Connection Close Codes": these are not retried.
 export const FINAL_CLOSE_CODES = new Set([1000, 1008, 1009, 3000]);
 const CLIENT_OFFLINE_CLOSE = 4000;
+const PROBE_TIMEOUT_MS = 1000; // a kept socket must answer this soon after `online`
 const MAX_QUEUED_MESSAGES = 500;
 
 export function newId(kind) {
@@ -119,17 +126,15 @@ export class WebSocketManager extends Emitter {
     this._authenticated = false;
     this._retryNotBefore = 0; // Date.now() before which the server asked us not to return
     this._retryTimer = null;
+    this._probeTimer = null;
     this._stopped = false;
-    this._online = () => {
-      // The network is back: whatever backoff piled up while it was away is
-      // moot. Connect now, replacing an attempt that started before.
-      this.reconnectAttempts = 0;
-      this._retryNotBefore = 0;
-      if (this.isOpen) return;
-      this._discardSocket();
-      this.connect();
+    this._online = () => this._networkBack();
+    this._offline = () => {
+      clearTimeout(this._retryTimer);
+      clearTimeout(this._probeTimer);
+      this._probeTimer = null;
+      this._setState("offline"); // the socket stays: see _networkBack
     };
-    this._offline = () => this._dropSocket();
   }
 
   get isOpen() {
@@ -148,10 +153,35 @@ export class WebSocketManager extends Emitter {
     window.removeEventListener("online", this._online);
     window.removeEventListener("offline", this._offline);
     clearTimeout(this._retryTimer);
+    clearTimeout(this._probeTimer);
     const socket = this.socket;
     this.socket = null;
     if (socket) socket.close(1000, "client closing");
     this._setState("closed");
+  }
+
+  /** `online`: no backoff; resume the kept socket if it answers at once, else a new one. */
+  _networkBack() {
+    this.reconnectAttempts = 0;
+    this._retryNotBefore = 0;
+    clearTimeout(this._retryTimer);
+    if (this._stopped || this.isOpen) return;
+    const socket = this.socket;
+    if (!socket) {
+      this.connect();
+      return;
+    }
+    this._setState("connecting");
+    if (this._authenticated && socket.readyState === WebSocket.OPEN) {
+      socket.send(JSON.stringify({ type: "connection_heartbeat", payload: {} })); // answered
+    } // else the pending authentication answers
+    clearTimeout(this._probeTimer);
+    this._probeTimer = setTimeout(() => {
+      this._probeTimer = null;
+      if (socket !== this.socket || this.isOpen) return;
+      this._discardSocket();
+      this.connect();
+    }, PROBE_TIMEOUT_MS);
   }
 
   connect() {
@@ -213,6 +243,16 @@ export class WebSocketManager extends Emitter {
     } catch {
       return;
     }
+    if (this._probeTimer !== null) {
+      // The kept socket answered after `online`: it lived through the outage.
+      clearTimeout(this._probeTimer);
+      this._probeTimer = null;
+      if (this._authenticated) {
+        this._setState("open");
+        this.emit("resumed");
+        this._flushMessageQueue();
+      }
+    }
     if (!this._authenticated && typeof message.success === "boolean") {
       if (message.success) {
         this._authenticated = true;
@@ -256,20 +296,10 @@ export class WebSocketManager extends Emitter {
     if (socket) socket.close(CLIENT_OFFLINE_CLOSE, "reconnecting");
   }
 
-  _dropSocket() {
-    const socket = this.socket;
-    this.socket = null;
-    if (socket) {
-      socket.close(CLIENT_OFFLINE_CLOSE, "offline");
-      this._closed(CLIENT_OFFLINE_CLOSE, "offline");
-    } else {
-      clearTimeout(this._retryTimer);
-      this._setState("offline");
-    }
-  }
-
   _closed(code, reason) {
     this._authenticated = false;
+    clearTimeout(this._probeTimer);
+    this._probeTimer = null;
     this.emit("close", { code, reason });
     if (this._stopped) return this._setState("closed");
     if (!navigator.onLine) return this._setState("offline");
@@ -357,12 +387,19 @@ export class UpdateQueue {
 
 const EDITORS = new Set(["editor", "owner"]);
 // Retrying a rollback the server marks canRetry: 250 ms, 500 ms, 1 s ... at
-// most 8 s apart (or the server's retryAfter, if longer), five times.
+// most 15 s apart, never sooner than the server's retryAfter, plus up to a
+// quarter more at random so that a queue of refused edits does not return as
+// one burst.
 const RETRY_BASE_DELAY_MS = 250;
-const RETRY_MAX_DELAY_MS = 8000;
-const MAX_RETRIES = 5;
+const RETRY_MAX_DELAY_MS = 15000;
 // Rollback reasons that say the update's base was wrong (not the value): the
-// retry starts from the server's value (rollbackToValue) at our version.
+// retry starts from the server's value (rollbackToValue) at our version, at
+// most MAX_REBASES times (a base that keeps failing is not transient).
+const MAX_REBASES = 3;
+// At most this many updates on the wire at once, and none while the server's
+// rate limit asks us to wait: a long offline queue never earns the close for
+// "ten refusals in a row" (README "Rate limits").
+const MAX_INFLIGHT_UPDATES = 8;
 const REBASE_REASONS = new Set(["invalid_expected_version", "stale_previous_value", "history_unavailable"]);
 // Fields the server merges as text (README "Trips"): a rebase keeps others' text.
 const TEXT_FIELDS = new Set(["notes"]);
@@ -448,12 +485,16 @@ export class TripSync extends Emitter {
     this.unsaved = new Map(); // field -> {kind, payload}: our edit was rolled back or rejected
     this.error = null;
     this._retryTimer = null;
+    this._pausedUntil = 0; // Date.now() until which the rate limit holds our updates
+    this._joinMessageId = null;
+    this._joinTimer = null;
 
     const on = (type, handler) => manager.on(type, (event) => {
       const p = event.payload || {};
       if (p.tripId === undefined || p.tripId === tripId) handler(p, event);
     });
     manager.on("open", () => this._onOpen());
+    manager.on("resumed", () => this._flush()); // the same connection: still joined
     manager.on("state", () => this._status());
     on("collaboration_session_started", (p) => this._onSessionStarted(p));
     on("trip_update_broadcast", (p) => this._onChange(p));
@@ -591,11 +632,16 @@ export class TripSync extends Emitter {
     this.syncing = false;
     this.inflight.clear();
     this.resuming = this.loaded;
-    this.manager.sendMessage("collaboration_session_start", {
+    this._join();
+    this._status();
+  }
+
+  _join() {
+    const message = this.manager.sendMessage("collaboration_session_start", {
       tripId: this.tripId,
       features: ["real_time_editing", "typing_indicators"],
     });
-    this._status();
+    this._joinMessageId = message.id;
   }
 
   _onSessionStarted(p) {
@@ -666,11 +712,12 @@ export class TripSync extends Emitter {
     if (!this.manager.isOpen || !this.joined || this.syncing) return;
     const busy = new Set();
     const now = Date.now();
-    let wakeAt = Infinity;
+    let wakeAt = now < this._pausedUntil ? this._pausedUntil : Infinity;
     for (const entry of this.queue.all()) {
       if (busy.has(entry.fieldName)) continue; // one in flight per field
       busy.add(entry.fieldName);
       if (this.inflight.has(entry.updateId)) continue;
+      if (now < this._pausedUntil || this.inflight.size >= MAX_INFLIGHT_UPDATES) continue;
       if (entry.retryAt > now) {
         wakeAt = Math.min(wakeAt, entry.retryAt); // a retry waiting for its backoff
         continue;
@@ -702,7 +749,8 @@ export class TripSync extends Emitter {
   _onOutcome(kind, p) {
     this.inflight.delete(p.updateId);
     const queued = this.queue.get(p.updateId);
-    if (kind === "rollback" && p.canRetry && queued && (queued.retries || 0) < MAX_RETRIES) {
+    const rebase = REBASE_REASONS.has(p.rollbackReason);
+    if (kind === "rollback" && p.canRetry && queued && (!rebase || (queued.rebases || 0) < MAX_REBASES)) {
       this._retry(queued, p);
       return;
     }
@@ -741,10 +789,15 @@ export class TripSync extends Emitter {
   /** A rollback marked canRetry: the same edit again, later, under a new updateId. */
   _retry(entry, p) {
     const retries = (entry.retries || 0) + 1;
-    const backoff = Math.min(RETRY_MAX_DELAY_MS, RETRY_BASE_DELAY_MS * 2 ** (retries - 1));
-    const delay = Math.max(backoff, Number(p.retryAfter) || 0); // retryAfter is in ms here
+    const backoff = Math.min(RETRY_MAX_DELAY_MS, RETRY_BASE_DELAY_MS * 2 ** Math.min(retries - 1, 16));
+    const floor = Math.max(backoff, Number(p.retryAfter) || 0); // retryAfter is in ms here
+    const delay = Math.round(floor * (1 + Math.random() / 4));
+    if (p.rollbackReason === "rate_limited") {
+      this._pausedUntil = Math.max(this._pausedUntil, Date.now() + floor);
+    }
     const next = { ...entry, updateId: newId("upd"), sent: false, retries, retryAt: Date.now() + delay };
     if (REBASE_REASONS.has(p.rollbackReason)) {
+      next.rebases = (entry.rebases || 0) + 1;
       const field = entry.fieldName;
       const theirs = "rollbackToValue" in p ? p.rollbackToValue : this.serverValue(field);
       next.optimisticValue = rebaseValue(field, entry.previousValue, entry.optimisticValue, theirs);
@@ -787,12 +840,17 @@ export class TripSync extends Emitter {
   }
 
   _onError(p) {
-    if (p.code === "RATE_LIMITED" && this.inflight.size) {
-      // A refused message got no outcome: re-send what is in flight (same
-      // updateIds, so nothing applies twice) once the bucket has refilled.
-      this.inflight.clear();
-      clearTimeout(this._resendTimer);
-      this._resendTimer = setTimeout(() => this._flush(), Math.max(1, p.retryAfter || 1) * 1000);
+    // A rate-limited optimistic_update_start also gets its rollback (canRetry,
+    // retryAfter), which _onOutcome retries; a rate-limited join is sent again.
+    if (p.code === "RATE_LIMITED") {
+      const waitMs = Math.max(1, Number(p.retryAfter) || 1) * 1000;
+      this._pausedUntil = Math.max(this._pausedUntil, Date.now() + waitMs);
+      if (p.details?.messageId && p.details.messageId === this._joinMessageId && !this.joined) {
+        clearTimeout(this._joinTimer);
+        this._joinTimer = setTimeout(() => {
+          if (this.manager.isOpen && !this.joined) this._join();
+        }, waitMs);
+      }
     }
     if (p.code === "PERMISSION_DENIED" && !this.joined) {
       this.error = p;

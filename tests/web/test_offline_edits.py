@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, Final
 
 import httpx
@@ -28,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 ROUNDS: Final = 20
 SYNCED_AFTER_ONLINE_MAX_MS: Final = 2000
+BURST_EDITS: Final = 64  # more than the 60-message budget of the rate-limit test
+RETRY_SLACK_S: Final = 0.1  # frame events reach the test with some delay
 
 STATUS_PROBE: Final = """
 (() => {
@@ -210,41 +213,74 @@ def test_signed_in_on_app_then_offline_then_opened_trip(web: Web) -> None:
     assert trip_fields(web.server, "t-cold", "alice")["destination"] == "Lisbon, Portugal"
 
 
-def test_a_rollback_marked_can_retry_is_retried(web: Web) -> None:
-    # A queued edit whose base the server does not recognise (previousValue is
-    # not the destination at that version): stale_previous_value, canRetry.
-    create_trip(web.server, "alice", "t-retry")
+def test_rate_limited_edits_are_retried_after_retry_after(
+    web_factory: Callable[..., Web],
+) -> None:
+    # A queue longer than the user's message budget (60 a minute, one more a
+    # second): the server rolls the excess back with rate_limited, canRetry
+    # and retryAfter; the page sends each again (new updateId, same value)
+    # no sooner than retryAfter, until every edit has landed.
+    web = web_factory(rate_limit_messages_per_min=60)
+    create_trip(web.server, "alice", "t-burst")
     context = probed_context(web)
     page = signed_in_page(web, context, "alice")
-    queued = {
-        "updateId": "upd-stale-base",
-        "tripId": "t-retry",
-        "fieldName": "destination",
-        "optimisticValue": "Porto, Portugal",
-        "previousValue": "Madrid, Spain",
-        "expectedVersion": 1,
-        "clientTimestamp": "2030-01-01T00:00:00.000Z",
-        "sent": False,
-        "chained": False,
-    }
     page.goto("/app")
+    queued = [
+        {
+            "updateId": f"upd-burst-{i:02d}",
+            "tripId": "t-burst",
+            "fieldName": f"extra{i:02d}",
+            "optimisticValue": f"value {i}",
+            "previousValue": None,
+            "expectedVersion": 1,
+            "clientTimestamp": "2025-01-01T00:00:00.000Z",
+            "sent": False,
+            "chained": False,
+        }
+        for i in range(BURST_EDITS)
+    ]
     page.evaluate(
-        "entry => localStorage.setItem('tripsage.queue.alice.t-retry', JSON.stringify([entry]))",
-        queued,
+        "q => localStorage.setItem('tripsage.queue.alice.t-burst', JSON.stringify(q))", queued
     )
-    sent = sent_updates(page)
+    frames: list[tuple[float, str, dict[str, Any]]] = []  # (time, direction, message)
 
-    page.goto("/trips/t-retry")
+    def record(direction: str) -> Callable[[str | bytes], None]:
+        def on_frame(frame: str | bytes) -> None:
+            if isinstance(frame, str) and "optimistic_update_" in frame:
+                frames.append((time.monotonic(), direction, json.loads(frame)))
 
-    expect(page.get_by_test_id("sync-status")).to_have_text("Synced")
-    assert trip_fields(web.server, "t-retry", "alice")["destination"] == "Porto, Portugal"
-    assert len(sent) == 2, sent  # one retry, under a new updateId, rebased
-    assert sent[0]["updateId"] == "upd-stale-base"
-    assert sent[1]["updateId"] != "upd-stale-base"
-    assert sent[1]["previousValue"] == "Paris, France"
-    assert sent[1]["optimisticValue"] == "Porto, Portugal"
-    expect(page.get_by_test_id("notice")).to_be_hidden()
+        return on_frame
+
+    page.on(
+        "websocket",
+        lambda ws: (ws.on("framesent", record("sent")), ws.on("framereceived", record("got"))),
+    )
+
+    page.goto("/trips/t-burst")
+
+    expect(page.get_by_test_id("sync-status")).to_have_text("Synced", timeout=60_000)
+    fields = trip_fields(web.server, "t-burst", "alice")
+    assert all(fields[f"extra{i:02d}"] == f"value {i}" for i in range(BURST_EDITS)), fields
+    rollbacks = [
+        (t, m["payload"]) for t, d, m in frames if m["type"] == "optimistic_update_rollback"
+    ]
+    assert rollbacks, "the burst was not rate limited: nothing was retried"
+    for t, payload in rollbacks:
+        assert payload["rollbackReason"] == "rate_limited"
+        assert payload["canRetry"] is True
+        # The next send of that field waited for retryAfter (ms), under a new updateId.
+        retry = next(
+            (u, m["payload"])
+            for u, d, m in frames
+            if d == "sent" and u > t and m["payload"]["fieldName"] == payload["fieldName"]
+        )
+        assert retry[1]["updateId"] != payload["updateId"]
+        assert retry[1]["optimisticValue"] == next(
+            e["optimisticValue"] for e in queued if e["fieldName"] == payload["fieldName"]
+        )
+        assert retry[0] - t >= payload["retryAfter"] / 1000 - RETRY_SLACK_S
     assert "Not saved" not in statuses_since(page, 0)
+    expect(page.get_by_test_id("notice")).to_be_hidden()
 
 
 def test_a_rollback_is_shown_in_peoples_words_and_never_as_synced(web: Web) -> None:
