@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 import httpx
-from playwright.sync_api import BrowserContext, Page, expect
+from playwright.sync_api import BrowserContext, Page, WebSocket, expect
 
 from tests.web.conftest import Web, bearer, create_trip, trip_fields
 
@@ -280,10 +280,11 @@ def test_rate_limited_edits_are_retried_after_retry_after(
 
         return on_frame
 
-    page.on(
-        "websocket",
-        lambda ws: (ws.on("framesent", record("sent")), ws.on("framereceived", record("got"))),
-    )
+    def watch(ws: WebSocket) -> None:
+        ws.on("framesent", record("sent"))
+        ws.on("framereceived", record("got"))
+
+    page.on("websocket", watch)
 
     page.goto("/trips/t-burst")
 
