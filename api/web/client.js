@@ -298,6 +298,7 @@ export class WebSocketManager extends Emitter {
 
   _closed(code, reason) {
     this._authenticated = false;
+    const probing = this._probeTimer !== null;
     clearTimeout(this._probeTimer);
     this._probeTimer = null;
     this.emit("close", { code, reason });
@@ -306,6 +307,10 @@ export class WebSocketManager extends Emitter {
     if (FINAL_CLOSE_CODES.has(code)) {
       this._setState("closed");
       this.emit("fatal", { code, reason });
+      return;
+    }
+    if (probing && this._retryNotBefore <= Date.now()) {
+      this.connect(); // the kept socket died while the network was away: no backoff
       return;
     }
     this._scheduleReconnect();
