@@ -518,6 +518,7 @@ export class TripSync extends Emitter {
     on("conflict_resolution_required", (p) => {
       this.conflicts.set(p.conflictId, p);
       this.emit("conflict", p);
+      this._status();
     });
     on("conflict_resolved", (p) => this._onResolved(p));
     on("trip_permission_change", (p) => this._onPermissionChange(p));

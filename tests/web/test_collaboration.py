@@ -153,6 +153,7 @@ def test_manual_conflict_is_resolved_from_the_dialog_in_both_pages(web: Web) -> 
         expect(page.get_by_test_id("conflict-countdown")).to_have_text(re.compile(r"^\d+s$"))
         expect(page.get_by_test_id("conflict-options")).to_contain_text("1500")
         expect(page.get_by_test_id("conflict-options")).to_contain_text("2000")
+        expect(page.get_by_test_id("sync-status")).to_have_text("Conflict")  # never "Synced"
 
     options = alice.get_by_test_id("conflict-options").get_by_role("button")
     options.filter(has_text=re.compile(r"^1500")).click()
@@ -161,7 +162,8 @@ def test_manual_conflict_is_resolved_from_the_dialog_in_both_pages(web: Web) -> 
         expect(page.get_by_test_id("conflict-dialog")).to_be_hidden()
         expect(page.get_by_test_id("trip-budget")).to_have_value("1500")
         expect(page.get_by_test_id("notice")).to_contain_text("Budget resolved by alice")
-    expect(bob.get_by_test_id("sync-status")).to_have_text("Synced")
+    for page in (alice, bob):
+        expect(page.get_by_test_id("sync-status")).to_have_text("Synced")
     assert trip_fields(web.server, "t-budget", "alice")["budget"] == 1500
 
 
