@@ -222,7 +222,7 @@ async def _scenario(server: ServerProcess, data: st.DataObject) -> None:
 
 
 @settings(
-    max_examples=12,
+    max_examples=30,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
