@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -270,3 +271,22 @@ async def test_clamped_ties_are_won_by_the_latest_own_clock_in_every_order(
         assert fields["destination"] == "by-alice", (order, fields)
     for client in clients.values():
         await client.close()
+
+
+async def test_a_rate_limited_update_gets_a_retryable_rollback(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    server = server_factory(rate_limit_messages_per_min=3)
+    await create_trip(server)
+    alice, _, _ = await open_client(server, "alice", "s-alice")
+    for i in range(4):
+        await alice.send(update(f"u-{i}", "destination", f"v{i}", 0, ts=now_iso()))
+    outcomes = [await outcome_of(alice, f"u-{i}") for i in range(4)]
+    assert [o["type"] for o in outcomes[:3]] == ["optimistic_update_confirmed"] * 3
+    limited = outcomes[3]["payload"]
+    assert outcomes[3]["type"] == "optimistic_update_rollback", outcomes[3]
+    assert limited["rollbackReason"] == "rate_limited"
+    assert limited["canRetry"] is True
+    assert limited["retryAfter"] > 0
+    assert (await alice.recv_type("error"))["payload"]["code"] == "RATE_LIMITED"
+    await alice.close()
