@@ -73,6 +73,7 @@ from sync.session import CloseExpired, Session, State, WarnExpiring
 from sync.wire import (
     AuthResponse,
     ClientMessage,
+    InvalidUpdate,
     ServerEvent,
     encode,
     iso_ms,
@@ -230,14 +231,16 @@ class Connection:
         return self.enqueue(encode(event))
 
     def send_error(self, exc: SyncError, *, in_reply_to: str | None = None) -> None:
-        self.send(
-            error_event(
-                exc,
-                now_ms=now_ms(),
-                session_id=self.session.path_session_id,
-                in_reply_to=in_reply_to,
+        now = now_ms()
+        session_id = self.session.path_session_id
+        self.send(error_event(exc, now_ms=now, session_id=session_id, in_reply_to=in_reply_to))
+        if isinstance(exc, InvalidUpdate):  # "Optimistic Updates": its one outcome as well
+            self.services.count_outcome("optimistic_update_rejected")
+            self.send(
+                make_event(
+                    "optimistic_update_rejected", exc.rejection(), now_ms=now, session_id=session_id
+                )
             )
-        )
 
     def _start_close(self, code: int, reason: str, *frames: str) -> None:
         # ``frames`` are allowed while closing (the error / connection_close before it).
@@ -591,6 +594,8 @@ class Connection:
                     self.close(CLOSE_RATE_LIMITED, "rate limited", error=limited)
                 else:
                     self.send_error(limited, in_reply_to=message.id)
+                    if message.type == "optimistic_update_start":  # its one outcome too
+                        self._rate_limited_update(message, limited)
                 return
             self.session.allowed()
         try:
@@ -599,6 +604,29 @@ class Connection:
             self.send_error(exc, in_reply_to=message.id)
             if exc.close_code is not None:
                 self.close(exc.close_code, exc.code.lower())
+
+    def _rate_limited_update(self, message: ClientMessage, limited: RateLimited) -> None:
+        p = message.payload
+        retry_after_ms = int((limited.retry_after or 1.0) * 1000)
+        self.services.count_outcome("optimistic_update_rollback")
+        payload = {
+            "updateId": p.updateId,
+            "tripId": p.tripId,
+            "fieldName": p.fieldName or p.fieldPath,
+            "rollbackToValue": p.previousValue,
+            "rollbackReason": "rate_limited",
+            "canRetry": True,
+            "retryAfter": retry_after_ms,
+            "message": "too many changes were sent at once; it will be retried.",
+        }
+        self.send(
+            make_event(
+                "optimistic_update_rollback",
+                payload,
+                now_ms=now_ms(),
+                session_id=self.session.path_session_id,
+            )
+        )
 
     async def dispatch(self, message: ClientMessage) -> None:
         match message.type:

@@ -170,6 +170,8 @@ class ResumeFeature:
                 )
                 for event in events:
                     conn.send(event)
+                    if event.type == "sync_complete":
+                        self.trips.saw_trip(conn, room.trip_id, event.payload["version"])
         except RoomBroken:
             self.trips.registry.evict(room)
             raise ServerError("The trip could not be read; retry") from None

@@ -12,8 +12,8 @@ import time
 from typing import Any
 
 from sync.conflicts import ConflictDetected, PendingConflict
-from sync.document import ApplyResult, Change, Confirmed, Rejected, Rolledback
-from sync.wire import iso_ms
+from sync.document import ApplyResult, Change, Confirmed, Refused, Rejected, Rolledback
+from sync.wire import invalid_update_payload, iso_ms
 
 __all__ = [
     "change_payload",
@@ -54,10 +54,20 @@ def outcome_event(
                     "timestamp": iso_ms(outcome.conflicting_update.timestamp_ms),
                 },
                 "suggestedResolution": outcome.suggested_resolution,
+                "message": outcome.message,
             }
             if outcome.conflict_id is not None:
                 payload["conflictId"] = outcome.conflict_id
             return "optimistic_update_rejected", payload
+        case Refused():
+            return "optimistic_update_rejected", invalid_update_payload(
+                outcome.update_id,
+                trip_id,
+                outcome.field_name,
+                outcome.message,
+                outcome.details,
+                current=(outcome.current_server_value, outcome.current_server_version),
+            )
         case Rolledback():
             return "optimistic_update_rollback", {
                 **base,

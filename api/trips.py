@@ -56,12 +56,14 @@ from sync.channels import Principal
 from sync.document import (
     ApplyResult,
     Change,
+    Confirmed,
+    Refused,
     RemoteResult,
     UpdateRequest,
 )
 from sync.errors import InvalidMessage, NotFound, PermissionDenied, ServerError
 from sync.presence import FieldLock, Member
-from sync.wire import ClientMessage, iso_ms, make_event, new_id, parse_iso_ms
+from sync.wire import ClientMessage, InvalidUpdate, iso_ms, make_event, new_id, parse_iso_ms
 
 __all__ = ["EDITORS", "PERMISSIONS", "TripFeature"]
 
@@ -169,6 +171,11 @@ class TripFeature(TripHttp):
     ) -> None:
         event = make_event(type_, payload, now_ms=now_ms())
         self.hub.publish(channel(room.trip_id), event, exclude=exclude)
+        if type_ == "trip_update_broadcast":
+            for conn in self.hub.subscribers(channel(room.trip_id)):
+                versions = conn.attachments.get("trip_versions")
+                if conn is not exclude and versions and room.trip_id in versions:
+                    versions[room.trip_id] = max(versions[room.trip_id], payload["version"])
 
     def _publish_presence(self, room: TripRoom) -> None:
         now = now_ms()
@@ -257,6 +264,7 @@ class TripFeature(TripHttp):
                 session_id=conn.session.path_session_id,
             )
         )
+        self.saw_trip(conn, room.trip_id, room.doc.version)
         if new_user:
             self._publish(
                 room,
@@ -462,8 +470,11 @@ class TripFeature(TripHttp):
         received = now_ms()
         field_name = p.fieldName or p.fieldPath
         if field_name is None:
-            raise InvalidMessage(
+            raise InvalidUpdate(
                 "fieldName or fieldPath is required",
+                update_id=p.updateId,
+                trip_id=p.tripId,
+                field_name=None,
                 details={
                     "field": "payload.fieldName",
                     "expected": "string",
@@ -482,7 +493,7 @@ class TripFeature(TripHttp):
                     field_name,
                     p.previousValue,
                     "permission_denied",
-                    exc.message,
+                    "you are not a collaborator on this trip.",
                     can_retry=False,
                 ),
             )
@@ -502,7 +513,7 @@ class TripFeature(TripHttp):
                     field_name,
                     current,
                     "permission_denied",
-                    denied.message,
+                    "you can view this trip but not edit it.",
                     can_retry=False,
                 ),
             )
@@ -524,9 +535,12 @@ class TripFeature(TripHttp):
             )
             return
         try:
-            client_ts = parse_iso_ms(p.clientTimestamp)
+            client_ts = received if p.clientTimestamp is None else parse_iso_ms(p.clientTimestamp)
         except InvalidMessage:
             client_ts = received
+        expected = p.expectedVersion
+        if expected is None:  # based on the latest version this connection has seen
+            expected = self.seen_versions(conn).get(room.trip_id, 0)
         request = UpdateRequest(
             update_id=p.updateId,
             user_id=conn.principal.user_id,
@@ -534,7 +548,7 @@ class TripFeature(TripHttp):
             optimistic_value=p.optimisticValue,
             previous_value=p.previousValue,
             has_previous_value="previousValue" in p.model_fields_set,
-            expected_version=p.expectedVersion,
+            expected_version=expected,
             client_ts_ms=client_ts,
             received_ts_ms=received,
         )
@@ -553,6 +567,11 @@ class TripFeature(TripHttp):
             async with room.durable(self.services, writes):
                 self._broadcast_result(room, result, exclude=conn)
                 outcome[1]["processingTime"] = now_ms() - received
+                if isinstance(result.outcome, Refused):
+                    refused = InvalidMessage(result.outcome.message, details=result.outcome.details)
+                    conn.send_error(refused, in_reply_to=message.id)
+                elif isinstance(result.outcome, Confirmed):
+                    self._saw_own(conn, room.trip_id, result.outcome.server_version)
                 self._send_outcome(conn, outcome)
         except RoomBroken as broken:
             outcome = self._storage_rollback(room, p.updateId, field_name, broken.retry_after_ms)
@@ -576,11 +595,34 @@ class TripFeature(TripHttp):
             field_name,
             room.doc.fields().get(field_name.removeprefix("trip.")),  # what storage holds
             "server_error",
-            f"The change could not be saved (storage unavailable); retry in"
-            f" {retry_after_ms / 1000:g} s",
+            f"the server cannot store changes right now; try again in {retry_after_ms / 1000:g} s.",
             can_retry=True,
             retry_after_ms=retry_after_ms,
         )
+
+    # -- the latest version each connection has seen of a trip ("expectedVersion") --------
+
+    def seen_versions(self, conn: Connection) -> dict[str, int]:
+        """Trip id -> the latest version ``conn`` was sent the whole trip at.
+
+        Set by the join answer and ``sync_complete``, then advanced by every
+        ``trip_update_broadcast`` sent to it and by its own confirmations while
+        it is subscribed (changes reach a subscriber in version order, so it
+        has seen every change up to there). An update without
+        ``expectedVersion`` is based on it; a trip it never saw whole is 0.
+        """
+        versions: dict[str, int] = conn.attachments.setdefault("trip_versions", {})
+        return versions
+
+    def saw_trip(self, conn: Connection, trip_id: str, version: int) -> None:
+        """``conn`` was sent the whole trip at ``version`` (join answer, sync_complete)."""
+        versions = self.seen_versions(conn)
+        versions[trip_id] = max(versions.get(trip_id, 0), version)
+
+    def _saw_own(self, conn: Connection, trip_id: str, version: int) -> None:
+        versions = self.seen_versions(conn)
+        if trip_id in versions and conn in self.hub.subscribers(channel(trip_id)):
+            versions[trip_id] = max(versions[trip_id], version)
 
     def _send_outcome(self, conn: Connection, outcome: tuple[str, dict[str, Any]]) -> None:
         type_, payload = outcome

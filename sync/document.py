@@ -41,13 +41,31 @@ Applying an update made at ``expectedVersion`` E
     * scalars: last_write_wins or manual conflicts, per :mod:`sync.conflicts`.
       An update is concurrent when the field changed after E.
 
+Bases (which version an update is decided at)
+    Version 0 means no base is known (a client that never saw the trip, or
+    sent no ``expectedVersion`` and saw nothing): the update is taken as made
+    at the creation, concurrent with every later change, and a null
+    ``previousValue`` says nothing. Below the retained history (after
+    :meth:`TripDocument.compact`) the base snapshot stands in for E, exactly
+    so when the field did not change in between. Otherwise the value at E is
+    unknown: a scalar is still decided, concurrent, against the current stamp
+    alone (no causal bump, previousValue unchecked); a text or list edit is
+    merged where its ``previousValue`` is the field at the base snapshot or
+    now, and rolled back (``history_unavailable``) where it cannot be placed.
+    A text or list edit made at version 0 diffs from the creation value (or
+    from its ``previousValue`` where that is the value at creation or now).
+
 Outcomes (one per update, in :class:`ApplyResult`)
     Confirmed: applied (or already in place); ``confirmedValue`` is the
     field's merged value. Rejected: a concurrent scalar write that lost
     last_write_wins, or any write to a manual field that is concurrent or
-    finds a conflict pending (it raises or joins that conflict). Rolledback:
-    invalid name or value, ``previousValue`` not the value at E, E unknown
-    or older than the retained history. Nothing is applied unless Confirmed,
+    finds a conflict pending (it raises or joins that conflict). Refused
+    (``invalid_message``): an invalid field name, value or previousValue.
+    Rolledback: ``previousValue`` not the value at E, E newer than the trip,
+    or a merge the history no longer allows. Messages are worded for people
+    (a page shows "Your change to Destination could not be saved:
+    <message>"); ``canRetry`` is false for all of these, since re-sending
+    the same update cannot succeed. Nothing is applied unless Confirmed,
     and validation happens before any Yjs call, so no input reaches a pycrdt
     panic. A concurrent write of the value the field already holds is not a
     conflict. :meth:`TripDocument.resolve_conflict` and
@@ -146,6 +164,7 @@ __all__ = [
     "LogEntry",
     "MalformedRemoteUpdate",
     "Outcome",
+    "Refused",
     "Rejected",
     "RemoteResult",
     "RemoteUpdateRefused",
@@ -163,9 +182,7 @@ CREATE_UPDATE_ID: Final = "create"
 EMPTY_UPDATE: Final = b"\x00\x00"
 _SHARED_TYPES: Final = (Array, Map, Text, XmlElement, XmlFragment, XmlText)
 
-RollbackReason = Literal[
-    "invalid_value", "stale_previous_value", "history_unavailable", "invalid_expected_version"
-]
+RollbackReason = Literal["stale_previous_value", "history_unavailable", "invalid_expected_version"]
 
 
 class FieldKind(StrEnum):
@@ -247,7 +264,26 @@ class Rejected:
     conflicting_update: ConflictingUpdate
     suggested_resolution: Literal["accept_server_value", "merge_required"]
     conflict_id: str | None
+    message: str
     rejection_reason: Literal["version_conflict"] = "version_conflict"
+
+
+@dataclass(frozen=True)
+class Refused:
+    """An update that fails validation: ``rejectionReason: "invalid_message"``.
+
+    ``details`` are the ``error`` event's (field, expected, received); the api
+    sends that ``INVALID_MESSAGE_FORMAT`` error as well.
+    """
+
+    update_id: str
+    field_name: str
+    field_path: str
+    message: str
+    details: dict[str, JSON]
+    current_server_value: JSON
+    current_server_version: int
+    rejection_reason: Literal["invalid_message"] = "invalid_message"
 
 
 @dataclass(frozen=True)
@@ -261,7 +297,7 @@ class Rolledback:
     message: str
 
 
-Outcome = Confirmed | Rejected | Rolledback
+Outcome = Confirmed | Rejected | Refused | Rolledback
 
 
 @dataclass(frozen=True)
@@ -446,57 +482,95 @@ class TripDocument:
         try:
             name = parse_field_name(req.field_name)
         except InvalidValue as exc:
-            return self._rollback(req, req.field_name, "invalid_value", str(exc), False)
+            return self._refuse(req, req.field_name, "payload.fieldName", exc)
         kind = _kind(self._root, name)
         try:
-            value = validate_value(req.optimistic_value)
             previous = validate_value(req.previous_value) if req.has_previous_value else None
+        except InvalidValue as exc:
+            return self._refuse(req, name, "payload.previousValue", exc)
+        try:
+            value = validate_value(req.optimistic_value)
             if kind is None and (name in TEXT_FIELDS or isinstance(value, list)):
                 raise InvalidValue(f"{name}: text and list fields are declared at creation")
             _check_kind(name, kind, value)
         except InvalidValue as exc:
-            return self._rollback(req, name, "invalid_value", str(exc), False)
-        if not 1 <= req.expected_version <= self.version:
-            message = f"expectedVersion must be between 1 and {self.version}"
-            return self._rollback(req, name, "invalid_expected_version", message, True)
+            return self._refuse(req, name, "payload.optimisticValue", exc)
+        if not 0 <= req.expected_version <= self.version:
+            message = (
+                "it was based on a newer copy of the trip than the server has."
+                " Reload the trip and make the change again."
+            )
+            return self._rollback(req, name, "invalid_expected_version", message, False)
+        # With no base known (version 0), a null previousValue says nothing.
+        known = req.has_previous_value and not (req.expected_version == 0 and previous is None)
         if kind is FieldKind.TEXT or kind is FieldKind.LIST:
-            return self._merge(req, name, value, previous)
-        return self._write_scalar(req, name, value, previous)
+            return self._merge(req, name, value, previous if known else None, known)
+        return self._write_scalar(req, name, value, previous, known)
 
-    def _merge(self, req: UpdateRequest, name: str, value: JSON, previous: JSON) -> ApplyResult:
-        if req.expected_version < self._base.version:
-            return self._too_old(req, name)
-        fork = self._fork(req.expected_version, "u:" + req.update_id)
-        root, before = fork.get(ROOT_MAP, type=Map), fork.get_state()
-        base_value = _read(root, name)
-        if req.has_previous_value and not json_equal(previous, base_value):
-            return self._stale(req, name)
-        shared = root[name]
-        if isinstance(shared, Text) and isinstance(base_value, str) and isinstance(value, str):
-            changed = _edit_text(shared, base_value, value)
-        elif isinstance(shared, Array) and isinstance(base_value, list) and isinstance(value, list):
-            changed = _edit_list(shared, base_value, value)
+    def _base_of(self, name: str, expected_version: int) -> tuple[int, bool]:
+        """Where an update made at ``expected_version`` is decided ("Bases" above).
+
+        Returns the version and whether ``name`` there is exactly as it was at
+        the update's base. Version 0 (no base known) is taken as the creation,
+        version 1. Below the retained history the base snapshot stands in: exact
+        when the field did not change in between.
+        """
+        version = max(expected_version, 1)
+        if version >= self._base.version:
+            return version, True
+        history = self._history.get(name, [])
+        return self._base.version, not history or history[0][0] <= version
+
+    def _merge(
+        self, req: UpdateRequest, name: str, value: JSON, previous: JSON, known: bool
+    ) -> ApplyResult:
+        at, exact = self._base_of(name, req.expected_version)
+        unknown = req.expected_version == 0
+        if exact and not unknown:
+            tries = [at]  # previousValue, if sent, must be the value at the base
+        elif exact:
+            tries = [at, self.version]  # the creation, else the text as it is now
         else:
-            raise InvalidState(f"{name}: kind changed between versions")
-        if not changed:  # optimisticValue == previousValue: nothing to apply
-            return ApplyResult(self._confirmed(req, name))
-        change = self._record(fork, before, req.user_id, req.update_id, "update", {name: None})
-        return ApplyResult(self._confirmed(req, name), change)
+            tries = [at, self.version] if known else []
+        for version in dict.fromkeys(tries):
+            fork = self._fork(version, "u:" + req.update_id)
+            root, before = fork.get(ROOT_MAP, type=Map), fork.get_state()
+            base_value = _read(root, name)
+            if known and not json_equal(previous, base_value):
+                continue
+            shared = root[name]
+            if isinstance(shared, Text) and isinstance(base_value, str) and isinstance(value, str):
+                changed = _edit_text(shared, base_value, value)
+            elif (
+                isinstance(shared, Array)
+                and isinstance(base_value, list)
+                and isinstance(value, list)
+            ):
+                changed = _edit_list(shared, base_value, value)
+            else:
+                raise InvalidState(f"{name}: kind changed between versions")
+            if not changed:  # optimisticValue == previousValue: nothing to apply
+                return ApplyResult(self._confirmed(req, name))
+            change = self._record(fork, before, req.user_id, req.update_id, "update", {name: None})
+            return ApplyResult(self._confirmed(req, name), change)
+        if exact:
+            return self._stale(req, name)
+        return self._too_old(req, name)
 
     def _write_scalar(
-        self, req: UpdateRequest, name: str, value: JSON, previous: JSON
+        self, req: UpdateRequest, name: str, value: JSON, previous: JSON, known: bool
     ) -> ApplyResult:
+        at, exact = self._base_of(name, req.expected_version)
         history = self._history.get(name, [])
-        concurrent = bool(history) and history[-1][0] > req.expected_version
-        if concurrent and req.expected_version < self._base.version:
-            return self._too_old(req, name)
-        if req.has_previous_value:
-            base = self._value_at(req.expected_version, name) if concurrent else self._value(name)
+        concurrent = not exact or (bool(history) and history[-1][0] > at)
+        # previousValue is checked where the value at the base is known.
+        if known and exact and req.expected_version != 0:
+            base = self._value_at(at, name) if concurrent else self._value(name)
             if not json_equal(previous, base):
                 return self._stale(req, name)
         clamped_ms = min(req.client_ts_ms, req.received_ts_ms)
-        seen = self._stamp_at(name, req.expected_version)
-        stamp = Stamp(clamped_ms, req.user_id, req.update_id).after(seen)
+        seen = self._stamp_at(name, at) if exact else None
+        stamp = Stamp(clamped_ms, req.user_id, req.update_id, req.client_ts_ms).after(seen)
         pending = next((c for c in self._pending.values() if c.field_name == name), None)
         if pending is not None:  # "Conflict Resolution": the value joins the open conflict
             joined = pending.with_value(value, stamp)
@@ -952,6 +1026,10 @@ class TripDocument:
         conflict_id: str | None,
     ) -> Rejected:
         current = self._current_stamp(name)
+        if conflict_id is None:
+            message = "someone else changed it at the same time, and their change was kept."
+        else:
+            message = "someone else changed it at the same time; choose which value to keep."
         return Rejected(
             update_id=req.update_id,
             field_name=name,
@@ -962,6 +1040,18 @@ class TripDocument:
             conflicting_update=ConflictingUpdate(current.user_id, current.ts_ms),
             suggested_resolution=suggested,
             conflict_id=conflict_id,
+            message=message,
+        )
+
+    def _refuse(self, req: UpdateRequest, name: str, field: str, exc: InvalidValue) -> ApplyResult:
+        valid = is_field_name(name)
+        current = self._value(name) if valid else None
+        path = FIELD_PATH_PREFIX + name if valid else name
+        sent = {"payload.fieldName": req.field_name, "payload.previousValue": req.previous_value}
+        received = _json_type(sent.get(field, req.optimistic_value))
+        details: dict[str, JSON] = {"field": field, "expected": exc.message, "received": received}
+        return ApplyResult(
+            Refused(req.update_id, name, path, exc.message, details, current, self.version)
         )
 
     def _rollback(
@@ -973,15 +1063,34 @@ class TripDocument:
         return ApplyResult(Rolledback(req.update_id, name, path, current, reason, retry, message))
 
     def _stale(self, req: UpdateRequest, name: str) -> ApplyResult:
-        message = f"previousValue does not match {name} at version {req.expected_version}"
-        return self._rollback(req, name, "stale_previous_value", message, True)
+        message = (
+            "it was based on an out-of-date copy of this field."
+            " The current value is shown; please make the change again."
+        )
+        return self._rollback(req, name, "stale_previous_value", message, False)
 
     def _too_old(self, req: UpdateRequest, name: str) -> ApplyResult:
-        message = f"version {req.expected_version} is older than the retained history"
-        return self._rollback(req, name, "history_unavailable", message, True)
+        message = (
+            "the trip changed too much since your copy was loaded to merge it."
+            " The current value is shown; please make the change again."
+        )
+        return self._rollback(req, name, "history_unavailable", message, False)
 
 
 # -- values -------------------------------------------------------------------
+
+
+def _json_type(value: object) -> str:
+    """The JSON type name of a value a peer sent (for ``error`` details)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
 
 
 def _kind_of_value(name: str, value: JSON) -> FieldKind:

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -47,8 +48,10 @@ __all__ = [
     "AuthRequest",
     "AuthResponse",
     "ClientMessage",
+    "InvalidUpdate",
     "ServerEvent",
     "encode",
+    "invalid_update_payload",
     "iso_ms",
     "make_event",
     "message_id_of",
@@ -186,13 +189,19 @@ class CollaborationSessionStartPayload(TripRef):
 
 
 class OptimisticUpdateStartPayload(TripRef):
+    """``optimistic_update_start``; ``value`` is the spec's alias of ``optimisticValue``.
+
+    Without ``expectedVersion`` the update is based on the latest version the
+    connection has seen of the trip (``api/trips.py``); 0 means none.
+    """
+
     updateId: Id
     fieldName: Id | None = None
     fieldPath: Id | None = None
-    optimisticValue: JsonValue
+    optimisticValue: JsonValue = Field(validation_alias=AliasChoices("optimisticValue", "value"))
     previousValue: JsonValue = None
-    expectedVersion: Annotated[int, Field(ge=0)]
-    clientTimestamp: Annotated[str, Field(max_length=64)]
+    expectedVersion: Annotated[int, Field(ge=0)] | None = None
+    clientTimestamp: Annotated[str, Field(max_length=64)] | None = None
 
 
 class ConflictResolutionSubmitPayload(_Model):
@@ -629,7 +638,96 @@ def _parse_value(data: Any) -> _Envelope:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise _invalid(exc, model) from None
+        invalid = _invalid(exc, model)
+        if type_ == "optimistic_update_start":
+            refused = InvalidUpdate.of(data.get("payload"), invalid)
+            if refused is not None:
+                raise refused from None
+        raise invalid from None
+
+
+# --- Optimistic updates that fail validation ----------------------------------
+
+
+class InvalidUpdate(InvalidMessage):
+    """An ``optimistic_update_start`` with a string ``updateId`` that fails validation.
+
+    Besides the ``error`` it gets its one outcome, ``optimistic_update_rejected``
+    with ``rejectionReason: "invalid_message"`` (:meth:`rejection`). The ids are
+    echoed only where they are valid strings.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        update_id: str,
+        trip_id: str | None,
+        field_name: str | None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, details=details)
+        self.update_id = update_id
+        self.trip_id = trip_id
+        self.field_name = field_name
+
+    @classmethod
+    def of(cls, payload: object, invalid: InvalidMessage) -> InvalidUpdate | None:
+        """The refusal of a payload whose ``updateId`` is a string, else None."""
+        if not isinstance(payload, dict):
+            return None
+        update_id = _echo(payload.get("updateId"))
+        if update_id is None:
+            return None
+        return cls(
+            invalid.message,
+            update_id=update_id,
+            trip_id=_echo(payload.get("tripId")),
+            field_name=_echo(payload.get("fieldName")) or _echo(payload.get("fieldPath")),
+            details=invalid.details,
+        )
+
+    def rejection(self) -> dict[str, Any]:
+        return invalid_update_payload(
+            self.update_id, self.trip_id, self.field_name, self.message, self.details or {}
+        )
+
+
+def invalid_update_payload(
+    update_id: str,
+    trip_id: str | None,
+    field_name: str | None,
+    message: str,
+    details: dict[str, Any],
+    *,
+    current: tuple[Any, int] | None = None,
+) -> dict[str, Any]:
+    """The ``optimistic_update_rejected`` payload of an update that fails validation."""
+    payload: dict[str, Any] = {
+        "updateId": update_id,
+        "tripId": trip_id,
+        "fieldName": field_name,
+        "rejectionReason": "invalid_message",
+        "message": message,
+        "details": details,
+    }
+    if current is not None:
+        payload["currentServerValue"], payload["currentServerVersion"] = current
+    return payload
+
+
+def _echo(value: object) -> str | None:
+    """``value`` if it is a string that can be sent back (no lone surrogates).
+
+    Its length is bounded by the frame size limit.
+    """
+    if not isinstance(value, str):
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return value
 
 
 # --- Server events --------------------------------------------------------------

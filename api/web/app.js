@@ -181,6 +181,49 @@ const FIELD_LABELS = {
   itinerary: "Itinerary",
 };
 
+/** A field's label for people ("trip.destination" -> "Destination"). */
+function labelOf(field) {
+  const name = String(field || "").replace(/^trip\./, "");
+  return FIELD_LABELS[name] || name;
+}
+
+// Why an edit of ours was rolled back, in people's words (never the server's
+// validation text, which is for developers).
+const ROLLBACK_REASONS = {
+  invalid_value: "this value is not accepted for this field.",
+  invalid_expected_version: "the trip changed in the meantime. Check the value and try again.",
+  stale_previous_value: "the trip changed in the meantime. Check the value and try again.",
+  history_unavailable: "the trip changed too much in the meantime. Check the value and try again.",
+  server_error: "the server could not store it. Try again in a moment.",
+  rate_limited: "too many changes were sent at once. Try again in a moment.",
+};
+
+function rollbackReason(payload, permissionLevel) {
+  if (payload.rollbackReason === "permission_denied") {
+    return permissionLevel === "viewer"
+      ? "viewers cannot edit this trip."
+      : "you do not have permission to edit this trip.";
+  }
+  return ROLLBACK_REASONS[payload.rollbackReason] || "the server refused it.";
+}
+
+// `error` events shown to people: the codes whose message is not already
+// about one of our edits (a rollback follows those and says more).
+const ERROR_TEXT = {
+  INVALID_MESSAGE_FORMAT: "The server could not read a message from this page. Reload the page.",
+  MESSAGE_TOO_LARGE: "That change is too large to send.",
+  NOT_FOUND: "That no longer exists on the server.",
+  SERVER_ERROR: "The server had a problem. Try again in a moment.",
+};
+
+const STATUS_CLASS = {
+  [STATUS.SYNCED]: "synced",
+  [STATUS.SYNCING]: "syncing",
+  [STATUS.OFFLINE]: "offline",
+  [STATUS.CONFLICT]: "conflict",
+  [STATUS.NOT_SAVED]: "not-saved",
+};
+
 function colorFor(userId) {
   let hash = 0;
   for (const c of userId) hash = (hash * 31 + c.charCodeAt(0)) >>> 0;
@@ -246,6 +289,10 @@ class Editor {
     });
     // A reload or a closed tab keeps what was typed but not yet committed.
     window.addEventListener("pagehide", () => this.commitAll());
+    $("[data-testid=notice-dismiss]").addEventListener("click", () => {
+      this.sync.dismissUnsaved();
+      this.notice("");
+    });
     this.renderFields(null);
     this.renderPermission();
     this.renderStatus();
@@ -334,11 +381,12 @@ class Editor {
     const status = this.sync.status;
     const label = $("[data-testid=sync-status]");
     label.textContent = status;
-    label.className = `sync-status ${status.toLowerCase()}`;
+    label.className = `sync-status ${STATUS_CLASS[status] || ""}`;
     const count = this.sync.pendingCount + this.dirty.size;
     const pending = $("[data-testid=pending-changes]");
     pending.hidden = count === 0;
     pending.textContent = count === 1 ? "1 pending change" : `${count} pending changes`;
+    $("[data-testid=notice-dismiss]").hidden = this.sync.unsaved.size === 0;
   }
 
   renderPermission() {
@@ -359,7 +407,7 @@ class Editor {
     box.replaceChildren(
       ...people.map((c) => {
         const name = c.userName || c.userId;
-        const where = c.currentField ? ` · ${FIELD_LABELS[c.currentField] || c.currentField}` : "";
+        const where = c.currentField ? ` · ${labelOf(c.currentField)}` : "";
         return el(
           "span",
           {
@@ -454,25 +502,36 @@ class Editor {
   }
 
   onOutcome({ kind, field, payload }) {
-    const label = FIELD_LABELS[field] || field;
+    const label = labelOf(field);
     if (kind === "rejected") {
       if (payload.conflictId) this.notice(`${label}: a collaborator changed it too; choose a value.`);
-      else this.notice(`${label}: a newer change by ${payload.conflictingUpdate?.userId} won.`);
+      else if (payload.rejectionReason === "invalid_message") {
+        this.notice(`Your change to ${label} could not be saved: ${ROLLBACK_REASONS.invalid_value}`, true);
+      } else {
+        const who = payload.conflictingUpdate?.userId || "a collaborator";
+        this.notice(`Your change to ${label} was not kept: a later change by ${who} won.`, true);
+      }
     } else if (kind === "rollback") {
-      this.notice(`${label}: your change was rolled back (${payload.message || payload.rollbackReason}).`, true);
+      const reason = rollbackReason(payload, this.sync.permissionLevel);
+      this.notice(`Your change to ${label} could not be saved: ${reason}`, true);
     }
+    this.renderStatus();
   }
 
   onNotice({ kind, payload }) {
     if (kind === "conflict_detected") {
-      const label = FIELD_LABELS[payload.fieldName] || payload.fieldName;
+      const label = labelOf(payload.fieldName);
       this.notice(
         payload.winningUserId
           ? `${label}: concurrent edits; ${payload.winningUserId}'s value was kept.`
           : `${label}: concurrent edits; a collaborator has to choose the value.`,
       );
     } else if (kind === "error" && payload.code && payload.code !== "RATE_LIMITED") {
-      this.notice(payload.message || payload.code, true);
+      const text =
+        ERROR_TEXT[payload.code] ||
+        (payload.code === "PERMISSION_DENIED" ? payload.message : null) ||
+        `The server refused a request (${payload.code}).`;
+      this.notice(text, true);
     }
   }
 
@@ -481,7 +540,7 @@ class Editor {
   _bindConflicts() {
     this.sync.on("conflict", () => this.renderConflict());
     this.sync.on("conflict_resolved", (p) => {
-      const label = FIELD_LABELS[p.fieldName] || p.fieldName;
+      const label = labelOf(p.fieldName);
       const who = p.resolvedBy === "system" ? "automatically" : `by ${p.resolvedBy}`;
       this.notice(`${label} resolved ${who}: ${JSON.stringify(p.resolvedValue)}.`);
       this.renderConflict();
@@ -506,7 +565,7 @@ class Editor {
       if (dialog.open) dialog.close();
       return;
     }
-    $("[data-testid=conflict-field]").textContent = FIELD_LABELS[conflict.fieldName] || conflict.fieldName;
+    $("[data-testid=conflict-field]").textContent = labelOf(conflict.fieldName);
     const options = $("[data-testid=conflict-options]");
     options.replaceChildren(
       ...conflict.options.map((option) => {

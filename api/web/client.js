@@ -7,14 +7,20 @@
 //   channels}), reconnects with exponential backoff (1 s, 2 s, 4 s ... capped),
 //   queues messages while the socket is down and flushes them once the server
 //   accepted the token, answers heartbeats, unwraps `batch` envelopes. Browsers
-//   keep an open WebSocket when the network goes away (so does Playwright's
-//   setOffline), so the manager closes its socket on `offline` and reconnects at
-//   once on `online`. Close codes 1000, 1008, 1009 and 3000 are final; 3001
-//   waits for retryAfter. Live tokens: with a `tokenProvider` option (an async
-//   function the app provides, returning a fresh JWT) the server's
-//   `auth_expiring` warning sends `auth_refresh {token}` on the open socket, and
-//   a close at exp (connection_error TOKEN_EXPIRED, 3000) or a token refused as
-//   expired reconnects once with a fresh token instead of being final.
+//   keep an open WebSocket when the network goes away (Chromium, and so
+//   Playwright's setOffline, holds its frames and delivers them once the
+//   network is back), so on `offline` the manager only stops sending (state
+//   "offline") and keeps the socket. On `online` it forgets the backoff and any
+//   stale retryAfter and probes the kept socket with a heartbeat: any frame
+//   within PROBE_TIMEOUT_MS and the connection resumes as it was (no new
+//   authentication, which the server rate-limits per IP); otherwise it is
+//   dropped and a new one opens at once. Close codes 1000, 1008, 1009 and 3000
+//   are final; 3001 waits for retryAfter.
+//   Live tokens: with a `tokenProvider` option (an async function the app
+//   provides, returning a fresh JWT) the server's `auth_expiring` warning sends
+//   `auth_refresh {token}` on the open socket, and a close at exp
+//   (connection_error TOKEN_EXPIRED, 3000) or a token refused as expired
+//   reconnects once with a fresh token instead of being final.
 // - UpdateQueue: the optimistic updates not yet answered, in localStorage, so
 //   a reload (even offline) loses nothing; each keeps its original updateId,
 //   expectedVersion and clientTimestamp, so a re-send is idempotent on the
@@ -27,14 +33,29 @@
 //   queue. Each field keeps the version of its last change, so live and
 //   replayed changes may arrive in any order. At most one update per field is
 //   in flight; later edits of that field wait and are rebased on its outcome.
+//   A rollback the server marks `canRetry` (rate_limited, server_error, ...)
+//   is retried under a fresh updateId (the server keeps the rollback as the
+//   old id's outcome) after a capped, jittered backoff of at least its
+//   `retryAfter` ms, for as long as it takes: a transient refusal never drops
+//   an edit. When the reason says our base was wrong, the retry is rebased on
+//   the server's value, a few times at most. The page hears one outcome per edit.
+//   An edit made before the trip was loaded says so: expectedVersion 0 and
+//   previousValue null, which the server treats as concurrent with everything.
 // - ChatSession: chat_message / chat_message_chunk / chat_message_complete and
 //   the tool and agent status events of one chat session.
 
-export const STATUS = Object.freeze({ SYNCED: "Synced", SYNCING: "Syncing", OFFLINE: "Offline" });
+export const STATUS = Object.freeze({
+  SYNCED: "Synced",
+  SYNCING: "Syncing",
+  OFFLINE: "Offline",
+  CONFLICT: "Conflict", // a conflict dialog is open, or our edit awaits its resolution
+  NOT_SAVED: "Not saved", // an edit of ours was rolled back or rejected
+});
 
 // websocket-api.md "Connection Close Codes": these are not retried.
 export const FINAL_CLOSE_CODES = new Set([1000, 1008, 1009, 3000]);
 const CLIENT_OFFLINE_CLOSE = 4000;
+const PROBE_TIMEOUT_MS = 1000; // a kept socket must answer this soon after `online`
 const MAX_QUEUED_MESSAGES = 500;
 
 export function newId(kind) {
@@ -113,14 +134,17 @@ export class WebSocketManager extends Emitter {
     this.userId = null;
     this.connectionId = null;
     this._authenticated = false;
-    this._retryAfterMs = 0;
+    this._retryNotBefore = 0; // Date.now() before which the server asked us not to return
     this._retryTimer = null;
+    this._probeTimer = null;
     this._stopped = false;
-    this._online = () => {
-      this.reconnectAttempts = 0;
-      if (!this.socket) this.connect();
+    this._online = () => this._networkBack();
+    this._offline = () => {
+      clearTimeout(this._retryTimer);
+      clearTimeout(this._probeTimer);
+      this._probeTimer = null;
+      this._setState("offline"); // the socket stays: see _networkBack
     };
-    this._offline = () => this._dropSocket();
   }
 
   get isOpen() {
@@ -139,10 +163,35 @@ export class WebSocketManager extends Emitter {
     window.removeEventListener("online", this._online);
     window.removeEventListener("offline", this._offline);
     clearTimeout(this._retryTimer);
+    clearTimeout(this._probeTimer);
     const socket = this.socket;
     this.socket = null;
     if (socket) socket.close(1000, "client closing");
     this._setState("closed");
+  }
+
+  /** `online`: no backoff; resume the kept socket if it answers at once, else a new one. */
+  _networkBack() {
+    this.reconnectAttempts = 0;
+    this._retryNotBefore = 0;
+    clearTimeout(this._retryTimer);
+    if (this._stopped || this.isOpen) return;
+    const socket = this.socket;
+    if (!socket) {
+      this.connect();
+      return;
+    }
+    this._setState("connecting");
+    if (this._authenticated && socket.readyState === WebSocket.OPEN) {
+      socket.send(JSON.stringify({ type: "connection_heartbeat", payload: {} })); // answered
+    } // else the pending authentication answers
+    clearTimeout(this._probeTimer);
+    this._probeTimer = setTimeout(() => {
+      this._probeTimer = null;
+      if (socket !== this.socket || this.isOpen) return;
+      this._discardSocket();
+      this.connect();
+    }, PROBE_TIMEOUT_MS);
   }
 
   connect() {
@@ -205,6 +254,16 @@ export class WebSocketManager extends Emitter {
     } catch {
       return;
     }
+    if (this._probeTimer !== null) {
+      // The kept socket answered after `online`: it lived through the outage.
+      clearTimeout(this._probeTimer);
+      this._probeTimer = null;
+      if (this._authenticated) {
+        this._setState("open");
+        this.emit("resumed");
+        this._flushMessageQueue();
+      }
+    }
     if (!this._authenticated && typeof message.success === "boolean") {
       if (message.success) {
         this._authenticated = true;
@@ -217,7 +276,7 @@ export class WebSocketManager extends Emitter {
         this._flushMessageQueue();
       } else {
         this._tokenExpired = message.code === "TOKEN_EXPIRED";
-        this._retryAfterMs = (message.retryAfter || 0) * 1000;
+        this._retryAfter(message.retryAfter);
         this.emit("auth_failed", message); // the server closes (3000 or 3001)
       }
       return;
@@ -225,14 +284,17 @@ export class WebSocketManager extends Emitter {
     const events = message.type === "batch" ? message.payload?.messages || [] : [message];
     for (const event of events) {
       if (event.type === "connection_heartbeat" && this.isOpen) {
-        this.socket.send(JSON.stringify({ type: "connection_heartbeat", payload: {} }));
+        // The echo carries the server's serverTime: the server measures latency from it
+        // and does not answer it (an empty heartbeat would be answered: an endless loop).
+        const echo = { serverTime: event.payload?.serverTime };
+        this.socket.send(JSON.stringify({ type: "connection_heartbeat", payload: echo }));
       } else if (event.type === "auth_expiring") {
         this._refreshToken(this.socket);
       } else if (event.type === "connection_close" || event.type === "connection_error") {
         if (event.payload?.errorCode === "TOKEN_EXPIRED") this._tokenExpired = true;
-        this._retryAfterMs = (event.payload?.reconnectAfter || event.payload?.retryAfter || 0) * 1000;
+        this._retryAfter(event.payload?.reconnectAfter || event.payload?.retryAfter);
       } else if (event.type === "error" && event.payload?.retryAfter) {
-        this._retryAfterMs = event.payload.retryAfter * 1000;
+        this._retryAfter(event.payload.retryAfter);
       }
       this.emit("message", event);
       this.emit(event.type, event);
@@ -269,20 +331,25 @@ export class WebSocketManager extends Emitter {
     return null;
   }
 
-  _dropSocket() {
+  /** The server's retryAfter (seconds), as a deadline: a stale one expires by itself. */
+  _retryAfter(seconds) {
+    const ms = Number(seconds) > 0 ? Number(seconds) * 1000 : 0;
+    this._retryNotBefore = ms ? Date.now() + ms : 0;
+  }
+
+  /** Forget the current socket (and a pending retry) without reporting a close. */
+  _discardSocket() {
+    clearTimeout(this._retryTimer);
     const socket = this.socket;
     this.socket = null;
-    if (socket) {
-      socket.close(CLIENT_OFFLINE_CLOSE, "offline");
-      this._closed(CLIENT_OFFLINE_CLOSE, "offline");
-    } else {
-      clearTimeout(this._retryTimer);
-      this._setState("offline");
-    }
+    if (socket) socket.close(CLIENT_OFFLINE_CLOSE, "reconnecting");
   }
 
   _closed(code, reason) {
     this._authenticated = false;
+    const probing = this._probeTimer !== null;
+    clearTimeout(this._probeTimer);
+    this._probeTimer = null;
     this.emit("close", { code, reason });
     if (this._stopped) return this._setState("closed");
     if (!navigator.onLine) return this._setState("offline");
@@ -302,6 +369,10 @@ export class WebSocketManager extends Emitter {
       this.emit("fatal", { code, reason });
       return;
     }
+    if (probing && this._retryNotBefore <= Date.now()) {
+      this.connect(); // the kept socket died while the network was away: no backoff
+      return;
+    }
     this._scheduleReconnect();
   }
 
@@ -316,8 +387,8 @@ export class WebSocketManager extends Emitter {
       this.maxReconnectDelay,
       this.reconnectDelay * Math.pow(2, this.reconnectAttempts - 1),
     );
-    const delay = Math.max(backoff, this._retryAfterMs);
-    this._retryAfterMs = 0;
+    const delay = Math.max(backoff, this._retryNotBefore - Date.now());
+    this._retryNotBefore = 0;
     this._setState("offline");
     this.emit("reconnecting", { attempt: this.reconnectAttempts, delay });
     this._retryTimer = setTimeout(() => this.connect(), delay);
@@ -357,6 +428,15 @@ export class UpdateQueue {
     this._save(list);
   }
 
+  /** Put `entry` in the place of `updateId` (a retry keeps the queue's order). */
+  replace(updateId, entry) {
+    const list = this.all();
+    const i = list.findIndex((e) => e.updateId === updateId);
+    if (i >= 0) list[i] = entry;
+    else list.push(entry);
+    this._save(list);
+  }
+
   remove(updateId) {
     const list = this.all();
     const entry = list.find((e) => e.updateId === updateId) || null;
@@ -371,6 +451,79 @@ export class UpdateQueue {
 }
 
 const EDITORS = new Set(["editor", "owner"]);
+// Retrying a rollback the server marks canRetry: 250 ms, 500 ms, 1 s ... at
+// most 15 s apart, never sooner than the server's retryAfter, plus up to a
+// quarter more at random so that a queue of refused edits does not return as
+// one burst.
+const RETRY_BASE_DELAY_MS = 250;
+const RETRY_MAX_DELAY_MS = 15000;
+// Rollback reasons that say the update's base was wrong (not the value): the
+// retry starts from the server's value (rollbackToValue) at our version, at
+// most MAX_REBASES times (a base that keeps failing is not transient).
+const MAX_REBASES = 3;
+// At most this many updates on the wire at once, and none while the server's
+// rate limit asks us to wait: a long offline queue never earns the close for
+// "ten refusals in a row" (README "Rate limits").
+const MAX_INFLIGHT_UPDATES = 8;
+const REBASE_REASONS = new Set(["invalid_expected_version", "stale_previous_value", "history_unavailable"]);
+// Fields the server merges as text (README "Trips"): a rebase keeps others' text.
+const TEXT_FIELDS = new Set(["notes"]);
+
+function sameJson(a, b) {
+  return JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
+}
+
+/**
+ * Our change `base -> ours` carried over onto `theirs` (the server's value
+ * now), for a retry after the server refused our base. Scalars: ours wins
+ * (the server's last-write-wins still orders it). Lists: the items we added
+ * are appended and those we removed are removed, the rest is theirs. Text:
+ * the one span we changed is replaced where its context is found in theirs,
+ * else our inserted text is appended on a line of its own.
+ */
+export function rebaseValue(field, base, ours, theirs) {
+  if (sameJson(base, theirs)) return ours;
+  if (Array.isArray(ours) && Array.isArray(theirs)) {
+    const before = Array.isArray(base) ? base.map((v) => JSON.stringify(v)) : [];
+    const after = ours.map((v) => JSON.stringify(v));
+    const removed = [...before];
+    const added = [];
+    for (const item of after) {
+      const i = removed.indexOf(item);
+      if (i >= 0) removed.splice(i, 1);
+      else added.push(item);
+    }
+    const result = theirs.map((v) => JSON.stringify(v));
+    for (const item of removed) {
+      const i = result.indexOf(item);
+      if (i >= 0) result.splice(i, 1);
+    }
+    return [...result, ...added].map((v) => JSON.parse(v));
+  }
+  if (TEXT_FIELDS.has(field) && typeof ours === "string" && typeof theirs === "string") {
+    const old = typeof base === "string" ? base : "";
+    let start = 0;
+    while (start < old.length && start < ours.length && old[start] === ours[start]) start++;
+    let end = 0;
+    while (
+      end < old.length - start &&
+      end < ours.length - start &&
+      old[old.length - 1 - end] === ours[ours.length - 1 - end]
+    ) end++;
+    const removed = old.slice(start, old.length - end);
+    const inserted = ours.slice(start, ours.length - end);
+    const prefix = old.slice(0, start);
+    const suffix = old.slice(old.length - end);
+    let at = -1;
+    if (old && theirs.startsWith(prefix) && theirs.slice(start).startsWith(removed)) at = start;
+    else if (old && theirs.endsWith(suffix) && theirs.length - end - removed.length >= 0 &&
+      theirs.slice(0, theirs.length - end).endsWith(removed)) at = theirs.length - end - removed.length;
+    if (at >= 0) return theirs.slice(0, at) + inserted + theirs.slice(at + removed.length);
+    if (!inserted) return theirs;
+    return theirs && !theirs.endsWith("\n") ? `${theirs}\n${inserted}` : theirs + inserted;
+  }
+  return ours;
+}
 
 export class TripSync extends Emitter {
   constructor({ manager, tripId, userId, storage = localStorage }) {
@@ -393,13 +546,20 @@ export class TripSync extends Emitter {
     this.inflight = new Set();
     this.collaborators = [];
     this.conflicts = new Map();
+    this.awaitingResolution = new Map(); // conflictId -> field: our edit joined a manual conflict
+    this.unsaved = new Map(); // field -> {kind, payload}: our edit was rolled back or rejected
     this.error = null;
+    this._retryTimer = null;
+    this._pausedUntil = 0; // Date.now() until which the rate limit holds our updates
+    this._joinMessageId = null;
+    this._joinTimer = null;
 
     const on = (type, handler) => manager.on(type, (event) => {
       const p = event.payload || {};
       if (p.tripId === undefined || p.tripId === tripId) handler(p, event);
     });
     manager.on("open", () => this._onOpen());
+    manager.on("resumed", () => this._flush()); // the same connection: still joined
     manager.on("state", () => this._status());
     on("collaboration_session_started", (p) => this._onSessionStarted(p));
     on("trip_update_broadcast", (p) => this._onChange(p));
@@ -418,6 +578,7 @@ export class TripSync extends Emitter {
     on("conflict_resolution_required", (p) => {
       this.conflicts.set(p.conflictId, p);
       this.emit("conflict", p);
+      this._status();
     });
     on("conflict_resolved", (p) => this._onResolved(p));
     on("trip_permission_change", (p) => this._onPermissionChange(p));
@@ -457,10 +618,19 @@ export class TripSync extends Emitter {
     return this.queue.all().length;
   }
 
+  /** "Synced" only when every edit of ours has landed and no conflict waits. */
   get status() {
     if (!this.manager.isOpen) return STATUS.OFFLINE;
+    if (this.conflicts.size > 0 || this.awaitingResolution.size > 0) return STATUS.CONFLICT;
+    if (this.unsaved.size > 0) return STATUS.NOT_SAVED;
     if (!this.joined || this.syncing || this.pendingCount > 0) return STATUS.SYNCING;
     return STATUS.SYNCED;
+  }
+
+  /** The user has read why an edit was not saved. */
+  dismissUnsaved() {
+    this.unsaved.clear();
+    this._status();
   }
 
   // -- writing ------------------------------------------------------------------
@@ -528,11 +698,16 @@ export class TripSync extends Emitter {
     this.syncing = false;
     this.inflight.clear();
     this.resuming = this.loaded;
-    this.manager.sendMessage("collaboration_session_start", {
+    this._join();
+    this._status();
+  }
+
+  _join() {
+    const message = this.manager.sendMessage("collaboration_session_start", {
       tripId: this.tripId,
       features: ["real_time_editing", "typing_indicators"],
     });
-    this._status();
+    this._joinMessageId = message.id;
   }
 
   _onSessionStarted(p) {
@@ -582,6 +757,11 @@ export class TripSync extends Emitter {
   }
 
   _onSnapshot(p) {
+    if (p.reason === "unknown_version") {
+      // We were ahead of the server (its data was restored): start from its copy.
+      this.version = 0;
+      this.fieldVersions = {};
+    }
     this._applyFields(p.fields || {}, p.version);
   }
 
@@ -597,10 +777,17 @@ export class TripSync extends Emitter {
   _flush() {
     if (!this.manager.isOpen || !this.joined || this.syncing) return;
     const busy = new Set();
+    const now = Date.now();
+    let wakeAt = now < this._pausedUntil ? this._pausedUntil : Infinity;
     for (const entry of this.queue.all()) {
       if (busy.has(entry.fieldName)) continue; // one in flight per field
       busy.add(entry.fieldName);
       if (this.inflight.has(entry.updateId)) continue;
+      if (now < this._pausedUntil || this.inflight.size >= MAX_INFLIGHT_UPDATES) continue;
+      if (entry.retryAt > now) {
+        wakeAt = Math.min(wakeAt, entry.retryAt); // a retry waiting for its backoff
+        continue;
+      }
       if (entry.chained) {
         // The update it waited for is gone (answered in another tab): start from now.
         entry.previousValue = this.serverValue(entry.fieldName);
@@ -620,19 +807,35 @@ export class TripSync extends Emitter {
         clientTimestamp: entry.clientTimestamp,
       });
     }
+    clearTimeout(this._retryTimer);
+    if (wakeAt < Infinity) this._retryTimer = setTimeout(() => this._flush(), wakeAt - now);
     this._status();
   }
 
   _onOutcome(kind, p) {
+    this.inflight.delete(p.updateId);
+    const queued = this.queue.get(p.updateId);
+    const rebase = REBASE_REASONS.has(p.rollbackReason);
+    if (kind === "rollback" && p.canRetry && queued && (!rebase || (queued.rebases || 0) < MAX_REBASES)) {
+      this._retry(queued, p);
+      return;
+    }
     // The entry may be gone: a tab of the same user re-sent it and got the answer.
     const entry = this.queue.remove(p.updateId);
-    this.inflight.delete(p.updateId);
     const field = (entry?.fieldName || p.fieldName || "").replace(/^trip\./, "");
     if (!field) return;
     if (kind === "confirmed") {
       this._setServer(field, p.confirmedValue, p.serverVersion);
     } else if (kind === "rejected") {
       this._setServer(field, p.currentServerValue, p.currentServerVersion);
+    }
+    if (entry) {
+      // Our own edit's one outcome: "Synced" waits until nothing of ours failed.
+      if (kind === "confirmed") this.unsaved.delete(field);
+      else if (kind === "rejected" && p.conflictId) {
+        this.unsaved.delete(field);
+        this.awaitingResolution.set(p.conflictId, field);
+      } else this.unsaved.set(field, { kind, payload: p });
     }
     // A rollback leaves the server's value as we know it: the page shows it again.
     const next = this.queue.all().find((e) => e.fieldName === field && e.chained);
@@ -643,10 +846,34 @@ export class TripSync extends Emitter {
       this.queue.put(next);
     }
     this._save();
-    this.emit("outcome", { kind, field, entry, payload: p });
+    if (entry) this.emit("outcome", { kind, field, entry, payload: p });
     this.emit("fields", { names: [field] });
     this._flush();
     this._status();
+  }
+
+  /** A rollback marked canRetry: the same edit again, later, under a new updateId. */
+  _retry(entry, p) {
+    const retries = (entry.retries || 0) + 1;
+    const backoff = Math.min(RETRY_MAX_DELAY_MS, RETRY_BASE_DELAY_MS * 2 ** Math.min(retries - 1, 16));
+    const floor = Math.max(backoff, Number(p.retryAfter) || 0); // retryAfter is in ms here
+    const delay = Math.round(floor * (1 + Math.random() / 4));
+    if (p.rollbackReason === "rate_limited") {
+      this._pausedUntil = Math.max(this._pausedUntil, Date.now() + floor);
+    }
+    const next = { ...entry, updateId: newId("upd"), sent: false, retries, retryAt: Date.now() + delay };
+    if (REBASE_REASONS.has(p.rollbackReason)) {
+      next.rebases = (entry.rebases || 0) + 1;
+      const field = entry.fieldName;
+      const theirs = "rollbackToValue" in p ? p.rollbackToValue : this.serverValue(field);
+      next.optimisticValue = rebaseValue(field, entry.previousValue, entry.optimisticValue, theirs);
+      next.previousValue = theirs;
+      next.expectedVersion = this.version;
+    }
+    this.queue.replace(entry.updateId, next);
+    this.emit("retrying", { field: entry.fieldName, attempt: retries, delay, payload: p });
+    this.emit("fields", { names: [entry.fieldName] });
+    this._flush(); // sets the timer for the retry
   }
 
   _setServer(field, value, version) {
@@ -660,6 +887,7 @@ export class TripSync extends Emitter {
 
   _onResolved(p) {
     this.conflicts.delete(p.conflictId);
+    this.awaitingResolution.delete(p.conflictId);
     if (typeof p.version === "number" && p.fieldName) {
       const field = p.fieldName.replace(/^trip\./, "");
       this._setServer(field, p.resolvedValue, p.version);
@@ -667,6 +895,7 @@ export class TripSync extends Emitter {
       this.emit("fields", { names: [field] });
     }
     this.emit("conflict_resolved", p);
+    this._status();
   }
 
   _onPermissionChange(p) {
@@ -677,12 +906,17 @@ export class TripSync extends Emitter {
   }
 
   _onError(p) {
-    if (p.code === "RATE_LIMITED" && this.inflight.size) {
-      // A refused message got no outcome: re-send what is in flight (same
-      // updateIds, so nothing applies twice) once the bucket has refilled.
-      this.inflight.clear();
-      clearTimeout(this._resendTimer);
-      this._resendTimer = setTimeout(() => this._flush(), Math.max(1, p.retryAfter || 1) * 1000);
+    // A rate-limited optimistic_update_start also gets its rollback (canRetry,
+    // retryAfter), which _onOutcome retries; a rate-limited join is sent again.
+    if (p.code === "RATE_LIMITED") {
+      const waitMs = Math.max(1, Number(p.retryAfter) || 1) * 1000;
+      this._pausedUntil = Math.max(this._pausedUntil, Date.now() + waitMs);
+      if (p.details?.messageId && p.details.messageId === this._joinMessageId && !this.joined) {
+        clearTimeout(this._joinTimer);
+        this._joinTimer = setTimeout(() => {
+          if (this.manager.isOpen && !this.joined) this._join();
+        }, waitMs);
+      }
     }
     if (p.code === "PERMISSION_DENIED" && !this.joined) {
       this.error = p;

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import replace
 from typing import Any
@@ -14,6 +15,7 @@ from sync.document import (
     ApplyResult,
     Confirmed,
     LogEntry,
+    Refused,
     Rejected,
     Rolledback,
     TripDocument,
@@ -198,6 +200,20 @@ def test_ties_break_by_user_id_then_update_id(reverse: bool) -> None:
     assert doc.fields()["destination"] == "by-bob-2"
 
 
+@pytest.mark.parametrize("order", list(itertools.permutations(range(3))))
+def test_clamped_ties_go_to_the_writer_s_own_latest_clock(order: tuple[int, ...]) -> None:
+    """Issue 10 item 5: three editors who saw the first value, clocks 10/20/30 s slow."""
+    doc = make()  # created at 1_000 (server clock)
+    now = 2_000
+    updates = [
+        req(f"u{i}", "destination", f"by-{user}", user=user, ts=now - lag, received=now)
+        for i, (user, lag) in enumerate([("zoe", 30_000), ("amy", 10_000), ("max", 20_000)])
+    ]
+    for i in order:
+        doc.apply_optimistic(updates[i])
+    assert doc.fields()["destination"] == "by-amy"  # stamped latest by her own clock
+
+
 @pytest.mark.parametrize("reverse", [False, True])
 def test_a_causally_later_write_beats_what_it_saw_despite_a_slow_clock(reverse: bool) -> None:
     doc = make()
@@ -300,7 +316,8 @@ def test_stale_previous_value_rolls_back() -> None:
     outcome = rolledback(doc.apply_optimistic(req("u1", "notes", "new", previous="not the base")))
     assert outcome.rollback_reason == "stale_previous_value"
     assert outcome.rollback_to_value == INITIAL["notes"]
-    assert outcome.can_retry
+    assert not outcome.can_retry  # the same update can never succeed
+    assert "version" not in outcome.message  # worded for people
     scalar = doc.apply_optimistic(req("u2", "destination", "Rome", previous="Berlin"))
     assert rolledback(scalar).rollback_reason == "stale_previous_value"
     assert doc.version == 1
@@ -330,36 +347,102 @@ def test_stale_previous_value_rolls_back() -> None:
         ("../", 1),
     ],
 )
-def test_invalid_values_roll_back_without_change(field: str, value: object) -> None:
+def test_invalid_values_are_refused_without_change(field: str, value: object) -> None:
     doc = make()
     result = doc.apply_optimistic(req("u1", field, value))  # type: ignore[arg-type]
-    outcome = rolledback(result)
-    assert outcome.rollback_reason == "invalid_value"
-    assert not outcome.can_retry
+    outcome = result.outcome
+    assert isinstance(outcome, Refused), outcome
+    assert outcome.rejection_reason == "invalid_message"
     assert outcome.message
+    assert outcome.details["field"] in ("payload.fieldName", "payload.optimisticValue")
+    assert result.change is None
     assert doc.version == 1
     assert doc.fields() == INITIAL
 
 
-def test_expected_version_out_of_range_rolls_back() -> None:
+def test_an_invalid_previous_value_is_refused() -> None:
+    result = make().apply_optimistic(req("u1", "destination", "Rome", previous=float("nan")))
+    assert isinstance(result.outcome, Refused)
+    assert result.outcome.details["field"] == "payload.previousValue"
+
+
+def test_an_expected_version_newer_than_the_trip_rolls_back() -> None:
     doc = make()
-    for base in (0, 2):
-        outcome = rolledback(doc.apply_optimistic(req("u1", "destination", "Rome", base=base)))
-        assert outcome.rollback_reason == "invalid_expected_version"
+    outcome = rolledback(doc.apply_optimistic(req("u1", "destination", "Rome", base=2)))
+    assert outcome.rollback_reason == "invalid_expected_version"
+    assert not outcome.can_retry
+    assert "between" not in outcome.message
 
 
-def test_base_older_than_retained_history_rolls_back() -> None:
+# -- version 0: no base known ("concurrent with everything since the creation") ---
+
+
+def test_version_0_scalar_on_an_untouched_field_confirms_despite_a_slow_clock() -> None:
+    doc = make()  # created at 1_000
+    update = req("u1", "destination", "Rome", base=0, ts=500, received=9_000, previous=None)
+    assert confirmed(doc.apply_optimistic(update)).confirmed_value == "Rome"
+    assert doc.fields()["destination"] == "Rome"
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_version_0_scalar_is_concurrent_with_later_writes(reverse: bool) -> None:
+    doc = make()
+    later = req("u1", "destination", "Rome", base=1, user="bob", ts=6_000)
+    earlier = req("u2", "destination", "Oslo", base=0, user="alice", ts=5_000, previous=None)
+    first, second = (earlier, later) if reverse else (later, earlier)
+    doc.apply_optimistic(first)
+    doc.apply_optimistic(second)
+    assert doc.fields()["destination"] == "Rome"  # LWW by clamped stamp
+    # ... and a version-0 edit made later than the last write wins.
+    winner = req("u4", "destination", "Lima", base=0, user="alice", ts=8_000, previous=None)
+    assert confirmed(doc.apply_optimistic(winner)).confirmed_value == "Lima"
+
+
+def test_version_0_manual_field_raises_a_conflict_once_changed() -> None:
+    doc = make()
+    confirmed(doc.apply_optimistic(req("u1", "budget", 2500, user="bob", ts=6_000)))
+    result = doc.apply_optimistic(req("u2", "budget", 3000, base=0, ts=7_000, previous=None))
+    assert rejected(result).suggested_resolution == "merge_required"
+    assert result.conflict_raised is not None
+
+
+def test_version_0_text_and_list_edits_merge_with_later_edits() -> None:
+    doc = make()
+    base = str(INITIAL["notes"])
+    confirmed(doc.apply_optimistic(req("u1", "notes", "Top. " + base, previous=base)))
+    # No base known and previousValue null: the edit is made at the creation.
+    result = doc.apply_optimistic(req("u2", "notes", base + " End.", base=0, previous=None))
+    assert confirmed(result).confirmed_value == "Top. " + base + " End."
+    items: list[JSON] = [*INITIAL["itinerary"], "x"]  # type: ignore[misc]
+    assert (
+        confirmed(doc.apply_optimistic(req("u3", "itinerary", items, base=0))).confirmed_value
+        == items
+    )
+
+
+def test_base_older_than_retained_history_still_merges_where_it_can() -> None:
     doc = make()
     base = str(INITIAL["notes"])
     confirmed(doc.apply_optimistic(req("u1", "notes", base + "!", previous=base)))
-    confirmed(doc.apply_optimistic(req("u2", "destination", "Rome", base=2)))
+    confirmed(doc.apply_optimistic(req("u2", "destination", "Rome", base=2, ts=6_000)))
+    confirmed(doc.apply_optimistic(req("u3", "travelers", 3, base=3, ts=6_000)))
     doc.compact()
-    text = rolledback(doc.apply_optimistic(req("u3", "notes", "x" + base, previous=base)))
+    assert doc.base_version == 4
+    # The text at the old base is gone: no merge, the server's text comes back.
+    text = rolledback(doc.apply_optimistic(req("u4", "notes", "x" + base, previous=base)))
     assert text.rollback_reason == "history_unavailable"
-    scalar = rolledback(doc.apply_optimistic(req("u4", "destination", "Oslo", base=2)))
-    assert scalar.rollback_reason == "history_unavailable"
-    # A field nobody touched since the old base still confirms.
-    assert confirmed(doc.apply_optimistic(req("u5", "travelers", 5))).server_version == 4
+    assert text.rollback_to_value == base + "!"
+    assert not text.can_retry
+    # ... unless its previousValue is the text as it is: then it applies there.
+    again = doc.apply_optimistic(req("u5", "notes", "x" + base + "!", previous=base + "!"))
+    assert confirmed(again).confirmed_value == "x" + base + "!"
+    # A scalar needs only the current stamp: last-write-wins decides.
+    lost = doc.apply_optimistic(req("u6", "destination", "Oslo", base=1, ts=5_500))
+    assert rejected(lost).current_server_value == "Rome"
+    won = doc.apply_optimistic(req("u7", "destination", "Lima", base=1, ts=7_000))
+    assert confirmed(won).confirmed_value == "Lima"
+    # A field nobody touched since the old base: as if made at the base.
+    assert confirmed(doc.apply_optimistic(req("u8", "budget", 5))).confirmed_value == 5
 
 
 # -- manual conflicts ------------------------------------------------------------

@@ -3,13 +3,17 @@
 A trip gets a *chain* of sequential updates (each made at the then current
 version), then a set of updates made concurrently at versions drawn from that
 chain: scalar writes with colliding timestamps, manual-field writes, text
-edits with non-ASCII characters, list edits, stale and invalid values. Every
-arrival order must give exactly one outcome per update and, once pending
-manual conflicts have expired to their defaults, the same trip.
+edits with non-ASCII characters, list edits, stale and invalid values, and
+updates made before the trip was loaded (version 0, previousValue null).
+Every arrival order must give exactly one outcome per update, every confirmed
+value must be the trip's or be overwritten by a later confirmed write, and,
+once pending manual conflicts have expired to their defaults, every order
+must give the same trip.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from hypothesis import given, settings
@@ -19,6 +23,7 @@ from sync.conflicts import JSON
 from sync.document import (
     Confirmed,
     LogEntry,
+    Refused,
     Rejected,
     Rolledback,
     TripDocument,
@@ -109,12 +114,22 @@ def _draw_update(
 def _replay(log: list[LogEntry], updates: list[UpdateRequest]) -> tuple[TripDocument, list[Any]]:
     doc = TripDocument.restore(TRIP, MANUAL, None, log, [])
     outcomes = []
+    latest: dict[str, tuple[int, JSON]] = {}  # field -> the last confirmation's (version, value)
     for update in updates:
         result = doc.apply_optimistic(update)
-        assert isinstance(result.outcome, Confirmed | Rejected | Rolledback)
+        assert isinstance(result.outcome, Confirmed | Rejected | Refused | Rolledback)
         assert result.outcome.update_id == update.update_id
         assert (result.change is not None) <= isinstance(result.outcome, Confirmed)
+        if isinstance(result.outcome, Confirmed):
+            confirmed = result.outcome
+            previous = latest.get(confirmed.field_name, (0, None))
+            assert confirmed.server_version >= previous[0]
+            latest[confirmed.field_name] = (confirmed.server_version, confirmed.confirmed_value)
         outcomes.append(result.outcome)
+    # Every confirmed value is the trip's, or a later confirmed write overwrote it.
+    fields = doc.fields()
+    for name, (_, value) in latest.items():
+        assert fields[name] == value, name
     for expired in doc.expire_conflicts(FAR_FUTURE_MS):
         assert isinstance(expired.outcome, Confirmed)
     assert doc.pending_conflicts() == []
@@ -137,7 +152,11 @@ def test_every_arrival_order_converges(data: st.DataObject) -> None:
     updates = []
     for i in range(count):
         base = data.draw(st.sampled_from(sorted(views)))
-        updates.append(_draw_update(data, f"u{i}", base, views[base]))
+        update = _draw_update(data, f"u{i}", base, views[base])
+        if data.draw(st.integers(0, 3)) == 0:  # made before the trip was loaded
+            unknown = {"expected_version": 0, "previous_value": None, "has_previous_value": True}
+            update = replace(update, **unknown)  # type: ignore[arg-type]
+        updates.append(update)
 
     reference, outcomes = _replay(log, updates)
     assert len(outcomes) == count

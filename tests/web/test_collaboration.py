@@ -153,6 +153,7 @@ def test_manual_conflict_is_resolved_from_the_dialog_in_both_pages(web: Web) -> 
         expect(page.get_by_test_id("conflict-countdown")).to_have_text(re.compile(r"^\d+s$"))
         expect(page.get_by_test_id("conflict-options")).to_contain_text("1500")
         expect(page.get_by_test_id("conflict-options")).to_contain_text("2000")
+        expect(page.get_by_test_id("sync-status")).to_have_text("Conflict")  # never "Synced"
 
     options = alice.get_by_test_id("conflict-options").get_by_role("button")
     options.filter(has_text=re.compile(r"^1500")).click()
@@ -161,7 +162,8 @@ def test_manual_conflict_is_resolved_from_the_dialog_in_both_pages(web: Web) -> 
         expect(page.get_by_test_id("conflict-dialog")).to_be_hidden()
         expect(page.get_by_test_id("trip-budget")).to_have_value("1500")
         expect(page.get_by_test_id("notice")).to_contain_text("Budget resolved by alice")
-    expect(bob.get_by_test_id("sync-status")).to_have_text("Synced")
+    for page in (alice, bob):
+        expect(page.get_by_test_id("sync-status")).to_have_text("Synced")
     assert trip_fields(web.server, "t-budget", "alice")["budget"] == 1500
 
 
@@ -179,9 +181,12 @@ def test_a_viewer_cannot_edit(web: Web) -> None:
     name.evaluate("input => { input.disabled = false; }")
     name.fill("Carol's trip")
     blur(carol)
-    expect(carol.get_by_test_id("notice")).to_contain_text("Viewers cannot edit")
+    expect(carol.get_by_test_id("notice")).to_have_text(
+        "Your change to Trip name could not be saved: viewers cannot edit this trip."
+    )
     expect(name).to_have_value("Europe")
     expect(carol.get_by_test_id("pending-changes")).to_be_hidden()
+    expect(carol.get_by_test_id("sync-status")).to_have_text("Not saved")
     assert trip_fields(web.server, "t-view", "alice")["name"] == "Europe"
 
 
