@@ -578,7 +578,7 @@ class TripFeature(TripHttp):
                 field_name,
                 p.previousValue,
                 "server_error",
-                "the server could not store it right now; it will be retried.",
+                "the server could not store it right now; try again in a moment.",
                 can_retry=True,
                 retry_after_ms=1000,
             )
