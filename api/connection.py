@@ -617,7 +617,7 @@ class Connection:
             "rollbackReason": "rate_limited",
             "canRetry": True,
             "retryAfter": retry_after_ms,
-            "message": "too many changes were sent at once; it will be retried.",
+            "message": "too many changes were sent at once; try again in a moment.",
         }
         self.send(
             make_event(

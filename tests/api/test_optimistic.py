@@ -153,6 +153,20 @@ async def test_without_expected_version_the_base_is_the_latest_version_seen(
         await client.close()
 
 
+async def test_sync_complete_sets_the_version_seen(server: ServerProcess) -> None:
+    await create_trip(server, collaborators={"bob": "editor"}, manual=[])
+    bob, _ = await join(server, "bob")
+    await bob.send(update("u-bob", "destination", "Oslo", 1, ts=now_iso()))
+    assert (await outcome_of(bob, "u-bob"))["type"] == "optimistic_update_confirmed"
+    alice, _, _ = await open_client(server, "alice", "s-alice")  # resumes, never joins
+    await alice.send({"type": "sync_request", "payload": {"tripId": "trip-1", "sinceVersion": 1}})
+    assert (await alice.recv_type("sync_complete"))["payload"]["version"] == 2
+    await alice.send(unbased("u-alice", "destination", "Rome", ts=now_iso(-60_000)))
+    assert (await outcome_of(alice, "u-alice"))["type"] == "optimistic_update_confirmed"
+    await alice.close()
+    await bob.close()
+
+
 async def test_the_spec_vue_example_gets_its_outcome(server: ServerProcess) -> None:
     await create_trip(server)
     alice, _, _ = await open_client(server, "alice", "s-alice")

@@ -10,6 +10,7 @@ from sync.errors import InvalidMessage
 from sync.wire import (
     AGENT_EVENT_TYPES,
     CLIENT_MESSAGE_TYPES,
+    InvalidUpdate,
     encode,
     iso_ms,
     make_event,
@@ -180,3 +181,51 @@ def test_encode_keeps_payload_nulls_and_drops_empty_envelope_fields() -> None:
     assert "sessionId" not in data
     assert "userId" not in data
     assert data["timestamp"] == "1970-01-01T00:00:00.000Z"
+
+
+# -- optimistic_update_start ("Optimistic Updates") ------------------------------------
+
+
+def test_optimistic_update_without_expected_version_and_with_the_value_alias() -> None:
+    payload = {"updateId": "u1", "tripId": "t", "fieldName": "destination", "value": "Rome"}
+    message = parse_client_message({"type": "optimistic_update_start", "payload": payload})
+    assert message.payload.optimisticValue == "Rome"
+    assert message.payload.expectedVersion is None
+    assert message.payload.clientTimestamp is None
+    both = {**payload, "optimisticValue": "Oslo"}
+    message = parse_client_message({"type": "optimistic_update_start", "payload": both})
+    assert message.payload.optimisticValue == "Oslo"  # the spec's name wins
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"updateId": "u1", "fieldName": "destination", "value": "Paris"}, "payload.tripId"),
+        ({"updateId": "u1", "tripId": "t", "fieldName": "x"}, "payload.optimisticValue"),
+        (
+            {"updateId": "u1", "tripId": "t", "optimisticValue": 1, "expectedVersion": "5"},
+            "payload.expectedVersion",
+        ),
+    ],
+)
+def test_an_invalid_update_with_a_string_update_id_carries_its_rejection(
+    payload: dict[str, object], field: str
+) -> None:
+    with pytest.raises(InvalidUpdate) as caught:
+        parse_client_message({"type": "optimistic_update_start", "payload": payload})
+    rejection = caught.value.rejection()
+    assert rejection["updateId"] == "u1"
+    assert rejection["rejectionReason"] == "invalid_message"
+    assert rejection["details"]["field"] == field
+    assert caught.value.code == "INVALID_MESSAGE_FORMAT"
+
+
+@pytest.mark.parametrize("update_id", [None, 7, "\ud800"])
+def test_without_a_sendable_update_id_it_is_a_plain_invalid_message(update_id: object) -> None:
+    payload = {"updateId": update_id, "tripId": "t"}
+    with pytest.raises(InvalidMessage) as caught:
+        parse_client_message({"type": "optimistic_update_start", "payload": payload})
+    assert not isinstance(caught.value, InvalidUpdate)
+    refused = InvalidUpdate.of({"updateId": "ok", "tripId": "\ud800"}, caught.value)
+    assert refused is not None
+    assert refused.trip_id is None  # never echoed: it could not be encoded
