@@ -410,8 +410,8 @@ async def test_yjs_keys_the_json_api_refuses_are_refused(server: ServerProcess) 
         )
     assert created.status_code == 400
     await carol.send(update("c1", "__proto__", 1, after["version"]))
-    rollback = await carol.recv_type("optimistic_update_rollback")
-    assert rollback["payload"]["rollbackReason"] == "invalid_value"
+    rejected = await carol.recv_type("optimistic_update_rejected")
+    assert rejected["payload"]["rejectionReason"] == "invalid_message"
     # Never applied nor broadcast: the JSON client's next event is a valid peer's edit.
     bob = await NodePeer.start(server, "trip-1", "alice")
     try:
