@@ -10,12 +10,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.app import create_app
-from api.settings import Settings
-from sync.health import RoundTrips, connection_health
 from tests.api.opshelpers import create_trip, heartbeat_round_trip
 from tests.conftest import SECRET, ServerProcess
 from tests.wsclient import Client, open_client
+from tripsage_sync.api.app import create_app
+from tripsage_sync.api.settings import Settings
+from tripsage_sync.sync.health import RoundTrips, connection_health
 
 pytestmark = pytest.mark.anyio
 

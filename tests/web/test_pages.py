@@ -7,8 +7,8 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from api.web import WEB_DIR
 from tests.conftest import ServerProcess
+from tripsage_sync.api.web import WEB_DIR
 
 
 @pytest.mark.parametrize("path", ["/", "/app", "/trips/123"])

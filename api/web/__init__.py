@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-The files in ``api/web/`` (installed as package data) are served as they are:
+The files beside this module in ``api/web/`` (installed as package data) are served as they are:
 no build step. ``GET /``, ``/app`` and ``/trips/{tripId}`` (the path of the
 spec's "Integration Testing with Playwright" scenarios) answer the one page,
 ``index.html``; it loads ``/static/app.js``, which uses ``/static/client.js``
@@ -44,16 +44,16 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
-from api.http_body import read_body
-from api.services import Services
-from api.settings import Settings
-from sync.errors import MessageTooLarge
+from tripsage_sync.api.http_body import read_body
+from tripsage_sync.api.services import Services
+from tripsage_sync.api.settings import Settings
+from tripsage_sync.sync.errors import MessageTooLarge
 
 __all__ = ["DEV_TOKEN_TTL_S", "WEB_DIR", "WebFeature", "dev_tokens_enabled"]
 
 logger = logging.getLogger(__name__)
 
-WEB_DIR: Final = Path(__file__).resolve().parent / "web"
+WEB_DIR: Final = Path(__file__).resolve().parent
 DEV_TOKEN_TTL_S: Final = 12 * 3600
 MAX_DEV_TOKEN_BODY_BYTES: Final = 4096
 USER_ID: Final = re.compile(r"^[A-Za-z0-9_.@+=-]{1,64}$")
