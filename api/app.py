@@ -25,13 +25,13 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, WebSocketRoute
 
-from api.auth import JwtAuthority, new_secret
-from api.endpoints import agent_status_endpoint, chat_endpoint
-from api.hub import Hub
-from api.services import Feature, Services
-from api.settings import Settings
-from storage.sqlite import Storage
-from sync.errors import CLOSE_GOING_AWAY
+from tripsage_sync.api.auth import JwtAuthority, new_secret
+from tripsage_sync.api.endpoints import agent_status_endpoint, chat_endpoint
+from tripsage_sync.api.hub import Hub
+from tripsage_sync.api.services import Feature, Services
+from tripsage_sync.api.settings import Settings
+from tripsage_sync.storage.sqlite import Storage
+from tripsage_sync.sync.errors import CLOSE_GOING_AWAY
 
 __all__ = ["JWT_SECRET_META_KEY", "create_app", "resolve_secret", "shutdown_services"]
 
@@ -69,12 +69,12 @@ async def shutdown_services(
 
 def features(settings: Settings) -> list[Feature]:
     """The product features this server runs, in start order."""
-    from api.chat import ChatFeature
-    from api.ops import OpsFeature
-    from api.resume import ResumeFeature
-    from api.trips import TripFeature
-    from api.web import WebFeature
-    from api.yjs import YjsFeature
+    from tripsage_sync.api.chat import ChatFeature
+    from tripsage_sync.api.ops import OpsFeature
+    from tripsage_sync.api.resume import ResumeFeature
+    from tripsage_sync.api.trips import TripFeature
+    from tripsage_sync.api.web import WebFeature
+    from tripsage_sync.api.yjs import YjsFeature
 
     trips = TripFeature(settings)
     # Ops first: its health and metrics answer while the others start and stop.

@@ -21,8 +21,8 @@ from typing import Any, Final, get_args
 
 import jwt
 
-from sync.channels import Principal, Role
-from sync.errors import AuthError
+from tripsage_sync.sync.channels import Principal, Role
+from tripsage_sync.sync.errors import AuthError
 
 __all__ = ["ALGORITHM", "JwtAuthority", "VerifiedToken", "new_secret"]
 

@@ -71,12 +71,12 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Final
 
-from api.services import Services
-from api.settings import Settings
-from storage.errors import DuplicateId, UnknownRow
-from storage.queries import ChatMessage
-from sync.channels import Channel, Principal
-from sync.chat import (
+from tripsage_sync.api.services import Services
+from tripsage_sync.api.settings import Settings
+from tripsage_sync.storage.errors import DuplicateId, UnknownRow
+from tripsage_sync.storage.queries import ChatMessage
+from tripsage_sync.sync.channels import Channel, Principal
+from tripsage_sync.sync.chat import (
     CHAT_STREAM_EVENTS,
     Chunk,
     StreamTable,
@@ -84,8 +84,13 @@ from sync.chat import (
     agent_event_channels,
     stored_message_payload,
 )
-from sync.errors import CLOSE_POLICY_VIOLATION, InvalidMessage, NotFound, PermissionDenied
-from sync.wire import (
+from tripsage_sync.sync.errors import (
+    CLOSE_POLICY_VIOLATION,
+    InvalidMessage,
+    NotFound,
+    PermissionDenied,
+)
+from tripsage_sync.sync.wire import (
     AGENT_EVENT_TYPES,
     ChatMessageChunkPayload,
     ChatMessageCompletePayload,
@@ -99,7 +104,7 @@ from sync.wire import (
 if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
-    from api.connection import Connection
+    from tripsage_sync.api.connection import Connection
 
 __all__ = ["AGENTS_CHANNEL", "ChatFeature"]
 
@@ -146,7 +151,7 @@ class ChatFeature:
     # -- plug-in points ---------------------------------------------------------
 
     def routes(self) -> list[BaseRoute]:
-        from api.chat_http import chat_routes
+        from tripsage_sync.api.chat_http import chat_routes
 
         return chat_routes(self)
 

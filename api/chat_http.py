@@ -30,10 +30,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from api.endpoints import SESSION_ID
-from api.http_body import read_body
-from sync.channels import Principal
-from sync.errors import (
+from tripsage_sync.api.endpoints import SESSION_ID
+from tripsage_sync.api.http_body import read_body
+from tripsage_sync.sync.channels import Principal
+from tripsage_sync.sync.errors import (
     AuthError,
     InvalidMessage,
     MessageTooLarge,
@@ -42,8 +42,8 @@ from sync.errors import (
     RateLimited,
     SyncError,
 )
-from sync.events import error_event
-from sync.wire import (
+from tripsage_sync.sync.events import error_event
+from tripsage_sync.sync.wire import (
     AGENT_EVENT_TYPES,
     ClientMessage,
     parse_client_message,
@@ -51,7 +51,7 @@ from sync.wire import (
 )
 
 if TYPE_CHECKING:
-    from api.chat import ChatFeature
+    from tripsage_sync.api.chat import ChatFeature
 
 __all__ = ["chat_routes"]
 

@@ -8,7 +8,7 @@ secret: ``TRIPSAGE_JWT_SECRET`` or the one kept in the database);
 ``broadcast`` asks a running server to send a ``notification`` or
 ``system_message`` (``POST /api/broadcast`` with an admin token).
 ``serve --demo-agent`` also runs the example echo agent
-(``examples/echo_agent.py``) in-process, connected over loopback.
+(``api/demo_agent.py``) in-process, connected over loopback.
 ``maintenance`` announces maintenance through a running server
 (``POST /api/maintenance``), which drains and exits at the scheduled time;
 ``db check|compact|backup`` are the database tools of :mod:`api.dbtools`.
@@ -38,12 +38,13 @@ from typing import Any, Final
 
 import uvicorn
 
-from api.app import create_app, resolve_secret, shutdown_services
-from api.auth import JwtAuthority
-from api.services import Services
-from api.settings import Settings, SettingsError
-from api.transport import protocols
-from storage.sqlite import Storage
+from tripsage_sync.api import __version__
+from tripsage_sync.api.app import create_app, resolve_secret, shutdown_services
+from tripsage_sync.api.auth import JwtAuthority
+from tripsage_sync.api.services import Services
+from tripsage_sync.api.settings import Settings, SettingsError
+from tripsage_sync.api.transport import protocols
+from tripsage_sync.storage.sqlite import Storage
 
 __all__ = ["Server", "TokenMask", "main"]
 
@@ -139,7 +140,7 @@ class Server(uvicorn.Server):
         self.should_exit = True
 
     async def _run_demo_agent(self) -> None:
-        from examples.echo_agent import run_agent
+        from tripsage_sync.api.demo_agent import run_agent
 
         services = self._services()
         if services is None:
@@ -156,7 +157,7 @@ class Server(uvicorn.Server):
                 "demo-agent", now_s=time.time(), ttl_s=3600, role="agent", name="Demo agent"
             )
 
-        logger.info("demo agent (examples/echo_agent.py) starting")
+        logger.info("demo agent (api/demo_agent.py) starting")
         await run_agent(url, token, agent_id="demo-agent")
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
@@ -347,7 +348,7 @@ def _maintenance(args: argparse.Namespace) -> int:
 
 
 def _db(args: argparse.Namespace) -> int:
-    from api import dbtools
+    from tripsage_sync.api import dbtools
 
     path = Settings.from_env(db=args.db).db
     if args.db_command == "check":
@@ -404,7 +405,7 @@ def _watch_line(event: dict[str, Any]) -> str | None:
 
 
 async def _watch_async(args: argparse.Namespace) -> int:
-    from api.client import AuthenticationFailed, RequestRefused, SyncClient
+    from tripsage_sync.api.client import AuthenticationFailed, RequestRefused, SyncClient
 
     def show(event: dict[str, Any]) -> None:
         line = _watch_line(event)
@@ -436,6 +437,7 @@ def _watch(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tripsage-sync", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the server")
@@ -447,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--demo-agent",
         action="store_true",
         default=os.environ.get("TRIPSAGE_DEMO_AGENT", "").lower() in ("1", "true", "yes"),
-        help="also run the example echo agent in-process (examples/echo_agent.py);"
+        help="also run the demo echo agent in-process (api/demo_agent.py);"
         " TRIPSAGE_DEMO_AGENT=1 does the same",
     )
     serve.set_defaults(func=_serve)

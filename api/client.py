@@ -83,7 +83,7 @@ from typing import Any, Final
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from sync.wire import iso_ms
+from tripsage_sync.sync.wire import iso_ms
 
 __all__ = [
     "HIGH_FREQUENCY_PER_S",

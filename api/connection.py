@@ -42,9 +42,10 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 from starlette.websockets import WebSocket
 
-from api.outbox import CLOSE_RELEASE_S, Close, Outbox, cancel_and_wait
-from sync.channels import Channel, Principal
-from sync.errors import (
+from tripsage_sync.api import __version__
+from tripsage_sync.api.outbox import CLOSE_RELEASE_S, Close, Outbox, cancel_and_wait
+from tripsage_sync.sync.channels import Channel, Principal
+from tripsage_sync.sync.errors import (
     CLOSE_AUTH_FAILED,
     CLOSE_GOING_AWAY,
     CLOSE_MESSAGE_TOO_BIG,
@@ -60,7 +61,7 @@ from sync.errors import (
     ServerError,
     SyncError,
 )
-from sync.events import (
+from tripsage_sync.sync.events import (
     ConnectionErrorPayload,
     ConnectionEstablishedPayload,
     Limits,
@@ -68,9 +69,9 @@ from sync.events import (
     connection_close,
     error_event,
 )
-from sync.health import RoundTrips
-from sync.session import CloseExpired, Session, State, WarnExpiring
-from sync.wire import (
+from tripsage_sync.sync.health import RoundTrips
+from tripsage_sync.sync.session import CloseExpired, Session, State, WarnExpiring
+from tripsage_sync.sync.wire import (
     AuthResponse,
     ClientMessage,
     InvalidUpdate,
@@ -86,14 +87,14 @@ from sync.wire import (
 )
 
 if TYPE_CHECKING:
-    from api.metrics import Metrics
-    from api.services import Services
+    from tripsage_sync.api.metrics import Metrics
+    from tripsage_sync.api.services import Services
 
 __all__ = ["CLOSE_RELEASE_S", "SERVER_VERSION", "Connection"]
 
 logger = logging.getLogger(__name__)
 
-SERVER_VERSION: Final = "1.0.0"
+SERVER_VERSION: Final = __version__
 FEATURES: Final = ("message_batching", "heartbeat", "channels", "optimistic_updates")
 MAX_OUTGOING_BATCH: Final = 64
 

@@ -32,10 +32,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from api.rooms import restore_document
-from storage.errors import StaleSnapshot, StorageError
-from storage.sqlite import FileSizes, Storage
-from sync.document import TripDocument
+from tripsage_sync.api.rooms import restore_document
+from tripsage_sync.storage.errors import StaleSnapshot, StorageError
+from tripsage_sync.storage.sqlite import FileSizes, Storage
+from tripsage_sync.sync.document import TripDocument
 
 __all__ = ["CheckReport", "CompactReport", "backup", "check", "compact"]
 

@@ -21,17 +21,17 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocket
 
-from api.connection import Connection
-from api.services import Services
-from sync.errors import (
+from tripsage_sync.api.connection import Connection
+from tripsage_sync.api.services import Services
+from tripsage_sync.sync.errors import (
     CLOSE_POLICY_VIOLATION,
     CLOSE_RATE_LIMITED,
     ConnectionLimitExceeded,
     InvalidMessage,
     SyncError,
 )
-from sync.events import error_event
-from sync.wire import encode
+from tripsage_sync.sync.events import error_event
+from tripsage_sync.sync.wire import encode
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
 

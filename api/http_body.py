@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from sync.errors import MessageTooLarge
+from tripsage_sync.sync.errors import MessageTooLarge
 
 __all__ = ["read_body"]
 

@@ -27,15 +27,15 @@ from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from api.metrics import Metrics
-from api.settings import Settings
-from sync.errors import RateLimited
-from sync.ratelimit import Decision, KeyedLimiter
-from sync.wire import ServerEvent, encode, iso_ms
+from tripsage_sync.api.metrics import Metrics
+from tripsage_sync.api.settings import Settings
+from tripsage_sync.sync.errors import RateLimited
+from tripsage_sync.sync.ratelimit import Decision, KeyedLimiter
+from tripsage_sync.sync.wire import ServerEvent, encode, iso_ms
 
 if TYPE_CHECKING:
-    from api.connection import Connection
-    from sync.wire import ClientMessage
+    from tripsage_sync.api.connection import Connection
+    from tripsage_sync.sync.wire import ClientMessage
 
 __all__ = ["Handler", "Hub", "Peer", "rate_limited"]
 

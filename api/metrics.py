@@ -39,7 +39,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from api.hub import Hub
+    from tripsage_sync.api.hub import Hub
 
 __all__ = ["CONTENT_TYPE", "PREFIX", "Metrics", "event_type_of"]
 

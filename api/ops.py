@@ -42,13 +42,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from api.connection import SERVER_VERSION, Connection
-from api.http_body import read_body
-from api.metrics import CONTENT_TYPE
-from api.services import Services
-from sync.errors import AuthError, InvalidMessage, MessageTooLarge, PermissionDenied, SyncError
-from sync.events import error_event
-from sync.health import (
+from tripsage_sync.api.connection import SERVER_VERSION, Connection
+from tripsage_sync.api.http_body import read_body
+from tripsage_sync.api.metrics import CONTENT_TYPE
+from tripsage_sync.api.services import Services
+from tripsage_sync.sync.errors import (
+    AuthError,
+    InvalidMessage,
+    MessageTooLarge,
+    PermissionDenied,
+    SyncError,
+)
+from tripsage_sync.sync.events import error_event
+from tripsage_sync.sync.health import (
     ConnectionCounts,
     MessageCounts,
     Performance,
@@ -56,10 +62,10 @@ from sync.health import (
     ServerHealthPayload,
     connection_health,
 )
-from sync.wire import ClientMessage, SystemMessagePayload, encode, iso_ms, make_event
+from tripsage_sync.sync.wire import ClientMessage, SystemMessagePayload, encode, iso_ms, make_event
 
 if TYPE_CHECKING:
-    from api.settings import Settings
+    from tripsage_sync.api.settings import Settings
 
 __all__ = ["SAMPLE_INTERVAL_S", "MaintenanceRequest", "OpsFeature"]
 
@@ -350,7 +356,7 @@ class OpsFeature:
         )
 
     async def _drain_and_exit(self, duration_s: float) -> None:
-        from api.app import shutdown_services
+        from tripsage_sync.api.app import shutdown_services
 
         services = self.services
         logger.info("maintenance: draining %d connection(s)", len(services.hub.connections))

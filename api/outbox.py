@@ -41,10 +41,10 @@ from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from sync.errors import CLOSE_GOING_AWAY, CLOSE_SERVER_ERROR
+from tripsage_sync.sync.errors import CLOSE_GOING_AWAY, CLOSE_SERVER_ERROR
 
 if TYPE_CHECKING:
-    from api.metrics import Metrics
+    from tripsage_sync.api.metrics import Metrics
 
 __all__ = ["CLOSE_RELEASE_S", "Close", "Framing", "Outbox", "cancel_and_wait", "find_transport"]
 

@@ -40,16 +40,16 @@ from typing import TYPE_CHECKING, Any, Final
 
 from starlette.routing import BaseRoute
 
-from api.rooms import RoomBroken, TripRoom
-from api.trip_events import change_payload
-from sync.document import Change
-from sync.errors import NotFound, PermissionDenied, ServerError
-from sync.wire import ClientMessage, ServerEvent, make_event
+from tripsage_sync.api.rooms import RoomBroken, TripRoom
+from tripsage_sync.api.trip_events import change_payload
+from tripsage_sync.sync.document import Change
+from tripsage_sync.sync.errors import NotFound, PermissionDenied, ServerError
+from tripsage_sync.sync.wire import ClientMessage, ServerEvent, make_event
 
 if TYPE_CHECKING:
-    from api.connection import Connection
-    from api.services import Services
-    from api.trips import TripFeature
+    from tripsage_sync.api.connection import Connection
+    from tripsage_sync.api.services import Services
+    from tripsage_sync.api.trips import TripFeature
 
 __all__ = ["MAX_REPLAY_CHANGES", "ResumeFeature", "replay_limit", "resume_events"]
 

@@ -42,16 +42,16 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from api.services import Services
-from storage import ops
-from storage.errors import is_unavailable
-from storage.queries import Trip
-from storage.sqlite import Storage
-from storage.writer import WriteOp
-from sync.conflicts import AUTO_RESOLVE_AFTER_MS, PendingConflict
-from sync.document import Change, LogEntry, Snapshot, TripDocument
-from sync.errors import NotFound
-from sync.presence import Presence
+from tripsage_sync.api.services import Services
+from tripsage_sync.storage import ops
+from tripsage_sync.storage.errors import is_unavailable
+from tripsage_sync.storage.queries import Trip
+from tripsage_sync.storage.sqlite import Storage
+from tripsage_sync.storage.writer import WriteOp
+from tripsage_sync.sync.conflicts import AUTO_RESOLVE_AFTER_MS, PendingConflict
+from tripsage_sync.sync.document import Change, LogEntry, Snapshot, TripDocument
+from tripsage_sync.sync.errors import NotFound
+from tripsage_sync.sync.presence import Presence
 
 __all__ = ["RoomBroken", "RoomRegistry", "TripRoom", "restore_document"]
 

@@ -15,21 +15,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from api.auth import JwtAuthority
-from api.hub import Hub
-from api.metrics import Metrics
-from api.settings import Settings
-from storage.sqlite import Storage
-from sync.backoff import StorageBackoff
-from sync.channels import Channel, Facts, Principal, authorize_read
-from sync.errors import PermissionDenied
+from tripsage_sync.api.auth import JwtAuthority
+from tripsage_sync.api.hub import Hub
+from tripsage_sync.api.metrics import Metrics
+from tripsage_sync.api.settings import Settings
+from tripsage_sync.storage.sqlite import Storage
+from tripsage_sync.sync.backoff import StorageBackoff
+from tripsage_sync.sync.channels import Channel, Facts, Principal, authorize_read
+from tripsage_sync.sync.errors import PermissionDenied
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
     from starlette.routing import BaseRoute
 
-    from api.connection import Connection
+    from tripsage_sync.api.connection import Connection
 
 __all__ = ["Feature", "Services"]
 

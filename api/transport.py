@@ -55,10 +55,10 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.exceptions import PayloadTooBig
 from websockets.frames import Close, Frame, Opcode
 
-from api.settings import Settings
-from sync.errors import CLOSE_MESSAGE_TOO_BIG, CLOSE_SERVER_ERROR, MessageTooLarge
-from sync.events import ConnectionErrorPayload, error_event
-from sync.wire import encode, make_event
+from tripsage_sync.api.settings import Settings
+from tripsage_sync.sync.errors import CLOSE_MESSAGE_TOO_BIG, CLOSE_SERVER_ERROR, MessageTooLarge
+from tripsage_sync.sync.events import ConnectionErrorPayload, error_event
+from tripsage_sync.sync.wire import encode, make_event
 
 __all__ = [
     "Checked",

@@ -11,9 +11,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sync.conflicts import ConflictDetected, PendingConflict
-from sync.document import ApplyResult, Change, Confirmed, Refused, Rejected, Rolledback
-from sync.wire import invalid_update_payload, iso_ms
+from tripsage_sync.sync.conflicts import ConflictDetected, PendingConflict
+from tripsage_sync.sync.document import (
+    ApplyResult,
+    Change,
+    Confirmed,
+    Refused,
+    Rejected,
+    Rolledback,
+)
+from tripsage_sync.sync.wire import invalid_update_payload, iso_ms
 
 __all__ = [
     "change_payload",

@@ -22,12 +22,12 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from api.http_body import read_body
-from storage import ops
-from storage.errors import AlreadyExists
-from sync.channels import Principal
-from sync.document import TripDocument
-from sync.errors import (
+from tripsage_sync.api.http_body import read_body
+from tripsage_sync.storage import ops
+from tripsage_sync.storage.errors import AlreadyExists
+from tripsage_sync.sync.channels import Principal
+from tripsage_sync.sync.document import TripDocument
+from tripsage_sync.sync.errors import (
     AuthError,
     InvalidMessage,
     MessageTooLarge,
@@ -35,14 +35,14 @@ from sync.errors import (
     PermissionDenied,
     SyncError,
 )
-from sync.wire import make_event
+from tripsage_sync.sync.wire import make_event
 
 if TYPE_CHECKING:
-    from api.connection import Connection
-    from api.hub import Hub
-    from api.rooms import RoomRegistry, TripRoom
-    from api.services import Services
-    from api.settings import Settings
+    from tripsage_sync.api.connection import Connection
+    from tripsage_sync.api.hub import Hub
+    from tripsage_sync.api.rooms import RoomRegistry, TripRoom
+    from tripsage_sync.api.services import Services
+    from tripsage_sync.api.settings import Settings
 
 __all__ = ["TRIP_ID", "TripHttp"]
 

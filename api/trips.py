@@ -40,20 +40,20 @@ from typing import Any, Final
 
 from starlette.routing import BaseRoute, Route
 
-from api.connection import Connection
-from api.rooms import RoomBroken, RoomRegistry, TripRoom
-from api.services import Services
-from api.settings import Settings
-from api.trip_events import (
+from tripsage_sync.api.connection import Connection
+from tripsage_sync.api.rooms import RoomBroken, RoomRegistry, TripRoom
+from tripsage_sync.api.services import Services
+from tripsage_sync.api.settings import Settings
+from tripsage_sync.api.trip_events import (
     change_payload,
     conflict_detected_payload,
     outcome_event,
     resolution_required_payload,
     rollback_event,
 )
-from api.trip_http import TripHttp
-from sync.channels import Principal
-from sync.document import (
+from tripsage_sync.api.trip_http import TripHttp
+from tripsage_sync.sync.channels import Principal
+from tripsage_sync.sync.document import (
     ApplyResult,
     Change,
     Confirmed,
@@ -61,9 +61,16 @@ from sync.document import (
     RemoteResult,
     UpdateRequest,
 )
-from sync.errors import InvalidMessage, NotFound, PermissionDenied, ServerError
-from sync.presence import FieldLock, Member
-from sync.wire import ClientMessage, InvalidUpdate, iso_ms, make_event, new_id, parse_iso_ms
+from tripsage_sync.sync.errors import InvalidMessage, NotFound, PermissionDenied, ServerError
+from tripsage_sync.sync.presence import FieldLock, Member
+from tripsage_sync.sync.wire import (
+    ClientMessage,
+    InvalidUpdate,
+    iso_ms,
+    make_event,
+    new_id,
+    parse_iso_ms,
+)
 
 __all__ = ["EDITORS", "PERMISSIONS", "TripFeature"]
 

@@ -76,21 +76,26 @@ from pycrdt import merge_updates
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from api.connection import _ConnectionLog
-from api.endpoints import admit_upgrade
-from api.outbox import CLOSE_RELEASE_S, Close, Outbox, cancel_and_wait
-from api.rooms import RoomBroken, TripRoom
-from api.services import Services
-from api.trips import EDITORS, TripFeature
-from sync.channels import Principal
-from sync.conflicts import FIELD_PATH_PREFIX, is_field_name
-from sync.document import Change, MalformedRemoteUpdate, RemoteUpdateRefused
-from sync.errors import CLOSE_GOING_AWAY, CLOSE_RATE_LIMITED, CLOSE_SERVER_ERROR, SyncError
-from sync.presence import Member
-from sync.ratelimit import KeyedLimiter
-from sync.session import CloseExpired, TokenLifetime
-from sync.wire import new_id
-from sync.ysync import (
+from tripsage_sync.api.connection import _ConnectionLog
+from tripsage_sync.api.endpoints import admit_upgrade
+from tripsage_sync.api.outbox import CLOSE_RELEASE_S, Close, Outbox, cancel_and_wait
+from tripsage_sync.api.rooms import RoomBroken, TripRoom
+from tripsage_sync.api.services import Services
+from tripsage_sync.api.trips import EDITORS, TripFeature
+from tripsage_sync.sync.channels import Principal
+from tripsage_sync.sync.conflicts import FIELD_PATH_PREFIX, is_field_name
+from tripsage_sync.sync.document import Change, MalformedRemoteUpdate, RemoteUpdateRefused
+from tripsage_sync.sync.errors import (
+    CLOSE_GOING_AWAY,
+    CLOSE_RATE_LIMITED,
+    CLOSE_SERVER_ERROR,
+    SyncError,
+)
+from tripsage_sync.sync.presence import Member
+from tripsage_sync.sync.ratelimit import KeyedLimiter
+from tripsage_sync.sync.session import CloseExpired, TokenLifetime
+from tripsage_sync.sync.wire import new_id
+from tripsage_sync.sync.ysync import (
     EMPTY_UPDATE,
     AuthFrame,
     AwarenessEntry,

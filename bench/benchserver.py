@@ -1,4 +1,4 @@
-"""A real server for the benchmarks: ``python -m api.cli serve`` on a free port.
+"""A real server for the benchmarks: ``python -m tripsage_sync.api.cli serve`` on a free port.
 
 Rate limits are lifted (the load generator is one IP and few users); logs are
 kept to warnings so they cost nothing. Shared by ``bench/*.py``.
@@ -41,7 +41,16 @@ def start_server(port: int, db: Path, **settings: str) -> subprocess.Popen[bytes
         **{"TRIPSAGE_" + name.upper(): value for name, value in settings.items()},
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "serve", "--port", str(port), "--db", str(db)],
+        [
+            sys.executable,
+            "-m",
+            "tripsage_sync.api.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--db",
+            str(db),
+        ],
         cwd=ROOT,
         env=env,
     )

@@ -1,6 +1,6 @@
 """Benchmark: one agent streams a long reply to many subscribers of one chat session.
 
-Starts a real server (``python -m api.cli serve``) on a free loopback port with
+Starts a real server (``python -m tripsage_sync.api.cli serve``) on a free loopback port with
 a fresh database. Alice owns session ``bench``; it is shared with the other
 users, and each of ``--subscribers`` users opens ``/ws/chat/bench``. An agent
 (a ``role: agent`` token) then sends ``--chunks`` ``chat_message_chunk`` frames
@@ -50,8 +50,8 @@ from websockets.asyncio.client import ClientConnection, connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from api.auth import JwtAuthority
 from bench.benchserver import SECRET, free_port, start_server
+from tripsage_sync.api.auth import JwtAuthority
 
 
 async def open_ws(port: int, token: str, path: str, features: list[str]) -> ClientConnection:

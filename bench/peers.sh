@@ -34,11 +34,11 @@ export TRIPSAGE_JWT_SECRET=${TRIPSAGE_JWT_SECRET:-$("$PY" -c 'import secrets; pr
 export TRIPSAGE_RATE_LIMIT_CONNECTIONS_PER_MIN=0 TRIPSAGE_RATE_LIMIT_AUTH_PER_MIN=0
 export TRIPSAGE_RATE_LIMIT_YJS_FRAMES_PER_MIN=0 TRIPSAGE_MAX_CONNECTIONS=5000
 export TRIPSAGE_MAX_CONNECTIONS_PER_USER=5000 TRIPSAGE_LOG_LEVEL=warning
-TOKEN=$("$PY" -m api.cli token --user bench --ttl 86400)
+TOKEN=$("$PY" -m tripsage_sync.api.cli token --user bench --ttl 86400)
 
 # 1. the template database: every trip the harness will open, created over HTTP
 SEED_PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-(cd "$HERE" && exec "$PY" -m api.cli serve --host 127.0.0.1 --port "$SEED_PORT" --db "$WORK/template.db") &
+(cd "$HERE" && exec "$PY" -m tripsage_sync.api.cli serve --host 127.0.0.1 --port "$SEED_PORT" --db "$WORK/template.db") &
 SEED_PID=$!
 "$PY" - "$SEED_PORT" "$TOKEN" <<'PYEOF'
 import os, sys, time, httpx
@@ -67,7 +67,7 @@ kill "$SEED_PID"; wait "$SEED_PID" 2>/dev/null || true; SEED_PID=""
 cat > "$WORK/serve.sh" <<SH
 #!/usr/bin/env bash
 cp "$WORK/template.db" "$WORK/run.db" && rm -f "$WORK/run.db-wal" "$WORK/run.db-shm"
-cd "$HERE" && exec "$PY" -m api.cli serve --host 127.0.0.1 --port $PORT --db "$WORK/run.db"
+cd "$HERE" && exec "$PY" -m tripsage_sync.api.cli serve --host 127.0.0.1 --port $PORT --db "$WORK/run.db"
 SH
 chmod +x "$WORK/serve.sh"
 

@@ -1,6 +1,6 @@
 """Benchmark: confirmed durable optimistic updates per second, and their latency.
 
-Starts a real server (``python -m api.cli serve``) on a free loopback port with
+Starts a real server (``python -m tripsage_sync.api.cli serve``) on a free loopback port with
 a fresh database, then runs two scenarios over real WebSockets:
 
 - ``one-trip``: 50 editors on one trip, each sending updates back to back
@@ -34,8 +34,8 @@ from websockets.asyncio.client import ClientConnection, connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from api.auth import JwtAuthority
 from bench.benchserver import SECRET, free_port, start_server
+from tripsage_sync.api.auth import JwtAuthority
 
 
 class Editor:

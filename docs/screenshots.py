@@ -29,7 +29,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 ROOT: Final = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from api.auth import JwtAuthority  # noqa: E402
+from tripsage_sync.api.auth import JwtAuthority  # noqa: E402
 
 DOCS: Final = ROOT / "docs"
 SECRET: Final = "screenshots-" + "s" * 40
@@ -57,7 +57,7 @@ def start_server(db: Path, port: int) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIPSAGE_")}
     env |= {"TRIPSAGE_JWT_SECRET": SECRET, "TRIPSAGE_RATE_LIMIT_AUTH_PER_MIN": "1000"}
     env["TRIPSAGE_RATE_LIMIT_CONNECTIONS_PER_MIN"] = "1000"
-    command = [sys.executable, "-m", "api.cli", "serve", "--demo-agent"]
+    command = [sys.executable, "-m", "tripsage_sync.api.cli", "serve", "--demo-agent"]
     command += ["--port", str(port), "--db", str(db)]
     process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 20

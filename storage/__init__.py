@@ -14,7 +14,7 @@ stores ``bytes``, ``int`` and ``str`` (JSON as ``str``)::
 
 from __future__ import annotations
 
-from storage.errors import (
+from tripsage_sync.storage.errors import (
     AlreadyExists,
     DuplicateId,
     SchemaTooNew,
@@ -24,7 +24,7 @@ from storage.errors import (
     UnknownRow,
     VersionConflict,
 )
-from storage.queries import (
+from tripsage_sync.storage.queries import (
     CONFLICT_PENDING,
     ChatMessage,
     LoggedUpdate,
@@ -34,8 +34,8 @@ from storage.queries import (
     Trip,
     TripHistory,
 )
-from storage.sqlite import FileSizes, Storage
-from storage.writer import BatchWriter, WriteOp
+from tripsage_sync.storage.sqlite import FileSizes, Storage
+from tripsage_sync.storage.writer import BatchWriter, WriteOp
 
 __all__ = [
     "CONFLICT_PENDING",

@@ -37,7 +37,7 @@ from typing import Final, cast
 
 from sqlite_utils import Database
 
-from storage.errors import SchemaTooNew
+from tripsage_sync.storage.errors import SchemaTooNew
 
 __all__ = ["MIGRATIONS", "Migration", "latest_version", "migrate", "schema_version"]
 

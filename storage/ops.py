@@ -18,15 +18,15 @@ from __future__ import annotations
 
 from sqlite_utils import Database
 
-from storage import queries
-from storage.errors import (
+from tripsage_sync.storage import queries
+from tripsage_sync.storage.errors import (
     AlreadyExists,
     DuplicateId,
     StaleSnapshot,
     UnknownRow,
     VersionConflict,
 )
-from storage.writer import WriteOp
+from tripsage_sync.storage.writer import WriteOp
 
 __all__ = [
     "append_chat_message",

@@ -39,10 +39,10 @@ from typing import Final, NamedTuple, TypeVar, cast
 
 from sqlite_utils import Database
 
-from storage import ops, queries
-from storage.errors import StorageClosed, StorageError
-from storage.migrations import migrate, schema_version
-from storage.queries import (
+from tripsage_sync.storage import ops, queries
+from tripsage_sync.storage.errors import StorageClosed, StorageError
+from tripsage_sync.storage.migrations import migrate, schema_version
+from tripsage_sync.storage.queries import (
     ChatMessage,
     LoggedUpdate,
     LogStats,
@@ -51,7 +51,7 @@ from storage.queries import (
     Trip,
     TripHistory,
 )
-from storage.writer import MAX_BATCH_OPS, BatchWriter, WriteOp
+from tripsage_sync.storage.writer import MAX_BATCH_OPS, BatchWriter, WriteOp
 
 __all__ = ["BUSY_TIMEOUT_MS", "FileSizes", "Storage", "connect"]
 

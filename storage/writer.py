@@ -49,7 +49,7 @@ from typing import Any, Final, TypeAlias, TypeVar
 
 from sqlite_utils import Database
 
-from storage.errors import StorageClosed
+from tripsage_sync.storage.errors import StorageClosed
 
 __all__ = ["MAX_BATCH_OPS", "BatchWriter", "WriteOp"]
 

@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from sync.errors import ChannelNotFound, InvalidMessage, PermissionDenied
+from tripsage_sync.sync.errors import ChannelNotFound, InvalidMessage, PermissionDenied
 
 __all__ = [
     "CHANNEL_ALIASES",

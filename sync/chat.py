@@ -61,8 +61,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from sync.errors import InvalidMessage, ServerError
-from sync.wire import AGENT_EVENT_TYPES, iso_ms
+from tripsage_sync.sync.errors import InvalidMessage, ServerError
+from tripsage_sync.sync.wire import AGENT_EVENT_TYPES, iso_ms
 
 __all__ = [
     "CHAT_STREAM_EVENTS",

@@ -66,7 +66,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final, Literal, TypeAlias
 
-from sync.errors import InvalidMessage, InvalidState
+from tripsage_sync.sync.errors import InvalidMessage, InvalidState
 
 __all__ = [
     "AUTO_RESOLVE_AFTER_MS",

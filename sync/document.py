@@ -128,7 +128,7 @@ from pycrdt import (
     XmlText,
 )
 
-from sync.conflicts import (
+from tripsage_sync.sync.conflicts import (
     AUTO_RESOLVE_AFTER_MS,
     FIELD_NAME_RULE,
     FIELD_PATH_PREFIX,
@@ -149,8 +149,8 @@ from sync.conflicts import (
     parse_field_name,
     validate_value,
 )
-from sync.errors import InvalidMessage, InvalidState, NotFound
-from sync.yupdate import MalformedUpdate, RootKeys, Struct, decode_update, seen_values
+from tripsage_sync.sync.errors import InvalidMessage, InvalidState, NotFound
+from tripsage_sync.sync.yupdate import MalformedUpdate, RootKeys, Struct, decode_update, seen_values
 
 __all__ = [
     "ROOT_MAP",

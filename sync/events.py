@@ -11,8 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from sync.errors import RateLimited, SyncError
-from sync.wire import ServerEvent, make_event
+from tripsage_sync.sync.errors import RateLimited, SyncError
+from tripsage_sync.sync.wire import ServerEvent, make_event
 
 __all__ = [
     "AuthExpiringPayload",

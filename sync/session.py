@@ -39,16 +39,16 @@ import logging
 from dataclasses import dataclass, field
 from typing import Final
 
-from sync.channels import Principal
-from sync.errors import InvalidState, PermissionDenied
-from sync.events import (
+from tripsage_sync.sync.channels import Principal
+from tripsage_sync.sync.errors import InvalidState, PermissionDenied
+from tripsage_sync.sync.events import (
     AuthExpiringPayload,
     AuthRefreshedPayload,
     ConnectionErrorPayload,
     HeartbeatMetrics,
     HeartbeatPayload,
 )
-from sync.wire import ServerEvent, iso_ms, make_event
+from tripsage_sync.sync.wire import ServerEvent, iso_ms, make_event
 
 __all__ = [
     "ABUSIVE_REFUSALS",

@@ -38,7 +38,7 @@ from pydantic import (
     ValidationError,
 )
 
-from sync.errors import InvalidMessage
+from tripsage_sync.sync.errors import InvalidMessage
 
 __all__ = [
     "AGENT_EVENT_TYPES",

@@ -39,8 +39,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from sync.errors import InvalidMessage
-from sync.yupdate import ByteReader, MalformedUpdate
+from tripsage_sync.sync.errors import InvalidMessage
+from tripsage_sync.sync.yupdate import ByteReader, MalformedUpdate
 
 __all__ = [
     "EMPTY_UPDATE",

@@ -38,7 +38,7 @@ from bisect import bisect_right, insort
 from dataclasses import dataclass, field
 from typing import Final
 
-from sync.errors import InvalidMessage
+from tripsage_sync.sync.errors import InvalidMessage
 
 __all__ = [
     "ID",

@@ -1,6 +1,6 @@
 """Shared fixtures: a real server process on a free loopback port.
 
-``server_factory(**env)`` starts ``python -m api.cli serve`` (uvicorn with the
+``server_factory(**env)`` starts ``python -m tripsage_sync.api.cli serve`` (uvicorn with the
 protocols of api/transport.py) against a fresh SQLite file with ``TRIPSAGE_*``
 settings from ``env``, waits until ``/health`` answers, and stops it (SIGTERM, then kill)
 when the test ends. Tests then talk to it over real WebSockets. A server log
@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
-from api.auth import JwtAuthority
+from tripsage_sync.api.auth import JwtAuthority
 
 SECRET = "test-secret-" + "x" * 40
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,7 +68,7 @@ class ServerProcess:
             [
                 sys.executable,
                 "-m",
-                "api.cli",
+                "tripsage_sync.api.cli",
                 "serve",
                 "--port",
                 str(self.port),

@@ -2,7 +2,8 @@
 
 ``sync`` is sans-I/O (no asyncio, sockets, sqlite, clock); ``sync`` and
 ``storage`` never import each other or ``api``. (import-linter checks the
-same contracts in CI from pyproject.toml.)
+same contracts in CI from pyproject.toml.) The folders are the sub-packages
+``tripsage_sync.sync``, ``tripsage_sync.storage`` and ``tripsage_sync.api``.
 """
 
 from __future__ import annotations
@@ -19,26 +20,31 @@ FORBIDDEN = {
         "sqlite3",
         "socket",
         "time",
-        "storage",
-        "api",
+        "tripsage_sync.storage",
+        "tripsage_sync.api",
         "sqlite_utils",
         "starlette",
         "uvicorn",
         "threading",
         "select",
     },
-    "storage": {"sync", "api", "pycrdt", "pydantic", "asyncio"},
+    "storage": {"tripsage_sync.sync", "tripsage_sync.api", "pycrdt", "pydantic", "asyncio"},
 }
 
 
 def imports(path: Path) -> set[str]:
+    """The top-level names a module imports, and ``tripsage_sync.X`` for ours."""
     tree = ast.parse(path.read_text(), str(path))
     found: set[str] = set()
     for node in ast.walk(tree):
+        names: list[str] = []
         if isinstance(node, ast.Import):
-            found.update(alias.name.split(".")[0] for alias in node.names)
+            names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module.split(".")[0])
+            names = [node.module]
+        for name in names:
+            parts = name.split(".")
+            found.add(".".join(parts[:2]) if parts[0] == "tripsage_sync" else parts[0])
     return found
 
 

@@ -91,11 +91,14 @@ async def heartbeat_round_trip(client: Client) -> dict[str, Any]:
 
 
 async def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    """``python -m api.cli ARGS`` without blocking the loop: (exit code, stdout, stderr)."""
+    """``python -m tripsage_sync.api.cli ARGS`` without blocking the loop.
+
+    Returns (exit code, stdout, stderr).
+    """
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "api.cli",
+        "tripsage_sync.api.cli",
         *args,
         cwd=ROOT,
         env=env,

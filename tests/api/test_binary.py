@@ -20,6 +20,7 @@ import pytest
 
 from tests.conftest import free_port
 from tests.wsclient import Client
+from tripsage_sync.api import __version__
 
 BINARY = os.environ.get("TRIPSAGE_BINARY")
 CLEAN_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/tmp"}
@@ -96,7 +97,7 @@ async def test_binary_serves_mints_and_authenticates(served: tuple[str, Path, fl
     assert auth["success"] is True, auth
     assert auth["userId"] == "alice"
     established = await client.recv_type("connection_established")
-    assert established["payload"]["serverVersion"] == "1.0.0"
+    assert established["payload"]["serverVersion"] == __version__
     await client.close()
     async with httpx.AsyncClient(base_url=url) as http:
         metrics = (await http.get("/metrics")).text

@@ -293,7 +293,7 @@ async def test_broadcast_to_one_user_a_channel_and_everyone(server: ServerProces
     assert denied.status_code == 403
 
     # The CLI: an admin token minted from the server's secret, or one passed in.
-    base = [sys.executable, "-m", "api.cli", "broadcast", "--server", server.http]
+    base = [sys.executable, "-m", "tripsage_sync.api.cli", "broadcast", "--server", server.http]
     minted = ["--user", "bob", "--db", str(server.db)]
     for extra in (minted, ["--user", "bob", "--token", server.token("o", role="admin")]):
         code, out, err = await run_cli(server, *base, *extra, "--title", "Hi", "From the CLI")

@@ -9,9 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from api.client import AuthenticationFailed, QueueFile, RequestRefused, SyncClient, UpdateStatus
 from tests.api.test_trips import after_creation, create_trip, get_trip
 from tests.conftest import ROOT, ServerProcess, free_port
+from tripsage_sync.api.client import (
+    AuthenticationFailed,
+    QueueFile,
+    RequestRefused,
+    SyncClient,
+    UpdateStatus,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -200,7 +206,7 @@ async def test_watch_prints_changes(server: ServerProcess) -> None:
         watch = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "api.cli",
+            "tripsage_sync.api.cli",
             "watch",
             "trip-1",
             "--token",

@@ -14,6 +14,7 @@ import pytest
 from tests.api.chathelpers import assert_quiet, http
 from tests.conftest import SECRET, ServerProcess
 from tests.wsclient import Client, open_client
+from tripsage_sync.api import __version__
 
 pytestmark = pytest.mark.anyio
 
@@ -39,7 +40,7 @@ async def test_auth_success_and_connection_established(server: ServerProcess) ->
     assert_envelope(established, "connection_established")
     payload = established["payload"]
     assert payload["connectionId"] == auth["connectionId"]
-    assert payload["serverVersion"] == "1.0.0"
+    assert payload["serverVersion"] == __version__
     assert "heartbeat" in payload["features"]
     assert payload["limits"]["maxMessageSize"] == 1048576
     assert payload["limits"]["maxConnections"] == 1000

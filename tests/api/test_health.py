@@ -10,12 +10,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.app import create_app
-from api.settings import Settings
-from sync.health import RoundTrips, connection_health
 from tests.api.opshelpers import create_trip, heartbeat_round_trip
 from tests.conftest import SECRET, ServerProcess
 from tests.wsclient import Client, open_client
+from tripsage_sync.api import __version__
+from tripsage_sync.api.app import create_app
+from tripsage_sync.api.settings import Settings
+from tripsage_sync.sync.health import RoundTrips, connection_health
 
 pytestmark = pytest.mark.anyio
 
@@ -124,7 +125,7 @@ async def test_http_health_is_server_health(server: ServerProcess) -> None:
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "operational"
-    assert body["version"] == "1.0.0"
+    assert body["version"] == __version__
     assert 0 < body["memoryUsage"] < 1
     assert 0 <= body["cpuUsage"] <= 1
 

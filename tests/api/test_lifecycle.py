@@ -96,7 +96,7 @@ async def test_slow_consumer_is_released_within_15_s(
 
 def _cli(*args: str, db: str) -> str:
     result = subprocess.run(
-        [sys.executable, "-m", "api.cli", *args, "--db", db],
+        [sys.executable, "-m", "tripsage_sync.api.cli", *args, "--db", db],
         cwd=ROOT,
         capture_output=True,
         text=True,

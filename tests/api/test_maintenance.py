@@ -9,10 +9,10 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from sync.wire import parse_iso_ms
 from tests.api.opshelpers import run_cli
 from tests.conftest import ServerProcess
 from tests.wsclient import open_client
+from tripsage_sync.sync.wire import parse_iso_ms
 
 pytestmark = pytest.mark.anyio
 
@@ -94,7 +94,7 @@ async def test_maintenance_can_be_cancelled(server: ServerProcess) -> None:
 
 
 def test_durations_read_like_the_flag_says() -> None:
-    from api.cli import parse_duration
+    from tripsage_sync.api.cli import parse_duration
 
     assert parse_duration("15m") == 900
     assert parse_duration("2s") == 2

@@ -6,7 +6,6 @@ from collections.abc import Callable
 
 import pytest
 
-from api.metrics import Metrics, event_type_of
 from tests.api.opshelpers import (
     create_trip,
     heartbeat_round_trip,
@@ -17,6 +16,7 @@ from tests.api.opshelpers import (
 )
 from tests.conftest import ServerProcess
 from tests.wsclient import Client, open_client
+from tripsage_sync.api.metrics import Metrics, event_type_of
 
 pytestmark = pytest.mark.anyio
 

@@ -15,10 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
-from sync.wire import iso_ms
 from tests.api.test_trips import OUTCOMES, auth, create_trip, join, update
 from tests.conftest import ServerProcess
 from tests.wsclient import Client, open_client
+from tripsage_sync.sync.wire import iso_ms
 
 pytestmark = pytest.mark.anyio
 

@@ -27,9 +27,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sync.wire import iso_ms
 from tests.conftest import ServerProcess
 from tests.wsclient import open_client
+from tripsage_sync.sync.wire import iso_ms
 
 USERS = ("alice", "bob", "carol")  # owner, editor, viewer
 OUTCOMES = frozenset(

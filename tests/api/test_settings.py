@@ -6,8 +6,8 @@ from dataclasses import fields
 
 import pytest
 
-from api.settings import DOCS, Settings, SettingsError, markdown_table
 from tests.conftest import ROOT
+from tripsage_sync.api.settings import DOCS, Settings, SettingsError, markdown_table
 
 
 def test_defaults_are_the_specs() -> None:

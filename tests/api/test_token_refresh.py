@@ -19,14 +19,14 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from api.client import AuthenticationFailed, SyncClient
-from sync.wire import iso_ms, parse_iso_ms
-from sync.ysync import auth_denied_frame
 from tests.api.test_trips import OUTCOMES, create_trip, get_trip, join, update
 from tests.api.test_yjs import FIELDS, frames_until_close, has
 from tests.api.yjspeer import NodePeer
 from tests.conftest import ServerProcess
 from tests.wsclient import Client, open_client
+from tripsage_sync.api.client import AuthenticationFailed, SyncClient
+from tripsage_sync.sync.wire import iso_ms, parse_iso_ms
+from tripsage_sync.sync.ysync import auth_denied_frame
 
 pytestmark = pytest.mark.anyio
 

@@ -15,11 +15,11 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 
-from sync.ysync import sync_step1_frame
 from tests.api.test_trips import create_trip, join, presence_of
 from tests.api.yjspeer import NodePeer
 from tests.conftest import ServerProcess
 from tests.wsclient import open_client
+from tripsage_sync.sync.ysync import sync_step1_frame
 
 pytestmark = pytest.mark.anyio
 

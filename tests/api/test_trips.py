@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from sync.wire import iso_ms
 from tests.conftest import ServerProcess
 from tests.wsclient import Client, open_client
+from tripsage_sync.sync.wire import iso_ms
 
 pytestmark = pytest.mark.anyio
 

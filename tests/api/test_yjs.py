@@ -12,7 +12,11 @@ from pycrdt import Doc, Map
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from sync.ysync import (
+from tests.api.test_trips import auth, create_trip, get_trip, join, presence_of, update
+from tests.api.yjspeer import NodePeer
+from tests.conftest import ServerProcess
+from tests.wsclient import TIMEOUT_S
+from tripsage_sync.sync.ysync import (
     SyncStep2,
     auth_denied_frame,
     awareness_frame,
@@ -20,10 +24,6 @@ from sync.ysync import (
     sync_step1_frame,
     sync_update_frame,
 )
-from tests.api.test_trips import auth, create_trip, get_trip, join, presence_of, update
-from tests.api.yjspeer import NodePeer
-from tests.conftest import ServerProcess
-from tests.wsclient import TIMEOUT_S
 
 pytestmark = pytest.mark.anyio
 

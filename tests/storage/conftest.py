@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from storage import Storage
+from tripsage_sync.storage import Storage
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from typing import Final
 
 from sqlite_utils import Database
 
-from storage.writer import BatchWriter
+from tripsage_sync.storage.writer import BatchWriter
 
 __all__ = ["REPO_ROOT", "WriterGate", "run_python"]
 

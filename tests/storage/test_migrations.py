@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from storage import SchemaTooNew, Storage
-from storage.migrations import MIGRATIONS, latest_version, migrate, schema_version
-from storage.sqlite import connect
+from tripsage_sync.storage import SchemaTooNew, Storage
+from tripsage_sync.storage.migrations import MIGRATIONS, latest_version, migrate, schema_version
+from tripsage_sync.storage.sqlite import connect
 
 
 def user_version(path: Path) -> int:
@@ -57,7 +57,7 @@ def test_v1_database_migrates_and_keeps_its_rows(
         db.close()
     assert user_version(db_path) == 1
 
-    caplog.set_level(logging.INFO, logger="storage.migrations")
+    caplog.set_level(logging.INFO, logger="tripsage_sync.storage.migrations")
     with Storage(db_path) as store:
         assert store.schema_version() == 2
         assert store.get_meta("jwt_secret") == "s3cret"
@@ -73,7 +73,7 @@ def test_v1_database_migrates_and_keeps_its_rows(
 def test_reopening_is_idempotent(db_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     Storage(db_path).close()
     before = schema_sql(db_path)
-    caplog.set_level(logging.INFO, logger="storage.migrations")
+    caplog.set_level(logging.INFO, logger="tripsage_sync.storage.migrations")
     with Storage(db_path) as store:
         assert store.schema_version() == latest_version()
     db = connect(db_path)
@@ -82,7 +82,7 @@ def test_reopening_is_idempotent(db_path: Path, caplog: pytest.LogCaptureFixture
     finally:
         db.close()
     assert schema_sql(db_path) == before
-    assert not [r for r in caplog.records if r.name == "storage.migrations"]
+    assert not [r for r in caplog.records if r.name == "tripsage_sync.storage.migrations"]
 
 
 def test_newer_database_is_refused(db_path: Path) -> None:

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from storage import (
+from tests.storage.helpers import WriterGate
+from tripsage_sync.storage import (
     CONFLICT_PENDING,
     AlreadyExists,
     DuplicateId,
@@ -23,7 +24,6 @@ from storage import (
     VersionConflict,
     ops,
 )
-from tests.storage.helpers import WriterGate
 
 
 def append(store: Storage, trip: str, *versions: int) -> None:

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from sqlite_utils import Database
 
-from storage import Snapshot, Storage, StorageClosed, VersionConflict
-from storage.errors import is_unavailable
 from tests.storage.helpers import REPO_ROOT, run_python
+from tripsage_sync.storage import Snapshot, Storage, StorageClosed, VersionConflict
+from tripsage_sync.storage.errors import is_unavailable
 
 
 def test_pragmas_are_set(store: Storage, db_path: Path) -> None:
@@ -88,7 +88,7 @@ def test_write_survives_sigkill_after_its_future_resolved(db_path: Path) -> None
     child = run_python(
         """
         import os, signal, sys
-        from storage import Storage
+        from tripsage_sync.storage import Storage
         store = Storage(sys.argv[1])
         store.create_trip("t1", "alice", "{}", 1).result()
         store.append_update("t1", 1, b"\\x00\\x01", '{"by": "child"}', 2).result()
@@ -111,7 +111,7 @@ def test_meta_from_two_processes_agrees(db_path: Path, tmp_path: Path) -> None:
     script = """
         import secrets, sys, time
         from pathlib import Path
-        from storage import Storage
+        from tripsage_sync.storage import Storage
         go = Path(sys.argv[2])
         while not go.exists():
             time.sleep(0.001)

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from sqlite_utils import Database
 
-from storage.errors import StorageClosed
-from storage.sqlite import connect
-from storage.writer import BatchWriter, WriteOp
 from tests.storage.helpers import WriterGate
+from tripsage_sync.storage.errors import StorageClosed
+from tripsage_sync.storage.sqlite import connect
+from tripsage_sync.storage.writer import BatchWriter, WriteOp
 
 SCHEMA = """
 CREATE TABLE items (id INTEGER PRIMARY KEY, value TEXT NOT NULL UNIQUE) STRICT;

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sync.backoff import BackoffState, StorageBackoff
+from tripsage_sync.sync.backoff import BackoffState, StorageBackoff
 
 
 def test_failures_open_a_growing_window_and_a_success_closes_it() -> None:

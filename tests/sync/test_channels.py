@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sync.channels import Channel, Facts, Principal, authorize_read
-from sync.errors import ChannelNotFound, InvalidMessage, PermissionDenied
+from tripsage_sync.sync.channels import Channel, Facts, Principal, authorize_read
+from tripsage_sync.sync.errors import ChannelNotFound, InvalidMessage, PermissionDenied
 
 ALICE = Principal("alice")
 AGENT = Principal("bot", role="agent")

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sync.chat import (
+from tripsage_sync.sync.chat import (
     DEFAULT_REORDER_WINDOW_MS,
     MAX_PENDING_CHUNKS,
     MAX_REPLY_CHARS,
@@ -17,7 +17,7 @@ from sync.chat import (
     agent_event_channels,
     stored_message_payload,
 )
-from sync.errors import InvalidMessage
+from tripsage_sync.sync.errors import InvalidMessage
 
 WINDOW_MS = 2000
 

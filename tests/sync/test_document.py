@@ -10,8 +10,8 @@ from typing import Any
 import pycrdt
 import pytest
 
-from sync.conflicts import JSON, SYSTEM_OPTION_ID, PendingConflict, Stamp
-from sync.document import (
+from tripsage_sync.sync.conflicts import JSON, SYSTEM_OPTION_ID, PendingConflict, Stamp
+from tripsage_sync.sync.document import (
     ApplyResult,
     Confirmed,
     LogEntry,
@@ -21,7 +21,7 @@ from sync.document import (
     TripDocument,
     UpdateRequest,
 )
-from sync.errors import InvalidMessage, NotFound
+from tripsage_sync.sync.errors import InvalidMessage, NotFound
 
 TRIP = "trip-456"
 MANUAL = frozenset({"budget"})

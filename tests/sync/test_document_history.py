@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from sync.conflicts import JSON
-from sync.document import Change, LogEntry, TripDocument, UpdateRequest
-from sync.errors import InvalidState
+from tripsage_sync.sync.conflicts import JSON
+from tripsage_sync.sync.document import Change, LogEntry, TripDocument, UpdateRequest
+from tripsage_sync.sync.errors import InvalidState
 
 TRIP = "trip-h"
 INITIAL: dict[str, JSON] = {

@@ -19,8 +19,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sync.conflicts import JSON
-from sync.document import (
+from tripsage_sync.sync.conflicts import JSON
+from tripsage_sync.sync.document import (
     Confirmed,
     LogEntry,
     Refused,

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pycrdt import Doc, Map, Text
 
-from sync.conflicts import is_field_name
-from sync.document import (
+from tripsage_sync.sync.conflicts import is_field_name
+from tripsage_sync.sync.document import (
     LogEntry,
     MalformedRemoteUpdate,
     RemoteUpdateRefused,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sync.ratelimit import KeyedLimiter, TokenBucket
+from tripsage_sync.sync.ratelimit import KeyedLimiter, TokenBucket
 
 
 def test_bucket_allows_burst_then_refuses_with_retry_after() -> None:

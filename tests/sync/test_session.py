@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sync.channels import Principal
-from sync.errors import InvalidState, PermissionDenied
-from sync.session import (
+from tripsage_sync.sync.channels import Principal
+from tripsage_sync.sync.errors import InvalidState, PermissionDenied
+from tripsage_sync.sync.session import (
     ABUSIVE_REFUSALS,
     TOKEN_WARNING_S,
     CloseExpired,

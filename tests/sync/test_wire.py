@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from sync.errors import InvalidMessage
-from sync.wire import (
+from tripsage_sync.sync.errors import InvalidMessage
+from tripsage_sync.sync.wire import (
     AGENT_EVENT_TYPES,
     CLIENT_MESSAGE_TYPES,
     InvalidUpdate,

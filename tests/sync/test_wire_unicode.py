@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sync.errors import InvalidMessage
-from sync.wire import parse_auth_request, parse_client_message
+from tripsage_sync.sync.errors import InvalidMessage
+from tripsage_sync.sync.wire import parse_auth_request, parse_client_message
 
 SURROGATES = st.integers(0xD800, 0xDFFF).map(chr)
 # Valid text, astral characters (escaped as surrogate pairs by json.dumps) included.

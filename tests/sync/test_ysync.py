@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sync.ysync import (
+from tripsage_sync.sync.ysync import (
     AwarenessEntry,
     AwarenessFrame,
     AwarenessTable,

@@ -7,8 +7,8 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from api.web import WEB_DIR
 from tests.conftest import ServerProcess
+from tripsage_sync.api.web import STATIC_SUFFIXES, WEB_DIR
 
 
 @pytest.mark.parametrize("path", ["/", "/app", "/trips/123"])
@@ -42,7 +42,12 @@ def test_modules_and_service_worker(server: ServerProcess, path: str, kind: str)
 def test_static_files_stay_inside_the_web_directory(server: ServerProcess) -> None:
     assert httpx.get(server.http + "/static/../web.py").status_code == 404
     assert httpx.get(server.http + "/static/%2e%2e/web.py").status_code == 404
-    assert sorted(p.name for p in WEB_DIR.iterdir()) == [
+    assert httpx.get(server.http + "/static/../app.py").status_code == 404
+    # The page's module shares the folder (api/web/__init__.py): never served.
+    assert (WEB_DIR / "__init__.py").is_file()
+    for name in ("__init__.py", "__pycache__/", "__pycache__/__init__.cpython-311.pyc"):
+        assert httpx.get(server.http + "/static/" + name).status_code == 404, name
+    assert sorted(p.name for p in WEB_DIR.iterdir() if p.suffix in STATIC_SUFFIXES) == [
         "app.js",
         "client.js",
         "index.html",

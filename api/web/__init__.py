@@ -2,7 +2,8 @@
 
 Theory of operation
 -------------------
-The files in ``api/web/`` (installed as package data) are served as they are:
+The ``.html``, ``.js`` and ``.css`` files beside this module in ``api/web/``
+(installed as package data) are served as they are:
 no build step. ``GET /``, ``/app`` and ``/trips/{tripId}`` (the path of the
 spec's "Integration Testing with Playwright" scenarios) answer the one page,
 ``index.html``; it loads ``/static/app.js``, which uses ``/static/client.js``
@@ -34,7 +35,7 @@ import os
 import re
 import time
 from os import PathLike
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Final
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -44,16 +45,17 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
-from api.http_body import read_body
-from api.services import Services
-from api.settings import Settings
-from sync.errors import MessageTooLarge
+from tripsage_sync.api.http_body import read_body
+from tripsage_sync.api.services import Services
+from tripsage_sync.api.settings import Settings
+from tripsage_sync.sync.errors import MessageTooLarge
 
-__all__ = ["DEV_TOKEN_TTL_S", "WEB_DIR", "WebFeature", "dev_tokens_enabled"]
+__all__ = ["DEV_TOKEN_TTL_S", "STATIC_SUFFIXES", "WEB_DIR", "WebFeature", "dev_tokens_enabled"]
 
 logger = logging.getLogger(__name__)
 
-WEB_DIR: Final = Path(__file__).resolve().parent / "web"
+WEB_DIR: Final = Path(__file__).resolve().parent
+STATIC_SUFFIXES: Final = frozenset({".html", ".js", ".css"})
 DEV_TOKEN_TTL_S: Final = 12 * 3600
 MAX_DEV_TOKEN_BODY_BYTES: Final = 4096
 USER_ID: Final = re.compile(r"^[A-Za-z0-9_.@+=-]{1,64}$")
@@ -85,7 +87,16 @@ def dev_tokens_enabled(settings: Settings) -> bool:
 
 
 class NoCacheStaticFiles(StaticFiles):
-    """The modules, revalidated on every load (ETag): no stale client after an upgrade."""
+    """The modules, revalidated on every load (ETag): no stale client after an upgrade.
+
+    Only the page's own kinds of file are served (``STATIC_SUFFIXES``, the package
+    data of pyproject.toml): this module and its bytecode share the folder.
+    """
+
+    def lookup_path(self, path: str) -> tuple[str, os.stat_result | None]:
+        if PurePosixPath(path).suffix not in STATIC_SUFFIXES:
+            return "", None
+        return super().lookup_path(path)
 
     def file_response(
         self,

@@ -1,4 +1,7 @@
-"""EXAMPLE ONLY: a reference agent for TripSage Sync. It does no travel planning.
+"""The demo agent, an example only: a reference agent for TripSage Sync.
+
+It does no travel planning. It is part of the package because
+``tripsage-sync serve --demo-agent`` runs it.
 
 It shows the agent side of the chat protocol with nothing but a WebSocket
 client (the ``websockets`` package):
@@ -16,7 +19,7 @@ client (the ``websockets`` package):
 Run it against a server (``tripsage-sync token --role agent --user echo-agent``
 prints a token)::
 
-    python examples/echo_agent.py --url ws://127.0.0.1:8000 --token "$TOKEN"
+    python -m tripsage_sync.api.demo_agent --url ws://127.0.0.1:8000 --token "$TOKEN"
 
 ``tripsage-sync serve --demo-agent`` runs the same code in-process.
 """
