@@ -71,7 +71,7 @@ FIRST_CHUNK_INDEXES: Final = (0, 1)
 DEFAULT_REORDER_WINDOW_MS: Final = 2000
 # Chunks buffered ahead of a gap, per reply.
 MAX_PENDING_CHUNKS: Final = 1024
-# The longest reply (same bound as ``finalContent`` in sync/wire.py).
+# The longest reply (same bound as ``finalContent`` in sync/wire/payload.py).
 MAX_REPLY_CHARS: Final = 1_000_000
 MAX_STREAMS: Final = 10_000
 MAX_REMEMBERED_COMPLETIONS: Final = 10_000

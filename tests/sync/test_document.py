@@ -1,4 +1,4 @@
-"""Tests for sync/document.py: the trip document and its optimistic-update rules."""
+"""Tests for sync/document/: the trip document and its optimistic-update rules."""
 
 from __future__ import annotations
 

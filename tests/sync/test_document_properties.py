@@ -1,4 +1,4 @@
-"""Property tests for sync/document.py: concurrent updates converge in every arrival order.
+"""Property tests for sync/document/: concurrent updates converge in every arrival order.
 
 A trip gets a *chain* of sequential updates (each made at the then current
 version), then a set of updates made concurrently at versions drawn from that
