@@ -1,1 +1,3 @@
 """TripSage Sync: sync package."""
+
+__all__: list[str] = []

@@ -59,3 +59,24 @@ def test_sync_has_no_async_code() -> None:
     for path in sorted((ROOT / "sync").rglob("*.py")):
         tree = ast.parse(path.read_text())
         assert not any(isinstance(n, ast.AsyncFunctionDef) for n in ast.walk(tree)), path
+
+
+MAX_SYNC_MODULE_LINES = 400  # STYLE.md: one concept a module, about 100-300 lines
+
+
+def test_sync_modules_are_small_and_declare_all() -> None:
+    for path in sorted((ROOT / "sync").rglob("*.py")):
+        text = path.read_text()
+        lines = len(text.splitlines())
+        name = path.relative_to(ROOT)
+        assert lines <= MAX_SYNC_MODULE_LINES, f"{name} has {lines} lines"
+        tree = ast.parse(text, str(path))
+        declared = any(
+            isinstance(node, ast.Assign | ast.AnnAssign)
+            and any(
+                isinstance(t, ast.Name) and t.id == "__all__"
+                for t in (node.targets if isinstance(node, ast.Assign) else [node.target])
+            )
+            for node in tree.body
+        )
+        assert declared, f"{name} has no __all__"

@@ -135,6 +135,13 @@ def test_wheel_holds_only_tripsage_sync(wheel: Path) -> None:
     ):
         assert needed in names
     assert not [n for n in names if "/_root/" in n or "examples" in n or "/tests/" in n]
+    # Every module of the repository's packages is in the wheel (a new subpackage must be
+    # listed in pyproject.toml's packages).
+    for folder in ("sync", "api", "storage"):
+        for module in (ROOT / folder).rglob("*.py"):
+            relative = module.relative_to(ROOT).as_posix()
+            if not relative.startswith("api/_root/"):
+                assert f"tripsage_sync/{relative}" in names, relative
 
 
 def free_port() -> int:

@@ -1,4 +1,4 @@
-"""sync/chat.py: the chunk reorder buffer, typing deadlines, event routing."""
+"""sync/chat/: the chunk reorder buffer, typing deadlines, event routing."""
 
 from __future__ import annotations
 

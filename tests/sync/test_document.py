@@ -1,4 +1,4 @@
-"""Tests for sync/document.py: the trip document and its optimistic-update rules."""
+"""Tests for sync/document/: the trip document and its optimistic-update rules."""
 
 from __future__ import annotations
 
@@ -570,7 +570,7 @@ def busy_doc() -> TripDocument:
 
 
 def entries(doc: TripDocument) -> list[LogEntry]:
-    return list(doc._entries)
+    return list(doc._state.entries)
 
 
 def test_snapshot_restore_round_trip() -> None:
@@ -583,7 +583,7 @@ def test_snapshot_restore_round_trip() -> None:
     assert restored.fields() == doc.fields()
     assert restored.version == doc.version
     assert restored.pending_conflicts() == doc.pending_conflicts()
-    assert restored._stamp_at("destination", 4) == Stamp(6_000, "alice", "u2")
+    assert restored._state.stamp_at("destination", 4) == Stamp(6_000, "alice", "u2")
     # The restored doc keeps making the same decisions.
     for target in (doc, restored):
         confirmed(target.apply_optimistic(req("u5", "destination", "Oslo", base=4, ts=7_000)))
@@ -635,4 +635,4 @@ def test_change_meta_is_json_and_rebuilds_stamps() -> None:
     assert meta["fields"]["destination"] == [4_000, "alice", "u1"]
     log = [replace(e, meta=json.loads(json.dumps(e.meta))) for e in entries(doc)]
     restored = TripDocument.restore(TRIP, MANUAL, None, log, [])
-    assert restored._stamp_at("destination", 2) == Stamp(4_000, "alice", "u1")
+    assert restored._state.stamp_at("destination", 2) == Stamp(4_000, "alice", "u1")

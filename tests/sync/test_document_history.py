@@ -1,4 +1,4 @@
-"""Tests for the history readers of sync/document.py (``values_at``, ``changes_since``).
+"""Tests for the history readers of sync/document/ (``values_at``, ``changes_since``).
 
 They back ``sync_request``: the replay must equal what was broadcast live.
 """

@@ -1,4 +1,4 @@
-"""Property tests for sync/document.py: concurrent updates converge in every arrival order.
+"""Property tests for sync/document/: concurrent updates converge in every arrival order.
 
 A trip gets a *chain* of sequential updates (each made at the then current
 version), then a set of updates made concurrently at versions drawn from that
@@ -146,7 +146,7 @@ def test_every_arrival_order_converges(data: st.DataObject) -> None:
         doc.apply_optimistic(update)
         doc.expire_conflicts(FAR_FUTURE_MS)
         views[doc.version] = doc.fields()
-    log = list(doc._entries)
+    log = list(doc._state.entries)
 
     count = data.draw(st.integers(min_value=1, max_value=6))
     updates = []
@@ -165,6 +165,6 @@ def test_every_arrival_order_converges(data: st.DataObject) -> None:
         other, _ = _replay(log, order)
         assert other.fields() == reference.fields()
 
-    restored = TripDocument.restore(TRIP, MANUAL, None, reference._entries, [])
+    restored = TripDocument.restore(TRIP, MANUAL, None, reference._state.entries, [])
     assert restored.fields() == reference.fields()
     assert restored.version == reference.version

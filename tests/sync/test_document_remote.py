@@ -1,4 +1,4 @@
-"""TripDocument.apply_remote_update: a Yjs peer's update (sync/document.py)."""
+"""TripDocument.apply_remote_update: a Yjs peer's update (sync/document/)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,8 @@
-"""Chat replies streamed by agents, typing indicators, and where agent events go.
+"""Chat replies streamed by agents: the table of replies and its reorder rules.
 
-``websocket-api.md`` "Chat Events", "Typing Events", "Tool Events" and
-"Agent Status Events". Sans-I/O: every method takes ``now_ms``; the shell in
-:mod:`api.chat` persists, publishes and runs the timers.
+``websocket-api.md`` "Chat Events". Sans-I/O: every method takes ``now_ms``;
+the shell in :mod:`api.chat` persists, publishes and runs the timers.
 
-Theory of operation
--------------------
 :class:`StreamTable` holds one :class:`ReplyStream` per ``messageId`` of an
 assistant reply an agent is streaming. Agents number chunks from 0 or from 1
 (the spec's example starts at ``chunkIndex`` 1); concurrency in the agent or
@@ -44,40 +41,26 @@ duplicates) and hands back the stream; its held chunks are never released:
 Until then :meth:`StreamTable.in_progress` still lists the reply, so a
 connection joining meanwhile gets the content so far and then the completion.
 Completed ids are remembered (bounded, oldest forgotten first).
-
-:class:`TypingTable` maps ``(sessionId, userId)`` to the time the indicator
-ends by itself: a ``chat_typing_start`` (re)arms it, a stop or the deadline
-ends it. Only changes are reported, so repeated starts are not re-broadcast.
-
-:func:`agent_event_channels` names the hub channels an agent event goes to.
 """
 
 from __future__ import annotations
 
 import heapq
-import json
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Final
 
+from tripsage_sync.sync.chat.reply import Chunk, ChunkResult, ReplyStream
 from tripsage_sync.sync.errors import InvalidMessage, ServerError
-from tripsage_sync.sync.wire import AGENT_EVENT_TYPES, iso_ms
 
 __all__ = [
-    "CHAT_STREAM_EVENTS",
     "DEFAULT_REORDER_WINDOW_MS",
     "FIRST_CHUNK_INDEXES",
     "MAX_PENDING_CHUNKS",
+    "MAX_REMEMBERED_COMPLETIONS",
     "MAX_REPLY_CHARS",
-    "STATUS_EVENTS",
-    "Chunk",
-    "ChunkResult",
-    "ReplyStream",
+    "MAX_STREAMS",
     "StreamTable",
-    "TypingTable",
-    "agent_event_channels",
-    "stored_message_payload",
 ]
 
 logger = logging.getLogger(__name__)
@@ -88,129 +71,10 @@ FIRST_CHUNK_INDEXES: Final = (0, 1)
 DEFAULT_REORDER_WINDOW_MS: Final = 2000
 # Chunks buffered ahead of a gap, per reply.
 MAX_PENDING_CHUNKS: Final = 1024
-# The longest reply (same bound as ``finalContent`` in sync/wire.py).
+# The longest reply (same bound as ``finalContent`` in sync/wire/payload.py).
 MAX_REPLY_CHARS: Final = 1_000_000
 MAX_STREAMS: Final = 10_000
 MAX_REMEMBERED_COMPLETIONS: Final = 10_000
-
-# Events that belong to a chat session's history and stream: ``chat:{sessionId}``.
-CHAT_STREAM_EVENTS: Final = frozenset(
-    {"chat_message", "chat_message_chunk", "chat_message_complete"}
-)
-# Tool and agent-status events: both endpoints of the session and the owner's agent channel.
-STATUS_EVENTS: Final = AGENT_EVENT_TYPES - CHAT_STREAM_EVENTS
-
-
-@dataclass(frozen=True, slots=True)
-class Chunk:
-    message_id: str
-    index: int
-    content: str
-    is_complete: bool
-    received_ms: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class ChunkResult:
-    """What :meth:`StreamTable.receive_chunk` decided: chunks to publish, in order.
-
-    ``deadline_ms`` (an intent): the stream holds chunks; call
-    :meth:`StreamTable.release_due` at that time at the latest.
-    """
-
-    released: tuple[Chunk, ...] = ()
-    duplicate: bool = False
-    deadline_ms: int | None = None
-
-    @property
-    def buffered(self) -> bool:
-        return not self.released and not self.duplicate
-
-
-@dataclass(slots=True)
-class ReplyStream:
-    message_id: str
-    session_id: str
-    started_ms: int
-    updated_ms: int
-    # Until the first chunk numbered 0 or 1 arrives (Rule 1), nothing is released.
-    started: bool = False
-    next_index: int = 0
-    last_index: int | None = None
-    completed: bool = False
-    released_chars: int = 0
-    skipped: int = 0
-    parts: list[str] = field(default_factory=list)
-    pending: dict[int, Chunk] = field(default_factory=dict)
-    pending_chars: int = 0
-    # The arrival of the oldest held chunk (``None``: nothing is held).
-    held_since_ms: int | None = None
-
-    @property
-    def content(self) -> str:
-        """Everything released so far, in order (what a late joiner gets)."""
-        return "".join(self.parts)
-
-    @property
-    def last_released_index(self) -> int:
-        return self.next_index - 1
-
-    @property
-    def finished(self) -> bool:
-        """The chunk marked ``isComplete`` and every one before it were released."""
-        return self.last_index is not None and self.next_index > self.last_index
-
-    def deadline_ms(self, window_ms: int) -> int | None:
-        """When the oldest held chunk has waited the reorder window (Rule 4)."""
-        if self.held_since_ms is None or self.completed:
-            return None
-        return self.held_since_ms + window_ms
-
-    def hold(self, chunk: Chunk) -> None:
-        self.pending[chunk.index] = chunk
-        self.pending_chars += len(chunk.content)
-        if self.held_since_ms is None or chunk.received_ms < self.held_since_ms:
-            self.held_since_ms = chunk.received_ms
-
-    def drop_held(self) -> None:
-        self.pending.clear()
-        self.pending_chars = 0
-        self.held_since_ms = None
-
-    def release(self, now_ms: int, window_ms: int) -> list[Chunk]:
-        """Rules 3 and 4: the chunks deliverable at ``now_ms``, in order."""
-        released: list[Chunk] = []
-        while self.pending:
-            if self.started and self.next_index in self.pending:
-                chunk = self.pending.pop(self.next_index)
-                self.pending_chars -= len(chunk.content)
-                released.append(chunk)
-                self.next_index += 1
-                continue
-            if released or self.held_since_ms is None:  # the oldest may have gone out
-                self.held_since_ms = min(c.received_ms for c in self.pending.values())
-            if self.held_since_ms + window_ms > now_ms:
-                break
-            # Skip the gap: every held chunk up to the expired ones goes out in order.
-            lowest = min(self.pending)
-            if self.started:
-                self.skipped += lowest - self.next_index
-                logger.info(
-                    "reply %s: chunk(s) %d..%d skipped after the reorder window",
-                    self.message_id,
-                    self.next_index,
-                    lowest - 1,
-                )
-            else:
-                logger.info("reply %s: no chunk 0 or 1; starts at %d", self.message_id, lowest)
-            self.started = True
-            self.next_index = lowest
-        if not self.pending:
-            self.held_since_ms = None
-        for chunk in released:
-            self.parts.append(chunk.content)
-            self.released_chars += len(chunk.content)
-        return released
 
 
 class StreamTable:
@@ -385,104 +249,3 @@ def _check_window(next_index: int, index: int) -> None:
                 "received": index,
             },
         )
-
-
-class TypingTable:
-    """Who is typing where, until when; see the module docstring."""
-
-    def __init__(self, *, timeout_ms: int) -> None:
-        self.timeout_ms = timeout_ms
-        self.deadlines: dict[tuple[str, str], int] = {}
-
-    def start(self, session_id: str, user_id: str, now_ms: int) -> bool:
-        """Arm the indicator; ``True`` when the user was not typing (announce it)."""
-        key = (session_id, user_id)
-        new = key not in self.deadlines
-        self.deadlines[key] = now_ms + self.timeout_ms
-        return new
-
-    def stop(self, session_id: str, user_id: str) -> bool:
-        """``True`` when the user was typing (announce the stop)."""
-        return self.deadlines.pop((session_id, user_id), None) is not None
-
-    def is_typing(self, session_id: str, user_id: str) -> bool:
-        return (session_id, user_id) in self.deadlines
-
-    def typing_in(self, session_id: str) -> list[str]:
-        return sorted(user for (session, user) in self.deadlines if session == session_id)
-
-    def expire(self, now_ms: int) -> list[tuple[str, str]]:
-        """Indicators whose deadline passed, removed; announce a stop for each."""
-        ended = sorted(key for key, deadline in self.deadlines.items() if deadline <= now_ms)
-        for key in ended:
-            del self.deadlines[key]
-        return ended
-
-    def next_deadline_ms(self) -> int | None:
-        return min(self.deadlines.values(), default=None)
-
-
-def agent_event_channels(
-    event_type: str, *, session_id: str | None, owner_id: str | None, user_id: str | None
-) -> list[str]:
-    """Hub channels an agent-published event is delivered to.
-
-    Chat events go to ``chat:{sessionId}``. Tool and status events go to both
-    endpoints of the session (``chat:{sessionId}``, the internal
-    ``agent-status:{sessionId}``) and to ``agent:{ownerId}``; an envelope
-    ``userId`` also addresses ``agent:{userId}`` directly (alone, when there is
-    no session).
-    """
-    if event_type in CHAT_STREAM_EVENTS:
-        if session_id is None:
-            raise InvalidMessage(
-                f"'{event_type}' needs a sessionId",
-                details={"field": "sessionId", "expected": "string", "received": "undefined"},
-            )
-        return [f"chat:{session_id}"]
-    if event_type not in STATUS_EVENTS:
-        raise ValueError(f"not an agent event: {event_type!r}")
-    names: list[str] = []
-    if session_id is not None:
-        names += [f"chat:{session_id}", f"agent-status:{session_id}"]
-        if owner_id is not None:
-            names.append(f"agent:{owner_id}")
-    if user_id is not None and f"agent:{user_id}" not in names:
-        names.append(f"agent:{user_id}")
-    if not names:
-        raise InvalidMessage(
-            f"'{event_type}' needs a sessionId or a userId",
-            details={"field": "sessionId", "expected": "string", "received": "undefined"},
-        )
-    return names
-
-
-def stored_message_payload(
-    *,
-    message_id: str,
-    role: str,
-    user_id: str | None,
-    content: str,
-    payload_json: str,
-    seq: int,
-    created_ms: int,
-) -> dict[str, Any]:
-    """The ``chat_message`` payload of a stored message (history, replay, echo).
-
-    ``payload_json`` holds what the message carried besides its content
-    (``attachments``, ``toolCalls``, ``metadata``, ``clientMessageId``).
-    """
-    extra = json.loads(payload_json) if payload_json else {}
-    payload: dict[str, Any] = {
-        "messageId": message_id,
-        "content": content,
-        "role": role,
-        "userId": user_id,
-        "attachments": extra.get("attachments", []),
-        "toolCalls": extra.get("toolCalls", []),
-    }
-    if "metadata" in extra:
-        payload["metadata"] = extra["metadata"]
-    payload["seq"] = seq
-    payload["createdAt"] = iso_ms(created_ms)
-    return payload

@@ -1,0 +1,48 @@
+"""Chat replies streamed by agents, typing indicators, and where agent events go.
+
+``websocket-api.md`` "Chat Events", "Typing Events", "Tool Events" and
+"Agent Status Events". Sans-I/O: every method takes ``now_ms``; the shell in
+:mod:`api.chat` persists, publishes and runs the timers. One module a concept:
+
+* :mod:`.stream`: :class:`StreamTable`, the replies being streamed and the
+  rules that deliver each chunk index at most once, in order;
+* :mod:`.reply`: one :class:`ReplyStream` and its chunks;
+* :mod:`.indicator`: :class:`TypingTable`, who is typing where, until when;
+* :mod:`.event`: the hub channels of agent events, stored message payloads.
+
+Callers import from here: ``from sync.chat import StreamTable, ...``.
+"""
+
+from __future__ import annotations
+
+from tripsage_sync.sync.chat.event import (
+    CHAT_STREAM_EVENTS,
+    STATUS_EVENTS,
+    agent_event_channels,
+    stored_message_payload,
+)
+from tripsage_sync.sync.chat.indicator import TypingTable
+from tripsage_sync.sync.chat.reply import Chunk, ChunkResult, ReplyStream
+from tripsage_sync.sync.chat.stream import (
+    DEFAULT_REORDER_WINDOW_MS,
+    FIRST_CHUNK_INDEXES,
+    MAX_PENDING_CHUNKS,
+    MAX_REPLY_CHARS,
+    StreamTable,
+)
+
+__all__ = [
+    "CHAT_STREAM_EVENTS",
+    "DEFAULT_REORDER_WINDOW_MS",
+    "FIRST_CHUNK_INDEXES",
+    "MAX_PENDING_CHUNKS",
+    "MAX_REPLY_CHARS",
+    "STATUS_EVENTS",
+    "Chunk",
+    "ChunkResult",
+    "ReplyStream",
+    "StreamTable",
+    "TypingTable",
+    "agent_event_channels",
+    "stored_message_payload",
+]

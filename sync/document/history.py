@@ -1,0 +1,145 @@
+"""History: rebuild from persisted state, snapshot, compact, and read retained versions.
+
+The document keeps its base snapshot and the log entries after it
+(:class:`~sync.document.state.DocState`); the doc at any retained version is
+the snapshot plus the entries up to it, replayed into a fresh Doc.
+:func:`compact` moves the base forward: updates made at an older version are
+then decided against the base snapshot ("Bases" in
+:mod:`sync.document.optimistic`). A snapshot's meta keeps, per field, the
+version and stamp of its last write, so a restored document decides
+last_write_wins exactly as the one that wrote it. :func:`values_at` and
+:func:`changes_since` serve ``sync_request`` (``websocket-api.md``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from pycrdt import Map
+
+from tripsage_sync.sync.conflicts import FIELD_PATH_PREFIX, JSON, Stamp, json_equal
+from tripsage_sync.sync.document.results import Change, FieldChange, LogEntry, Snapshot
+from tripsage_sync.sync.document.schema import ROOT_MAP, read_field
+from tripsage_sync.sync.document.state import META_FORMAT, DocState
+from tripsage_sync.sync.errors import InvalidState
+
+__all__ = ["changes_since", "compact", "restore", "snapshot_at", "values_at"]
+
+
+def restore(state: DocState, snapshot: Snapshot | None, log: Iterable[LogEntry]) -> None:
+    """Load persisted state into a fresh ``state``; entries at or below the snapshot are skipped."""
+    if snapshot is not None:
+        state.doc.apply_update(snapshot.state)
+        state.base, state.version = snapshot, snapshot.version
+        for name, (version, stamp) in _snapshot_fields(snapshot.meta).items():
+            state.history[name] = [(version, stamp)]
+    for entry in sorted(log, key=lambda e: e.version):
+        if entry.version <= state.version:
+            continue
+        if entry.version != state.version + 1:
+            raise InvalidState(f"{state.trip_id}: log gap before version {entry.version}")
+        state.doc.apply_update(entry.update)
+        state.entries.append(entry)
+        state.version = entry.version
+        state.note(entry.version, _entry_stamps(entry.meta))
+
+
+def snapshot_at(state: DocState, version: int) -> Snapshot:
+    """The full state at a retained ``version``, with each field's last (version, stamp)."""
+    doc_state = state.fork(version, "snapshot").get_update()
+    fields: dict[str, JSON] = {}
+    for name, history in state.history.items():
+        known = [(v, s) for v, s in history if v <= version]
+        if known:
+            v, s = known[-1]
+            fields[name] = {"version": v, "stamp": None if s is None else s.to_json()}
+    return Snapshot(version, doc_state, {"format": META_FORMAT, "fields": fields})
+
+
+def compact(state: DocState, keep_since_version: int | None = None) -> Snapshot:
+    """Make the snapshot at ``keep_since_version`` the base; older bases become too old."""
+    version = state.version if keep_since_version is None else keep_since_version
+    if not state.base.version <= version <= state.version:
+        raise InvalidState(f"cannot compact at {version}")
+    snapshot = snapshot_at(state, version)
+    state.base = snapshot
+    state.entries = [e for e in state.entries if e.version > version]
+    for history in state.history.values():
+        older = [i for i, (v, _) in enumerate(history) if v <= version]
+        if older:
+            del history[: older[-1]]
+    return snapshot
+
+
+def values_at(state: DocState, version: int) -> dict[str, JSON]:
+    """Every field as plain JSON at a retained ``version`` (``base_version`` or later).
+
+    Version 0 is the empty trip. Raises :class:`InvalidState` for a version
+    that is not retained: callers check the base version first.
+    """
+    state.check_retained(version)
+    root = state.fork(version, "read").get(ROOT_MAP, type=Map)
+    return {name: read_field(root, name) for name in sorted(root.keys())}
+
+
+def changes_since(state: DocState, since_version: int) -> list[Change]:
+    """The changes after ``since_version`` up to the current version, in version order.
+
+    Each is the :class:`Change` that was broadcast when it was applied: the
+    fields it wrote with their old and new values, who made it, its update
+    and meta. One replay from ``since_version`` (linear in the entries).
+    Raises :class:`InvalidState` unless ``base_version <= since_version <=
+    version``; below the base a client needs :func:`values_at` instead.
+    """
+    state.check_retained(since_version)
+    fork = state.fork(since_version, "read")
+    root = fork.get(ROOT_MAP, type=Map)
+    out: list[Change] = []
+    for entry in state.entries:
+        if entry.version <= since_version:
+            continue
+        listed = entry.meta.get("fields")
+        names = sorted(listed) if isinstance(listed, dict) and listed else None
+        before = {n: read_field(root, n) for n in (names or root.keys())}
+        fork.apply_update(entry.update)
+        if names is None:  # the meta names no fields (a raw Yjs update): diff them
+            after = {n: read_field(root, n) for n in root.keys()}
+            names = sorted(
+                n for n in set(before) | set(after) if not json_equal(before.get(n), after.get(n))
+            )
+        user = entry.meta.get("userId")
+        out.append(
+            Change(
+                entry.version,
+                entry.update,
+                entry.meta,
+                {
+                    n: FieldChange(before.get(n), read_field(root, n), FIELD_PATH_PREFIX + n)
+                    for n in names
+                },
+                user if isinstance(user, str) else "",
+            )
+        )
+    return out
+
+
+def _entry_stamps(meta: dict[str, JSON]) -> dict[str, Stamp | None]:
+    fields = meta.get("fields")
+    if not isinstance(fields, dict):
+        raise InvalidState("log entry meta without fields")
+    return {n: None if s is None else Stamp.from_json(s) for n, s in fields.items()}
+
+
+def _snapshot_fields(meta: dict[str, JSON]) -> dict[str, tuple[int, Stamp | None]]:
+    fields = meta.get("fields")
+    if not isinstance(fields, dict):
+        raise InvalidState("snapshot meta without fields")
+    out: dict[str, tuple[int, Stamp | None]] = {}
+    for name, info in fields.items():
+        if not isinstance(info, dict):
+            raise InvalidState(f"snapshot meta for {name} is malformed")
+        version, stamp = info.get("version"), info.get("stamp")
+        if not isinstance(version, int):
+            raise InvalidState(f"snapshot meta for {name} has no version")
+        out[name] = (version, None if stamp is None else Stamp.from_json(stamp))
+    return out

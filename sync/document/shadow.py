@@ -1,0 +1,92 @@
+"""The shadow Doc that sees a Yjs peer's raw bytes before the live doc does.
+
+A peer's update is first applied to a *shadow* Doc that mirrors the live
+one (every change is applied to both, see
+:meth:`sync.document.state.DocState.mirror`), under a deep observer: pycrdt
+panics are ``BaseException`` and a refused update leaves marks, so only the
+shadow may see raw peer bytes; it is rebuilt from the live doc after a
+refusal. The observer records what the update did: the root map keys it set
+or deleted, the text and list fields it edited, and the transaction's own
+update (only what was new: a re-sent update yields nothing). It notes the
+first structural refusal (nested shared types, rich text, edits below a
+field's own text or list); :mod:`sync.document.remote` checks the rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from pycrdt import (
+    Array,
+    ArrayEvent,
+    Doc,
+    Map,
+    MapEvent,
+    Subscription,
+    Text,
+    TextEvent,
+    TransactionEvent,
+    XmlElement,
+    XmlFragment,
+    XmlText,
+)
+
+from tripsage_sync.sync.document.schema import ROOT_MAP
+
+__all__ = ["Shadow", "new_shadow"]
+
+_SHARED_TYPES: Final = (Array, Map, Text, XmlElement, XmlFragment, XmlText)
+
+
+@dataclass
+class Shadow:
+    """The shadow Doc and what its observers saw during the last apply."""
+
+    doc: Doc[Any]
+    subscriptions: list[Subscription] = field(default_factory=list)
+    update: bytes = b""
+    edits: dict[str, str] = field(default_factory=dict)  # key -> set | delete | edit
+    refusal: str | None = None
+
+    def reset(self) -> None:
+        """Forget what the last apply did, before the next one."""
+        self.update, self.edits, self.refusal = b"", {}, None
+
+    def on_transaction(self, event: TransactionEvent) -> None:
+        self.update = event.update
+
+    def on_events(self, events: list[Any]) -> None:
+        for event in events:
+            path = list(event.path)
+            if isinstance(event, MapEvent) and not path:
+                for key, change in event.keys.items():  # type: ignore[attr-defined]
+                    added = change.get("newValue")
+                    if isinstance(added, _SHARED_TYPES):
+                        self._refuse(f"{key}: nested shared types are not part of a trip")
+                    self.edits[key] = "delete" if change["action"] == "delete" else "set"
+            elif isinstance(event, TextEvent | ArrayEvent) and len(path) == 1:
+                delta = event.delta  # type: ignore[union-attr]
+                inserted = [d.get("insert") for d in delta if "insert" in d]
+                if isinstance(event, TextEvent):
+                    plain = all(isinstance(i, str) for i in inserted)
+                else:
+                    plain = not any(isinstance(v, _SHARED_TYPES) for i in inserted for v in i)
+                if not plain:
+                    self._refuse(f"{path[0]}: only plain text and JSON items")
+                self.edits.setdefault(str(path[0]), "edit")
+            else:
+                self._refuse("edits below a field's own text or list")
+
+    def _refuse(self, message: str) -> None:
+        self.refusal = self.refusal or message
+
+
+def new_shadow(state: bytes) -> Shadow:
+    """A shadow holding ``state`` (the live doc's full update), observed."""
+    doc = Doc[Any]()
+    doc.apply_update(state)
+    shadow = Shadow(doc)
+    root = doc.get(ROOT_MAP, type=Map)
+    shadow.subscriptions = [doc.observe(shadow.on_transaction), root.observe_deep(shadow.on_events)]
+    return shadow

@@ -1,0 +1,210 @@
+"""The live Doc of one trip, its version, and the write path every change takes.
+
+Versions
+    ``version`` counts applied changes (creation is version 1). Each change is
+    one Yjs v1 update plus JSON ``meta`` (who, which update, the fields and
+    the stamps it wrote), kept as a :class:`~sync.document.results.LogEntry`
+    after the base :class:`~sync.document.results.Snapshot`; ``history`` holds
+    each field's (version, stamp) list for the retained versions
+    (:mod:`sync.document.history` reads and compacts them).
+
+Forks
+    Every text or list edit, concurrent or not, is made in a *fork*
+    (:meth:`DocState.fork`): a fresh Doc holding the state at the update's
+    base whose client id is a 32-bit hash of (trip id, update id), re-salted
+    while it is 0, the live doc's id or already in the live state vector
+    (pycrdt silently drops the edits of a merged doc that reuses a client
+    id). The fork's update relative to its own starting state is applied to
+    the live doc (:meth:`DocState.record`). Yjs orders concurrent inserts at
+    one position by client id, so deriving ids from update ids makes the
+    merged text independent of arrival order. The doc at any retained
+    version is the snapshot plus the entries up to it, replayed into a fresh
+    Doc (``merge_updates`` is super-linear in pycrdt, so it is never used).
+
+Scalar writes
+    Scalar sets need no fork (:meth:`DocState.write`): the value is decided
+    before it is written, so the live doc writes it with its own
+    (trip-derived) client id, and neither the state vector nor the cost of a
+    write grows with the number of scalar writes.
+
+Every change made here is mirrored into the remote-update shadow and the
+root map's item index (:mod:`sync.yupdate`), when those exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Final
+
+from pycrdt import Doc, Map
+
+from tripsage_sync.sync.conflicts import FIELD_PATH_PREFIX, JSON, Stamp
+from tripsage_sync.sync.document.results import Change, FieldChange, LogEntry, Snapshot
+from tripsage_sync.sync.document.schema import ROOT_MAP, read_field
+from tripsage_sync.sync.document.shadow import Shadow
+from tripsage_sync.sync.errors import InvalidState
+from tripsage_sync.sync.yupdate import RootKeys, decode_update
+
+__all__ = ["META_FORMAT", "DocState", "FieldHistory", "derive_client_id", "state_vector"]
+
+META_FORMAT: Final = 1
+
+FieldHistory = dict[str, list[tuple[int, Stamp | None]]]  # field -> (version, stamp) ascending
+
+
+class DocState:
+    """The live Doc, the retained history and the write path of one trip."""
+
+    def __init__(self, trip_id: str) -> None:
+        self.trip_id = trip_id
+        self.version = 0
+        self.doc = Doc[Any](client_id=derive_client_id(trip_id, "live", set()))
+        self.root = self.doc.get(ROOT_MAP, type=Map)
+        self.base = Snapshot(0, b"", {})
+        self.entries: list[LogEntry] = []
+        self.history: FieldHistory = {}
+        self.shadow: Shadow | None = None
+        self.root_keys: RootKeys | None = None  # built on first use, then kept up to date
+
+    # -- the write path ----------------------------------------------------------
+
+    def fork(self, base_version: int, key: str) -> Doc[Any]:
+        """A Doc at ``base_version`` with a fresh client id derived from ``key``."""
+        taken = set(state_vector(self.doc.get_state())) | {self.doc.client_id}
+        fork = Doc[Any](client_id=derive_client_id(self.trip_id, key, taken))
+        if base_version == self.version:
+            fork.apply_update(self.doc.get_update())
+            return fork
+        if self.base.state:
+            fork.apply_update(self.base.state)
+        for entry in self.entries:
+            if entry.version > base_version:
+                break
+            fork.apply_update(entry.update)
+        return fork
+
+    def write(
+        self, name: str, value: JSON, stamp: Stamp, user_id: str, update_id: str, kind: str
+    ) -> Change:
+        """A scalar set whose value was already decided, made on the live doc."""
+        old = {name: self.value(name)}
+        before = self.doc.get_state()
+        self.root[name] = value
+        update = self.doc.get_update(before)
+        self.mirror(update)
+        return self.append(update, old, user_id, update_id, kind, {name: stamp}, self.doc.client_id)
+
+    def record(
+        self,
+        fork: Doc[Any],
+        before: bytes,
+        user_id: str,
+        update_id: str,
+        kind: str,
+        stamps: dict[str, Stamp | None],
+    ) -> Change:
+        """Apply what ``fork`` did since ``before`` to the live doc, as the next version."""
+        update = fork.get_update(before)
+        old = {name: self.value(name) for name in stamps}
+        self.doc.apply_update(update)
+        self.mirror(update)
+        live = state_vector(self.doc.get_state())
+        for client, clock in state_vector(fork.get_state()).items():
+            if live.get(client, 0) < clock:
+                raise InvalidState(f"{self.trip_id}: fork {client} was not integrated")
+        return self.append(update, old, user_id, update_id, kind, stamps, fork.client_id)
+
+    def mirror(self, update: bytes) -> None:
+        """Bring the shadow and the map item index along with a change made here."""
+        if self.shadow is not None:
+            self.shadow.doc.apply_update(update)
+        if self.root_keys is not None:
+            self.root_keys.add(self.root_keys.keys_written(decode_update(update)))
+
+    def append(
+        self,
+        update: bytes,
+        old: dict[str, JSON],
+        user_id: str,
+        update_id: str,
+        kind: str,
+        stamps: dict[str, Stamp | None],
+        client_id: int | None,
+    ) -> Change:
+        """Count an applied update as the next version and keep it in the history."""
+        self.version += 1
+        meta: dict[str, JSON] = {
+            "format": META_FORMAT,
+            "kind": kind,
+            "updateId": update_id,
+            "userId": user_id,
+            "clientId": client_id,
+            "fields": {n: None if s is None else s.to_json() for n, s in stamps.items()},
+        }
+        self.entries.append(LogEntry(self.version, update, meta))
+        self.note(self.version, stamps)
+        changes = {n: FieldChange(old[n], self.value(n), FIELD_PATH_PREFIX + n) for n in stamps}
+        return Change(self.version, update, meta, changes, user_id)
+
+    def note(self, version: int, stamps: dict[str, Stamp | None]) -> None:
+        for name, stamp in stamps.items():
+            self.history.setdefault(name, []).append((version, stamp))
+
+    def keys(self) -> RootKeys:
+        """The root map's item index (:class:`sync.yupdate.RootKeys`), built on first use."""
+        if self.root_keys is None:
+            keys = RootKeys(ROOT_MAP)
+            keys.add(keys.keys_written(decode_update(self.doc.get_update())))
+            self.root_keys = keys
+        return self.root_keys
+
+    # -- reading -------------------------------------------------------------
+
+    def value(self, name: str) -> JSON:
+        return read_field(self.root, name)
+
+    def value_at(self, version: int, name: str) -> JSON:
+        return read_field(self.fork(version, "read").get(ROOT_MAP, type=Map), name)
+
+    def stamp_at(self, name: str, version: int) -> Stamp | None:
+        known = [s for v, s in self.history.get(name, []) if v <= version]
+        return known[-1] if known else None
+
+    def current_stamp(self, name: str) -> Stamp:
+        stamp = self.stamp_at(name, self.version)
+        if stamp is None:
+            raise InvalidState(f"{name}: scalar field without a stamp")
+        return stamp
+
+    def check_retained(self, version: int) -> None:
+        if not self.base.version <= version <= self.version:
+            raise InvalidState(
+                f"{self.trip_id}: version {version} is outside the retained history"
+                f" ({self.base.version}..{self.version})"
+            )
+
+
+def derive_client_id(trip_id: str, key: str, taken: set[int]) -> int:
+    """A 32-bit non-zero client id from (trip, key), re-salted until not ``taken``."""
+    salt = 0
+    while True:
+        material = f"{trip_id}\x1f{key}\x1f{salt}".encode()
+        client_id = int.from_bytes(hashlib.blake2b(material, digest_size=4).digest(), "big")
+        if client_id != 0 and client_id not in taken:
+            return client_id
+        salt += 1
+
+
+def state_vector(state: bytes) -> dict[int, int]:
+    """Decode a Yjs v1 state vector: varuint count, then (client, clock) varuint pairs."""
+    numbers: list[int] = []
+    value = shift = 0
+    for byte in state:
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            numbers.append(value)
+            value = shift = 0
+    count = numbers[0] if numbers else 0
+    pairs = numbers[1 : 1 + 2 * count]
+    return dict(zip(pairs[0::2], pairs[1::2], strict=True))
