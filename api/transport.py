@@ -38,7 +38,10 @@ four holes a peer can use:
   before the app sees a byte. :meth:`WebSocketProtocol.handle_parser_exception`
   sends what the app sends for a message over the limit first: on the JSON
   endpoints the ``error`` MESSAGE_TOO_LARGE and ``connection_error`` events
-  before the 1009 close, on ``/ws/yjs`` the documented 4413 close.
+  before the 1009 close, on ``/ws/yjs`` the documented 4413 close. The rest
+  of what the peer sends is then read and dropped for ``OVERSIZE_DRAIN_S``
+  before the socket is closed: closing with unread input would reset the
+  connection and could destroy that reply before the peer reads it.
 """
 
 from __future__ import annotations
@@ -74,6 +77,7 @@ YJS_PATH_PREFIX: Final = "/ws/yjs/"
 CLOSE_YJS_TOO_LARGE: Final = 4413  # api.yjs.CLOSE_TOO_LARGE
 # After our close frame to a dead peer, the transport is aborted this much later.
 DEAD_PEER_RELEASE_S: Final = 1.0
+OVERSIZE_DRAIN_S: Final = 1.0
 _REQUEST_TIMEOUT: Final = (
     b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 )
@@ -228,9 +232,12 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         super().__init__(*args, **kwargs)
         self.last_heard = self.loop.time()
         self._last_ping = -math.inf
+        self._draining = False
 
     def data_received(self, data: bytes) -> None:
         self.last_heard = self.loop.time()  # any byte proves the peer alive
+        if self._draining:
+            return  # the rest of an oversize message: dropped unread
         self.conn.receive_data(data)
         if self.conn.parser_exc is not None:
             self.handle_parser_exception()
@@ -264,7 +271,14 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
         self.transport.write(b"".join([*frames, close]))
         self.close_sent = True
-        self.transport.close()
+        # Read and drop the rest for a moment, then close: closing with unread input
+        # would send a reset, which can destroy the reply before the peer reads it.
+        self._draining = True
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        # uvicorn closes at once when the app returns unless a close timer is set.
+        self.close_timer = self.loop.call_later(OVERSIZE_DRAIN_S, self.transport.close)
 
     # -- liveness -----------------------------------------------------------------------
 

@@ -158,7 +158,9 @@ async def test_frames_over_the_transport_limit_get_the_documented_error_first(
     whole, _, _ = await open_client(server)
     fragmented, _, _ = await open_client(server, "bob", "s-2")
     await whole.send("x" * 200_000)
-    await fragmented.ws.send(["y" * 4096 for _ in range(40)])  # 160 KiB in 4 KiB fragments
+    # 2 MiB in 4 KiB fragments: the server fails the message while most of it is still
+    # on its way, and its reply must not be lost to a reset of the unread rest.
+    await fragmented.ws.send(["y" * 4096 for _ in range(512)])
     for client in (whole, fragmented):
         error = await client.recv_type("error", timeout=5)
         assert error["payload"]["code"] == "MESSAGE_TOO_LARGE"
