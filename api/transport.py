@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import struct
 import time
 from typing import Any, ClassVar, Final, Protocol
 
@@ -78,6 +77,9 @@ CLOSE_YJS_TOO_LARGE: Final = 4413  # api.yjs.CLOSE_TOO_LARGE
 # After our close frame to a dead peer, the transport is aborted this much later.
 DEAD_PEER_RELEASE_S: Final = 1.0
 OVERSIZE_DRAIN_S: Final = 1.0
+# An unmasked ping with no payload (RFC 6455 5.5.2), built once: every idle socket gets
+# one per ping interval, and the pong only has to arrive (any frame counts).
+PING_FRAME: Final = Frame(Opcode.PING, b"").serialize(mask=False)
 _REQUEST_TIMEOUT: Final = (
     b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 )
@@ -302,8 +304,7 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             return None
         if silent_s >= self.ping_interval_s and now - self._last_ping >= self.ping_interval_s:
             self._last_ping = now
-            self.conn.send_ping(struct.pack("!I", int(now * 1000) & 0xFFFFFFFF))
-            self.transport.write(b"".join(self.conn.data_to_send()))
+            self.transport.write(PING_FRAME)
             return min(self.last_heard + self.peer_timeout_s, now + self.ping_interval_s)
         return min(self.last_heard + self.peer_timeout_s, self.last_heard + self.ping_interval_s)
 
