@@ -50,8 +50,8 @@ class Settings:
     auth_timeout_s: float = 10.0
     heartbeat_interval_s: float = 25.0
     header_timeout_s: float = 10.0
-    ping_interval_s: float = 5.0
-    peer_timeout_s: float = 10.0
+    ping_interval_s: float = 8.0
+    peer_timeout_s: float = 13.0
     trusted_proxies: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
     outbound_queue_size: int = 1024

@@ -225,8 +225,8 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
     :func:`protocols` makes a subclass bound to the settings.
     """
 
-    ping_interval_s: ClassVar[float] = 5.0
-    peer_timeout_s: ClassVar[float] = 10.0
+    ping_interval_s: ClassVar[float] = 8.0
+    peer_timeout_s: ClassVar[float] = 13.0
     message_limit: ClassVar[int] = 1_048_576
     wheels: ClassVar[dict[asyncio.AbstractEventLoop, LivenessWheel]] = {}
 
