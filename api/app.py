@@ -20,9 +20,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
+import sqlite3
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, WebSocketRoute
 
 from tripsage_sync.api.auth import JwtAuthority, new_secret
@@ -30,6 +34,7 @@ from tripsage_sync.api.endpoints import agent_status_endpoint, chat_endpoint
 from tripsage_sync.api.hub import Hub
 from tripsage_sync.api.services import Feature, Services
 from tripsage_sync.api.settings import Settings
+from tripsage_sync.storage.errors import StorageClosed, is_unavailable
 from tripsage_sync.storage.sqlite import Storage
 from tripsage_sync.sync.errors import CLOSE_GOING_AWAY
 
@@ -88,6 +93,25 @@ def features(settings: Settings) -> list[Feature]:
     ]
 
 
+async def storage_unavailable(request: Request, exc: Exception) -> Response:
+    """An HTTP request whose write storage cannot take now (disk full, I/O error): 503.
+
+    The documented HTTP error body with ``retryAfter`` (seconds) and a ``Retry-After``
+    header from the storage backoff, never a 500 with a traceback for the client.
+    """
+    if not is_unavailable(exc):
+        raise exc  # a real bug: Starlette's 500, traceback in the server log
+    logger.warning("HTTP %s %s: storage unavailable", request.method, request.url.path)
+    backoff = request.app.state.services.storage_backoff
+    retry_after_s = max(1, math.ceil((backoff.delay_ms or backoff.initial_ms) / 1000))
+    body = {
+        "code": "SERVER_ERROR",
+        "message": "The server cannot store changes right now; try again later",
+        "retryAfter": retry_after_s,
+    }
+    return JSONResponse(body, status_code=503, headers={"Retry-After": str(retry_after_s)})
+
+
 def create_app(settings: Settings) -> Starlette:
     plugged = features(settings)
 
@@ -124,4 +148,5 @@ def create_app(settings: Settings) -> Starlette:
     ]
     for feature in plugged:
         routes.extend(feature.routes())
-    return Starlette(routes=routes, lifespan=lifespan)
+    handlers = {sqlite3.OperationalError: storage_unavailable, StorageClosed: storage_unavailable}
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)

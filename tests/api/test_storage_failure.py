@@ -17,6 +17,7 @@ import resource
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.api.opshelpers import scrape, value
@@ -219,3 +220,32 @@ async def test_edits_in_flight_when_the_disk_fills_are_confirmed_only_if_stored(
     restarted = server_factory(db=server.db)  # loads: the log has no gap
     fields = (await get_trip(restarted))["fields"]
     assert {k: v for k, v in fields.items() if k not in FIELDS} == confirmed
+
+
+async def test_http_writes_on_a_full_disk_get_503_with_retry_after(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    server = server_factory(storage_retry_initial_ms=RETRY_INITIAL_MS)
+    await create_trip(server)
+    headers = {"Authorization": f"Bearer {server.token('alice')}"}
+    disk = FullDisk(server)
+    disk.fill()
+    try:
+        async with httpx.AsyncClient(base_url=server.http) as http:
+            created = await http.post("/api/trips", json={"tripId": "t-2"}, headers=headers)
+            shared = await http.put(
+                "/api/trips/trip-1/collaborators/bob",
+                json={"permissionLevel": "editor"},
+                headers=headers,
+            )
+            read = await http.get("/api/trips/trip-1", headers=headers)
+    finally:
+        disk.free()
+    for refused in (created, shared):
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["code"] == "SERVER_ERROR"
+        assert int(refused.headers["Retry-After"]) >= 1
+    assert read.status_code == 200  # reads keep working
+    async with httpx.AsyncClient(base_url=server.http) as http:
+        again = await http.post("/api/trips", json={"tripId": "t-2"}, headers=headers)
+    assert again.status_code == 201, again.text
