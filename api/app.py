@@ -25,11 +25,11 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, WebSocketRoute
 
-from tripsage_sync.api.auth import JwtAuthority, new_secret
-from tripsage_sync.api.endpoints import agent_status_endpoint, chat_endpoint
-from tripsage_sync.api.hub import Hub
-from tripsage_sync.api.services import Feature, Services
 from tripsage_sync.api.settings import Settings
+from tripsage_sync.api.transport.auth import JwtAuthority, new_secret
+from tripsage_sync.api.transport.endpoints import agent_status_endpoint, chat_endpoint
+from tripsage_sync.api.transport.hub import Hub
+from tripsage_sync.api.transport.services import Feature, Services
 from tripsage_sync.storage.sqlite import Storage
 from tripsage_sync.sync.errors import CLOSE_GOING_AWAY
 
@@ -69,12 +69,12 @@ async def shutdown_services(
 
 def features(settings: Settings) -> list[Feature]:
     """The product features this server runs, in start order."""
-    from tripsage_sync.api.chat import ChatFeature
-    from tripsage_sync.api.ops import OpsFeature
-    from tripsage_sync.api.resume import ResumeFeature
-    from tripsage_sync.api.trips import TripFeature
-    from tripsage_sync.api.web import WebFeature
-    from tripsage_sync.api.yjs import YjsFeature
+    from tripsage_sync.api.chat.feature import ChatFeature
+    from tripsage_sync.api.ops.feature import OpsFeature
+    from tripsage_sync.api.trips.feature import TripFeature
+    from tripsage_sync.api.trips.resume import ResumeFeature
+    from tripsage_sync.api.trips.yjs import YjsFeature
+    from tripsage_sync.api.web.feature import WebFeature
 
     trips = TripFeature(settings)
     # Ops first: its health and metrics answer while the others start and stop.

@@ -2,17 +2,17 @@
 
 ``serve`` runs the server on uvicorn (websockets-sansio WebSockets: the legacy
 ``websockets`` backend mishandles fragmented messages; both it and h11 are
-subclassed in :mod:`api.transport`) with the embedded
+subclassed in :mod:`api.transport.protocol`) with the embedded
 SQLite default; ``token`` mints a JWT the server accepts (reading the same
 secret: ``TRIPSAGE_JWT_SECRET`` or the one kept in the database);
 ``broadcast`` asks a running server to send a ``notification`` or
 ``system_message`` (``POST /api/broadcast`` with an admin token).
 ``serve --demo-agent`` also runs the example echo agent
-(``api/demo_agent.py``) in-process, connected over loopback.
+(``api/chat/demo_agent.py``) in-process, connected over loopback.
 ``maintenance`` announces maintenance through a running server
 (``POST /api/maintenance``), which drains and exits at the scheduled time;
-``db check|compact|backup`` are the database tools of :mod:`api.dbtools`.
-``watch`` joins a trip with :class:`api.client.SyncClient` and prints its
+``db check|compact|backup`` are the database tools of :mod:`api.ops.dbtools`.
+``watch`` joins a trip with :class:`client.SyncClient` and prints its
 changes and presence until interrupted.
 
 Logs never carry tokens: a filter masks ``token=`` query values in uvicorn's
@@ -40,10 +40,10 @@ import uvicorn
 
 from tripsage_sync.api import __version__
 from tripsage_sync.api.app import create_app, resolve_secret, shutdown_services
-from tripsage_sync.api.auth import JwtAuthority
-from tripsage_sync.api.services import Services
 from tripsage_sync.api.settings import Settings, SettingsError
-from tripsage_sync.api.transport import protocols
+from tripsage_sync.api.transport.auth import JwtAuthority
+from tripsage_sync.api.transport.protocol import protocols
+from tripsage_sync.api.transport.services import Services
 from tripsage_sync.storage.sqlite import Storage
 
 __all__ = ["Server", "TokenMask", "main"]
@@ -131,7 +131,7 @@ class Server(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         services = self._services()
-        if services is not None:  # a maintenance drain ends the process (api/ops.py)
+        if services is not None:  # a maintenance drain ends the process (api/ops/feature.py)
             services.request_exit = self._request_exit
         if self.demo_agent and not self.should_exit:
             self._demo_task = asyncio.create_task(self._run_demo_agent(), name="demo-agent")
@@ -140,7 +140,7 @@ class Server(uvicorn.Server):
         self.should_exit = True
 
     async def _run_demo_agent(self) -> None:
-        from tripsage_sync.api.demo_agent import run_agent
+        from tripsage_sync.api.chat.demo_agent import run_agent
 
         services = self._services()
         if services is None:
@@ -157,7 +157,7 @@ class Server(uvicorn.Server):
                 "demo-agent", now_s=time.time(), ttl_s=3600, role="agent", name="Demo agent"
             )
 
-        logger.info("demo agent (api/demo_agent.py) starting")
+        logger.info("demo agent (api/chat/demo_agent.py) starting")
         await run_agent(url, token, agent_id="demo-agent")
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
@@ -183,13 +183,13 @@ def _serve(args: argparse.Namespace) -> int:
             port=args.port,
             db=args.db,
             log_format=args.log_format,
-            dev_mode=True if args.demo_agent else None,  # demo sign-in (api/web.py)
+            dev_mode=True if args.demo_agent else None,  # demo sign-in (api/web/feature.py)
         )
     except SettingsError as exc:
         print(f"tripsage-sync: {exc}", file=sys.stderr)  # noqa: T201
         return 2
     configure_logging(settings.log_level, settings.log_format)
-    # Our subclasses of uvicorn's h11 and websockets-sansio protocols (api/transport.py):
+    # Our subclasses of uvicorn's h11 and websockets-sansio protocols (api/transport/protocol.py):
     # a request-head deadline, handshake refusals answered, liveness by any received
     # frame (uvicorn's own ping/pong keepalive is off), the documented oversize reply.
     http_protocol, ws_protocol = protocols(settings)
@@ -348,7 +348,7 @@ def _maintenance(args: argparse.Namespace) -> int:
 
 
 def _db(args: argparse.Namespace) -> int:
-    from tripsage_sync.api import dbtools
+    from tripsage_sync.api.ops import dbtools
 
     path = Settings.from_env(db=args.db).db
     if args.db_command == "check":
@@ -405,7 +405,7 @@ def _watch_line(event: dict[str, Any]) -> str | None:
 
 
 async def _watch_async(args: argparse.Namespace) -> int:
-    from tripsage_sync.api.client import AuthenticationFailed, RequestRefused, SyncClient
+    from tripsage_sync.client import AuthenticationFailed, RequestRefused, SyncClient
 
     def show(event: dict[str, Any]) -> None:
         line = _watch_line(event)
@@ -449,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--demo-agent",
         action="store_true",
         default=os.environ.get("TRIPSAGE_DEMO_AGENT", "").lower() in ("1", "true", "yes"),
-        help="also run the demo echo agent in-process (api/demo_agent.py);"
+        help="also run the demo echo agent in-process (api/chat/demo_agent.py);"
         " TRIPSAGE_DEMO_AGENT=1 does the same",
     )
     serve.set_defaults(func=_serve)

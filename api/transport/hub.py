@@ -5,10 +5,10 @@ Theory of operation
 The hub lives on the event loop thread and is never awaited while it
 mutates, so its dictionaries need no locks. Publishing encodes an event once
 and hands the same text to every subscriber's bounded outbound queue
-(:meth:`api.connection.Connection.enqueue`), which never blocks: a subscriber
+(:meth:`api.transport.connection.Connection.enqueue`), which never blocks: a subscriber
 that cannot keep up is closed as a slow consumer, the others are not delayed.
 
-Connections the hub does not route (y-websocket peers, :mod:`api.yjs`) are
+Connections the hub does not route (y-websocket peers, :mod:`api.trips.yjs`) are
 reached through :attr:`Hub.peer_sources`, so that the graceful drain closes
 them too (1001, before uvicorn closes leftover sockets with 1012).
 
@@ -27,14 +27,14 @@ from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from tripsage_sync.api.metrics import Metrics
 from tripsage_sync.api.settings import Settings
+from tripsage_sync.api.transport.metrics import Metrics
 from tripsage_sync.sync.errors import RateLimited
 from tripsage_sync.sync.ratelimit import Decision, KeyedLimiter
 from tripsage_sync.sync.wire import ServerEvent, encode, iso_ms
 
 if TYPE_CHECKING:
-    from tripsage_sync.api.connection import Connection
+    from tripsage_sync.api.transport.connection import Connection
     from tripsage_sync.sync.wire import ClientMessage
 
 __all__ = ["Handler", "Hub", "Peer", "rate_limited"]
@@ -91,7 +91,7 @@ class Hub:
     # their own (TRIPSAGE_MAX_UNAUTHENTICATED_CONNECTIONS), not TRIPSAGE_MAX_CONNECTIONS.
     unauthenticated: dict[str, Connection] = field(default_factory=dict)
     _bound: int = 0  # JSON connections bound to a user (authenticated)
-    # The app's instruments (api/metrics.py); their live gauges read this hub.
+    # The app's instruments (api/transport/metrics.py); their live gauges read this hub.
     metrics: Metrics = field(default_factory=Metrics)
 
     def __post_init__(self) -> None:

@@ -5,7 +5,7 @@ lists the caller's, ``GET /api/trips/{tripId}`` reads one, and
 ``PUT``/``DELETE /api/trips/{tripId}/collaborators/{userId}`` (owners only)
 change who may read or edit it, effective at once (``trip_permission_change``).
 A trip the caller may not read answers 404, like one that does not exist.
-:class:`TripHttp` is a mixin of :class:`api.trips.TripFeature`, whose rooms
+:class:`TripHttp` is a mixin of :class:`api.trips.feature.TripFeature`, whose rooms
 and presence it uses.
 """
 
@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from tripsage_sync.api.http_body import read_body
+from tripsage_sync.api.transport.http_body import read_body
 from tripsage_sync.storage import ops
 from tripsage_sync.storage.errors import AlreadyExists
 from tripsage_sync.sync.channels import Principal
@@ -38,11 +38,11 @@ from tripsage_sync.sync.errors import (
 from tripsage_sync.sync.wire import make_event
 
 if TYPE_CHECKING:
-    from tripsage_sync.api.connection import Connection
-    from tripsage_sync.api.hub import Hub
-    from tripsage_sync.api.rooms import RoomRegistry, TripRoom
-    from tripsage_sync.api.services import Services
     from tripsage_sync.api.settings import Settings
+    from tripsage_sync.api.transport.connection import Connection
+    from tripsage_sync.api.transport.hub import Hub
+    from tripsage_sync.api.transport.services import Services
+    from tripsage_sync.api.trips.rooms import RoomRegistry, TripRoom
 
 __all__ = ["TRIP_ID", "TripHttp"]
 

@@ -2,8 +2,8 @@
 "Real-time Collaboration", "Optimistic Updates", "Conflict Resolution").
 
 Pure functions from the results of :mod:`sync.document` to the spec's JSON
-payloads, shared by the live handlers (:mod:`api.trips`), the resume replay
-(:mod:`api.resume`) and the Yjs bridge.
+payloads, shared by the live handlers (:mod:`api.trips.feature`), the resume replay
+(:mod:`api.trips.resume`) and the Yjs bridge.
 """
 
 from __future__ import annotations

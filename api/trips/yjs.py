@@ -6,7 +6,7 @@ A stock ``y-websocket`` ``WebsocketProvider(url, tripId, doc, {params: {token}})
 (url ``ws://host:port/ws/yjs``; the provider appends ``/{roomname}``) syncs
 the trip's own document (root Y.Map ``trip``, see :mod:`sync.document`). The
 frames are :mod:`sync.ysync`'s; the room and its commit pipeline are the
-trip's (:class:`api.trips.TripFeature`), so the two kinds of client meet in
+trip's (:class:`api.trips.feature.TripFeature`), so the two kinds of client meet in
 one document:
 
 - a Yjs peer's update is applied by ``TripDocument.apply_remote_update``,
@@ -25,11 +25,11 @@ one document:
 Handshake: sync step 1 from the server (editors only: a viewer has nothing
 to give), the peer's step 1 answered with step 2, then every awareness state
 at once. One bounded outbound queue and writer task per connection
-(:class:`api.outbox.Outbox`, as for the JSON endpoints): awareness frames are
+(:class:`api.transport.outbox.Outbox`, as for the JSON endpoints): awareness frames are
 dropped when it is full, document frames never are: the peer is closed as a
 slow consumer and resyncs. On shutdown the hub's drain closes every peer with
 1001 before uvicorn closes the sockets itself (:meth:`YjsFeature.start`
-registers them with :attr:`api.hub.Hub.peer_sources`).
+registers them with :attr:`api.transport.hub.Hub.peer_sources`).
 
 Refusals and close codes (y-websocket 3 reconnects on every close code except
 4400-4499, which stop it and emit ``closed``; see its ``defaultShouldReconnect``)
@@ -76,12 +76,12 @@ from pycrdt import merge_updates
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from tripsage_sync.api.connection import _ConnectionLog
-from tripsage_sync.api.endpoints import admit_upgrade
-from tripsage_sync.api.outbox import CLOSE_RELEASE_S, Close, Outbox, cancel_and_wait
-from tripsage_sync.api.rooms import RoomBroken, TripRoom
-from tripsage_sync.api.services import Services
-from tripsage_sync.api.trips import EDITORS, TripFeature
+from tripsage_sync.api.transport.connection import _ConnectionLog
+from tripsage_sync.api.transport.endpoints import admit_upgrade
+from tripsage_sync.api.transport.outbox import CLOSE_RELEASE_S, Close, Outbox, cancel_and_wait
+from tripsage_sync.api.transport.services import Services
+from tripsage_sync.api.trips.feature import EDITORS, TripFeature
+from tripsage_sync.api.trips.rooms import RoomBroken, TripRoom
 from tripsage_sync.sync.channels import Principal
 from tripsage_sync.sync.conflicts import FIELD_PATH_PREFIX, is_field_name
 from tripsage_sync.sync.document import Change, MalformedRemoteUpdate, RemoteUpdateRefused
@@ -166,7 +166,7 @@ class _YRoom:
 
 
 class _Frames:
-    """The writer's framing (:class:`api.outbox.Framing`): frames go as they are."""
+    """The writer's framing (:class:`api.transport.outbox.Framing`): frames go as they are."""
 
     def __init__(self) -> None:
         self.last_sent_s = time.monotonic()  # the keepalive's clock

@@ -19,7 +19,7 @@ client (the ``websockets`` package):
 Run it against a server (``tripsage-sync token --role agent --user echo-agent``
 prints a token)::
 
-    python -m tripsage_sync.api.demo_agent --url ws://127.0.0.1:8000 --token "$TOKEN"
+    python -m tripsage_sync.api.chat.demo_agent --url ws://127.0.0.1:8000 --token "$TOKEN"
 
 ``tripsage-sync serve --demo-agent`` runs the same code in-process.
 """

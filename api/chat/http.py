@@ -30,8 +30,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from tripsage_sync.api.endpoints import SESSION_ID
-from tripsage_sync.api.http_body import read_body
+from tripsage_sync.api.transport.endpoints import SESSION_ID
+from tripsage_sync.api.transport.http_body import read_body
 from tripsage_sync.sync.channels import Principal
 from tripsage_sync.sync.errors import (
     AuthError,
@@ -51,7 +51,7 @@ from tripsage_sync.sync.wire import (
 )
 
 if TYPE_CHECKING:
-    from tripsage_sync.api.chat import ChatFeature
+    from tripsage_sync.api.chat.feature import ChatFeature
 
 __all__ = ["chat_routes"]
 

@@ -2,7 +2,7 @@
 
 HTTP (``websocket-api.md`` "Performance Monitoring", "Health Checks"):
 
-- ``GET /metrics``: the Prometheus text format of :mod:`api.metrics` (open,
+- ``GET /metrics``: the Prometheus text format of :mod:`api.transport.metrics` (open,
   like ``/health``: bind the server to loopback or restrict it at the proxy);
 - ``GET /health``: the ``server_health`` payload; 200 while operational, 503
   while draining (load balancers stop routing before the sockets close);
@@ -42,10 +42,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from tripsage_sync.api.connection import SERVER_VERSION, Connection
-from tripsage_sync.api.http_body import read_body
-from tripsage_sync.api.metrics import CONTENT_TYPE
-from tripsage_sync.api.services import Services
+from tripsage_sync.api.transport.connection import SERVER_VERSION, Connection
+from tripsage_sync.api.transport.http_body import read_body
+from tripsage_sync.api.transport.metrics import CONTENT_TYPE
+from tripsage_sync.api.transport.services import Services
 from tripsage_sync.sync.errors import (
     AuthError,
     InvalidMessage,
@@ -112,7 +112,7 @@ def _http_error(exc: SyncError, status: int) -> JSONResponse:
 
 
 class OpsFeature:
-    """Health, metrics and maintenance; a :class:`api.services.Feature`."""
+    """Health, metrics and maintenance; a :class:`api.transport.services.Feature`."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

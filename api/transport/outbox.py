@@ -2,8 +2,8 @@
 
 Theory of operation
 -------------------
-Every WebSocket connection (:class:`api.connection.Connection`, the JSON
-endpoints; :class:`api.yjs.YjsConnection`, y-websocket peers) owns one
+Every WebSocket connection (:class:`api.transport.connection.Connection`, the JSON
+endpoints; :class:`api.trips.yjs.YjsConnection`, y-websocket peers) owns one
 :class:`Outbox` and runs :meth:`Outbox.run` as its writer task:
 
 - :meth:`Outbox.put` never blocks the producer. When the queue already holds
@@ -44,7 +44,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from tripsage_sync.sync.errors import CLOSE_GOING_AWAY, CLOSE_SERVER_ERROR
 
 if TYPE_CHECKING:
-    from tripsage_sync.api.metrics import Metrics
+    from tripsage_sync.api.transport.metrics import Metrics
 
 __all__ = ["CLOSE_RELEASE_S", "Close", "Framing", "Outbox", "cancel_and_wait", "find_transport"]
 

@@ -1,7 +1,7 @@
 """Chat and agent streaming: the I/O shell around :mod:`sync.chat`.
 
 ``websocket-api.md`` "Chat Events", "Typing Events", "Tool Events", "Agent
-Status Events" and "System Events". HTTP routes are in :mod:`api.chat_http`.
+Status Events" and "System Events". HTTP routes are in :mod:`api.chat.http`.
 
 Theory of operation
 -------------------
@@ -34,7 +34,7 @@ assistant message, then publishes the completion (with ``seq``). Tool and status
 (and ``agent:{userId}`` of the envelope), each connection once.
 
 *Joining and resuming.* When a connection authenticates, in the same tick as
-its implicit subscriptions (:attr:`api.services.Services.join_hooks`), so
+its implicit subscriptions (:attr:`api.transport.services.Services.join_hooks`), so
 nothing is missed or sent twice: a chat connection opened with
 ``?lastMessageId=`` first gets the stored messages after that one (``replay:
 true``, at most ``chat_replay_max_messages``, the newest; ``chat_resumed``
@@ -71,8 +71,8 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Final
 
-from tripsage_sync.api.services import Services
 from tripsage_sync.api.settings import Settings
+from tripsage_sync.api.transport.services import Services
 from tripsage_sync.storage.errors import DuplicateId, UnknownRow
 from tripsage_sync.storage.queries import ChatMessage
 from tripsage_sync.sync.channels import Channel, Principal
@@ -104,7 +104,7 @@ from tripsage_sync.sync.wire import (
 if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
-    from tripsage_sync.api.connection import Connection
+    from tripsage_sync.api.transport.connection import Connection
 
 __all__ = ["AGENTS_CHANNEL", "ChatFeature"]
 
@@ -151,7 +151,7 @@ class ChatFeature:
     # -- plug-in points ---------------------------------------------------------
 
     def routes(self) -> list[BaseRoute]:
-        from tripsage_sync.api.chat_http import chat_routes
+        from tripsage_sync.api.chat.http import chat_routes
 
         return chat_routes(self)
 
@@ -323,7 +323,7 @@ class ChatFeature:
                     delivered = self._chunk(session_id, message.payload)
                     # Fairness, not full backpressure: the subscribers' writers get a
                     # turn between two frames of a fast agent. (Pausing the agent until
-                    # their queues drain needs the queue depth from api.connection.)
+                    # their queues drain needs the queue depth from api.transport.connection.)
                     await asyncio.sleep(0)
                     return delivered
                 case "chat_message_complete":

@@ -5,7 +5,7 @@ only; no Origin header means a native client), shutdown, the per-IP
 connection rate and the server-wide cap on authenticated connections. Sockets
 still awaiting their auth frame have a smaller cap of their own: when it is
 full a new one displaces the oldest of the busiest address
-(:meth:`api.hub.Hub.make_room_for_unauthenticated`), so a flood of sockets
+(:meth:`api.transport.hub.Hub.make_room_for_unauthenticated`), so a flood of sockets
 that never authenticate cannot lock clients out. Refusals after the upgrade
 use the documented ``error`` event and close codes.
 """
@@ -21,8 +21,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocket
 
-from tripsage_sync.api.connection import Connection
-from tripsage_sync.api.services import Services
+from tripsage_sync.api.transport.connection import Connection
+from tripsage_sync.api.transport.services import Services
 from tripsage_sync.sync.errors import (
     CLOSE_POLICY_VIOLATION,
     CLOSE_RATE_LIMITED,

@@ -15,7 +15,7 @@ four holes a peer can use:
   connection is closed (``408`` first if part of a head came). No socket
   reaches the app's own authentication deadline without passing this one.
   The same deadline bounds the draining of a body the app refused unread
-  (413, :mod:`api.http_body`).
+  (413, :mod:`api.transport.http_body`).
 - **Handshake refusals never sent.** websockets refuses a request line over
   8 KiB with 414 and header lines over 8 KiB with 431 (or any unreadable
   head with nothing), but queues that answer for ``data_to_send`` during
@@ -71,7 +71,7 @@ __all__ = [
 
 LIVENESS_TICK_S: Final = 1.0
 YJS_PATH_PREFIX: Final = "/ws/yjs/"
-CLOSE_YJS_TOO_LARGE: Final = 4413  # api.yjs.CLOSE_TOO_LARGE
+CLOSE_YJS_TOO_LARGE: Final = 4413  # api.trips.yjs.CLOSE_TOO_LARGE
 # After our close frame to a dead peer, the transport is aborted this much later.
 DEAD_PEER_RELEASE_S: Final = 1.0
 _REQUEST_TIMEOUT: Final = (
@@ -86,7 +86,7 @@ _BAD_REQUEST: Final = (
 def oversize_reply(path: str, size: int, limit: int) -> tuple[list[str], int, str]:
     """What a peer gets for a message over the limit: text frames, close code, reason.
 
-    The same as the endpoints' own check (api.connection, api.yjs) answers.
+    The same as the endpoints' own check (api.transport.connection, api.trips.yjs) answers.
     """
     if path.startswith(YJS_PATH_PREFIX):
         return [], CLOSE_YJS_TOO_LARGE, "message too large"

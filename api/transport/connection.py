@@ -8,7 +8,7 @@ Three tasks per connection, all owned by :meth:`Connection.run`:
   limit, authenticates the first frame, validates the rest through
   :mod:`sync.wire` and dispatches them in order;
 - the *writer* drains one bounded outbound queue to the socket
-  (:class:`api.outbox.Outbox`). Queues never block the producer: when one is
+  (:class:`api.transport.outbox.Outbox`). Queues never block the producer: when one is
   full the connection is a slow consumer and is closed (code 1001, "slow
   consumer") rather than buffered without bound; droppable events (presence)
   are dropped first. A send that stalls longer than ``send_timeout_s`` aborts
@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from starlette.websockets import WebSocket
 
 from tripsage_sync.api import __version__
-from tripsage_sync.api.outbox import CLOSE_RELEASE_S, Close, Outbox, cancel_and_wait
+from tripsage_sync.api.transport.outbox import CLOSE_RELEASE_S, Close, Outbox, cancel_and_wait
 from tripsage_sync.sync.channels import Channel, Principal
 from tripsage_sync.sync.errors import (
     CLOSE_AUTH_FAILED,
@@ -87,8 +87,8 @@ from tripsage_sync.sync.wire import (
 )
 
 if TYPE_CHECKING:
-    from tripsage_sync.api.metrics import Metrics
-    from tripsage_sync.api.services import Services
+    from tripsage_sync.api.transport.metrics import Metrics
+    from tripsage_sync.api.transport.services import Services
 
 __all__ = ["CLOSE_RELEASE_S", "SERVER_VERSION", "Connection"]
 
@@ -123,7 +123,7 @@ class _ConnectionLog(logging.LoggerAdapter[logging.Logger]):
 
 
 class _Frames:
-    """The writer's framing (:class:`api.outbox.Framing`) for one JSON connection.
+    """The writer's framing (:class:`api.transport.outbox.Framing`) for one JSON connection.
 
     A ``_Solo`` frame goes alone; with ``message_batching``, consecutive event
     frames (up to :data:`MAX_OUTGOING_BATCH`) go in one ``batch`` envelope.

@@ -3,7 +3,7 @@
 Theory of operation (``websocket-api.md`` "Real-time Collaboration",
 "Optimistic Updates", "Conflict Resolution")
 ------------------------------------------------------------------------
-Each trip is a :class:`api.rooms.TripRoom` around a
+Each trip is a :class:`api.trips.rooms.TripRoom` around a
 :class:`sync.document.TripDocument`. The handlers here translate JSON events
 into calls on the document and its results back into events:
 
@@ -25,8 +25,8 @@ into calls on the document and its results back into events:
 Presence is per connection; a connection that goes away (close, heartbeat
 timeout, abort) leaves every trip at once through ``hub.on_disconnect``.
 
-The payloads are built in :mod:`api.trip_events`; the HTTP API is the
-:class:`api.trip_http.TripHttp` mixin.
+The payloads are built in :mod:`api.trips.events`; the HTTP API is the
+:class:`api.trips.http.TripHttp` mixin.
 """
 
 from __future__ import annotations
@@ -40,18 +40,18 @@ from typing import Any, Final
 
 from starlette.routing import BaseRoute, Route
 
-from tripsage_sync.api.connection import Connection
-from tripsage_sync.api.rooms import RoomBroken, RoomRegistry, TripRoom
-from tripsage_sync.api.services import Services
 from tripsage_sync.api.settings import Settings
-from tripsage_sync.api.trip_events import (
+from tripsage_sync.api.transport.connection import Connection
+from tripsage_sync.api.transport.services import Services
+from tripsage_sync.api.trips.events import (
     change_payload,
     conflict_detected_payload,
     outcome_event,
     resolution_required_payload,
     rollback_event,
 )
-from tripsage_sync.api.trip_http import TripHttp
+from tripsage_sync.api.trips.http import TripHttp
+from tripsage_sync.api.trips.rooms import RoomBroken, RoomRegistry, TripRoom
 from tripsage_sync.sync.channels import Principal
 from tripsage_sync.sync.document import (
     ApplyResult,
@@ -94,7 +94,7 @@ PresenceHook = Callable[[TripRoom], None]
 
 
 class TripFeature(TripHttp):
-    """The trip events, and the rooms other transports (:mod:`api.yjs`) share.
+    """The trip events, and the rooms other transports (:mod:`api.trips.yjs`) share.
 
     ``change_hooks`` run for every committed change, inside the room's broadcast
     order, with the change's origin (None for JSON clients; a transport passes
@@ -306,7 +306,7 @@ class TripFeature(TripHttp):
             except Exception:
                 logger.exception("trip %s: change hook failed", room.trip_id)
 
-    # -- other transports (api/yjs.py) ------------------------------------------------
+    # -- other transports (api/trips/yjs.py) ------------------------------------------------
 
     def join_presence(self, room: TripRoom, member: Member, session_id: str) -> None:
         """A connection of another transport joins the room's presence."""

@@ -42,7 +42,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tripsage_sync.api.services import Services
+from tripsage_sync.api.transport.services import Services
 from tripsage_sync.storage import ops
 from tripsage_sync.storage.errors import is_unavailable
 from tripsage_sync.storage.queries import Trip
@@ -89,7 +89,7 @@ class TripRoom:
     since_snapshot: int = 0
     _tail: asyncio.Future[None] | None = None
     # What each write of ``writes_for`` stands for ("append", "conflict_raised",
-    # "conflict_resolved"), counted by ``durable`` once committed (api/metrics.py).
+    # "conflict_resolved"), counted by ``durable`` once committed (api/transport/metrics.py).
     _kinds: weakref.WeakKeyDictionary[WriteOp[Any], str] = field(
         default_factory=weakref.WeakKeyDictionary
     )

@@ -15,10 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from tripsage_sync.api.auth import JwtAuthority
-from tripsage_sync.api.hub import Hub
-from tripsage_sync.api.metrics import Metrics
 from tripsage_sync.api.settings import Settings
+from tripsage_sync.api.transport.auth import JwtAuthority
+from tripsage_sync.api.transport.hub import Hub
+from tripsage_sync.api.transport.metrics import Metrics
 from tripsage_sync.storage.sqlite import Storage
 from tripsage_sync.sync.backoff import StorageBackoff
 from tripsage_sync.sync.channels import Channel, Facts, Principal, authorize_read
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from starlette.routing import BaseRoute
 
-    from tripsage_sync.api.connection import Connection
+    from tripsage_sync.api.transport.connection import Connection
 
 __all__ = ["Feature", "Services"]
 
@@ -72,7 +72,7 @@ class Services:
 
     # Called (by api.cli.Server) to make the process exit after a maintenance drain.
     request_exit: Callable[[], None] | None = None
-    # Trip edits back off while storage fails (api/rooms.py reports every commit).
+    # Trip edits back off while storage fails (api/trips/rooms.py reports every commit).
     storage_backoff: StorageBackoff = field(init=False)
 
     def __post_init__(self) -> None:
@@ -83,7 +83,7 @@ class Services:
 
     @property
     def metrics(self) -> Metrics:
-        """The app's instruments (:mod:`api.metrics`), shared with the hub."""
+        """The app's instruments (:mod:`api.transport.metrics`), shared with the hub."""
         return self.hub.metrics
 
     # -- the former ad-hoc counters, kept for call sites not yet moved to ``metrics``

@@ -20,7 +20,7 @@ then the marker ``sync_complete {tripId, version, fromVersion, changes,
 snapshot}``: the client is now at ``version``.
 
 Ordering with live broadcasts. The request waits its turn in the room's
-commit pipeline (:meth:`api.rooms.TripRoom.durable` with no writes), so every
+commit pipeline (:meth:`api.trips.rooms.TripRoom.durable` with no writes), so every
 change up to the version read when it arrived is durable and was broadcast
 before the answer is sent, and no change that could still fail to commit is
 ever replayed. Changes applied later are broadcast after the marker. A client
@@ -40,16 +40,16 @@ from typing import TYPE_CHECKING, Any, Final
 
 from starlette.routing import BaseRoute
 
-from tripsage_sync.api.rooms import RoomBroken, TripRoom
-from tripsage_sync.api.trip_events import change_payload
+from tripsage_sync.api.trips.events import change_payload
+from tripsage_sync.api.trips.rooms import RoomBroken, TripRoom
 from tripsage_sync.sync.document import Change
 from tripsage_sync.sync.errors import NotFound, PermissionDenied, ServerError
 from tripsage_sync.sync.wire import ClientMessage, ServerEvent, make_event
 
 if TYPE_CHECKING:
-    from tripsage_sync.api.connection import Connection
-    from tripsage_sync.api.services import Services
-    from tripsage_sync.api.trips import TripFeature
+    from tripsage_sync.api.transport.connection import Connection
+    from tripsage_sync.api.transport.services import Services
+    from tripsage_sync.api.trips.feature import TripFeature
 
 __all__ = ["MAX_REPLAY_CHANGES", "ResumeFeature", "replay_limit", "resume_events"]
 

@@ -17,9 +17,9 @@ process, as in tests, must not share counters). It owns a
 - *histograms* (commit latency, broadcast fan-out latency) are
   ``prometheus_client`` histograms.
 
-Call sites: :mod:`api.connection` (read and write paths, auth failures, slow
-consumers), :mod:`api.hub` (fan-out latency, connections opened),
-:mod:`api.services` (rate limits, outcomes) and :mod:`api.rooms` (commit
+Call sites: :mod:`api.transport.connection` (read and write paths, auth failures, slow
+consumers), :mod:`api.transport.hub` (fan-out latency, connections opened),
+:mod:`api.transport.services` (rate limits, outcomes) and :mod:`api.trips.rooms` (commit
 latency, appends, conflicts).
 """
 
@@ -39,7 +39,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from tripsage_sync.api.hub import Hub
+    from tripsage_sync.api.transport.hub import Hub
 
 __all__ = ["CONTENT_TYPE", "PREFIX", "Metrics", "event_type_of"]
 

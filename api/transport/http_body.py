@@ -5,7 +5,7 @@ Every REST endpoint with a body reads it with :func:`read_body`. A declared
 or understated body is refused as soon as what arrived passes the limit. The
 refusal is :class:`~sync.errors.MessageTooLarge` (HTTP 413). The rest of the
 body is then read and dropped by uvicorn, never stored, for at most
-``TRIPSAGE_HEADER_TIMEOUT_S`` (:class:`api.transport.HttpProtocol`): closing at
+``TRIPSAGE_HEADER_TIMEOUT_S`` (:class:`api.transport.protocol.HttpProtocol`): closing at
 once would reset the connection under a client still sending, and it would
 see a reset instead of the 413.
 """
