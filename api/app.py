@@ -25,15 +25,22 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, WebSocketRoute
 
+from tripsage_sync.api.chat.feature import ChatFeature
+from tripsage_sync.api.chat.http import ChatHttp
+from tripsage_sync.api.ops.feature import OpsFeature
 from tripsage_sync.api.settings import Settings
 from tripsage_sync.api.transport.auth import JwtAuthority, new_secret
 from tripsage_sync.api.transport.endpoints import agent_status_endpoint, chat_endpoint
 from tripsage_sync.api.transport.hub import Hub
-from tripsage_sync.api.transport.services import Feature, Services
+from tripsage_sync.api.transport.services import Feature, Services, shutdown_services
+from tripsage_sync.api.trips.feature import TripFeature
+from tripsage_sync.api.trips.http import TripHttp
+from tripsage_sync.api.trips.resume import ResumeFeature
+from tripsage_sync.api.trips.yjs import YjsFeature
+from tripsage_sync.api.web.feature import WebFeature
 from tripsage_sync.storage.sqlite import Storage
-from tripsage_sync.sync.errors import CLOSE_GOING_AWAY
 
-__all__ = ["JWT_SECRET_META_KEY", "create_app", "resolve_secret", "shutdown_services"]
+__all__ = ["JWT_SECRET_META_KEY", "create_app", "resolve_secret"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,42 +53,21 @@ def resolve_secret(settings: Settings, store: Storage) -> str:
     return store.set_meta_if_absent(JWT_SECRET_META_KEY, new_secret()).result()
 
 
-async def shutdown_services(
-    services: Services,
-    reason: str = "Server shutting down",
-    *,
-    reconnect_after_s: float | None = None,
-) -> None:
-    """Steps 1-2 of the shutdown; ``reconnect_after_s`` defaults to the setting."""
-    hub = services.hub
-    if hub.accepting or hub.connections or hub.peers():
-        await hub.drain(
-            reason,
-            code=CLOSE_GOING_AWAY,
-            grace_s=services.settings.shutdown_grace_s,
-            reconnect_after_s=(
-                services.settings.reconnect_after_s
-                if reconnect_after_s is None
-                else reconnect_after_s
-            ),
-        )
-
-
 def features(settings: Settings) -> list[Feature]:
-    """The product features this server runs, in start order."""
-    from tripsage_sync.api.chat.feature import ChatFeature
-    from tripsage_sync.api.ops.feature import OpsFeature
-    from tripsage_sync.api.trips.feature import TripFeature
-    from tripsage_sync.api.trips.resume import ResumeFeature
-    from tripsage_sync.api.trips.yjs import YjsFeature
-    from tripsage_sync.api.web.feature import WebFeature
+    """The product features this server runs, in start order.
 
+    A feature's HTTP API is a feature of its own composed on it (``TripHttp(trips)``),
+    so that the feature module never imports its routes.
+    """
     trips = TripFeature(settings)
+    chat = ChatFeature(settings)
     # Ops first: its health and metrics answer while the others start and stop.
     return [
         OpsFeature(settings),
         trips,
-        ChatFeature(settings),
+        TripHttp(trips),
+        chat,
+        ChatHttp(chat),
         ResumeFeature(trips),
         YjsFeature(trips),
         WebFeature(settings),

@@ -39,11 +39,14 @@ from typing import Any, Final
 import uvicorn
 
 from tripsage_sync.api import __version__
-from tripsage_sync.api.app import create_app, resolve_secret, shutdown_services
+from tripsage_sync.api.app import create_app, resolve_secret
+from tripsage_sync.api.chat.demo_agent import run_agent
+from tripsage_sync.api.ops import dbtools
 from tripsage_sync.api.settings import Settings, SettingsError
 from tripsage_sync.api.transport.auth import JwtAuthority
 from tripsage_sync.api.transport.protocol import protocols
-from tripsage_sync.api.transport.services import Services
+from tripsage_sync.api.transport.services import Services, shutdown_services
+from tripsage_sync.client import AuthenticationFailed, RequestRefused, SyncClient
 from tripsage_sync.storage.sqlite import Storage
 
 __all__ = ["Server", "TokenMask", "main"]
@@ -140,8 +143,6 @@ class Server(uvicorn.Server):
         self.should_exit = True
 
     async def _run_demo_agent(self) -> None:
-        from tripsage_sync.api.chat.demo_agent import run_agent
-
         services = self._services()
         if services is None:
             logger.error("demo agent: the app did not start")
@@ -348,8 +349,6 @@ def _maintenance(args: argparse.Namespace) -> int:
 
 
 def _db(args: argparse.Namespace) -> int:
-    from tripsage_sync.api.ops import dbtools
-
     path = Settings.from_env(db=args.db).db
     if args.db_command == "check":
         report = dbtools.check(path)
@@ -405,8 +404,6 @@ def _watch_line(event: dict[str, Any]) -> str | None:
 
 
 async def _watch_async(args: argparse.Namespace) -> int:
-    from tripsage_sync.client import AuthenticationFailed, RequestRefused, SyncClient
-
     def show(event: dict[str, Any]) -> None:
         line = _watch_line(event)
         if line is not None:

@@ -76,14 +76,13 @@ import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
-
-from tripsage_sync.sync.wire import iso_ms
 
 __all__ = [
     "HIGH_FREQUENCY_PER_S",
@@ -98,6 +97,14 @@ __all__ = [
     "TripView",
     "UpdateStatus",
 ]
+
+
+def iso_ms(now_ms: int) -> str:
+    """``2025-05-28T01:30:00.000Z`` for a Unix time in milliseconds (the wire's stamps)."""
+    seconds, millis = divmod(now_ms, 1000)
+    stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{millis:03d}Z"
+
 
 logger = logging.getLogger(__name__)
 

@@ -80,3 +80,33 @@ def test_sync_modules_are_small_and_declare_all() -> None:
             for node in tree.body
         )
         assert declared, f"{name} has no __all__"
+
+
+# Imports inside a function body, by file: each a documented exception (an optional
+# heavy dependency, say). None today: a function-local import that dodges an import
+# circle hides the circle from import-linter's "no import circles" contract.
+FUNCTION_LOCAL_IMPORTS: dict[str, str] = {}
+
+
+def function_local_imports(path: Path) -> list[int]:
+    """Line numbers of the imports inside a function (or method) of a module."""
+    tree = ast.parse(path.read_text(), str(path))
+    lines: list[int] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            lines += [
+                inner.lineno
+                for inner in ast.walk(node)
+                if isinstance(inner, ast.Import | ast.ImportFrom)
+            ]
+    return sorted(set(lines))
+
+
+@pytest.mark.parametrize("package", ["api", "client", "sync", "storage"])
+def test_no_function_local_imports(package: str) -> None:
+    for path in sorted((ROOT / package).rglob("*.py")):
+        name = path.relative_to(ROOT).as_posix()
+        found = function_local_imports(path)
+        assert not found or name in FUNCTION_LOCAL_IMPORTS, (
+            f"{name} imports inside a function at line(s) {found}"
+        )

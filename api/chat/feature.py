@@ -151,15 +151,14 @@ class ChatFeature:
     # -- plug-in points ---------------------------------------------------------
 
     def routes(self) -> list[BaseRoute]:
-        from tripsage_sync.api.chat.http import chat_routes
-
-        return chat_routes(self)
+        """None of its own: :class:`api.chat.http.ChatHttp` serves the HTTP API."""
+        return []
 
     async def start(self, services: Services) -> None:
         self.services = services
         self.hub = services.hub
         self.store = services.store
-        handlers = services.hub.handlers
+        handlers = services.handlers
         handlers["chat_message"] = self._on_chat_message
         for type_ in TYPING_TYPES:
             handlers[type_] = self._on_typing
@@ -169,7 +168,7 @@ class ChatFeature:
             handlers[type_] = self._on_system_event
         services.implicit_channel_providers.append(self._agent_channels)
         services.join_hooks.append(self._on_join)
-        services.hub.on_disconnect.append(self._on_disconnect)
+        services.on_disconnect.append(self._on_disconnect)
         self._timer = asyncio.create_task(self._run_timers(), name="chat-timers")
 
     async def stop(self) -> None:

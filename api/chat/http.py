@@ -24,14 +24,16 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from tripsage_sync.api.chat.feature import ChatFeature
 from tripsage_sync.api.transport.endpoints import SESSION_ID
 from tripsage_sync.api.transport.http_body import read_body
+from tripsage_sync.api.transport.services import Services
 from tripsage_sync.sync.channels import Principal
 from tripsage_sync.sync.errors import (
     AuthError,
@@ -50,10 +52,7 @@ from tripsage_sync.sync.wire import (
     parse_client_value,
 )
 
-if TYPE_CHECKING:
-    from tripsage_sync.api.chat.feature import ChatFeature
-
-__all__ = ["chat_routes"]
+__all__ = ["ChatHttp", "chat_routes"]
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +86,23 @@ def _error_response(exc: SyncError) -> JSONResponse:
 
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class ChatHttp:
+    """The chat's HTTP API: a :class:`api.transport.services.Feature` composed on the
+    :class:`ChatFeature` it publishes through."""
+
+    def __init__(self, chat: ChatFeature) -> None:
+        self.chat = chat
+
+    def routes(self) -> list[BaseRoute]:
+        return chat_routes(self.chat)
+
+    async def start(self, services: Services) -> None:
+        """Nothing to start: the chat feature holds the state."""
+
+    async def stop(self) -> None:
+        """Nothing to stop."""
 
 
 def chat_routes(feature: ChatFeature) -> list[BaseRoute]:

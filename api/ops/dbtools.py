@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tripsage_sync.api.trips.rooms import restore_document
+from tripsage_sync.api.restore import restore_document
 from tripsage_sync.storage.errors import StaleSnapshot, StorageError
 from tripsage_sync.storage.sqlite import FileSizes, Storage
 from tripsage_sync.sync.document import TripDocument

@@ -45,7 +45,7 @@ from starlette.routing import BaseRoute, Route
 from tripsage_sync.api.transport.connection import SERVER_VERSION, Connection
 from tripsage_sync.api.transport.http_body import read_body
 from tripsage_sync.api.transport.metrics import CONTENT_TYPE
-from tripsage_sync.api.transport.services import Services
+from tripsage_sync.api.transport.services import Services, shutdown_services
 from tripsage_sync.sync.errors import (
     AuthError,
     InvalidMessage,
@@ -139,7 +139,7 @@ class OpsFeature:
 
     async def start(self, services: Services) -> None:
         self._services = services
-        services.hub.handlers.update(
+        services.handlers.update(
             {
                 "connection_health": self.on_connection_health,
                 "performance_metrics": self.on_performance_metrics,
@@ -356,8 +356,6 @@ class OpsFeature:
         )
 
     async def _drain_and_exit(self, duration_s: float) -> None:
-        from tripsage_sync.api.app import shutdown_services
-
         services = self.services
         logger.info("maintenance: draining %d connection(s)", len(services.hub.connections))
         try:

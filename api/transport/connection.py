@@ -37,12 +37,17 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 from starlette.websockets import WebSocket
 
 from tripsage_sync.api import __version__
+from tripsage_sync.api.settings import Settings
+from tripsage_sync.api.transport.auth import JwtAuthority
+from tripsage_sync.api.transport.hub import Hub
+from tripsage_sync.api.transport.metrics import Metrics
 from tripsage_sync.api.transport.outbox import CLOSE_RELEASE_S, Close, Outbox, cancel_and_wait
 from tripsage_sync.sync.channels import Channel, Principal
 from tripsage_sync.sync.errors import (
@@ -86,13 +91,48 @@ from tripsage_sync.sync.wire import (
     parse_client_value,
 )
 
-if TYPE_CHECKING:
-    from tripsage_sync.api.transport.metrics import Metrics
-    from tripsage_sync.api.transport.services import Services
-
-__all__ = ["CLOSE_RELEASE_S", "SERVER_VERSION", "Connection"]
+__all__ = ["CLOSE_RELEASE_S", "SERVER_VERSION", "Connection", "Handler", "Host"]
 
 logger = logging.getLogger(__name__)
+
+# A feature's handler of one client message type (registered in Services.handlers).
+Handler = Callable[["Connection", ClientMessage], Awaitable[None]]
+
+
+class Host(Protocol):
+    """What a connection needs of the process's services (:class:`api.transport.services.Services`).
+
+    A port, so that the services (which keep the features' hooks, typed on
+    :class:`Connection`) are built on the connection and not the other way round.
+    """
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def hub(self) -> Hub[Connection]: ...
+
+    @property
+    def authority(self) -> JwtAuthority: ...
+
+    @property
+    def handlers(self) -> dict[str, Handler]: ...
+
+    @property
+    def on_disconnect(self) -> list[Callable[[Connection], None]]: ...
+
+    def count_outcome(self, type_: str) -> None: ...
+
+    def count_rate_limited(self, what: str) -> None: ...
+
+    async def authorize_session(
+        self, principal: Principal, session_id: str, endpoint: str
+    ) -> None: ...
+
+    async def authorize_channel(self, principal: Principal, channel: Channel) -> None: ...
+
+    def implicit_channels(self, conn: Connection) -> list[str]: ...
+
 
 SERVER_VERSION: Final = __version__
 FEATURES: Final = ("message_batching", "heartbeat", "channels", "optimistic_updates")
@@ -168,7 +208,7 @@ class Connection:
     def __init__(
         self,
         websocket: WebSocket,
-        services: Services,
+        services: Host,
         *,
         endpoint: str,
         path_session_id: str,
@@ -377,7 +417,12 @@ class Connection:
                     self.abort()
             else:  # the peer closed or vanished: nothing more can be sent
                 self.session.close(CLOSE_GOING_AWAY)
-            self.hub.remove(self)
+            if self.hub.remove(self):
+                for callback in self.services.on_disconnect:
+                    try:
+                        callback(self)
+                    except Exception:
+                        self.log.exception("disconnect callback failed")
             self.session.closed()
             self.closed.set()
             self.log.info(
@@ -649,7 +694,7 @@ class Connection:
             case "auth_refresh":
                 self._refresh(message.payload.token, message.id)
             case _:
-                handler = self.hub.handlers.get(message.type)
+                handler = self.services.handlers.get(message.type)
                 if handler is None:
                     raise ServerError(
                         f"'{message.type}' is not available on this server yet",

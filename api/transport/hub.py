@@ -23,25 +23,53 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from tripsage_sync.api.settings import Settings
-from tripsage_sync.api.transport.metrics import Metrics
+from tripsage_sync.api.transport.metrics import LiveConnections, Metrics
 from tripsage_sync.sync.errors import RateLimited
 from tripsage_sync.sync.ratelimit import Decision, KeyedLimiter
+from tripsage_sync.sync.session import Session
 from tripsage_sync.sync.wire import ServerEvent, encode, iso_ms
 
-if TYPE_CHECKING:
-    from tripsage_sync.api.transport.connection import Connection
-    from tripsage_sync.sync.wire import ClientMessage
-
-__all__ = ["Handler", "Hub", "Peer", "rate_limited"]
+__all__ = ["Hub", "Peer", "Subscriber", "rate_limited"]
 
 logger = logging.getLogger(__name__)
 
-Handler = Callable[["Connection", "ClientMessage"], Awaitable[None]]
+
+class Subscriber(Protocol):
+    """What the hub needs of a JSON connection (:class:`api.transport.connection.Connection`).
+
+    The hub routes to subscribers and never imports the connection module: the
+    connection is built on the hub, not the other way round.
+    """
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def client_ip(self) -> str: ...
+
+    @property
+    def session(self) -> Session: ...
+
+    @property
+    def closed(self) -> asyncio.Event: ...
+
+    @property
+    def queued(self) -> int: ...
+
+    def enqueue(self, text: str, *, droppable: bool = False) -> bool: ...
+
+    def announce_close(
+        self, reason: str, code: int, *, grace_s: float, reconnect_after_s: float
+    ) -> None: ...
+
+    def displace(self) -> None: ...
+
+    def abort(self) -> None: ...
 
 
 class Peer(Protocol):
@@ -53,6 +81,9 @@ class Peer(Protocol):
     def close(self, code: int, reason: str) -> None: ...
 
     def abort(self) -> None: ...
+
+
+S = TypeVar("S", bound=Subscriber)
 
 
 def rate_limited(what: str, decision: Decision, now_s: float) -> RateLimited:
@@ -71,12 +102,11 @@ def rate_limited(what: str, decision: Decision, now_s: float) -> RateLimited:
 
 
 @dataclass
-class Hub:
+class Hub(Generic[S]):
     settings: Settings
-    connections: dict[str, Connection] = field(default_factory=dict)
-    by_user: dict[str, set[Connection]] = field(default_factory=dict)
-    channels: dict[str, set[Connection]] = field(default_factory=dict)
-    handlers: dict[str, Handler] = field(default_factory=dict)
+    connections: dict[str, S] = field(default_factory=dict)
+    by_user: dict[str, set[S]] = field(default_factory=dict)
+    channels: dict[str, set[S]] = field(default_factory=dict)
     peak_connections: int = 0
     total_connections: int = 0
     accepting: bool = True
@@ -84,18 +114,17 @@ class Hub:
     auth_limiter: KeyedLimiter = field(init=False)
     message_limiter: KeyedLimiter = field(init=False)
     subscription_limiter: KeyedLimiter = field(init=False)
-    on_disconnect: list[Callable[[Connection], None]] = field(default_factory=list)
     # The live connections of other endpoints (Yjs), each closed by the drain.
     peer_sources: list[Callable[[], Collection[Peer]]] = field(default_factory=list)
     # JSON connections still awaiting their auth frame, oldest first: they have a cap of
     # their own (TRIPSAGE_MAX_UNAUTHENTICATED_CONNECTIONS), not TRIPSAGE_MAX_CONNECTIONS.
-    unauthenticated: dict[str, Connection] = field(default_factory=dict)
+    unauthenticated: dict[str, S] = field(default_factory=dict)
     _bound: int = 0  # JSON connections bound to a user (authenticated)
     # The app's instruments (api/transport/metrics.py); their live gauges read this hub.
     metrics: Metrics = field(default_factory=Metrics)
 
     def __post_init__(self) -> None:
-        self.metrics.hub = self
+        self.metrics.live = self.live_connections
         s = self.settings
         self.connection_limiter = KeyedLimiter(s.rate_limit_connections_per_min)
         self.auth_limiter = KeyedLimiter(s.rate_limit_auth_per_min)
@@ -104,7 +133,7 @@ class Hub:
 
     # -- membership ---------------------------------------------------------------
 
-    def admit(self, conn: Connection) -> None:
+    def admit(self, conn: S) -> None:
         """Count a connection that was accepted (before authentication)."""
         self.connections[conn.id] = conn
         self.unauthenticated[conn.id] = conn
@@ -112,7 +141,7 @@ class Hub:
         self.peak_connections = max(self.peak_connections, len(self.connections))
         self.metrics.count(self.metrics.connections_opened, conn.session.endpoint)
 
-    def bind_user(self, conn: Connection, user_id: str) -> None:
+    def bind_user(self, conn: S, user_id: str) -> None:
         self.unauthenticated.pop(conn.id, None)
         peers = self.by_user.setdefault(user_id, set())
         if conn not in peers:
@@ -123,7 +152,7 @@ class Hub:
         """Authenticated connections of every endpoint: what TRIPSAGE_MAX_CONNECTIONS caps."""
         return self._bound + sum(len(source()) for source in self.peer_sources)
 
-    def make_room_for_unauthenticated(self) -> Connection | None:
+    def make_room_for_unauthenticated(self) -> S | None:
         """The socket a new unauthenticated one displaces when their cap is reached.
 
         The oldest of the address holding the most, so that a flood from a few
@@ -141,10 +170,22 @@ class Hub:
     def user_connection_count(self, user_id: str) -> int:
         return len(self.by_user.get(user_id, ()))
 
-    def remove(self, conn: Connection) -> None:
+    def live_connections(self) -> LiveConnections:
+        """What the metrics' live gauges read at scrape time."""
+        live = LiveConnections(peak=self.peak_connections)
+        for conn in tuple(self.connections.values()):
+            endpoint = conn.session.endpoint
+            live.by_endpoint[endpoint] = live.by_endpoint.get(endpoint, 0) + 1
+            depth = conn.queued
+            live.queued += depth
+            live.deepest = max(live.deepest, depth)
+        return live
+
+    def remove(self, conn: S) -> bool:
+        """Forget a closed connection; ``False`` if it was not (or no longer) counted."""
         self.unauthenticated.pop(conn.id, None)
         if self.connections.pop(conn.id, None) is None:
-            return
+            return False
         for name in list(conn.session.subscriptions):
             self.unsubscribe(conn, name)
         if conn.session.principal is not None:
@@ -154,19 +195,15 @@ class Hub:
                 self._bound -= 1
                 if not peers:
                     del self.by_user[conn.session.principal.user_id]
-        for callback in self.on_disconnect:
-            try:
-                callback(conn)
-            except Exception:
-                logger.exception("disconnect callback failed for %s", conn.id)
+        return True
 
     # -- channels -------------------------------------------------------------------
 
-    def subscribe(self, conn: Connection, name: str) -> None:
+    def subscribe(self, conn: S, name: str) -> None:
         self.channels.setdefault(name, set()).add(conn)
         conn.session.subscriptions.add(name)
 
-    def unsubscribe(self, conn: Connection, name: str) -> None:
+    def unsubscribe(self, conn: S, name: str) -> None:
         conn.session.subscriptions.discard(name)
         members = self.channels.get(name)
         if members is not None:
@@ -174,10 +211,10 @@ class Hub:
             if not members:
                 del self.channels[name]
 
-    def subscribers(self, name: str) -> Iterable[Connection]:
+    def subscribers(self, name: str) -> Iterable[S]:
         return tuple(self.channels.get(name, ()))
 
-    def publish(self, name: str, event: ServerEvent, *, exclude: Connection | None = None) -> int:
+    def publish(self, name: str, event: ServerEvent, *, exclude: S | None = None) -> int:
         """Send ``event`` to every subscriber of channel ``name``; encoded once."""
         members = self.channels.get(name)
         if not members:
@@ -186,10 +223,10 @@ class Hub:
 
     def send_many(
         self,
-        conns: Iterable[Connection],
+        conns: Iterable[S],
         event: ServerEvent,
         *,
-        exclude: Connection | None = None,
+        exclude: S | None = None,
         droppable: bool = False,
     ) -> int:
         started = time.perf_counter()

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Final
+from dataclasses import dataclass, field
+from typing import Final
 
 from prometheus_client import (
     CollectorRegistry,
@@ -38,10 +39,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from tripsage_sync.api.transport.hub import Hub
-
-__all__ = ["CONTENT_TYPE", "PREFIX", "Metrics", "event_type_of"]
+__all__ = ["CONTENT_TYPE", "PREFIX", "LiveConnections", "Metrics", "event_type_of"]
 
 PREFIX: Final = "tripsage"
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
@@ -68,6 +66,16 @@ _TYPE_SCAN_CHARS: Final = 256
 AUTH_RESPONSE: Final = "auth_response"
 
 
+@dataclass
+class LiveConnections:
+    """The hub's live state, read at scrape time through :attr:`Metrics.live`."""
+
+    by_endpoint: dict[str, int] = field(default_factory=lambda: {"chat": 0, "agent-status": 0})
+    queued: int = 0  # events waiting in all outbound queues
+    deepest: int = 0  # events waiting in the fullest one
+    peak: int = 0  # most connections open at once since start
+
+
 def event_type_of(text: str) -> str:
     """The ``type`` of an encoded server event (``auth_response`` if none)."""
     start = text.find(_TYPE_KEY, 0, _TYPE_SCAN_CHARS)
@@ -88,7 +96,8 @@ class Metrics:
         self.bytes_in: dict[str, int] = {}
         self.messages_out: dict[str, int] = {}
         self.bytes_out: dict[str, int] = {}
-        self.hub: Hub | None = None
+        # The hub's live state (Hub.live_connections), read at scrape time.
+        self.live: Callable[[], LiveConnections] | None = None
         self.trips_loaded: Callable[[], int] = lambda: 0
         self.storage_retry_after_ms: Callable[[], int] = lambda: 0
         # Counters, by label value (plain ints: see the module docstring).
@@ -204,21 +213,12 @@ class _LiveCollector(Collector):
             "Open WebSocket connections, by endpoint",
             labels=["endpoint"],
         )
-        queued = 0
-        deepest = 0
-        peak = 0
-        hub = m.hub
-        if hub is not None:
-            by_endpoint: dict[str, int] = {"chat": 0, "agent-status": 0}
-            for conn in tuple(hub.connections.values()):
-                endpoint = conn.session.endpoint
-                by_endpoint[endpoint] = by_endpoint.get(endpoint, 0) + 1
-                depth = conn.queued
-                queued += depth
-                deepest = max(deepest, depth)
-            for endpoint, count in sorted(by_endpoint.items()):
+        queued = deepest = peak = 0
+        if m.live is not None:
+            live = m.live()
+            for endpoint, count in sorted(live.by_endpoint.items()):
                 active.add_metric([endpoint], count)
-            peak = hub.peak_connections
+            queued, deepest, peak = live.queued, live.deepest, live.peak
         yield active
         yield GaugeMetricFamily(
             f"{PREFIX}_connections_peak", "Most connections open at once since start", value=peak

@@ -37,14 +37,12 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeVar
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from tripsage_sync.api.transport.metrics import Metrics
 from tripsage_sync.sync.errors import CLOSE_GOING_AWAY, CLOSE_SERVER_ERROR
-
-if TYPE_CHECKING:
-    from tripsage_sync.api.transport.metrics import Metrics
 
 __all__ = ["CLOSE_RELEASE_S", "Close", "Framing", "Outbox", "cancel_and_wait", "find_transport"]
 

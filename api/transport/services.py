@@ -17,21 +17,19 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from tripsage_sync.api.settings import Settings
 from tripsage_sync.api.transport.auth import JwtAuthority
+from tripsage_sync.api.transport.connection import Connection, Handler
 from tripsage_sync.api.transport.hub import Hub
 from tripsage_sync.api.transport.metrics import Metrics
 from tripsage_sync.storage.sqlite import Storage
 from tripsage_sync.sync.backoff import StorageBackoff
 from tripsage_sync.sync.channels import Channel, Facts, Principal, authorize_read
-from tripsage_sync.sync.errors import PermissionDenied
+from tripsage_sync.sync.errors import CLOSE_GOING_AWAY, PermissionDenied
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
     from starlette.routing import BaseRoute
-
-    from tripsage_sync.api.transport.connection import Connection
-
-__all__ = ["Feature", "Services"]
+__all__ = ["Feature", "Services", "shutdown_services"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +40,7 @@ class Feature(Protocol):
     """A product feature (trips, chat) plugged into the shell.
 
     ``routes`` are added to the app; ``start`` runs in the lifespan after the
-    services exist (register ``hub.handlers``, load state, start timers);
+    services exist (register ``handlers``, load state, start timers);
     ``stop`` runs after clients were drained and before storage closes.
     """
 
@@ -58,10 +56,14 @@ class Services:
     settings: Settings
     store: Storage
     authority: JwtAuthority
-    hub: Hub
+    hub: Hub[Connection]
     started_at_s: float = field(default_factory=time.time)
     # Channel namespaces' fact finders, added by features (trip permissions...).
     extra: dict[str, Any] = field(default_factory=dict)
+    # What features plug into every JSON connection: a handler per message type;
+    # callbacks run when a connection is gone (after the hub forgot it).
+    handlers: dict[str, Handler] = field(default_factory=dict)
+    on_disconnect: list[Callable[[Connection], None]] = field(default_factory=list)
     implicit_channel_providers: list[Callable[[Connection], list[str]]] = field(
         default_factory=list
     )
@@ -165,3 +167,24 @@ class Services:
         for hook in self.join_hooks:
             hook(conn)
         return names
+
+
+async def shutdown_services(
+    services: Services,
+    reason: str = "Server shutting down",
+    *,
+    reconnect_after_s: float | None = None,
+) -> None:
+    """Steps 1-2 of the shutdown; ``reconnect_after_s`` defaults to the setting."""
+    hub = services.hub
+    if hub.accepting or hub.connections or hub.peers():
+        await hub.drain(
+            reason,
+            code=CLOSE_GOING_AWAY,
+            grace_s=services.settings.shutdown_grace_s,
+            reconnect_after_s=(
+                services.settings.reconnect_after_s
+                if reconnect_after_s is None
+                else reconnect_after_s
+            ),
+        )

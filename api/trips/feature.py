@@ -23,10 +23,10 @@ into calls on the document and its results back into events:
   same way.
 
 Presence is per connection; a connection that goes away (close, heartbeat
-timeout, abort) leaves every trip at once through ``hub.on_disconnect``.
+timeout, abort) leaves every trip at once through ``services.on_disconnect``.
 
 The payloads are built in :mod:`api.trips.events`; the HTTP API is the
-:class:`api.trips.http.TripHttp` mixin.
+:class:`api.trips.http.TripHttp` feature, composed on this one.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from tripsage_sync.api.settings import Settings
 from tripsage_sync.api.transport.connection import Connection
@@ -50,7 +50,6 @@ from tripsage_sync.api.trips.events import (
     resolution_required_payload,
     rollback_event,
 )
-from tripsage_sync.api.trips.http import TripHttp
 from tripsage_sync.api.trips.rooms import RoomBroken, RoomRegistry, TripRoom
 from tripsage_sync.sync.channels import Principal
 from tripsage_sync.sync.document import (
@@ -93,7 +92,7 @@ ChangeHook = Callable[[TripRoom, Change, object | None], None]
 PresenceHook = Callable[[TripRoom], None]
 
 
-class TripFeature(TripHttp):
+class TripFeature:
     """The trip events, and the rooms other transports (:mod:`api.trips.yjs`) share.
 
     ``change_hooks`` run for every committed change, inside the room's broadcast
@@ -110,15 +109,8 @@ class TripFeature(TripHttp):
     # -- lifecycle ------------------------------------------------------------------
 
     def routes(self) -> list[BaseRoute]:
-        return [
-            Route("/api/trips", self.http_trips, methods=["GET", "POST"]),
-            Route("/api/trips/{trip_id}", self.http_trip, methods=["GET"]),
-            Route(
-                "/api/trips/{trip_id}/collaborators/{user_id}",
-                self.http_collaborator,
-                methods=["PUT", "DELETE"],
-            ),
-        ]
+        """None of its own: :class:`api.trips.http.TripHttp` serves the HTTP API."""
+        return []
 
     async def start(self, services: Services) -> None:
         self.services = services
@@ -133,8 +125,8 @@ class TripFeature(TripHttp):
             "optimistic_update_start": self.on_optimistic_update,
             "conflict_resolution_submit": self.on_resolution_submit,
         }
-        self.hub.handlers.update(handlers)
-        self.hub.on_disconnect.append(self.on_disconnect)
+        self.services.handlers.update(handlers)
+        self.services.on_disconnect.append(self.on_disconnect)
         self._tasks: set[asyncio.Task[None]] = set()
         # Pending manual conflicts survive restarts: load their trips, rearm timers.
         for trip_id in sorted({c.trip_id for c in services.store.pending_conflicts()}):
@@ -184,7 +176,7 @@ class TripFeature(TripHttp):
                 if conn is not exclude and versions and room.trip_id in versions:
                     versions[room.trip_id] = max(versions[room.trip_id], payload["version"])
 
-    def _publish_presence(self, room: TripRoom) -> None:
+    def publish_presence(self, room: TripRoom) -> None:
         now = now_ms()
         payload = {
             "tripId": room.trip_id,
@@ -286,7 +278,7 @@ class TripFeature(TripHttp):
                 },
                 exclude=conn,
             )
-        self._publish_presence(room)
+        self.publish_presence(room)
         if permission in EDITORS:
             for conflict in room.doc.pending_conflicts():
                 conn.send(
@@ -323,17 +315,17 @@ class TripFeature(TripHttp):
                     "sessionId": session_id,
                 },
             )
-        self._publish_presence(room)
+        self.publish_presence(room)
         self._schedule(room)
 
     def touch_presence(
         self, room: TripRoom, connection_id: str, *, current_field: str | None, focus: bool
     ) -> None:
         if room.presence.touch(connection_id, now_ms(), current_field=current_field, focus=focus):
-            self._publish_presence(room)
+            self.publish_presence(room)
 
     def leave_presence(self, room: TripRoom, connection_id: str, session_id: str) -> None:
-        """A connection of another transport leaves (see :meth:`_leave`)."""
+        """A connection of another transport leaves (see :meth:`leave`)."""
         self._leave_presence(room, connection_id, session_id)
 
     async def commit_remote(self, room: TripRoom, result: RemoteResult, origin: object) -> None:
@@ -362,7 +354,7 @@ class TripFeature(TripHttp):
         if result.conflicts:
             self._schedule(room)
 
-    def _leave(self, room: TripRoom, conn: Connection) -> None:
+    def leave(self, room: TripRoom, conn: Connection) -> None:
         self._leave_presence(room, conn.id, conn.session.path_session_id)
 
     def _publish_lock_stop(self, room: TripRoom, lock: FieldLock, *, reason: str) -> None:
@@ -392,7 +384,7 @@ class TripFeature(TripHttp):
                     "sessionId": session_id,
                 },
             )
-        self._publish_presence(room)
+        self.publish_presence(room)
 
     async def on_leave(self, conn: Connection, message: ClientMessage) -> None:
         room = self.registry.rooms.get(message.payload.tripId)
@@ -406,12 +398,12 @@ class TripFeature(TripHttp):
                 },
             )
         self.hub.unsubscribe(conn, channel(room.trip_id))
-        self._leave(room, conn)
+        self.leave(room, conn)
 
     def on_disconnect(self, conn: Connection) -> None:
         for room in list(self.registry.rooms.values()):
             if conn.id in room.presence.members:
-                self._leave(room, conn)
+                self.leave(room, conn)
 
     # -- advisory field locks ----------------------------------------------------------
 
@@ -451,7 +443,7 @@ class TripFeature(TripHttp):
             ],
         }
         self._publish(room, "trip_field_editing_start", event_payload)
-        self._publish_presence(room)
+        self.publish_presence(room)
         self._schedule(room)
 
     async def on_editing_stop(self, conn: Connection, message: ClientMessage) -> None:
@@ -468,7 +460,7 @@ class TripFeature(TripHttp):
                 "lockId": lock.lock_id if lock else payload.lockId,
             },
         )
-        self._publish_presence(room)
+        self.publish_presence(room)
 
     # -- optimistic updates ---------------------------------------------------------------
 
@@ -739,7 +731,7 @@ class TripFeature(TripHttp):
         for lock in expired:
             self._publish_lock_stop(room, lock, reason="timeout")
         if expired or idle_changed:
-            self._publish_presence(room)
+            self.publish_presence(room)
         due = room.doc.next_conflict_deadline_ms()
         refused_ms = None
         if due is not None and due <= now:

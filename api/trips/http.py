@@ -5,8 +5,8 @@ lists the caller's, ``GET /api/trips/{tripId}`` reads one, and
 ``PUT``/``DELETE /api/trips/{tripId}/collaborators/{userId}`` (owners only)
 change who may read or edit it, effective at once (``trip_permission_change``).
 A trip the caller may not read answers 404, like one that does not exist.
-:class:`TripHttp` is a mixin of :class:`api.trips.feature.TripFeature`, whose rooms
-and presence it uses.
+:class:`TripHttp` is a feature of its own composed on
+:class:`api.trips.feature.TripFeature`, whose rooms and presence it uses.
 """
 
 from __future__ import annotations
@@ -16,13 +16,17 @@ import logging
 import re
 import secrets
 import time
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
 
 from tripsage_sync.api.transport.http_body import read_body
+from tripsage_sync.api.transport.services import Services
+from tripsage_sync.api.trips.feature import TripFeature
+from tripsage_sync.api.trips.rooms import TripRoom
 from tripsage_sync.storage import ops
 from tripsage_sync.storage.errors import AlreadyExists
 from tripsage_sync.sync.channels import Principal
@@ -36,13 +40,6 @@ from tripsage_sync.sync.errors import (
     SyncError,
 )
 from tripsage_sync.sync.wire import make_event
-
-if TYPE_CHECKING:
-    from tripsage_sync.api.settings import Settings
-    from tripsage_sync.api.transport.connection import Connection
-    from tripsage_sync.api.transport.hub import Hub
-    from tripsage_sync.api.transport.services import Services
-    from tripsage_sync.api.trips.rooms import RoomRegistry, TripRoom
 
 __all__ = ["TRIP_ID", "TripHttp"]
 
@@ -81,28 +78,35 @@ def _http_error(exc: SyncError, status: int) -> JSONResponse:
 
 
 class TripHttp:
-    """The HTTP endpoints of the trips feature (mixed into ``TripFeature``)."""
+    """The HTTP endpoints of the trips feature: a :class:`api.transport.services.Feature`
+    composed on the :class:`TripFeature` whose rooms it reads and changes."""
 
-    settings: Settings
-    services: Services
-    registry: RoomRegistry
-    hub: Hub
+    def __init__(self, trips: TripFeature) -> None:
+        self.trips = trips
 
-    def _room_for(self, principal: Principal, trip_id: str) -> tuple[TripRoom, str]:
-        raise NotImplementedError
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/api/trips", self.http_trips, methods=["GET", "POST"]),
+            Route("/api/trips/{trip_id}", self.http_trip, methods=["GET"]),
+            Route(
+                "/api/trips/{trip_id}/collaborators/{user_id}",
+                self.http_collaborator,
+                methods=["PUT", "DELETE"],
+            ),
+        ]
 
-    def _publish_presence(self, room: TripRoom) -> None:
-        raise NotImplementedError
+    async def start(self, services: Services) -> None:
+        """Nothing to start: the trip feature holds the rooms."""
 
-    def _leave(self, room: TripRoom, conn: Connection) -> None:
-        raise NotImplementedError
+    async def stop(self) -> None:
+        """Nothing to stop."""
 
     def _principal(self, request: Request) -> Principal:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise AuthError("Missing bearer token", code="AUTH_FAILED")
-        return self.services.authority.verify(token.strip())
+        return self.trips.services.authority.verify(token.strip())
 
     def _trip_json(self, room: TripRoom) -> dict[str, Any]:
         return {
@@ -124,8 +128,8 @@ class TripHttp:
             return _http_error(exc, 401)
         if request.method == "GET":
             trips = []
-            for trip in self.services.store.trips_for_user(principal.user_id):
-                room = self.registry.get(trip.trip_id)
+            for trip in self.trips.services.store.trips_for_user(principal.user_id):
+                room = self.trips.registry.get(trip.trip_id)
                 trips.append(
                     {**self._trip_json(room), "permissionLevel": room.permission(principal.user_id)}
                 )
@@ -134,7 +138,7 @@ class TripHttp:
 
     async def _create_trip(self, request: Request, principal: Principal) -> Response:
         try:
-            body = await read_body(request, self.settings.max_message_size)
+            body = await read_body(request, self.trips.settings.max_message_size)
         except MessageTooLarge as exc:
             return _http_error(exc, 413)
         try:
@@ -150,7 +154,7 @@ class TripHttp:
             )
         trip_id = data.tripId or f"trip-{secrets.token_hex(8)}"
         manual = frozenset(
-            self.settings.manual_fields
+            self.trips.settings.manual_fields
             if data.manualResolutionFields is None
             else data.manualResolutionFields
         )
@@ -161,7 +165,7 @@ class TripHttp:
                 manual,
                 created_by=principal.user_id,
                 now_ms=now_ms(),
-                auto_resolve_after_ms=self.settings.conflict_auto_resolve_ms,
+                auto_resolve_after_ms=self.trips.settings.conflict_auto_resolve_ms,
             )
         except InvalidMessage as exc:
             return _http_error(exc, 400)
@@ -172,12 +176,14 @@ class TripHttp:
             ops.append_update(trip_id, change.version, change.update, json.dumps(change.meta), now),
         ]
         try:
-            await self.services.write(self.services.store.submit_all(writes))
+            await self.trips.services.write(self.trips.services.store.submit_all(writes))
         except AlreadyExists:
             return _http_error(
                 InvalidMessage("A trip with this id exists", details={"tripId": trip_id}), 409
             )
-        room = self.registry.adopt(trip_id, doc, principal.user_id, {principal.user_id: "owner"})
+        room = self.trips.registry.adopt(
+            trip_id, doc, principal.user_id, {principal.user_id: "owner"}
+        )
         room.appended_ms[change.version] = now
         logger.info("trip %s created by %s", trip_id, principal.user_id)
         return JSONResponse(self._trip_json(room), status_code=201)
@@ -186,7 +192,7 @@ class TripHttp:
         """The caller, the trip and their permission; else the 401/404 to answer."""
         try:
             principal = self._principal(request)
-            room, permission = self._room_for(principal, request.path_params["trip_id"])
+            room, permission = self.trips.room_for(principal, request.path_params["trip_id"])
         except AuthError as exc:
             return _http_error(exc, 401)
         except PermissionDenied:  # not a collaborator looks like no such trip
@@ -214,7 +220,7 @@ class TripHttp:
         old = room.permission(target)
         if request.method == "PUT":
             try:
-                raw = await read_body(request, self.settings.max_message_size)
+                raw = await read_body(request, self.trips.settings.max_message_size)
             except MessageTooLarge as exc:
                 return _http_error(exc, 413)
             try:
@@ -228,14 +234,16 @@ class TripHttp:
                     400,
                 )
             assert new is not None
-            await self.services.write(
-                self.services.store.set_collaborator(room.trip_id, target, new)
+            await self.trips.services.write(
+                self.trips.services.store.set_collaborator(room.trip_id, target, new)
             )
             room.permissions[target] = new
             room.presence.set_permission(target, new)
         else:
             new = None
-            await self.services.write(self.services.store.remove_collaborator(room.trip_id, target))
+            await self.trips.services.write(
+                self.trips.services.store.remove_collaborator(room.trip_id, target)
+            )
             room.permissions.pop(target, None)
         payload = {
             "tripId": room.trip_id,
@@ -246,14 +254,14 @@ class TripHttp:
             "effectiveImmediately": True,
         }
         event = make_event("trip_permission_change", payload, now_ms=now_ms())
-        self.hub.publish(channel(room.trip_id), event)
-        for conn in self.hub.by_user.get(target, set()):
+        self.trips.hub.publish(channel(room.trip_id), event)
+        for conn in self.trips.hub.by_user.get(target, set()):
             if channel(room.trip_id) not in conn.session.subscriptions:
                 conn.send(event)
         if new is None:  # removed: out of the room at once
-            for conn in list(self.hub.by_user.get(target, set())):
-                self.hub.unsubscribe(conn, channel(room.trip_id))
-                self._leave(room, conn)
+            for conn in list(self.trips.hub.by_user.get(target, set())):
+                self.trips.hub.unsubscribe(conn, channel(room.trip_id))
+                self.trips.leave(room, conn)
         else:
-            self._publish_presence(room)
+            self.trips.publish_presence(room)
         return JSONResponse(self._trip_json(room))

@@ -134,7 +134,7 @@ class ResumeFeature:
 
     async def start(self, services: Services) -> None:
         self.services = services
-        services.hub.handlers["sync_request"] = self.on_sync_request
+        services.handlers["sync_request"] = self.on_sync_request
 
     async def stop(self) -> None:
         return None

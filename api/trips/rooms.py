@@ -42,18 +42,17 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tripsage_sync.api.restore import restore_document
 from tripsage_sync.api.transport.services import Services
 from tripsage_sync.storage import ops
 from tripsage_sync.storage.errors import is_unavailable
-from tripsage_sync.storage.queries import Trip
-from tripsage_sync.storage.sqlite import Storage
 from tripsage_sync.storage.writer import WriteOp
-from tripsage_sync.sync.conflicts import AUTO_RESOLVE_AFTER_MS, PendingConflict
-from tripsage_sync.sync.document import Change, LogEntry, Snapshot, TripDocument
+from tripsage_sync.sync.conflicts import PendingConflict
+from tripsage_sync.sync.document import Change, TripDocument
 from tripsage_sync.sync.errors import NotFound
 from tripsage_sync.sync.presence import Presence
 
-__all__ = ["RoomBroken", "RoomRegistry", "TripRoom", "restore_document"]
+__all__ = ["RoomBroken", "RoomRegistry", "TripRoom"]
 
 logger = logging.getLogger(__name__)
 
@@ -217,27 +216,6 @@ class TripRoom:
         self.doc = doc
         self.appended_ms = {v: at for v, at in self.appended_ms.items() if v <= doc.version}
         logger.info("trip %s: back at stored version %d", self.trip_id, doc.version)
-
-
-def restore_document(
-    store: Storage, trip: Trip, *, auto_resolve_after_ms: int = AUTO_RESOLVE_AFTER_MS
-) -> TripDocument:
-    """Rebuild a trip's document from SQLite: snapshot, logged updates, pending conflicts."""
-    history = store.trip_history(trip.trip_id)
-    snapshot = None
-    if history.snapshot is not None:
-        snap = history.snapshot
-        snapshot = Snapshot(snap.version, snap.state, json.loads(snap.meta_json))
-    log = [LogEntry(u.version, u.update, json.loads(u.meta_json)) for u in history.updates]
-    pending = [json.loads(c.state_json) for c in store.pending_conflicts(trip.trip_id)]
-    return TripDocument.restore(
-        trip.trip_id,
-        frozenset(json.loads(trip.manual_fields_json)),
-        snapshot,
-        log,
-        pending,
-        auto_resolve_after_ms=auto_resolve_after_ms,
-    )
 
 
 class RoomRegistry:
