@@ -27,6 +27,7 @@ from starlette.routing import BaseRoute, WebSocketRoute
 
 from tripsage_sync.api.chat.feature import ChatFeature
 from tripsage_sync.api.chat.http import ChatHttp
+from tripsage_sync.api.clock import SYSTEM_CLOCK, Clock
 from tripsage_sync.api.ops.feature import OpsFeature
 from tripsage_sync.api.settings import Settings
 from tripsage_sync.api.transport.auth import JwtAuthority, new_secret
@@ -53,29 +54,30 @@ def resolve_secret(settings: Settings, store: Storage) -> str:
     return store.set_meta_if_absent(JWT_SECRET_META_KEY, new_secret()).result()
 
 
-def features(settings: Settings) -> list[Feature]:
+def features(settings: Settings, clock: Clock) -> list[Feature]:
     """The product features this server runs, in start order.
 
     A feature's HTTP API is a feature of its own composed on it (``TripHttp(trips)``),
     so that the feature module never imports its routes.
     """
-    trips = TripFeature(settings)
-    chat = ChatFeature(settings)
+    trips = TripFeature(settings, clock)
+    chat = ChatFeature(settings, clock)
     # Ops first: its health and metrics answer while the others start and stop.
     return [
-        OpsFeature(settings),
+        OpsFeature(settings, clock),
         trips,
         TripHttp(trips),
         chat,
         ChatHttp(chat),
         ResumeFeature(trips),
         YjsFeature(trips),
-        WebFeature(settings),
+        WebFeature(settings, clock),
     ]
 
 
-def create_app(settings: Settings) -> Starlette:
-    plugged = features(settings)
+def create_app(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> Starlette:
+    """The app; ``clock`` is the one every part of it reads (tests pass a fake one)."""
+    plugged = features(settings, clock)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -86,7 +88,11 @@ def create_app(settings: Settings) -> Starlette:
                 secret, issuer=settings.jwt_issuer, audience=settings.jwt_audience
             )
             services = Services(
-                settings=settings, store=store, authority=authority, hub=Hub(settings)
+                settings=settings,
+                store=store,
+                authority=authority,
+                hub=Hub(settings, clock=clock),
+                clock=clock,
             )
             app.state.services = services
             started: list[Feature] = []

@@ -66,11 +66,11 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Final
 
+from tripsage_sync.api.clock import Clock
 from tripsage_sync.api.settings import Settings
 from tripsage_sync.api.transport.services import Services
 from tripsage_sync.storage.errors import DuplicateId, UnknownRow
@@ -119,10 +119,6 @@ TYPING_TYPES: Final = ("chat_typing_start", "chat_typing_stop", "user_typing")
 SYSTEM_TYPES: Final = ("notification", "system_message")
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 def _stored_extra(payload: ChatMessagePayload) -> dict[str, Any]:
     """What a stored chat message keeps besides its content."""
     return {
@@ -132,8 +128,9 @@ def _stored_extra(payload: ChatMessagePayload) -> dict[str, Any]:
 
 
 class ChatFeature:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Clock) -> None:
         self.settings = settings
+        self.clock = clock
         self.streams = StreamTable(
             idle_timeout_ms=int(settings.chat_stream_idle_timeout_s * 1000),
             reorder_window_ms=int(settings.chat_chunk_reorder_window_s * 1000),
@@ -202,7 +199,7 @@ class ChatFeature:
         return make_event(
             "chat_message",
             payload,
-            now_ms=now_ms(),
+            now_ms=self.clock.now_ms(),
             session_id=message.session_id,
             user_id=message.user_id,
         )
@@ -267,7 +264,13 @@ class ChatFeature:
         self.pending.add(message_id)
         try:
             row = await self._store(
-                session_id, message_id, "user", principal.user_id, payload.content, extra, now_ms()
+                session_id,
+                message_id,
+                "user",
+                principal.user_id,
+                payload.content,
+                extra,
+                self.clock.now_ms(),
             )
             self.deliver([f"chat:{session_id}", AGENTS_CHANNEL], self.message_event(row))
         finally:
@@ -332,7 +335,7 @@ class ChatFeature:
         event = make_event(
             message.type,
             message.payload,
-            now_ms=now_ms(),
+            now_ms=self.clock.now_ms(),
             session_id=session_id,
             user_id=message.userId,
         )
@@ -350,7 +353,7 @@ class ChatFeature:
             payload.chunkIndex,
             payload.content,
             payload.isComplete,
-            now_ms(),
+            self.clock.now_ms(),
         )
         if result.duplicate:
             logger.debug(
@@ -371,7 +374,7 @@ class ChatFeature:
                     "isComplete": chunk.is_complete,
                     "chunkIndex": chunk.index,
                 },
-                now_ms=now_ms(),
+                now_ms=self.clock.now_ms(),
                 session_id=session_id,
             )
             delivered += self.hub.publish(f"chat:{session_id}", event)
@@ -381,7 +384,7 @@ class ChatFeature:
         self, principal: Principal, session_id: str, payload: ChatMessageCompletePayload
     ) -> int:
         message_id = payload.messageId
-        stream = self.streams.complete(session_id, message_id, now_ms())
+        stream = self.streams.complete(session_id, message_id, self.clock.now_ms())
         if stream is None:
             logger.debug("duplicate completion of %s dropped", message_id)
             return 0
@@ -394,7 +397,7 @@ class ChatFeature:
                 principal.user_id,
                 payload.finalContent,
                 {"metadata": payload.metadata},
-                now_ms(),
+                self.clock.now_ms(),
             )
             event = make_event(
                 "chat_message_complete",
@@ -404,7 +407,7 @@ class ChatFeature:
                     "metadata": payload.metadata,
                     "seq": row.seq,
                 },
-                now_ms=now_ms(),
+                now_ms=self.clock.now_ms(),
                 session_id=session_id,
             )
             return self.hub.publish(f"chat:{session_id}", event)
@@ -421,7 +424,13 @@ class ChatFeature:
         self.pending.add(message_id)
         try:
             row = await self._store(
-                session_id, message_id, role, principal.user_id, payload.content, extra, now_ms()
+                session_id,
+                message_id,
+                role,
+                principal.user_id,
+                payload.content,
+                extra,
+                self.clock.now_ms(),
             )
             return self.hub.publish(f"chat:{session_id}", self.message_event(row))
         finally:
@@ -450,7 +459,9 @@ class ChatFeature:
                 "Address a user or a channel, not both",
                 details={"field": "channel", "expected": "one target", "received": "two"},
             )
-        event = make_event(message.type, message.payload, now_ms=now_ms(), user_id=user_id)
+        event = make_event(
+            message.type, message.payload, now_ms=self.clock.now_ms(), user_id=user_id
+        )
         if user_id is not None:
             sent = self.hub.send_to_user(user_id, event)
         elif channel is not None:
@@ -476,7 +487,7 @@ class ChatFeature:
                 self._announce_typing(session_id, principal.user_id, None, started=False)
             return
         self._typing_names[(session_id, principal.user_id)] = name
-        now = now_ms()
+        now = self.clock.now_ms()
         if self.typing.start(session_id, principal.user_id, now):
             self._announce_typing(session_id, principal.user_id, name, started=True)
         self._arm(now + self.typing.timeout_ms)
@@ -488,13 +499,16 @@ class ChatFeature:
             event = make_event(
                 "chat_typing_start",
                 {"userId": user_id, "username": name},
-                now_ms=now_ms(),
+                now_ms=self.clock.now_ms(),
                 session_id=session_id,
             )
         else:
             self._typing_names.pop((session_id, user_id), None)
             event = make_event(
-                "chat_typing_stop", {"userId": user_id}, now_ms=now_ms(), session_id=session_id
+                "chat_typing_stop",
+                {"userId": user_id},
+                now_ms=self.clock.now_ms(),
+                session_id=session_id,
             )
         others = (
             c
@@ -530,7 +544,7 @@ class ChatFeature:
                         "chunkIndex": stream.last_released_index,
                         "catchUp": True,
                     },
-                    now_ms=now_ms(),
+                    now_ms=self.clock.now_ms(),
                     session_id=session_id,
                 )
             )
@@ -541,7 +555,7 @@ class ChatFeature:
                     make_event(
                         "chat_typing_start",
                         {"userId": user_id, "username": name},
-                        now_ms=now_ms(),
+                        now_ms=self.clock.now_ms(),
                         session_id=session_id,
                     )
                 )
@@ -572,7 +586,7 @@ class ChatFeature:
                     "gap": gap,
                     "streaming": [s.message_id for s in self.streams.in_progress(session_id)],
                 },
-                now_ms=now_ms(),
+                now_ms=self.clock.now_ms(),
                 session_id=session_id,
             )
         )
@@ -620,15 +634,15 @@ class ChatFeature:
 
     async def _run_timers(self) -> None:
         """End typing indicators, release held chunks, forget stalled streams."""
-        next_sweep = time.monotonic() + STREAM_SWEEP_INTERVAL_S
+        next_sweep = self.clock.monotonic() + STREAM_SWEEP_INTERVAL_S
         while True:
-            now = now_ms()
+            now = self.clock.now_ms()
             for session_id, user_id in self.typing.expire(now):
                 self._announce_typing(session_id, user_id, None, started=False)
             for stream, chunks in self.streams.release_due(now):
                 self._publish_chunks(stream.session_id, chunks)
-            if time.monotonic() >= next_sweep:
-                next_sweep = time.monotonic() + STREAM_SWEEP_INTERVAL_S
+            if self.clock.monotonic() >= next_sweep:
+                next_sweep = self.clock.monotonic() + STREAM_SWEEP_INTERVAL_S
                 for stream in self.streams.expire(now):
                     logger.warning(
                         "reply %s in %s stalled; dropped after %d chunk(s)",
@@ -644,5 +658,5 @@ class ChatFeature:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
-                    self._wake.wait(), max(0.0, (wake_at - now_ms()) / 1000) + 0.005
+                    self._wake.wait(), max(0.0, (wake_at - self.clock.now_ms()) / 1000) + 0.005
                 )

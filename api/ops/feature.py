@@ -42,6 +42,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from tripsage_sync.api.clock import Clock
 from tripsage_sync.api.transport.connection import SERVER_VERSION, Connection
 from tripsage_sync.api.transport.http_body import read_body
 from tripsage_sync.api.transport.metrics import CONTENT_TYPE
@@ -78,10 +79,6 @@ MAINTENANCE_REASON: Final = "Server maintenance"
 MAX_NOTICE_S: Final = 7 * 86_400
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 class MaintenanceRequest(BaseModel):
     """The body of ``POST /api/maintenance``."""
 
@@ -105,8 +102,8 @@ class _Maintenance(NamedTuple):
     handle: asyncio.TimerHandle
 
 
-def _http_error(exc: SyncError, status: int) -> JSONResponse:
-    payload = error_event(exc, now_ms=now_ms()).payload
+def _http_error(exc: SyncError, status: int, now_ms: int) -> JSONResponse:
+    payload = error_event(exc, now_ms=now_ms).payload
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse({"error": payload}, status_code=status, headers=headers)
 
@@ -114,8 +111,9 @@ def _http_error(exc: SyncError, status: int) -> JSONResponse:
 class OpsFeature:
     """Health, metrics and maintenance; a :class:`api.transport.services.Feature`."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Clock) -> None:
         self.settings = settings
+        self.clock = clock
         self._services: Services | None = None
         self._process = psutil.Process(os.getpid())
         self._cores = psutil.cpu_count() or 1
@@ -165,7 +163,7 @@ class OpsFeature:
         cpu = self._process.cpu_times()
         metrics = self.services.metrics
         sample = _Sample(
-            time.monotonic(), cpu.user + cpu.system, metrics.total_in + metrics.total_out
+            self.clock.monotonic(), cpu.user + cpu.system, metrics.total_in + metrics.total_out
         )
         self._samples.append(sample)
         while self._samples and sample.wall_s - self._samples[0].wall_s > SAMPLE_WINDOW_S:
@@ -195,7 +193,7 @@ class OpsFeature:
         return ServerHealthPayload(
             status="operational" if services.hub.accepting else "draining",
             version=SERVER_VERSION,
-            uptime=round(time.time() - services.started_at_s, 3),
+            uptime=round(self.clock.now_ms() / 1000 - services.started_at_s, 3),
             connections=len(services.hub.connections),
             memoryUsage=round(self._process.memory_info().rss / self._ram_bytes, 4),
             cpuUsage=round(min(max(cpu, 0.0), 1.0), 4),
@@ -226,7 +224,7 @@ class OpsFeature:
             performance=Performance(
                 averageLatency=round(sum(latencies) / len(latencies), 1) if latencies else None,
                 maxLatency=max(worst) if worst else None,
-                uptime=round(time.time() - services.started_at_s, 3),
+                uptime=round(self.clock.now_ms() / 1000 - services.started_at_s, 3),
             ),
         )
 
@@ -234,7 +232,9 @@ class OpsFeature:
 
     def _answer(self, conn: Connection, type_: str, payload: BaseModel) -> None:
         conn.send(
-            make_event(type_, payload, now_ms=now_ms(), session_id=conn.session.path_session_id)
+            make_event(
+                type_, payload, now_ms=self.clock.now_ms(), session_id=conn.session.path_session_id
+            )
         )
 
     async def on_connection_health(self, conn: Connection, message: ClientMessage) -> None:
@@ -278,15 +278,17 @@ class OpsFeature:
                 raise AuthError("Missing bearer token", code="AUTH_FAILED")
             principal = self.services.authority.verify(token.strip())
         except AuthError as exc:
-            return _http_error(exc, 401)
+            return _http_error(exc, 401, self.clock.now_ms())
         if principal.role != "admin":
-            return _http_error(PermissionDenied("Only admins schedule maintenance"), 403)
+            return _http_error(
+                PermissionDenied("Only admins schedule maintenance"), 403, self.clock.now_ms()
+            )
         if request.method == "DELETE":
             return JSONResponse({"cancelled": self.cancel_maintenance()})
         try:
             raw = await read_body(request, self.services.settings.max_message_size)
         except MessageTooLarge as exc:
-            return _http_error(exc, 413)
+            return _http_error(exc, 413, self.clock.now_ms())
         try:
             body = MaintenanceRequest.model_validate_json(raw)
         except ValidationError as exc:
@@ -296,9 +298,11 @@ class OpsFeature:
             invalid = InvalidMessage(
                 "Invalid maintenance request", details={"field": field, "expected": expected}
             )
-            return _http_error(invalid, 400)
+            return _http_error(invalid, 400, self.clock.now_ms())
         if not self.services.hub.accepting:
-            return _http_error(PermissionDenied("The server is already draining"), 409)
+            return _http_error(
+                PermissionDenied("The server is already draining"), 409, self.clock.now_ms()
+            )
         return JSONResponse(self.schedule_maintenance(body, by=principal.user_id))
 
     # -- maintenance ---------------------------------------------------------------------------
@@ -306,7 +310,7 @@ class OpsFeature:
     def schedule_maintenance(self, request: MaintenanceRequest, *, by: str) -> dict[str, Any]:
         """Announce now, drain and exit at the scheduled time (replaces a pending one)."""
         self.cancel_maintenance(announce=False)
-        at_ms = now_ms() + int(request.inSeconds * 1000)
+        at_ms = self.clock.now_ms() + int(request.inSeconds * 1000)
         payload = SystemMessagePayload(
             level="maintenance",
             message=request.message,
@@ -314,7 +318,7 @@ class OpsFeature:
             estimatedDuration=request.estimatedDuration,
             affectedServices=request.affectedServices,
         )
-        event = make_event("system_message", payload, now_ms=now_ms())
+        event = make_event("system_message", payload, now_ms=self.clock.now_ms())
         hub = self.services.hub
         delivered = hub.broadcast_all(event)
         loop = asyncio.get_running_loop()
@@ -341,7 +345,9 @@ class OpsFeature:
         pending.handle.cancel()
         if announce:
             notice = SystemMessagePayload(level="info", message="Scheduled maintenance cancelled")
-            self.services.hub.broadcast_all(make_event("system_message", notice, now_ms=now_ms()))
+            self.services.hub.broadcast_all(
+                make_event("system_message", notice, now_ms=self.clock.now_ms())
+            )
             logger.info("maintenance at %s cancelled", iso_ms(pending.at_ms))
         return True
 

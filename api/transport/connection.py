@@ -35,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ from typing import Any, Final, Literal, Protocol
 from starlette.websockets import WebSocket
 
 from tripsage_sync.api import __version__
+from tripsage_sync.api.clock import Clock
 from tripsage_sync.api.settings import Settings
 from tripsage_sync.api.transport.auth import JwtAuthority
 from tripsage_sync.api.transport.hub import Hub
@@ -113,6 +113,9 @@ class Host(Protocol):
     def hub(self) -> Hub[Connection]: ...
 
     @property
+    def clock(self) -> Clock: ...
+
+    @property
     def authority(self) -> JwtAuthority: ...
 
     @property
@@ -137,10 +140,6 @@ class Host(Protocol):
 SERVER_VERSION: Final = __version__
 FEATURES: Final = ("message_batching", "heartbeat", "channels", "optimistic_updates")
 MAX_OUTGOING_BATCH: Final = 64
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +189,7 @@ class _Frames:
             batch.append(queue.popleft())  # type: ignore[arg-type]
         text = (
             f'{{"id":"{new_id("batch")}","type":"batch","timestamp":'
-            f'"{iso_ms(now_ms())}","payload":{{"messages":[{",".join(batch)}]}}}}'
+            f'"{iso_ms(self.conn.clock.now_ms())}","payload":{{"messages":[{",".join(batch)}]}}}}'
         )
         self._events = batch
         self._envelope = len(text) - sum(len(inner) for inner in batch)
@@ -217,6 +216,7 @@ class Connection:
         self.websocket = websocket
         self.services = services
         self.hub = services.hub
+        self.clock = services.clock
         self.settings = services.settings
         self.id = new_id("conn")
         self.client_ip = client_ip
@@ -224,7 +224,7 @@ class Connection:
             connection_id=self.id,
             endpoint=endpoint,
             path_session_id=path_session_id,
-            now_ms=now_ms(),
+            now_ms=self.clock.now_ms(),
             heartbeat_interval_s=self.settings.heartbeat_interval_s,
             auth_timeout_s=self.settings.auth_timeout_s,
         )
@@ -272,7 +272,7 @@ class Connection:
         return self.enqueue(encode(event))
 
     def send_error(self, exc: SyncError, *, in_reply_to: str | None = None) -> None:
-        now = now_ms()
+        now = self.clock.now_ms()
         session_id = self.session.path_session_id
         self.send(error_event(exc, now_ms=now, session_id=session_id, in_reply_to=in_reply_to))
         if isinstance(exc, InvalidUpdate):  # "Optimistic Updates": its one outcome as well
@@ -295,7 +295,7 @@ class Connection:
         """
         frames = []
         if error is not None:
-            now = now_ms()
+            now = self.clock.now_ms()
             event = error_event(error, now_ms=now, session_id=self.session.path_session_id)
             frames.append(encode(event))
             severity: Literal["warning", "error", "critical"] = (
@@ -324,7 +324,7 @@ class Connection:
                 code,
                 grace_period_s=grace_s,
                 reconnect_after_s=reconnect_after_s,
-                now_ms=now_ms(),
+                now_ms=self.clock.now_ms(),
             )
             self._start_close(code, reason, encode(event))
         else:
@@ -338,9 +338,9 @@ class Connection:
 
     async def _timer(self) -> None:
         interval_ms = int(self.settings.heartbeat_interval_s * 1000)
-        next_beat = now_ms() + interval_ms
+        next_beat = self.clock.now_ms() + interval_ms
         while self.session.state in (State.AWAITING_AUTH, State.OPEN):
-            now = now_ms()
+            now = self.clock.now_ms()
             if self.session.state is State.AWAITING_AUTH:
                 if now >= self.session.auth_deadline_ms:
                     self.log.debug("authentication timeout")
@@ -377,7 +377,9 @@ class Connection:
             # Sleep until the next deadline, or until a state change wakes us.
             self._wake.clear()
             with contextlib.suppress(TimeoutError):  # not wait_for: it can swallow a cancel
-                async with asyncio.timeout(max(0.0, (deadline - now_ms()) / 1000) + 0.005):
+                async with asyncio.timeout(
+                    max(0.0, (deadline - self.clock.now_ms()) / 1000) + 0.005
+                ):
                     await self._wake.wait()
 
     def _expire(self, expired: CloseExpired, now: int) -> None:
@@ -442,7 +444,7 @@ class Connection:
             if data is None:
                 data = message.get("bytes") or b""
             size = len(data.encode() if isinstance(data, str) else data)
-            self.session.frame_received(size, now_ms())
+            self.session.frame_received(size, self.clock.now_ms())
             if self.session.state not in (State.AWAITING_AUTH, State.OPEN):
                 metrics.received("ignored", size)
                 continue
@@ -584,7 +586,7 @@ class Connection:
         established = make_event(
             "connection_established",
             payload,
-            now_ms=now_ms(),
+            now_ms=self.clock.now_ms(),
             session_id=self.session.path_session_id,
         )
         # First on the wire, ahead of anything published meanwhile, never batched.
@@ -624,7 +626,7 @@ class Connection:
         await self._handle(message)
 
     async def _handle(self, message: ClientMessage) -> None:
-        now = now_ms()
+        now = self.clock.now_ms()
         if self.session.token_expired(now):  # before the timer noticed: never handled
             self._expire(CloseExpired(), now)
             return
@@ -669,7 +671,7 @@ class Connection:
             make_event(
                 "optimistic_update_rollback",
                 payload,
-                now_ms=now_ms(),
+                now_ms=self.clock.now_ms(),
                 session_id=self.session.path_session_id,
             )
         )
@@ -677,7 +679,7 @@ class Connection:
     async def dispatch(self, message: ClientMessage) -> None:
         match message.type:
             case "connection_heartbeat":
-                now = now_ms()
+                now = self.clock.now_ms()
                 echo = message.payload.serverTime
                 rtt = self.round_trips.heartbeat_received(now, echo)
                 if rtt is not None:
@@ -707,7 +709,7 @@ class Connection:
         try:
             verified = self.services.authority.verify_token(token)
             answer = self.session.refreshed(
-                verified.principal, expires_at_ms=verified.expires_at_ms, now_ms=now_ms()
+                verified.principal, expires_at_ms=verified.expires_at_ms, now_ms=self.clock.now_ms()
             )
         except SyncError as refused:
             self.log.info("token refresh refused: %s", refused.code, extra={"code": refused.code})
@@ -765,7 +767,7 @@ class Connection:
             make_event(
                 "subscription_update",
                 payload,
-                now_ms=now_ms(),
+                now_ms=self.clock.now_ms(),
                 session_id=self.session.path_session_id,
             )
         )

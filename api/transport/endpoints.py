@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import time
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
@@ -100,7 +99,8 @@ async def admit_upgrade(websocket: WebSocket, services: Services) -> str | None:
 
 async def _refuse_after_accept(websocket: WebSocket, exc: SyncError, code: int) -> None:
     await websocket.accept()
-    await websocket.send_text(encode(error_event(exc, now_ms=int(time.time() * 1000))))
+    now_ms = _services(websocket).clock.now_ms()
+    await websocket.send_text(encode(error_event(exc, now_ms=now_ms)))
     await websocket.close(code, exc.code.lower())
 
 

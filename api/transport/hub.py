@@ -27,6 +27,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
+from tripsage_sync.api.clock import SYSTEM_CLOCK, Clock
 from tripsage_sync.api.settings import Settings
 from tripsage_sync.api.transport.metrics import LiveConnections, Metrics
 from tripsage_sync.sync.errors import RateLimited
@@ -104,6 +105,7 @@ def rate_limited(what: str, decision: Decision, now_s: float) -> RateLimited:
 @dataclass
 class Hub(Generic[S]):
     settings: Settings
+    clock: Clock = SYSTEM_CLOCK
     connections: dict[str, S] = field(default_factory=dict)
     by_user: dict[str, set[S]] = field(default_factory=dict)
     channels: dict[str, set[S]] = field(default_factory=dict)
@@ -248,7 +250,7 @@ class Hub(Generic[S]):
     # -- limits -----------------------------------------------------------------------
 
     def check(self, limiter: KeyedLimiter, key: str, what: str) -> RateLimited | None:
-        now_s = time.time()
+        now_s = self.clock.now_ms() / 1000
         decision = limiter.take(key, now_s)
         return None if decision.allowed else rate_limited(what, decision, now_s)
 

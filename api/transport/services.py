@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from tripsage_sync.api.clock import SYSTEM_CLOCK, Clock
 from tripsage_sync.api.settings import Settings
 from tripsage_sync.api.transport.auth import JwtAuthority
 from tripsage_sync.api.transport.connection import Connection, Handler
@@ -57,7 +57,8 @@ class Services:
     store: Storage
     authority: JwtAuthority
     hub: Hub[Connection]
-    started_at_s: float = field(default_factory=time.time)
+    clock: Clock = SYSTEM_CLOCK
+    started_at_s: float = field(init=False)  # wall time (s) the services were built
     # Channel namespaces' fact finders, added by features (trip permissions...).
     extra: dict[str, Any] = field(default_factory=dict)
     # What features plug into every JSON connection: a handler per message type;
@@ -78,6 +79,7 @@ class Services:
     storage_backoff: StorageBackoff = field(init=False)
 
     def __post_init__(self) -> None:
+        self.started_at_s = self.clock.now_ms() / 1000
         self.storage_backoff = StorageBackoff(
             self.settings.storage_retry_initial_ms, self.settings.storage_retry_max_ms
         )
@@ -136,7 +138,7 @@ class Services:
         if principal.is_privileged:
             return
         owner = await self.write(
-            self.store.claim_chat_session(session_id, principal.user_id, int(time.time() * 1000))
+            self.store.claim_chat_session(session_id, principal.user_id, self.clock.now_ms())
         )
         if owner == principal.user_id:
             return

@@ -8,7 +8,6 @@ payloads, shared by the live handlers (:mod:`api.trips.feature`), the resume rep
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from tripsage_sync.sync.conflicts import ConflictDetected, PendingConflict
@@ -29,10 +28,6 @@ __all__ = [
     "resolution_required_payload",
     "rollback_event",
 ]
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def outcome_event(
@@ -111,7 +106,7 @@ def rollback_event(
 
 
 def change_payload(
-    trip_id: str, change: Change, *, now: int | None = None, replayed: bool = False
+    trip_id: str, change: Change, *, now: int, replayed: bool = False
 ) -> dict[str, Any]:
     """The ``trip_update_broadcast`` payload of an applied change.
 
@@ -126,7 +121,7 @@ def change_payload(
             for name, c in change.changes.items()
         },
         "version": change.version,
-        "timestamp": iso_ms(now_ms() if now is None else now),
+        "timestamp": iso_ms(now),
     }
     if replayed:
         payload["replayed"] = True

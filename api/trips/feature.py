@@ -34,12 +34,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from collections.abc import Callable
 from typing import Any, Final
 
 from starlette.routing import BaseRoute
 
+from tripsage_sync.api.clock import Clock
 from tripsage_sync.api.settings import Settings
 from tripsage_sync.api.transport.connection import Connection
 from tripsage_sync.api.transport.services import Services
@@ -80,10 +80,6 @@ EDITORS: Final = frozenset({"editor", "owner"})
 SUPPORTED_FEATURES: Final = ("real_time_editing", "typing_indicators", "live_cursors")
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 def channel(trip_id: str) -> str:
     return f"trip:{trip_id}"
 
@@ -101,8 +97,9 @@ class TripFeature:
     is published.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Clock) -> None:
         self.settings = settings
+        self.clock = clock
         self.change_hooks: list[ChangeHook] = []
         self.presence_hooks: list[PresenceHook] = []
 
@@ -168,7 +165,7 @@ class TripFeature:
         *,
         exclude: Connection | None = None,
     ) -> None:
-        event = make_event(type_, payload, now_ms=now_ms())
+        event = make_event(type_, payload, now_ms=self.clock.now_ms())
         self.hub.publish(channel(room.trip_id), event, exclude=exclude)
         if type_ == "trip_update_broadcast":
             for conn in self.hub.subscribers(channel(room.trip_id)):
@@ -177,7 +174,7 @@ class TripFeature:
                     versions[room.trip_id] = max(versions[room.trip_id], payload["version"])
 
     def publish_presence(self, room: TripRoom) -> None:
-        now = now_ms()
+        now = self.clock.now_ms()
         payload = {
             "tripId": room.trip_id,
             "activeCollaborators": room.presence.active_collaborators(now, iso_ms),
@@ -189,7 +186,7 @@ class TripFeature:
             hook(room)
 
     def _send_to_editors(self, room: TripRoom, type_: str, payload: dict[str, Any]) -> None:
-        event = make_event(type_, payload, now_ms=now_ms())
+        event = make_event(type_, payload, now_ms=self.clock.now_ms())
         editors = [
             conn
             for conn in self.hub.subscribers(channel(room.trip_id))
@@ -204,7 +201,7 @@ class TripFeature:
             self._publish(
                 room,
                 "trip_update_broadcast",
-                change_payload(room.trip_id, result.change),
+                change_payload(room.trip_id, result.change, now=self.clock.now_ms()),
                 exclude=exclude,
             )
             self._run_change_hooks(room, result.change, None)
@@ -226,7 +223,7 @@ class TripFeature:
     async def on_session_start(self, conn: Connection, message: ClientMessage) -> None:
         payload = message.payload
         room, permission = self._room_for(conn.principal, payload.tripId)
-        now = now_ms()
+        now = self.clock.now_ms()
         principal = conn.principal
         self.hub.subscribe(conn, channel(room.trip_id))
         new_user = room.presence.join(
@@ -321,7 +318,9 @@ class TripFeature:
     def touch_presence(
         self, room: TripRoom, connection_id: str, *, current_field: str | None, focus: bool
     ) -> None:
-        if room.presence.touch(connection_id, now_ms(), current_field=current_field, focus=focus):
+        if room.presence.touch(
+            connection_id, self.clock.now_ms(), current_field=current_field, focus=focus
+        ):
             self.publish_presence(room)
 
     def leave_presence(self, room: TripRoom, connection_id: str, session_id: str) -> None:
@@ -340,7 +339,7 @@ class TripFeature:
             writes.extend(room.writes_for(None, conflict=conflict))
         async with room.durable(self.services, writes):
             if change is not None:
-                payload = change_payload(room.trip_id, change)
+                payload = change_payload(room.trip_id, change, now=self.clock.now_ms())
                 self._publish(room, "trip_update_broadcast", payload)
                 self._run_change_hooks(room, change, origin)
             for conflict, detected in result.conflicts:
@@ -427,7 +426,7 @@ class TripFeature:
             raise PermissionDenied(
                 "Viewers cannot edit this trip", details={"tripId": room.trip_id}
             )
-        lock = room.presence.lock(conn.id, payload.fieldName, new_id("lock"), now_ms())
+        lock = room.presence.lock(conn.id, payload.fieldName, new_id("lock"), self.clock.now_ms())
         event_payload = {
             "tripId": room.trip_id,
             "fieldName": lock.field_name,
@@ -449,7 +448,7 @@ class TripFeature:
     async def on_editing_stop(self, conn: Connection, message: ClientMessage) -> None:
         payload = message.payload
         room = self._joined(conn, payload.tripId)
-        lock = room.presence.unlock(conn.id, payload.fieldName, now_ms())
+        lock = room.presence.unlock(conn.id, payload.fieldName, self.clock.now_ms())
         self._publish(
             room,
             "trip_field_editing_stop",
@@ -466,7 +465,7 @@ class TripFeature:
 
     async def on_optimistic_update(self, conn: Connection, message: ClientMessage) -> None:
         p = message.payload
-        received = now_ms()
+        received = self.clock.now_ms()
         field_name = p.fieldName or p.fieldPath
         if field_name is None:
             raise InvalidUpdate(
@@ -552,7 +551,7 @@ class TripFeature:
             received_ts_ms=received,
         )
         result = room.doc.apply_optimistic(request)
-        outcome = outcome_event(result, room.trip_id, now_ms() - received)
+        outcome = outcome_event(result, room.trip_id, self.clock.now_ms() - received)
         waiter: asyncio.Future[tuple[str, dict[str, Any]]] = (
             asyncio.get_running_loop().create_future()
         )
@@ -565,7 +564,7 @@ class TripFeature:
         try:
             async with room.durable(self.services, writes):
                 self._broadcast_result(room, result, exclude=conn)
-                outcome[1]["processingTime"] = now_ms() - received
+                outcome[1]["processingTime"] = self.clock.now_ms() - received
                 if isinstance(result.outcome, Refused):
                     refused = InvalidMessage(result.outcome.message, details=result.outcome.details)
                     conn.send_error(refused, in_reply_to=message.id)
@@ -627,7 +626,9 @@ class TripFeature:
         type_, payload = outcome
         self.services.count_outcome(type_)
         conn.send(
-            make_event(type_, payload, now_ms=now_ms(), session_id=conn.session.path_session_id)
+            make_event(
+                type_, payload, now_ms=self.clock.now_ms(), session_id=conn.session.path_session_id
+            )
         )
 
     # -- conflicts --------------------------------------------------------------------------
@@ -657,7 +658,7 @@ class TripFeature:
                     "received": "undefined",
                 },
             )
-        refused_ms = self.services.storage_backoff.admit(now_ms())
+        refused_ms = self.services.storage_backoff.admit(self.clock.now_ms())
         if refused_ms is not None:
             raise ServerError(
                 "The choice could not be saved (storage unavailable); retry",
@@ -669,7 +670,7 @@ class TripFeature:
             user_id=conn.principal.user_id,
             chosen_option_id=p.chosenOptionId,
             custom_value=p.customValue,
-            now_ms=now_ms(),
+            now_ms=self.clock.now_ms(),
         )
         try:
             await self._commit_resolution(room, result, resolved_by=conn.principal.user_id)
@@ -716,7 +717,7 @@ class TripFeature:
         if not deadlines:
             return
         loop = asyncio.get_running_loop()
-        delay_s = max(0.0, (min(deadlines) - now_ms()) / 1000) + 0.01
+        delay_s = max(0.0, (min(deadlines) - self.clock.now_ms()) / 1000) + 0.01
         room.timer = loop.call_later(delay_s, self._fire, room)
 
     def _fire(self, room: TripRoom) -> None:
@@ -726,7 +727,7 @@ class TripFeature:
         task.add_done_callback(self._tasks.discard)
 
     async def _on_timer(self, room: TripRoom) -> None:
-        now = now_ms()
+        now = self.clock.now_ms()
         expired, idle_changed = room.presence.expire(now)
         for lock in expired:
             self._publish_lock_stop(room, lock, reason="timeout")
@@ -761,7 +762,7 @@ class TripFeature:
         if room.since_snapshot < settings.compact_every_updates:
             return
         room.since_snapshot = 0
-        horizon = now_ms() - int(settings.history_retention_days * 86_400_000)
+        horizon = self.clock.now_ms() - int(settings.history_retention_days * 86_400_000)
         recent = [v for v, at in room.appended_ms.items() if at >= horizon]
         keep = min(recent) - 1 if recent else room.doc.version
         keep = max(keep, room.doc.base_version)
@@ -777,7 +778,7 @@ class TripFeature:
                     snapshot.version,
                     snapshot.state,
                     json.dumps(snapshot.meta),
-                    now_ms(),
+                    self.clock.now_ms(),
                     prune_log_up_to_version=snapshot.version,
                 )
             )

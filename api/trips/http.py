@@ -15,7 +15,6 @@ import json
 import logging
 import re
 import secrets
-import time
 from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
@@ -46,10 +45,6 @@ __all__ = ["TRIP_ID", "TripHttp"]
 logger = logging.getLogger(__name__)
 
 TRIP_ID: Final = re.compile(r"^[A-Za-z0-9_.@+=-]{1,128}$")
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def channel(trip_id: str) -> str:
@@ -164,12 +159,12 @@ class TripHttp:
                 dict(data.fields),
                 manual,
                 created_by=principal.user_id,
-                now_ms=now_ms(),
+                now_ms=self.trips.clock.now_ms(),
                 auto_resolve_after_ms=self.trips.settings.conflict_auto_resolve_ms,
             )
         except InvalidMessage as exc:
             return _http_error(exc, 400)
-        now = now_ms()
+        now = self.trips.clock.now_ms()
         writes: list[Any] = [
             ops.create_trip(trip_id, principal.user_id, json.dumps(sorted(manual)), now),
             ops.set_collaborator(trip_id, principal.user_id, "owner"),
@@ -253,7 +248,7 @@ class TripHttp:
             "newPermission": new,
             "effectiveImmediately": True,
         }
-        event = make_event("trip_permission_change", payload, now_ms=now_ms())
+        event = make_event("trip_permission_change", payload, now_ms=self.trips.clock.now_ms())
         self.trips.hub.publish(channel(room.trip_id), event)
         for conn in self.trips.hub.by_user.get(target, set()):
             if channel(room.trip_id) not in conn.session.subscriptions:

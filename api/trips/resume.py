@@ -35,7 +35,6 @@ answer does not tell whether the trip exists.
 from __future__ import annotations
 
 import logging
-import time
 from typing import TYPE_CHECKING, Any, Final
 
 from starlette.routing import BaseRoute
@@ -57,10 +56,6 @@ logger = logging.getLogger(__name__)
 
 # At most this many replayed changes (and half the outbound queue); beyond: a snapshot.
 MAX_REPLAY_CHANGES: Final = 256
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def replay_limit(outbound_queue_size: int) -> int:
@@ -164,7 +159,7 @@ class ResumeFeature:
                     payload.sinceVersion,
                     until,
                     limit=replay_limit(self.services.settings.outbound_queue_size),
-                    now=now_ms(),
+                    now=self.trips.clock.now_ms(),
                     session_id=conn.session.path_session_id,
                     request_id=message.id,
                 )

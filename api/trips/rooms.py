@@ -42,6 +42,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tripsage_sync.api.clock import Clock
 from tripsage_sync.api.restore import restore_document
 from tripsage_sync.api.transport.services import Services
 from tripsage_sync.storage import ops
@@ -69,10 +70,6 @@ class RoomBroken(Exception):
         self.retry_after_ms = retry_after_ms
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 @dataclass
 class TripRoom:
     trip_id: str
@@ -80,6 +77,7 @@ class TripRoom:
     owner_id: str
     permissions: dict[str, str]
     presence: Presence
+    clock: Clock
     broken: bool = False
     # version -> wall time it was appended (or loaded), for retention.
     appended_ms: dict[int, int] = field(default_factory=dict)
@@ -105,7 +103,7 @@ class TripRoom:
         resolved: str | None = None,
     ) -> list[WriteOp[object]]:
         """The storage operations of one applied result, committed all-or-nothing."""
-        now = now_ms()
+        now = self.clock.now_ms()
         writes: list[WriteOp[Any]] = []
         if change is not None:
             append = ops.append_update(
@@ -169,7 +167,7 @@ class TripRoom:
                 failure = exc
                 # Refuse edits at once, not after the earlier commits were broadcast.
                 if writes and is_unavailable(exc):
-                    retry_after_ms = backoff.failed(now_ms())
+                    retry_after_ms = backoff.failed(self.clock.now_ms())
                 else:  # the write's own fault (or its predecessor's): no episode of its own
                     retry_after_ms = backoff.delay_ms if backoff.failing else backoff.initial_ms
             else:
@@ -244,7 +242,7 @@ class RoomRegistry:
             store, trip, auto_resolve_after_ms=self.services.settings.conflict_auto_resolve_ms
         )
         room = self.adopt(trip_id, doc, trip.owner_id, store.collaborators(trip_id))
-        now = now_ms()
+        now = self.services.clock.now_ms()
         # Loaded history counts as appended now: it is kept the whole retention period.
         room.appended_ms = {v: now for v in range(doc.base_version + 1, doc.version + 1)}
         logger.info("trip %s loaded at version %d", trip_id, doc.version)
@@ -260,6 +258,7 @@ class RoomRegistry:
             doc=doc,
             owner_id=owner_id,
             permissions=permissions,
+            clock=self.services.clock,
             presence=Presence(
                 trip_id,
                 idle_after_ms=int(settings.presence_idle_s * 1000),

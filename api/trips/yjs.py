@@ -67,7 +67,6 @@ import asyncio
 import contextlib
 import logging
 import re
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Final, assert_never
@@ -76,6 +75,7 @@ from pycrdt import merge_updates
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket
 
+from tripsage_sync.api.clock import Clock
 from tripsage_sync.api.transport.connection import _ConnectionLog
 from tripsage_sync.api.transport.endpoints import admit_upgrade
 from tripsage_sync.api.transport.outbox import CLOSE_RELEASE_S, Close, Outbox, cancel_and_wait
@@ -140,10 +140,6 @@ SERVER_OWNER: Final = "server"
 MAX_UPDATES_PER_FRAME: Final = 256  # a longer burst is flushed in several frames
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 @dataclass(eq=False)
 class _YRoom:
     """The Yjs side of one trip room: its peers and awareness."""
@@ -168,14 +164,15 @@ class _YRoom:
 class _Frames:
     """The writer's framing (:class:`api.transport.outbox.Framing`): frames go as they are."""
 
-    def __init__(self) -> None:
-        self.last_sent_s = time.monotonic()  # the keepalive's clock
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.last_sent_s = clock.monotonic()  # the keepalive's clock
 
     def frame(self, item: bytes, queue: deque[bytes | Close]) -> bytes:
         return item
 
     def sent(self, frame: str | bytes) -> None:
-        self.last_sent_s = time.monotonic()
+        self.last_sent_s = self.clock.monotonic()
 
 
 class YjsConnection:
@@ -193,6 +190,7 @@ class YjsConnection:
         self.websocket = websocket
         self.feature = feature
         self.settings = feature.settings
+        self.clock = feature.clock
         self.principal = principal
         self.room = room
         self.permission = permission
@@ -206,7 +204,7 @@ class YjsConnection:
             metrics=feature.services.metrics,
             log=self.log,
         )
-        self._frames = _Frames()
+        self._frames = _Frames(self.clock)
         self.token = TokenLifetime(expires_at_ms, warning_s=0)  # no warning event in y-protocols
 
     @property
@@ -241,15 +239,15 @@ class YjsConnection:
     async def _keepalive(self) -> None:
         interval_s = self.settings.heartbeat_interval_s
         while self.open:
-            if isinstance(self.token.due(now_ms()), CloseExpired):
+            if isinstance(self.token.due(self.clock.now_ms()), CloseExpired):
                 self._expire()
                 return
-            idle_s = time.monotonic() - self._frames.last_sent_s
+            idle_s = self.clock.monotonic() - self._frames.last_sent_s
             if idle_s >= interval_s:
                 self.enqueue(KEEPALIVE_FRAME, droppable=True)
-                self._frames.last_sent_s = time.monotonic()
+                self._frames.last_sent_s = self.clock.monotonic()
                 idle_s = 0.0
-            expires_in_s = (self.token.deadline_ms - now_ms()) / 1000 + 0.005
+            expires_in_s = (self.token.deadline_ms - self.clock.now_ms()) / 1000 + 0.005
             await asyncio.sleep(min(interval_s - idle_s, max(0.0, expires_in_s)))
 
     # -- the connection -----------------------------------------------------------------
@@ -285,7 +283,7 @@ class YjsConnection:
                 return
             if not self.open:
                 continue
-            if self.token.expired(now_ms()):  # before the keepalive noticed: not applied
+            if self.token.expired(self.clock.now_ms()):  # before the keepalive noticed: not applied
                 self._expire()
                 continue
             data = message.get("bytes")
@@ -346,6 +344,7 @@ class YjsFeature:
     """The ``/ws/yjs/{tripId}`` endpoint and the bridge to the trip rooms."""
 
     def __init__(self, trips: TripFeature) -> None:
+        self.clock = trips.clock
         self.trips = trips
         self.settings = trips.settings
         self.rooms: dict[str, _YRoom] = {}
@@ -375,7 +374,7 @@ class YjsFeature:
             )
 
     def allow(self, user_id: str) -> bool:
-        return self.limiter.take(user_id, time.monotonic()).allowed
+        return self.limiter.take(user_id, self.clock.monotonic()).allowed
 
     def room_of(self, conn: YjsConnection) -> _YRoom:
         return self.rooms.setdefault(conn.room.trip_id, _YRoom(conn.room.trip_id))
@@ -456,7 +455,7 @@ class YjsFeature:
             principal.name or principal.user_id,
             principal.avatar_url,
             conn.permission,
-            now_ms(),
+            self.clock.now_ms(),
         )
         self.trips.join_presence(conn.room, member, conn.id)  # runs on_presence
         if conn.permission in EDITORS:
@@ -492,13 +491,16 @@ class YjsFeature:
             conn.log.info("viewer update of %d bytes refused", len(update))
             conn.enqueue(auth_denied_frame("read-only: update not applied"))
             return
-        refused_ms = self.services.storage_backoff.admit(now_ms())
+        refused_ms = self.services.storage_backoff.admit(self.clock.now_ms())
         if refused_ms is not None:  # storage is failing: not applied, asked for again later
             self._hold(conn, refused_ms)
             return
         try:
             result = room.doc.apply_remote_update(
-                update, user_id=conn.principal.user_id, update_id=new_id("yjs"), now_ms=now_ms()
+                update,
+                user_id=conn.principal.user_id,
+                update_id=new_id("yjs"),
+                now_ms=self.clock.now_ms(),
             )
         except MalformedRemoteUpdate:
             conn.log.info("malformed update of %d bytes", len(update))

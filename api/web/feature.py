@@ -33,7 +33,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import time
 from os import PathLike
 from pathlib import Path, PurePosixPath
 from typing import Final
@@ -45,6 +44,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
+from tripsage_sync.api.clock import Clock
 from tripsage_sync.api.settings import Settings
 from tripsage_sync.api.transport.http_body import read_body
 from tripsage_sync.api.transport.services import Services
@@ -113,8 +113,9 @@ class NoCacheStaticFiles(StaticFiles):
 class WebFeature:
     """The page, its modules and service worker, and the demo sign-in."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Clock) -> None:
         self.settings = settings
+        self.clock = clock
         self.services: Services | None = None
 
     def routes(self) -> list[BaseRoute]:
@@ -172,7 +173,7 @@ class WebFeature:
             )
         token = self.services.authority.mint(
             data.userId,
-            now_s=time.time(),
+            now_s=self.clock.now_ms() / 1000,
             ttl_s=DEV_TOKEN_TTL_S,
             role="user",
             name=data.name or data.userId,
