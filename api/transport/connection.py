@@ -35,10 +35,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, Final, Literal, Protocol
+from typing import Final, Protocol
 
 from starlette.websockets import WebSocket
 
@@ -47,8 +45,8 @@ from tripsage_sync.api.clock import Clock
 from tripsage_sync.api.settings import Settings
 from tripsage_sync.api.transport.auth import JwtAuthority
 from tripsage_sync.api.transport.hub import Hub
-from tripsage_sync.api.transport.metrics import Metrics
-from tripsage_sync.api.transport.outbox import CLOSE_RELEASE_S, Close, Outbox, cancel_and_wait
+from tripsage_sync.api.transport.link import Frames, Link, Solo
+from tripsage_sync.api.transport.outbox import CLOSE_RELEASE_S, cancel_and_wait
 from tripsage_sync.sync.channels import Channel, Principal
 from tripsage_sync.sync.errors import (
     CLOSE_AUTH_FAILED,
@@ -67,25 +65,18 @@ from tripsage_sync.sync.errors import (
     SyncError,
 )
 from tripsage_sync.sync.events import (
-    ConnectionErrorPayload,
     ConnectionEstablishedPayload,
     Limits,
     SubscriptionUpdatePayload,
     connection_close,
-    error_event,
 )
-from tripsage_sync.sync.health import RoundTrips
-from tripsage_sync.sync.session import CloseExpired, Session, State, WarnExpiring
+from tripsage_sync.sync.session import CloseExpired, State, WarnExpiring
 from tripsage_sync.sync.wire import (
     AuthResponse,
     ClientMessage,
-    InvalidUpdate,
-    ServerEvent,
     encode,
-    iso_ms,
     make_event,
     message_id_of,
-    new_id,
     parse_auth_request,
     parse_client_message,
     parse_client_value,
@@ -139,71 +130,12 @@ class Host(Protocol):
 
 SERVER_VERSION: Final = __version__
 FEATURES: Final = ("message_batching", "heartbeat", "channels", "optimistic_updates")
-MAX_OUTGOING_BATCH: Final = 64
 
 
-@dataclass(frozen=True, slots=True)
-class _Solo:
-    """A frame the writer sends on its own, never inside an outgoing batch."""
+class Connection(Link):
+    """A JSON connection: the outbound half of :class:`Link`, and the reader and timer
+    that authenticate it, keep it alive and dispatch what it receives."""
 
-    text: str
-
-
-class _ConnectionLog(logging.LoggerAdapter[logging.Logger]):
-    """Prefixes ``[conn user=...]`` and sets ``conn``/``user`` (and a call's own
-    ``extra``, e.g. ``trip``, ``code``) as record attributes: the JSON log
-    format (``api.cli.JsonFormatter``) writes them as keys."""
-
-    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
-        extra = dict(self.extra or {})
-        extra.update(kwargs.get("extra") or {})
-        kwargs["extra"] = extra
-        return f"[{extra.get('conn')} user={extra.get('user', '-')}] {msg}", kwargs
-
-
-class _Frames:
-    """The writer's framing (:class:`api.transport.outbox.Framing`) for one JSON connection.
-
-    A ``_Solo`` frame goes alone; with ``message_batching``, consecutive event
-    frames (up to :data:`MAX_OUTGOING_BATCH`) go in one ``batch`` envelope.
-    Every frame is counted in the session and per event type in the metrics,
-    the envelope's own bytes as ``batch``.
-    """
-
-    def __init__(self, conn: Connection, metrics: Metrics) -> None:
-        self.conn = conn
-        self.metrics = metrics
-        self._events: list[str] = []
-        self._envelope = 0  # bytes of a batch envelope around the events
-
-    def frame(self, item: str | _Solo, queue: deque[str | _Solo | Close]) -> str:
-        self._envelope = 0
-        if isinstance(item, _Solo):
-            self._events = [item.text]
-            return item.text
-        if not (self.conn.batching and queue and isinstance(queue[0], str)):
-            self._events = [item]
-            return item
-        batch = [item]
-        while queue and isinstance(queue[0], str) and len(batch) < MAX_OUTGOING_BATCH:
-            batch.append(queue.popleft())  # type: ignore[arg-type]
-        text = (
-            f'{{"id":"{new_id("batch")}","type":"batch","timestamp":'
-            f'"{iso_ms(self.conn.clock.now_ms())}","payload":{{"messages":[{",".join(batch)}]}}}}'
-        )
-        self._events = batch
-        self._envelope = len(text) - sum(len(inner) for inner in batch)
-        return text
-
-    def sent(self, frame: str | bytes) -> None:
-        self.conn.session.frame_sent(len(frame))
-        for event in self._events:
-            self.metrics.sent_text(event)
-        if self._envelope:
-            self.metrics.sent("batch", self._envelope)
-
-
-class Connection:
     def __init__(
         self,
         websocket: WebSocket,
@@ -213,126 +145,18 @@ class Connection:
         path_session_id: str,
         client_ip: str,
     ) -> None:
-        self.websocket = websocket
-        self.services = services
-        self.hub = services.hub
-        self.clock = services.clock
-        self.settings = services.settings
-        self.id = new_id("conn")
-        self.client_ip = client_ip
-        self.session = Session(
-            connection_id=self.id,
+        super().__init__(
+            websocket,
+            services.settings,
+            services.clock,
+            services.hub.metrics,
+            logger,
             endpoint=endpoint,
             path_session_id=path_session_id,
-            now_ms=self.clock.now_ms(),
-            heartbeat_interval_s=self.settings.heartbeat_interval_s,
-            auth_timeout_s=self.settings.auth_timeout_s,
+            client_ip=client_ip,
         )
-        self.batching = False
-        self.closed = asyncio.Event()
-        self._wake = asyncio.Event()
-        self.log = _ConnectionLog(logger, {"conn": self.id})
-        self.outbox: Outbox[str | _Solo] = Outbox(
-            websocket,
-            size=self.settings.outbound_queue_size,
-            send_timeout_s=self.settings.send_timeout_s,
-            metrics=self.hub.metrics,
-            log=self.log,
-            may_close=self.session.close,
-        )
-        self.round_trips = RoundTrips()
-        # Presence and similar state that later features attach to a connection.
-        self.attachments: dict[str, Any] = {}
-
-    @property
-    def principal(self) -> Principal:
-        assert self.session.principal is not None, "principal read before authentication"
-        return self.session.principal
-
-    # -- outbound -----------------------------------------------------------------
-
-    def enqueue(self, text: str, *, droppable: bool = False) -> bool:
-        """Queue a frame for the writer; never blocks. ``False`` if not queued."""
-        if self.session.state is not State.OPEN:
-            return False
-        return self.outbox.put(text, droppable=droppable)
-
-    def send_heartbeat(self, now: int) -> None:
-        """A ``connection_heartbeat``, remembered for its round trip (sync/health.py)."""
-        event = self.session.heartbeat(now)
-        if self.send(event):
-            self.round_trips.heartbeat_sent(event.payload["serverTime"], now)
-
-    @property
-    def queued(self) -> int:
-        """Frames waiting in the outbound queue."""
-        return len(self.outbox)
-
-    def send(self, event: ServerEvent | AuthResponse) -> bool:
-        return self.enqueue(encode(event))
-
-    def send_error(self, exc: SyncError, *, in_reply_to: str | None = None) -> None:
-        now = self.clock.now_ms()
-        session_id = self.session.path_session_id
-        self.send(error_event(exc, now_ms=now, session_id=session_id, in_reply_to=in_reply_to))
-        if isinstance(exc, InvalidUpdate):  # "Optimistic Updates": its one outcome as well
-            self.services.count_outcome("optimistic_update_rejected")
-            self.send(
-                make_event(
-                    "optimistic_update_rejected", exc.rejection(), now_ms=now, session_id=session_id
-                )
-            )
-
-    def _start_close(self, code: int, reason: str, *frames: str) -> None:
-        # ``frames`` are allowed while closing (the error / connection_close before it).
-        self.outbox.close(code, reason, *frames)
-
-    def close(self, code: int, reason: str, *, error: SyncError | None = None) -> None:
-        """Close after the queued events.
-
-        With ``error``: the ``error`` event of the message that caused it, then
-        ``connection_error`` (the connection-level problem), then the close.
-        """
-        frames = []
-        if error is not None:
-            now = self.clock.now_ms()
-            event = error_event(error, now_ms=now, session_id=self.session.path_session_id)
-            frames.append(encode(event))
-            severity: Literal["warning", "error", "critical"] = (
-                "critical"
-                if code == CLOSE_SERVER_ERROR
-                else "warning"
-                if isinstance(error, RateLimited)
-                else "error"
-            )
-            problem = ConnectionErrorPayload(
-                errorCode=error.code,
-                message=error.message,
-                retryAfter=error.retry_after,
-                severity=severity,
-            )
-            frames.append(encode(make_event("connection_error", problem, now_ms=now)))
-        self._start_close(code, reason, *frames)
-
-    def announce_close(
-        self, reason: str, code: int, *, grace_s: float, reconnect_after_s: float
-    ) -> None:
-        """``connection_close`` then the close frame once the queue has drained."""
-        if self.session.state is State.OPEN:
-            event = connection_close(
-                reason,
-                code,
-                grace_period_s=grace_s,
-                reconnect_after_s=reconnect_after_s,
-                now_ms=self.clock.now_ms(),
-            )
-            self._start_close(code, reason, encode(event))
-        else:
-            self._start_close(code, reason)
-
-    def abort(self) -> None:
-        """Drop the TCP connection now (unsent data is discarded)."""
-        self.outbox.abort()
+        self.services = services
+        self.hub = services.hub
 
     # -- timers ---------------------------------------------------------------------
 
@@ -392,7 +216,7 @@ class Connection:
 
     async def run(self) -> None:
         writer = asyncio.create_task(
-            self.outbox.run(_Frames(self, self.hub.metrics)), name=f"writer-{self.id}"
+            self.outbox.run(Frames(self, self.hub.metrics)), name=f"writer-{self.id}"
         )
         timer = asyncio.create_task(self._timer(), name=f"timer-{self.id}")
         self.hub.admit(self)
@@ -590,7 +414,7 @@ class Connection:
             session_id=self.session.path_session_id,
         )
         # First on the wire, ahead of anything published meanwhile, never batched.
-        self.outbox.put_first(_Solo(encode(response)), _Solo(encode(established)))
+        self.outbox.put_first(Solo(encode(response)), Solo(encode(established)))
         for name, refusal in denied:
             self.send_error(refusal)
             self.log.info("channel %s refused: %s", name, refusal.code)

@@ -76,8 +76,8 @@ from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from tripsage_sync.api.clock import Clock
-from tripsage_sync.api.transport.connection import _ConnectionLog
 from tripsage_sync.api.transport.endpoints import admit_upgrade
+from tripsage_sync.api.transport.link import ConnectionLog
 from tripsage_sync.api.transport.outbox import CLOSE_RELEASE_S, Close, Outbox, cancel_and_wait
 from tripsage_sync.api.transport.services import Services
 from tripsage_sync.api.trips.feature import EDITORS, TripFeature
@@ -196,7 +196,7 @@ class YjsConnection:
         self.permission = permission
         self.id = new_id("yjs")
         self.closed = asyncio.Event()
-        self.log = _ConnectionLog(logger, {"conn": self.id, "user": principal.user_id})
+        self.log = ConnectionLog(logger, {"conn": self.id, "user": principal.user_id})
         self.outbox: Outbox[bytes] = Outbox(
             websocket,
             size=self.settings.outbound_queue_size,
