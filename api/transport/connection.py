@@ -7,22 +7,11 @@ Three tasks per connection, all owned by :meth:`Connection.run`:
 - the *reader* (the ``run`` task itself) receives frames, enforces the size
   limit, authenticates the first frame, validates the rest through
   :mod:`sync.wire` and dispatches them in order;
-- the *writer* drains one bounded outbound queue to the socket
-  (:class:`api.transport.outbox.Outbox`). Queues never block the producer: when one is
-  full the connection is a slow consumer and is closed (code 1001, "slow
-  consumer") rather than buffered without bound; droppable events (presence)
-  are dropped first. A send that stalls longer than ``send_timeout_s`` aborts
-  the transport, and every close we start is followed by an abort after
-  :data:`CLOSE_RELEASE_S`, so a peer that never reads again cannot hold a
-  socket. Consecutive events go out in one ``batch`` envelope when the client
-  asked for ``message_batching`` (:class:`_Frames`); the authentication
-  response and ``connection_established`` never do;
-- the *timer* enforces the authentication deadline, sends heartbeats,
-  closes connections silent for two heartbeat intervals, and keeps the
-  token's lifetime (:class:`sync.session.TokenLifetime`): ``auth_expiring``
-  before ``exp``, ``connection_error`` ``TOKEN_EXPIRED`` and close 3000 at it
-  unless ``auth_refresh`` moved it. A message read after ``exp`` closes the
-  same way instead of being handled.
+- the *writer* drains one bounded outbound queue to the socket; the *timer*
+  keeps the deadlines (authentication, heartbeats, idle, the token's lifetime).
+  Both are the outbound half, :class:`api.transport.link.Link`, whose module
+  docstring tells how they work. A message read after ``exp`` closes the way
+  the timer does, instead of being handled.
 
 The per-connection state lives in :class:`sync.session.Session` (sans-I/O).
 Authentication replies use the spec's "Authentication Response" objects; on
@@ -33,30 +22,29 @@ rate limited).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Final, Protocol
 
 from starlette.websockets import WebSocket
 
-from tripsage_sync.api import __version__
-from tripsage_sync.api.clock import Clock
-from tripsage_sync.api.settings import Settings
-from tripsage_sync.api.transport.auth import JwtAuthority
-from tripsage_sync.api.transport.hub import Hub
+from tripsage_sync.api.transport.handshake import (
+    SERVER_VERSION,
+    check_capacity,
+    established_event,
+    rate_limited_rollback,
+)
+from tripsage_sync.api.transport.host import Host
+from tripsage_sync.api.transport.inbound import RefusedItem, unwrap_batch
 from tripsage_sync.api.transport.link import Frames, Link, Solo
 from tripsage_sync.api.transport.outbox import CLOSE_RELEASE_S, cancel_and_wait
-from tripsage_sync.sync.channels import Channel, Principal
+from tripsage_sync.sync.channels import Channel
 from tripsage_sync.sync.errors import (
-    CLOSE_AUTH_FAILED,
     CLOSE_GOING_AWAY,
     CLOSE_MESSAGE_TOO_BIG,
     CLOSE_POLICY_VIOLATION,
     CLOSE_RATE_LIMITED,
     CLOSE_SERVER_ERROR,
     AuthError,
-    ConnectionLimitExceeded,
     InvalidMessage,
     MessageTooLarge,
     PermissionDenied,
@@ -65,71 +53,24 @@ from tripsage_sync.sync.errors import (
     SyncError,
 )
 from tripsage_sync.sync.events import (
-    ConnectionEstablishedPayload,
-    Limits,
     SubscriptionUpdatePayload,
-    connection_close,
 )
-from tripsage_sync.sync.session import CloseExpired, State, WarnExpiring
+from tripsage_sync.sync.session import CloseExpired, State
 from tripsage_sync.sync.wire import (
     AuthResponse,
     ClientMessage,
     encode,
     make_event,
-    message_id_of,
     parse_auth_request,
     parse_client_message,
-    parse_client_value,
 )
 
-__all__ = ["CLOSE_RELEASE_S", "SERVER_VERSION", "Connection", "Handler", "Host"]
+__all__ = ["CLOSE_RELEASE_S", "SERVER_VERSION", "Connection", "Handler"]
 
 logger = logging.getLogger(__name__)
 
 # A feature's handler of one client message type (registered in Services.handlers).
 Handler = Callable[["Connection", ClientMessage], Awaitable[None]]
-
-
-class Host(Protocol):
-    """What a connection needs of the process's services (:class:`api.transport.services.Services`).
-
-    A port, so that the services (which keep the features' hooks, typed on
-    :class:`Connection`) are built on the connection and not the other way round.
-    """
-
-    @property
-    def settings(self) -> Settings: ...
-
-    @property
-    def hub(self) -> Hub[Connection]: ...
-
-    @property
-    def clock(self) -> Clock: ...
-
-    @property
-    def authority(self) -> JwtAuthority: ...
-
-    @property
-    def handlers(self) -> dict[str, Handler]: ...
-
-    @property
-    def on_disconnect(self) -> list[Callable[[Connection], None]]: ...
-
-    def count_outcome(self, type_: str) -> None: ...
-
-    def count_rate_limited(self, what: str) -> None: ...
-
-    async def authorize_session(
-        self, principal: Principal, session_id: str, endpoint: str
-    ) -> None: ...
-
-    async def authorize_channel(self, principal: Principal, channel: Channel) -> None: ...
-
-    def implicit_channels(self, conn: Connection) -> list[str]: ...
-
-
-SERVER_VERSION: Final = __version__
-FEATURES: Final = ("message_batching", "heartbeat", "channels", "optimistic_updates")
 
 
 class Connection(Link):
@@ -139,7 +80,7 @@ class Connection(Link):
     def __init__(
         self,
         websocket: WebSocket,
-        services: Host,
+        services: Host[Connection],
         *,
         endpoint: str,
         path_session_id: str,
@@ -150,6 +91,7 @@ class Connection(Link):
             services.settings,
             services.clock,
             services.hub.metrics,
+            services.authority,
             logger,
             endpoint=endpoint,
             path_session_id=path_session_id,
@@ -157,60 +99,6 @@ class Connection(Link):
         )
         self.services = services
         self.hub = services.hub
-
-    # -- timers ---------------------------------------------------------------------
-
-    async def _timer(self) -> None:
-        interval_ms = int(self.settings.heartbeat_interval_s * 1000)
-        next_beat = self.clock.now_ms() + interval_ms
-        while self.session.state in (State.AWAITING_AUTH, State.OPEN):
-            now = self.clock.now_ms()
-            if self.session.state is State.AWAITING_AUTH:
-                if now >= self.session.auth_deadline_ms:
-                    self.log.debug("authentication timeout")
-                    self._fail_auth(AuthError("Authentication timeout", code="AUTH_FAILED"))
-                    return
-                deadline = self.session.auth_deadline_ms
-            else:
-                if now >= self.session.idle_deadline_ms:
-                    self.log.info("idle for two heartbeat intervals; closing")
-                    event = connection_close(
-                        "idle timeout",
-                        CLOSE_GOING_AWAY,
-                        grace_period_s=0,
-                        reconnect_after_s=0,
-                        now_ms=now,
-                    )
-                    self._start_close(CLOSE_GOING_AWAY, "idle timeout", encode(event))
-                    return
-                match self.session.token_due(now):
-                    case CloseExpired() as expired:
-                        self._expire(expired, now)
-                        return
-                    case WarnExpiring() as warning:
-                        self.log.info("token expires in %d ms", warning.expires_at_ms - now)
-                        self.send(warning.event(now))
-                    case None:
-                        pass
-                if now >= next_beat:
-                    self.send_heartbeat(now)
-                    next_beat = now + interval_ms
-                deadline = min(next_beat, self.session.idle_deadline_ms)
-                if self.session.token is not None:
-                    deadline = min(deadline, self.session.token.deadline_ms)
-            # Sleep until the next deadline, or until a state change wakes us.
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):  # not wait_for: it can swallow a cancel
-                async with asyncio.timeout(
-                    max(0.0, (deadline - self.clock.now_ms()) / 1000) + 0.005
-                ):
-                    await self._wake.wait()
-
-    def _expire(self, expired: CloseExpired, now: int) -> None:
-        """The token expired: ``connection_error`` ``TOKEN_EXPIRED``, then close 3000."""
-        self.log.info("token expired; closing")
-        self.hub.metrics.count(self.hub.metrics.auth_failures, "TOKEN_EXPIRED")
-        self._start_close(CLOSE_AUTH_FAILED, "token expired", encode(expired.event(now)))
 
     # -- inbound ----------------------------------------------------------------------
 
@@ -294,32 +182,6 @@ class Connection(Link):
             else:
                 await self._receive_text(data, size)
 
-    def displace(self) -> None:
-        """Closed unauthenticated to make room for a newer socket (3001: retry later)."""
-        if self.session.state is State.AWAITING_AUTH:
-            self._fail_auth(
-                AuthError(
-                    "Too many connections awaiting authentication",
-                    code="CONNECTION_LIMIT_EXCEEDED",
-                    retry_after=self.settings.reconnect_after_s,
-                    close_code=CLOSE_RATE_LIMITED,
-                )
-            )
-
-    def _fail_auth(self, exc: SyncError) -> None:
-        # One lifecycle line per failure; the message is the generic one the peer gets.
-        self.log.info(
-            "authentication failed: %s (%s)", exc.code, exc.message, extra={"code": exc.code}
-        )
-        self.hub.metrics.count(self.hub.metrics.auth_failures, exc.code)
-        response = AuthResponse(
-            success=False, error=exc.message, code=exc.code, retryAfter=exc.retry_after
-        )
-        code = exc.close_code or CLOSE_AUTH_FAILED
-        if isinstance(exc, RateLimited):
-            code = CLOSE_RATE_LIMITED
-        self._start_close(code, exc.message[:100], encode(response))
-
     async def _authenticate(self, data: str | bytes) -> None:
         hub = self.hub
         limited = hub.check(hub.auth_limiter, self.client_ip, "authentication attempts per IP")
@@ -334,21 +196,11 @@ class Connection(Link):
             session_id = self.session.path_session_id
             if request.sessionId is not None and request.sessionId != session_id:
                 raise AuthError("sessionId does not match the endpoint", code="AUTH_FAILED")
-            if hub.authenticated_count() >= self.settings.max_connections:
-                raise AuthError(
-                    "Server connection limit reached",
-                    code="CONNECTION_LIMIT_EXCEEDED",
-                    retry_after=self.settings.reconnect_after_s,
-                    close_code=CLOSE_RATE_LIMITED,
-                )
-            if (
-                hub.user_connection_count(principal.user_id)
-                >= self.settings.max_connections_per_user
-            ):
-                raise ConnectionLimitExceeded(
-                    "Too many connections for this user",
-                    details={"limit": self.settings.max_connections_per_user},
-                )
+            check_capacity(
+                self.settings,
+                authenticated=hub.authenticated_count(),
+                of_user=hub.user_connection_count(principal.user_id),
+            )
             await self.services.authorize_session(principal, session_id, self.session.endpoint)
         except InvalidMessage as exc:
             self.log.debug("authentication request invalid")
@@ -387,31 +239,12 @@ class Connection(Link):
             sessionId=self.session.path_session_id,
             availableChannels=sorted(set(granted)),
         )
-        s = self.settings
-        limits = Limits(
-            maxMessageSize=s.max_message_size,
-            maxConnections=s.max_connections,
-            maxConnectionsPerUser=s.max_connections_per_user,
-            rateLimitPerMinute=s.rate_limit_messages_per_min,
-            authAttemptsPerMinute=s.rate_limit_auth_per_min,
-            connectionsPerMinute=s.rate_limit_connections_per_min,
-            subscriptionsPerMinute=s.rate_limit_subscriptions_per_min,
-            heartbeatInterval=s.heartbeat_interval_s,
-            authTimeout=s.auth_timeout_s,
-        )
-        payload = ConnectionEstablishedPayload(
-            connectionId=self.id,
-            serverVersion=SERVER_VERSION,
-            features=list(FEATURES),
-            limits=limits,
-            userId=principal.user_id,
-            sessionId=self.session.path_session_id,
-        )
-        established = make_event(
-            "connection_established",
-            payload,
-            now_ms=self.clock.now_ms(),
+        established = established_event(
+            self.settings,
+            connection_id=self.id,
+            user_id=principal.user_id,
             session_id=self.session.path_session_id,
+            now_ms=self.clock.now_ms(),
         )
         # First on the wire, ahead of anything published meanwhile, never batched.
         self.outbox.put_first(Solo(encode(response)), Solo(encode(established)))
@@ -429,25 +262,18 @@ class Connection(Link):
             return
         # Bytes by the frame's type; a batch's events are counted once more each.
         metrics.received(message.type, size)
-        if message.type == "batch":
-            for item in message.payload.messages:
-                if not self.session.is_open:
-                    return
-                try:
-                    inner = parse_client_value(item)
-                    if inner.type == "batch":
-                        raise InvalidMessage(
-                            "Batches cannot be nested",
-                            details={"field": "type", "expected": "not batch", "received": "batch"},
-                        )
-                except InvalidMessage as exc:
-                    metrics.received("invalid", 0)
-                    self.send_error(exc, in_reply_to=message_id_of(item))
-                    continue
-                metrics.received(inner.type, 0)
-                await self._handle(inner)
+        if message.type != "batch":
+            await self._handle(message)
             return
-        await self._handle(message)
+        for inner in unwrap_batch(message.payload.messages):
+            if not self.session.is_open:
+                return
+            if isinstance(inner, RefusedItem):
+                metrics.received("invalid", 0)
+                self.send_error(inner.error, in_reply_to=inner.message_id)
+                continue
+            metrics.received(inner.type, 0)
+            await self._handle(inner)
 
     async def _handle(self, message: ClientMessage) -> None:
         now = self.clock.now_ms()
@@ -478,23 +304,11 @@ class Connection(Link):
                 self.close(exc.close_code, exc.code.lower())
 
     def _rate_limited_update(self, message: ClientMessage, limited: RateLimited) -> None:
-        p = message.payload
-        retry_after_ms = int((limited.retry_after or 1.0) * 1000)
         self.services.count_outcome("optimistic_update_rollback")
-        payload = {
-            "updateId": p.updateId,
-            "tripId": p.tripId,
-            "fieldName": p.fieldName or p.fieldPath,
-            "rollbackToValue": p.previousValue,
-            "rollbackReason": "rate_limited",
-            "canRetry": True,
-            "retryAfter": retry_after_ms,
-            "message": "too many changes were sent at once; try again in a moment.",
-        }
         self.send(
             make_event(
                 "optimistic_update_rollback",
-                payload,
+                rate_limited_rollback(message.payload, limited),
                 now_ms=self.clock.now_ms(),
                 session_id=self.session.path_session_id,
             )
@@ -527,23 +341,6 @@ class Connection(Link):
                         details={"type": message.type},
                     )
                 await handler(self, message)
-
-    def _refresh(self, token: str, message_id: str | None) -> None:
-        """``auth_refresh``: verified like the first frame; refused ones change nothing."""
-        try:
-            verified = self.services.authority.verify_token(token)
-            answer = self.session.refreshed(
-                verified.principal, expires_at_ms=verified.expires_at_ms, now_ms=self.clock.now_ms()
-            )
-        except SyncError as refused:
-            self.log.info("token refresh refused: %s", refused.code, extra={"code": refused.code})
-            self.hub.metrics.count(self.hub.metrics.auth_failures, refused.code)
-            # Reported, never closing: the current token is still good until its exp.
-            self.send_error(refused, in_reply_to=message_id)
-            return
-        self.log.info("token refreshed")
-        self.send(answer)
-        self._wake.set()  # the timer's next deadline moved
 
     async def _subscribe_one(self, name: str) -> str:
         """Subscribe to ``name`` (an alias is resolved); the channel's name."""

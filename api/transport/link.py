@@ -1,9 +1,26 @@
-"""The outbound half of a JSON WebSocket connection: queue, framing, close.
+"""The outbound half of a JSON WebSocket connection: queue, framing, close, timer.
+
+- the *writer* drains one bounded outbound queue to the socket
+  (:class:`api.transport.outbox.Outbox`). Queues never block the producer: when one is
+  full the connection is a slow consumer and is closed (code 1001, "slow
+  consumer") rather than buffered without bound; droppable events (presence)
+  are dropped first. A send that stalls longer than ``send_timeout_s`` aborts
+  the transport, and every close we start is followed by an abort after
+  :data:`api.transport.outbox.CLOSE_RELEASE_S`, so a peer that never reads again
+  cannot hold a socket;
+- the *timer* enforces the authentication deadline, sends heartbeats,
+  closes connections silent for two heartbeat intervals, and keeps the
+  token's lifetime (:class:`sync.session.TokenLifetime`): ``auth_expiring``
+  before ``exp``, ``connection_error`` ``TOKEN_EXPIRED`` and close 3000 at it
+  unless ``auth_refresh`` (:meth:`Link._refresh`, verified like the first frame)
+  moved it.
 
 :class:`Link` owns the one bounded outbound queue (:class:`api.transport.outbox.Outbox`)
 and the per-connection :class:`sync.session.Session`; it sends events and errors,
-starts closes (with ``connection_error`` / ``connection_close`` first) and aborts.
-:class:`api.transport.connection.Connection` builds the reader and the timer on it.
+starts closes (with ``connection_error`` / ``connection_close`` first) and aborts;
+its *timer* enforces the authentication deadline, sends heartbeats, closes connections
+silent for two heartbeat intervals and keeps the token's lifetime.
+:class:`api.transport.connection.Connection` builds the reader on it.
 Consecutive events go out in one ``batch`` envelope when the client asked for
 ``message_batching`` (:class:`Frames`); a :class:`Solo` frame (the authentication
 response, ``connection_established``) never does.
@@ -12,6 +29,7 @@ response, ``connection_established``) never does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from dataclasses import dataclass
@@ -21,13 +39,22 @@ from starlette.websockets import WebSocket
 
 from tripsage_sync.api.clock import Clock
 from tripsage_sync.api.settings import Settings
+from tripsage_sync.api.transport.auth import JwtAuthority
 from tripsage_sync.api.transport.metrics import Metrics
 from tripsage_sync.api.transport.outbox import Close, Outbox
 from tripsage_sync.sync.channels import Principal
-from tripsage_sync.sync.errors import CLOSE_SERVER_ERROR, RateLimited, SyncError
+from tripsage_sync.sync.errors import (
+    CLOSE_AUTH_FAILED,
+    CLOSE_GOING_AWAY,
+    CLOSE_RATE_LIMITED,
+    CLOSE_SERVER_ERROR,
+    AuthError,
+    RateLimited,
+    SyncError,
+)
 from tripsage_sync.sync.events import ConnectionErrorPayload, connection_close, error_event
 from tripsage_sync.sync.health import RoundTrips
-from tripsage_sync.sync.session import Session, State
+from tripsage_sync.sync.session import CloseExpired, Session, State, WarnExpiring
 from tripsage_sync.sync.wire import (
     AuthResponse,
     InvalidUpdate,
@@ -113,6 +140,7 @@ class Link:
         settings: Settings,
         clock: Clock,
         metrics: Metrics,
+        authority: JwtAuthority,
         logger: logging.Logger,
         *,
         endpoint: str,
@@ -123,6 +151,7 @@ class Link:
         self.settings = settings
         self.clock = clock
         self.metrics = metrics
+        self.authority = authority
         self.id = new_id("conn")
         self.client_ip = client_ip
         self.session = Session(
@@ -238,3 +267,101 @@ class Link:
     def abort(self) -> None:
         """Drop the TCP connection now (unsent data is discarded)."""
         self.outbox.abort()
+
+    # -- timers ---------------------------------------------------------------------
+
+    async def _timer(self) -> None:
+        interval_ms = int(self.settings.heartbeat_interval_s * 1000)
+        next_beat = self.clock.now_ms() + interval_ms
+        while self.session.state in (State.AWAITING_AUTH, State.OPEN):
+            now = self.clock.now_ms()
+            if self.session.state is State.AWAITING_AUTH:
+                if now >= self.session.auth_deadline_ms:
+                    self.log.debug("authentication timeout")
+                    self._fail_auth(AuthError("Authentication timeout", code="AUTH_FAILED"))
+                    return
+                deadline = self.session.auth_deadline_ms
+            else:
+                if now >= self.session.idle_deadline_ms:
+                    self.log.info("idle for two heartbeat intervals; closing")
+                    event = connection_close(
+                        "idle timeout",
+                        CLOSE_GOING_AWAY,
+                        grace_period_s=0,
+                        reconnect_after_s=0,
+                        now_ms=now,
+                    )
+                    self._start_close(CLOSE_GOING_AWAY, "idle timeout", encode(event))
+                    return
+                match self.session.token_due(now):
+                    case CloseExpired() as expired:
+                        self._expire(expired, now)
+                        return
+                    case WarnExpiring() as warning:
+                        self.log.info("token expires in %d ms", warning.expires_at_ms - now)
+                        self.send(warning.event(now))
+                    case None:
+                        pass
+                if now >= next_beat:
+                    self.send_heartbeat(now)
+                    next_beat = now + interval_ms
+                deadline = min(next_beat, self.session.idle_deadline_ms)
+                if self.session.token is not None:
+                    deadline = min(deadline, self.session.token.deadline_ms)
+            # Sleep until the next deadline, or until a state change wakes us.
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):  # not wait_for: it can swallow a cancel
+                async with asyncio.timeout(
+                    max(0.0, (deadline - self.clock.now_ms()) / 1000) + 0.005
+                ):
+                    await self._wake.wait()
+
+    def _expire(self, expired: CloseExpired, now: int) -> None:
+        """The token expired: ``connection_error`` ``TOKEN_EXPIRED``, then close 3000."""
+        self.log.info("token expired; closing")
+        self.metrics.count(self.metrics.auth_failures, "TOKEN_EXPIRED")
+        self._start_close(CLOSE_AUTH_FAILED, "token expired", encode(expired.event(now)))
+
+    def displace(self) -> None:
+        """Closed unauthenticated to make room for a newer socket (3001: retry later)."""
+        if self.session.state is State.AWAITING_AUTH:
+            self._fail_auth(
+                AuthError(
+                    "Too many connections awaiting authentication",
+                    code="CONNECTION_LIMIT_EXCEEDED",
+                    retry_after=self.settings.reconnect_after_s,
+                    close_code=CLOSE_RATE_LIMITED,
+                )
+            )
+
+    def _fail_auth(self, exc: SyncError) -> None:
+        # One lifecycle line per failure; the message is the generic one the peer gets.
+        self.log.info(
+            "authentication failed: %s (%s)", exc.code, exc.message, extra={"code": exc.code}
+        )
+        self.metrics.count(self.metrics.auth_failures, exc.code)
+        response = AuthResponse(
+            success=False, error=exc.message, code=exc.code, retryAfter=exc.retry_after
+        )
+        # Close 3000 ("Authentication Response"), 3001 when rate limited.
+        code = exc.close_code or CLOSE_AUTH_FAILED
+        if isinstance(exc, RateLimited):
+            code = CLOSE_RATE_LIMITED
+        self._start_close(code, exc.message[:100], encode(response))
+
+    def _refresh(self, token: str, message_id: str | None) -> None:
+        """``auth_refresh``: verified like the first frame; refused ones change nothing."""
+        try:
+            verified = self.authority.verify_token(token)
+            answer = self.session.refreshed(
+                verified.principal, expires_at_ms=verified.expires_at_ms, now_ms=self.clock.now_ms()
+            )
+        except SyncError as refused:
+            self.log.info("token refresh refused: %s", refused.code, extra={"code": refused.code})
+            self.metrics.count(self.metrics.auth_failures, refused.code)
+            # Reported, never closing: the current token is still good until its exp.
+            self.send_error(refused, in_reply_to=message_id)
+            return
+        self.log.info("token refreshed")
+        self.send(answer)
+        self._wake.set()  # the timer's next deadline moved
