@@ -34,8 +34,11 @@ from tripsage_sync.api.transport.auth import JwtAuthority, new_secret
 from tripsage_sync.api.transport.endpoints import agent_status_endpoint, chat_endpoint
 from tripsage_sync.api.transport.hub import Hub
 from tripsage_sync.api.transport.services import Feature, Services, shutdown_services
+from tripsage_sync.api.trips.conflicts import ConflictResolution
 from tripsage_sync.api.trips.feature import TripFeature
 from tripsage_sync.api.trips.http import TripHttp
+from tripsage_sync.api.trips.locks import FieldLocks
+from tripsage_sync.api.trips.optimistic import OptimisticUpdates
 from tripsage_sync.api.trips.resume import ResumeFeature
 from tripsage_sync.api.trips.yjs import YjsFeature
 from tripsage_sync.api.web.feature import WebFeature
@@ -67,6 +70,9 @@ def features(settings: Settings, clock: Clock) -> list[Feature]:
         OpsFeature(settings, clock),
         trips,
         TripHttp(trips),
+        FieldLocks(trips),
+        OptimisticUpdates(trips),
+        ConflictResolution(trips),
         chat,
         ChatHttp(chat),
         ResumeFeature(trips),

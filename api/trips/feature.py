@@ -46,29 +46,21 @@ from tripsage_sync.api.transport.services import Services
 from tripsage_sync.api.trips.events import (
     change_payload,
     conflict_detected_payload,
-    outcome_event,
     resolution_required_payload,
-    rollback_event,
 )
 from tripsage_sync.api.trips.rooms import RoomBroken, RoomRegistry, TripRoom
 from tripsage_sync.sync.channels import Principal
 from tripsage_sync.sync.document import (
     ApplyResult,
     Change,
-    Confirmed,
-    Refused,
     RemoteResult,
-    UpdateRequest,
 )
-from tripsage_sync.sync.errors import InvalidMessage, NotFound, PermissionDenied, ServerError
+from tripsage_sync.sync.errors import InvalidMessage, NotFound, PermissionDenied
 from tripsage_sync.sync.presence import FieldLock, Member
 from tripsage_sync.sync.wire import (
     ClientMessage,
-    InvalidUpdate,
     iso_ms,
     make_event,
-    new_id,
-    parse_iso_ms,
 )
 
 __all__ = ["EDITORS", "PERMISSIONS", "TripFeature"]
@@ -117,17 +109,13 @@ class TripFeature:
             "collaboration_session_start": self.on_session_start,
             "trip_collaboration_join": self.on_session_start,
             "trip_collaboration_leave": self.on_leave,
-            "trip_field_editing_start": self.on_editing_start,
-            "trip_field_editing_stop": self.on_editing_stop,
-            "optimistic_update_start": self.on_optimistic_update,
-            "conflict_resolution_submit": self.on_resolution_submit,
         }
         self.services.handlers.update(handlers)
         self.services.on_disconnect.append(self.on_disconnect)
         self._tasks: set[asyncio.Task[None]] = set()
         # Pending manual conflicts survive restarts: load their trips, rearm timers.
         for trip_id in sorted({c.trip_id for c in services.store.pending_conflicts()}):
-            self._schedule(self.registry.get(trip_id))
+            self.schedule(self.registry.get(trip_id))
 
     async def stop(self) -> None:
         for room in list(self.registry.rooms.values()):
@@ -157,7 +145,7 @@ class TripFeature:
             raise PermissionDenied("Not a collaborator of this trip", details={"tripId": trip_id})
         return room, permission
 
-    def _publish(
+    def publish(
         self,
         room: TripRoom,
         type_: str,
@@ -194,11 +182,11 @@ class TripFeature:
         ]
         self.hub.send_many(editors, event)
 
-    def _broadcast_result(
+    def broadcast_result(
         self, room: TripRoom, result: ApplyResult, exclude: Connection | None
     ) -> None:
         if result.change is not None:
-            self._publish(
+            self.publish(
                 room,
                 "trip_update_broadcast",
                 change_payload(room.trip_id, result.change, now=self.clock.now_ms()),
@@ -206,7 +194,7 @@ class TripFeature:
             )
             self._run_change_hooks(room, result.change, None)
         if result.conflict_detected is not None:
-            self._publish(
+            self.publish(
                 room,
                 "trip_conflict_detected",
                 conflict_detected_payload(room.trip_id, result.conflict_detected),
@@ -262,7 +250,7 @@ class TripFeature:
         )
         self.saw_trip(conn, room.trip_id, room.doc.version)
         if new_user:
-            self._publish(
+            self.publish(
                 room,
                 "trip_collaboration_join",
                 {
@@ -285,7 +273,7 @@ class TripFeature:
                         now_ms=now,
                     )
                 )
-        self._schedule(room)
+        self.schedule(room)
         conn.log.info("joined trip %s as %s", room.trip_id, permission)
 
     def _run_change_hooks(self, room: TripRoom, change: Change, origin: object | None) -> None:
@@ -300,7 +288,7 @@ class TripFeature:
     def join_presence(self, room: TripRoom, member: Member, session_id: str) -> None:
         """A connection of another transport joins the room's presence."""
         if room.presence.join(member):
-            self._publish(
+            self.publish(
                 room,
                 "trip_collaboration_join",
                 {
@@ -313,7 +301,7 @@ class TripFeature:
                 },
             )
         self.publish_presence(room)
-        self._schedule(room)
+        self.schedule(room)
 
     def touch_presence(
         self, room: TripRoom, connection_id: str, *, current_field: str | None, focus: bool
@@ -340,18 +328,18 @@ class TripFeature:
         async with room.durable(self.services, writes):
             if change is not None:
                 payload = change_payload(room.trip_id, change, now=self.clock.now_ms())
-                self._publish(room, "trip_update_broadcast", payload)
+                self.publish(room, "trip_update_broadcast", payload)
                 self._run_change_hooks(room, change, origin)
             for conflict, detected in result.conflicts:
                 if detected is not None:
                     payload = conflict_detected_payload(room.trip_id, detected)
-                    self._publish(room, "trip_conflict_detected", payload)
+                    self.publish(room, "trip_conflict_detected", payload)
                 payload = resolution_required_payload(conflict)
                 self._send_to_editors(room, "conflict_resolution_required", payload)
         if change is not None:
-            await self._maybe_compact(room)
+            await self.maybe_compact(room)
         if result.conflicts:
-            self._schedule(room)
+            self.schedule(room)
 
     def leave(self, room: TripRoom, conn: Connection) -> None:
         self._leave_presence(room, conn.id, conn.session.path_session_id)
@@ -365,7 +353,7 @@ class TripFeature:
             "lockId": lock.lock_id,
             "reason": reason,
         }
-        self._publish(room, "trip_field_editing_stop", payload)
+        self.publish(room, "trip_field_editing_stop", payload)
 
     def _leave_presence(self, room: TripRoom, connection_id: str, session_id: str) -> None:
         member, released, user_left = room.presence.leave(connection_id)
@@ -374,7 +362,7 @@ class TripFeature:
         for lock in released:
             self._publish_lock_stop(room, lock, reason="left")
         if user_left:
-            self._publish(
+            self.publish(
                 room,
                 "trip_collaboration_leave",
                 {
@@ -404,199 +392,7 @@ class TripFeature:
             if conn.id in room.presence.members:
                 self.leave(room, conn)
 
-    # -- advisory field locks ----------------------------------------------------------
-
-    def _joined(self, conn: Connection, trip_id: str) -> TripRoom:
-        room = self.registry.rooms.get(trip_id)
-        if room is None or conn.id not in room.presence.members:
-            raise InvalidMessage(
-                "Join the trip first (collaboration_session_start)",
-                details={
-                    "field": "payload.tripId",
-                    "expected": "a joined trip",
-                    "received": trip_id,
-                },
-            )
-        return room
-
-    async def on_editing_start(self, conn: Connection, message: ClientMessage) -> None:
-        payload = message.payload
-        room = self._joined(conn, payload.tripId)
-        if room.permission(conn.principal.user_id) not in EDITORS:
-            raise PermissionDenied(
-                "Viewers cannot edit this trip", details={"tripId": room.trip_id}
-            )
-        lock = room.presence.lock(conn.id, payload.fieldName, new_id("lock"), self.clock.now_ms())
-        event_payload = {
-            "tripId": room.trip_id,
-            "fieldName": lock.field_name,
-            "fieldPath": payload.fieldPath or f"trip.{lock.field_name}",
-            "userId": lock.user_id,
-            "userName": lock.user_name,
-            "lockId": lock.lock_id,
-            "expiresAt": iso_ms(lock.expires_ms),
-            "otherEditors": [
-                h.user_id
-                for h in room.presence.holders(lock.field_name)
-                if h.user_id != lock.user_id
-            ],
-        }
-        self._publish(room, "trip_field_editing_start", event_payload)
-        self.publish_presence(room)
-        self._schedule(room)
-
-    async def on_editing_stop(self, conn: Connection, message: ClientMessage) -> None:
-        payload = message.payload
-        room = self._joined(conn, payload.tripId)
-        lock = room.presence.unlock(conn.id, payload.fieldName, self.clock.now_ms())
-        self._publish(
-            room,
-            "trip_field_editing_stop",
-            {
-                "tripId": room.trip_id,
-                "fieldName": payload.fieldName,
-                "userId": conn.principal.user_id,
-                "lockId": lock.lock_id if lock else payload.lockId,
-            },
-        )
-        self.publish_presence(room)
-
-    # -- optimistic updates ---------------------------------------------------------------
-
-    async def on_optimistic_update(self, conn: Connection, message: ClientMessage) -> None:
-        p = message.payload
-        received = self.clock.now_ms()
-        field_name = p.fieldName or p.fieldPath
-        if field_name is None:
-            raise InvalidUpdate(
-                "fieldName or fieldPath is required",
-                update_id=p.updateId,
-                trip_id=p.tripId,
-                field_name=None,
-                details={
-                    "field": "payload.fieldName",
-                    "expected": "string",
-                    "received": "undefined",
-                },
-            )
-        try:
-            room, permission = self._room_for(conn.principal, p.tripId)
-        except PermissionDenied as exc:
-            conn.send_error(exc, in_reply_to=message.id)
-            self._send_outcome(
-                conn,
-                rollback_event(
-                    p.tripId,
-                    p.updateId,
-                    field_name,
-                    p.previousValue,
-                    "permission_denied",
-                    "you are not a collaborator on this trip.",
-                    can_retry=False,
-                ),
-            )
-            return
-        if permission not in EDITORS:
-            denied = PermissionDenied(
-                "Viewers cannot edit this trip",
-                details={"tripId": room.trip_id, "updateId": p.updateId},
-            )
-            conn.send_error(denied, in_reply_to=message.id)
-            current = room.doc.fields().get(field_name.removeprefix("trip."))
-            self._send_outcome(
-                conn,
-                rollback_event(
-                    room.trip_id,
-                    p.updateId,
-                    field_name,
-                    current,
-                    "permission_denied",
-                    "you can view this trip but not edit it.",
-                    can_retry=False,
-                ),
-            )
-            return
-        # Idempotent re-send: the same outcome, never a second application.
-        inflight = room.inflight.get(p.updateId)
-        if inflight is not None:
-            self._send_outcome(conn, await asyncio.shield(inflight))
-            return
-        stored = self.services.store.get_outcome(room.trip_id, p.updateId)
-        if stored is not None:
-            data = json.loads(stored)
-            self._send_outcome(conn, (data["type"], data["payload"]))
-            return
-        refused_ms = self.services.storage_backoff.admit(received)
-        if refused_ms is not None:  # storage is failing: not applied, retry later
-            self._send_outcome(
-                conn, self._storage_rollback(room, p.updateId, field_name, refused_ms)
-            )
-            return
-        try:
-            client_ts = received if p.clientTimestamp is None else parse_iso_ms(p.clientTimestamp)
-        except InvalidMessage:
-            client_ts = received
-        expected = p.expectedVersion
-        if expected is None:  # based on the latest version this connection has seen
-            expected = self.seen_versions(conn).get(room.trip_id, 0)
-        request = UpdateRequest(
-            update_id=p.updateId,
-            user_id=conn.principal.user_id,
-            field_name=field_name,
-            optimistic_value=p.optimisticValue,
-            previous_value=p.previousValue,
-            has_previous_value="previousValue" in p.model_fields_set,
-            expected_version=expected,
-            client_ts_ms=client_ts,
-            received_ts_ms=received,
-        )
-        result = room.doc.apply_optimistic(request)
-        outcome = outcome_event(result, room.trip_id, self.clock.now_ms() - received)
-        waiter: asyncio.Future[tuple[str, dict[str, Any]]] = (
-            asyncio.get_running_loop().create_future()
-        )
-        room.inflight[p.updateId] = waiter
-        writes = room.writes_for(
-            result.change,
-            outcome=(p.updateId, json.dumps({"type": outcome[0], "payload": outcome[1]})),
-            conflict=result.conflict_raised,
-        )
-        try:
-            async with room.durable(self.services, writes):
-                self._broadcast_result(room, result, exclude=conn)
-                outcome[1]["processingTime"] = self.clock.now_ms() - received
-                if isinstance(result.outcome, Refused):
-                    refused = InvalidMessage(result.outcome.message, details=result.outcome.details)
-                    conn.send_error(refused, in_reply_to=message.id)
-                elif isinstance(result.outcome, Confirmed):
-                    self._saw_own(conn, room.trip_id, result.outcome.server_version)
-                self._send_outcome(conn, outcome)
-        except RoomBroken as broken:
-            outcome = self._storage_rollback(room, p.updateId, field_name, broken.retry_after_ms)
-            self._send_outcome(conn, outcome)
-        finally:
-            room.inflight.pop(p.updateId, None)
-            waiter.set_result(outcome)
-        if result.change is not None:
-            await self._maybe_compact(room)
-        if result.conflict_raised is not None:
-            self._schedule(room)
-
-    @staticmethod
-    def _storage_rollback(
-        room: TripRoom, update_id: str, field_name: str, retry_after_ms: int
-    ) -> tuple[str, dict[str, Any]]:
-        """The rollback of an edit storage could not take: retry after ``retry_after_ms``."""
-        return rollback_event(
-            room.trip_id,
-            update_id,
-            field_name,
-            room.doc.fields().get(field_name.removeprefix("trip.")),  # what storage holds
-            "server_error",
-            f"the server cannot store changes right now; try again in {retry_after_ms / 1000:g} s.",
-            can_retry=True,
-            retry_after_ms=retry_after_ms,
-        )
+    # -- advisory field locks (api/trips/locks.py), optimistic updates (optimistic.py) -----
 
     # -- the latest version each connection has seen of a trip ("expectedVersion") --------
 
@@ -617,80 +413,23 @@ class TripFeature:
         versions = self.seen_versions(conn)
         versions[trip_id] = max(versions.get(trip_id, 0), version)
 
-    def _saw_own(self, conn: Connection, trip_id: str, version: int) -> None:
+    def saw_own(self, conn: Connection, trip_id: str, version: int) -> None:
         versions = self.seen_versions(conn)
         if trip_id in versions and conn in self.hub.subscribers(channel(trip_id)):
             versions[trip_id] = max(versions[trip_id], version)
 
-    def _send_outcome(self, conn: Connection, outcome: tuple[str, dict[str, Any]]) -> None:
-        type_, payload = outcome
-        self.services.count_outcome(type_)
-        conn.send(
-            make_event(
-                type_, payload, now_ms=self.clock.now_ms(), session_id=conn.session.path_session_id
-            )
-        )
-
     # -- conflicts --------------------------------------------------------------------------
 
-    async def on_resolution_submit(self, conn: Connection, message: ClientMessage) -> None:
-        p = message.payload
-        room = next(
-            (
-                r
-                for r in self.registry.rooms.values()
-                if any(c.conflict_id == p.conflictId for c in r.doc.pending_conflicts())
-            ),
-            None,
-        )
-        if room is None:
-            raise NotFound("No pending conflict with this id", details={"conflictId": p.conflictId})
-        if room.permission(conn.principal.user_id) not in EDITORS:
-            raise PermissionDenied(
-                "Only editors and owners resolve conflicts", details={"conflictId": p.conflictId}
-            )
-        if p.chosenOptionId is None and "customValue" not in p.model_fields_set:
-            raise InvalidMessage(
-                "chosenOptionId or customValue is required",
-                details={
-                    "field": "payload.chosenOptionId",
-                    "expected": "string",
-                    "received": "undefined",
-                },
-            )
-        refused_ms = self.services.storage_backoff.admit(self.clock.now_ms())
-        if refused_ms is not None:
-            raise ServerError(
-                "The choice could not be saved (storage unavailable); retry",
-                details={"conflictId": p.conflictId},
-                retry_after=refused_ms / 1000,
-            )
-        result = room.doc.resolve_conflict(
-            p.conflictId,
-            user_id=conn.principal.user_id,
-            chosen_option_id=p.chosenOptionId,
-            custom_value=p.customValue,
-            now_ms=self.clock.now_ms(),
-        )
-        try:
-            await self._commit_resolution(room, result, resolved_by=conn.principal.user_id)
-        except RoomBroken as broken:
-            raise ServerError(
-                "The choice could not be saved (storage unavailable); retry",
-                details={"conflictId": p.conflictId},
-                retry_after=broken.retry_after_ms / 1000,
-            ) from None
-
-    async def _commit_resolution(
+    async def commit_resolution(
         self, room: TripRoom, result: ApplyResult, *, resolved_by: str
     ) -> None:
         resolved = result.conflict_resolved or result.outcome.update_id
         writes = room.writes_for(result.change, resolved=resolved)
         async with room.durable(self.services, writes):  # RoomBroken: not applied
-            self._broadcast_result(room, result, exclude=None)
+            self.broadcast_result(room, result, exclude=None)
             outcome = result.outcome
             value = getattr(outcome, "confirmed_value", None)
-            self._publish(
+            self.publish(
                 room,
                 "conflict_resolved",
                 {
@@ -705,7 +444,7 @@ class TripFeature:
 
     # -- timers: conflict deadlines, lock expiry, idle presence ---------------------------
 
-    def _schedule(self, room: TripRoom) -> None:
+    def schedule(self, room: TripRoom) -> None:
         deadlines = [
             d
             for d in (room.doc.next_conflict_deadline_ms(), room.presence.next_deadline_ms())
@@ -740,7 +479,7 @@ class TripFeature:
         try:
             if refused_ms is None:
                 for result in room.doc.expire_conflicts(now):
-                    await self._commit_resolution(room, result, resolved_by="system")
+                    await self.commit_resolution(room, result, resolved_by="system")
         except RoomBroken as broken:
             refused_ms = broken.retry_after_ms
         except Exception:
@@ -752,11 +491,11 @@ class TripFeature:
                 room.timer.cancel()
             room.timer = asyncio.get_running_loop().call_later(refused_ms / 1000, self._fire, room)
             return
-        self._schedule(room)
+        self.schedule(room)
 
     # -- compaction -----------------------------------------------------------------------
 
-    async def _maybe_compact(self, room: TripRoom) -> None:
+    async def maybe_compact(self, room: TripRoom) -> None:
         settings = self.settings
         room.since_snapshot += 1
         if room.since_snapshot < settings.compact_every_updates:
