@@ -62,14 +62,24 @@ def test_sync_has_no_async_code() -> None:
 
 
 MAX_SYNC_MODULE_LINES = 400  # STYLE.md: one concept a module, about 100-300 lines
+# Modules not yet split below the limit, with the size they may not grow past
+# (issue 11 item 2, unfinished: each is one class still to be split).
+OVERSIZED_MODULES: dict[str, int] = {
+    "api/trips/feature.py": 533,
+    "api/trips/yjs.py": 652,
+    "api/chat/feature.py": 662,
+    "client/sync_client.py": 729,
+}
 
 
-def test_sync_modules_are_small_and_declare_all() -> None:
-    for path in sorted((ROOT / "sync").rglob("*.py")):
+@pytest.mark.parametrize("package", ["sync", "api", "storage", "client"])
+def test_modules_are_small_and_declare_all(package: str) -> None:
+    for path in sorted((ROOT / package).rglob("*.py")):
         text = path.read_text()
         lines = len(text.splitlines())
         name = path.relative_to(ROOT)
-        assert lines <= MAX_SYNC_MODULE_LINES, f"{name} has {lines} lines"
+        limit = OVERSIZED_MODULES.get(name.as_posix(), MAX_SYNC_MODULE_LINES)
+        assert lines <= limit, f"{name} has {lines} lines"
         tree = ast.parse(text, str(path))
         declared = any(
             isinstance(node, ast.Assign | ast.AnnAssign)
