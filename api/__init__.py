@@ -6,3 +6,5 @@ reads it), ``tripsage-sync --version``, ``GET /health`` ``version`` and
 """
 
 __version__ = "1.0.0"
+
+__all__ = ["__version__"]

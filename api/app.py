@@ -29,16 +29,27 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, WebSocketRoute
 
-from tripsage_sync.api.auth import JwtAuthority, new_secret
-from tripsage_sync.api.endpoints import agent_status_endpoint, chat_endpoint
-from tripsage_sync.api.hub import Hub
-from tripsage_sync.api.services import Feature, Services
+from tripsage_sync.api.chat.feature import ChatFeature
+from tripsage_sync.api.chat.http import ChatHttp
+from tripsage_sync.api.clock import SYSTEM_CLOCK, Clock
+from tripsage_sync.api.ops.feature import OpsFeature
 from tripsage_sync.api.settings import Settings
+from tripsage_sync.api.transport.auth import JwtAuthority, new_secret
+from tripsage_sync.api.transport.endpoints import agent_status_endpoint, chat_endpoint
+from tripsage_sync.api.transport.hub import Hub
+from tripsage_sync.api.transport.services import Feature, Services, shutdown_services
+from tripsage_sync.api.trips.conflicts import ConflictResolution
+from tripsage_sync.api.trips.feature import TripFeature
+from tripsage_sync.api.trips.http import TripHttp
+from tripsage_sync.api.trips.locks import FieldLocks
+from tripsage_sync.api.trips.optimistic import OptimisticUpdates
+from tripsage_sync.api.trips.resume import ResumeFeature
+from tripsage_sync.api.trips.yjs import YjsFeature
+from tripsage_sync.api.web.feature import WebFeature
 from tripsage_sync.storage.errors import StorageClosed, is_unavailable
 from tripsage_sync.storage.sqlite import Storage
-from tripsage_sync.sync.errors import CLOSE_GOING_AWAY
 
-__all__ = ["JWT_SECRET_META_KEY", "create_app", "resolve_secret", "shutdown_services"]
+__all__ = ["JWT_SECRET_META_KEY", "create_app", "resolve_secret"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,45 +62,27 @@ def resolve_secret(settings: Settings, store: Storage) -> str:
     return store.set_meta_if_absent(JWT_SECRET_META_KEY, new_secret()).result()
 
 
-async def shutdown_services(
-    services: Services,
-    reason: str = "Server shutting down",
-    *,
-    reconnect_after_s: float | None = None,
-) -> None:
-    """Steps 1-2 of the shutdown; ``reconnect_after_s`` defaults to the setting."""
-    hub = services.hub
-    if hub.accepting or hub.connections or hub.peers():
-        await hub.drain(
-            reason,
-            code=CLOSE_GOING_AWAY,
-            grace_s=services.settings.shutdown_grace_s,
-            reconnect_after_s=(
-                services.settings.reconnect_after_s
-                if reconnect_after_s is None
-                else reconnect_after_s
-            ),
-        )
+def features(settings: Settings, clock: Clock) -> list[Feature]:
+    """The product features this server runs, in start order.
 
-
-def features(settings: Settings) -> list[Feature]:
-    """The product features this server runs, in start order."""
-    from tripsage_sync.api.chat import ChatFeature
-    from tripsage_sync.api.ops import OpsFeature
-    from tripsage_sync.api.resume import ResumeFeature
-    from tripsage_sync.api.trips import TripFeature
-    from tripsage_sync.api.web import WebFeature
-    from tripsage_sync.api.yjs import YjsFeature
-
-    trips = TripFeature(settings)
+    A feature's HTTP API is a feature of its own composed on it (``TripHttp(trips)``),
+    so that the feature module never imports its routes.
+    """
+    trips = TripFeature(settings, clock)
+    chat = ChatFeature(settings, clock)
     # Ops first: its health and metrics answer while the others start and stop.
     return [
-        OpsFeature(settings),
+        OpsFeature(settings, clock),
         trips,
-        ChatFeature(settings),
+        TripHttp(trips),
+        FieldLocks(trips),
+        OptimisticUpdates(trips),
+        ConflictResolution(trips),
+        chat,
+        ChatHttp(chat),
         ResumeFeature(trips),
         YjsFeature(trips),
-        WebFeature(settings),
+        WebFeature(settings, clock),
     ]
 
 
@@ -112,8 +105,9 @@ async def storage_unavailable(request: Request, exc: Exception) -> Response:
     return JSONResponse(body, status_code=503, headers={"Retry-After": str(retry_after_s)})
 
 
-def create_app(settings: Settings) -> Starlette:
-    plugged = features(settings)
+def create_app(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> Starlette:
+    """The app; ``clock`` is the one every part of it reads (tests pass a fake one)."""
+    plugged = features(settings, clock)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -124,7 +118,11 @@ def create_app(settings: Settings) -> Starlette:
                 secret, issuer=settings.jwt_issuer, audience=settings.jwt_audience
             )
             services = Services(
-                settings=settings, store=store, authority=authority, hub=Hub(settings)
+                settings=settings,
+                store=store,
+                authority=authority,
+                hub=Hub(settings, clock=clock),
+                clock=clock,
             )
             app.state.services = services
             started: list[Feature] = []

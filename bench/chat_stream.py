@@ -51,7 +51,7 @@ from websockets.asyncio.client import ClientConnection, connect
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.benchserver import SECRET, free_port, start_server
-from tripsage_sync.api.auth import JwtAuthority
+from tripsage_sync.api.transport.auth import JwtAuthority
 
 
 async def open_ws(port: int, token: str, path: str, features: list[str]) -> ClientConnection:

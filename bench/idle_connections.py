@@ -31,7 +31,7 @@ from websockets.asyncio.client import ClientConnection, connect
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.benchserver import SECRET, free_port, start_server
-from tripsage_sync.api.auth import JwtAuthority
+from tripsage_sync.api.transport.auth import JwtAuthority
 
 SETTLE_S = 5.0
 OPEN_AT_ONCE = 100

@@ -29,7 +29,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 ROOT: Final = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tripsage_sync.api.auth import JwtAuthority  # noqa: E402
+from tripsage_sync.api.transport.auth import JwtAuthority  # noqa: E402
 
 DOCS: Final = ROOT / "docs"
 SECRET: Final = "screenshots-" + "s" * 40

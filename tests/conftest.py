@@ -1,7 +1,7 @@
 """Shared fixtures: a real server process on a free loopback port.
 
 ``server_factory(**env)`` starts ``python -m tripsage_sync.api.cli serve`` (uvicorn with the
-protocols of api/transport.py) against a fresh SQLite file with ``TRIPSAGE_*``
+protocols of api/transport/protocol.py) against a fresh SQLite file with ``TRIPSAGE_*``
 settings from ``env``, waits until ``/health`` answers, and stops it (SIGTERM, then kill)
 when the test ends. Tests then talk to it over real WebSockets. A server log
 that says a task was destroyed while pending fails the test.
@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tripsage_sync.api.auth import JwtAuthority
+from tripsage_sync.api.transport.auth import JwtAuthority
 
 SECRET = "test-secret-" + "x" * 40
 ROOT = Path(__file__).resolve().parent.parent

@@ -62,14 +62,24 @@ def test_sync_has_no_async_code() -> None:
 
 
 MAX_SYNC_MODULE_LINES = 400  # STYLE.md: one concept a module, about 100-300 lines
+# Modules not yet split below the limit, with the size they may not grow past
+# (issue 11 item 2, unfinished: each is one class still to be split).
+OVERSIZED_MODULES: dict[str, int] = {
+    "api/trips/feature.py": 533,
+    "api/trips/yjs.py": 652,
+    "api/chat/feature.py": 662,
+    "client/sync_client.py": 729,
+}
 
 
-def test_sync_modules_are_small_and_declare_all() -> None:
-    for path in sorted((ROOT / "sync").rglob("*.py")):
+@pytest.mark.parametrize("package", ["sync", "api", "storage", "client"])
+def test_modules_are_small_and_declare_all(package: str) -> None:
+    for path in sorted((ROOT / package).rglob("*.py")):
         text = path.read_text()
         lines = len(text.splitlines())
         name = path.relative_to(ROOT)
-        assert lines <= MAX_SYNC_MODULE_LINES, f"{name} has {lines} lines"
+        limit = OVERSIZED_MODULES.get(name.as_posix(), MAX_SYNC_MODULE_LINES)
+        assert lines <= limit, f"{name} has {lines} lines"
         tree = ast.parse(text, str(path))
         declared = any(
             isinstance(node, ast.Assign | ast.AnnAssign)
@@ -80,3 +90,33 @@ def test_sync_modules_are_small_and_declare_all() -> None:
             for node in tree.body
         )
         assert declared, f"{name} has no __all__"
+
+
+# Imports inside a function body, by file: each a documented exception (an optional
+# heavy dependency, say). None today: a function-local import that dodges an import
+# circle hides the circle from import-linter's "no import circles" contract.
+FUNCTION_LOCAL_IMPORTS: dict[str, str] = {}
+
+
+def function_local_imports(path: Path) -> list[int]:
+    """Line numbers of the imports inside a function (or method) of a module."""
+    tree = ast.parse(path.read_text(), str(path))
+    lines: list[int] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            lines += [
+                inner.lineno
+                for inner in ast.walk(node)
+                if isinstance(inner, ast.Import | ast.ImportFrom)
+            ]
+    return sorted(set(lines))
+
+
+@pytest.mark.parametrize("package", ["api", "client", "sync", "storage"])
+def test_no_function_local_imports(package: str) -> None:
+    for path in sorted((ROOT / package).rglob("*.py")):
+        name = path.relative_to(ROOT).as_posix()
+        found = function_local_imports(path)
+        assert not found or name in FUNCTION_LOCAL_IMPORTS, (
+            f"{name} imports inside a function at line(s) {found}"
+        )

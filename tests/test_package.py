@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 import tripsage_sync.api
-import tripsage_sync.api.web
+import tripsage_sync.api.web.feature
 import tripsage_sync.sync
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,8 +82,8 @@ def test_editable_install_resolves_to_the_repository_folders() -> None:
         pytest.skip("tripsage_sync is installed from a wheel here")
     assert Path(tripsage_sync.sync.__file__ or "").parent == ROOT / "sync"
     assert Path(tripsage_sync.api.__file__ or "").parent == ROOT / "api"
-    assert tripsage_sync.api.web.WEB_DIR == ROOT / "api" / "web"
-    assert (tripsage_sync.api.web.WEB_DIR / "index.html").is_file()
+    assert tripsage_sync.api.web.feature.WEB_DIR == ROOT / "api" / "web"
+    assert (tripsage_sync.api.web.feature.WEB_DIR / "index.html").is_file()
 
 
 def test_one_version_string() -> None:
@@ -125,8 +125,9 @@ def test_wheel_holds_only_tripsage_sync(wheel: Path) -> None:
     for needed in (
         "tripsage_sync/__main__.py",
         "tripsage_sync/api/cli.py",
-        "tripsage_sync/api/demo_agent.py",
-        "tripsage_sync/api/web/__init__.py",
+        "tripsage_sync/api/chat/demo_agent.py",
+        "tripsage_sync/api/web/feature.py",
+        "tripsage_sync/client/__init__.py",
         "tripsage_sync/api/web/index.html",
         "tripsage_sync/api/web/app.js",
         "tripsage_sync/api/web/style.css",
@@ -137,7 +138,7 @@ def test_wheel_holds_only_tripsage_sync(wheel: Path) -> None:
     assert not [n for n in names if "/_root/" in n or "examples" in n or "/tests/" in n]
     # Every module of the repository's packages is in the wheel (a new subpackage must be
     # listed in pyproject.toml's packages).
-    for folder in ("sync", "api", "storage"):
+    for folder in ("sync", "api", "storage", "client"):
         for module in (ROOT / folder).rglob("*.py"):
             relative = module.relative_to(ROOT).as_posix()
             if not relative.startswith("api/_root/"):

@@ -150,7 +150,7 @@ class OptimisticUpdateStartPayload(TripRef):
     """``optimistic_update_start``; ``value`` is the spec's alias of ``optimisticValue``.
 
     Without ``expectedVersion`` the update is based on the latest version the
-    connection has seen of the trip (``api/trips.py``); 0 means none.
+    connection has seen of the trip (``api/trips/feature.py``); 0 means none.
     """
 
     updateId: Id

@@ -1,4 +1,4 @@
-"""End-to-end: the Python client (api/client.py) and ``tripsage-sync watch``."""
+"""End-to-end: the Python client (client/) and ``tripsage-sync watch``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from tests.api.test_trips import after_creation, create_trip, get_trip
 from tests.conftest import ROOT, ServerProcess, free_port
-from tripsage_sync.api.client import (
+from tripsage_sync.client import (
     AuthenticationFailed,
     QueueFile,
     RequestRefused,

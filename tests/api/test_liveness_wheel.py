@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from tripsage_sync.api.transport import LivenessWheel
+from tripsage_sync.api.transport.protocol import LivenessWheel
 
 pytestmark = pytest.mark.anyio
 

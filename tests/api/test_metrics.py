@@ -16,7 +16,7 @@ from tests.api.opshelpers import (
 )
 from tests.conftest import ServerProcess
 from tests.wsclient import Client, open_client
-from tripsage_sync.api.metrics import Metrics, event_type_of
+from tripsage_sync.api.transport.metrics import Metrics, event_type_of
 
 pytestmark = pytest.mark.anyio
 

@@ -22,7 +22,7 @@ import pytest
 
 from tests.api.test_trips import CREATED_MS, create_trip, get_trip
 from tests.conftest import ServerProcess, free_port
-from tripsage_sync.api.client import OUTCOME_TYPES, SyncClient, UpdateStatus
+from tripsage_sync.client import OUTCOME_TYPES, SyncClient, UpdateStatus
 from tripsage_sync.sync.wire import iso_ms
 
 pytestmark = pytest.mark.anyio

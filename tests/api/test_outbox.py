@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from starlette.websockets import WebSocket, WebSocketState
 
-from tripsage_sync.api.metrics import Metrics
-from tripsage_sync.api.outbox import Outbox
+from tripsage_sync.api.transport.metrics import Metrics
+from tripsage_sync.api.transport.outbox import Outbox
 
 pytestmark = pytest.mark.anyio
 

@@ -1,4 +1,4 @@
-"""End-to-end: ``sync_request`` (api/resume.py) against a real server."""
+"""End-to-end: ``sync_request`` (api/trips/resume.py) against a real server."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ from tests.api.test_yjs import FIELDS, frames_until_close, has
 from tests.api.yjspeer import NodePeer
 from tests.conftest import ServerProcess
 from tests.wsclient import Client, open_client
-from tripsage_sync.api.client import AuthenticationFailed, SyncClient
+from tripsage_sync.client import AuthenticationFailed, SyncClient
 from tripsage_sync.sync.wire import iso_ms, parse_iso_ms
 from tripsage_sync.sync.ysync import auth_denied_frame
 

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tests.conftest import ServerProcess
-from tripsage_sync.api.web import STATIC_SUFFIXES, WEB_DIR
+from tripsage_sync.api.web.feature import STATIC_SUFFIXES, WEB_DIR
 
 
 @pytest.mark.parametrize("path", ["/", "/app", "/trips/123"])
@@ -43,7 +43,7 @@ def test_static_files_stay_inside_the_web_directory(server: ServerProcess) -> No
     assert httpx.get(server.http + "/static/../web.py").status_code == 404
     assert httpx.get(server.http + "/static/%2e%2e/web.py").status_code == 404
     assert httpx.get(server.http + "/static/../app.py").status_code == 404
-    # The page's module shares the folder (api/web/__init__.py): never served.
+    # The page's module shares the folder (api/web/feature.py): never served.
     assert (WEB_DIR / "__init__.py").is_file()
     for name in ("__init__.py", "__pycache__/", "__pycache__/__init__.cpython-311.pyc"):
         assert httpx.get(server.http + "/static/" + name).status_code == 404, name

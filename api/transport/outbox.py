@@ -1,0 +1,229 @@
+"""One connection's outbound side: a bounded queue and the writer that drains it.
+
+Theory of operation
+-------------------
+Every WebSocket connection (:class:`api.transport.connection.Connection`, the JSON
+endpoints; :class:`api.trips.yjs.YjsConnection`, y-websocket peers) owns one
+:class:`Outbox` and runs :meth:`Outbox.run` as its writer task:
+
+- :meth:`Outbox.put` never blocks the producer. When the queue already holds
+  ``size`` items the connection is a slow consumer: a droppable item
+  (presence, awareness) is dropped; any other empties the queue and closes the
+  connection with 1001 "slow consumer" (RFC 6455 7.4.1 "going away"), and the
+  peer resyncs when it reconnects. Nothing is buffered without bound and
+  nothing that matters is dropped silently.
+- :meth:`Outbox.close` queues the final frames (an error, ``connection_close``)
+  and a close marker after what is already queued, and schedules an abort of
+  the transport :data:`CLOSE_RELEASE_S` (+1 s) later: a peer that never reads
+  again cannot hold a socket.
+- :meth:`Outbox.run` sends one wire frame at a time; a :class:`Framing` turns
+  the head of the queue into that frame (the JSON endpoints merge consecutive
+  events into a ``batch``; Yjs frames go as they are) and accounts for it once
+  sent. A send that stalls longer than ``send_timeout_s`` aborts the
+  transport; the close marker ends the loop with the close frame. A writer
+  that fails for any other reason (a frame it cannot encode) closes with 1011
+  and aborts the transport: never a reader without a writer.
+
+The owner's state machine has a say in every close through ``may_close``
+(:meth:`sync.session.Session.close` for the JSON endpoints): a close it refuses
+is not started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final, Generic, Protocol, TypeVar
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from tripsage_sync.api.transport.metrics import Metrics
+from tripsage_sync.sync.errors import CLOSE_GOING_AWAY, CLOSE_SERVER_ERROR
+
+__all__ = ["CLOSE_RELEASE_S", "Close", "Framing", "Outbox", "cancel_and_wait", "find_transport"]
+
+logger = logging.getLogger(__name__)
+
+# After we start a close, the peer has this long to answer before the socket is aborted.
+CLOSE_RELEASE_S: Final = 5.0
+
+ItemT = TypeVar("ItemT")
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """The queue's last item: send the close frame and stop the writer."""
+
+    code: int
+    reason: str
+
+
+class Framing(Protocol[ItemT]):
+    """How a writer turns queued items into wire frames (the writer's strategy)."""
+
+    def frame(self, item: ItemT, queue: deque[ItemT | Close]) -> str | bytes:
+        """The wire frame for ``item``; it may take more items off the head of ``queue``."""
+        ...
+
+    def sent(self, frame: str | bytes) -> None:
+        """``frame`` went out: account for it."""
+        ...
+
+
+def find_transport(websocket: WebSocket) -> asyncio.Transport | None:
+    """The server's transport behind an ASGI ``send`` (uvicorn's protocol), if any.
+
+    ASGI has no "abort"; uvicorn's ``send`` is a bound method of its protocol,
+    which holds the transport. Without it we fall back to a plain close.
+    """
+    send: Any = getattr(websocket, "_send", None)
+    for _ in range(5):
+        owner = getattr(send, "__self__", None)
+        transport = getattr(owner, "transport", None)
+        if isinstance(transport, asyncio.BaseTransport):
+            return transport  # type: ignore[return-value]
+        send = getattr(send, "__wrapped__", None)
+        if send is None:
+            break
+    return None
+
+
+async def cancel_and_wait(*tasks: asyncio.Task[Any]) -> None:
+    """Cancel ``tasks`` and wait until they have finished: the owner's duty for every task
+    it starts (a pending task left behind is destroyed with its connection)."""
+    if not tasks:
+        return
+    for task in tasks:
+        task.cancel()
+    await asyncio.wait(tasks)
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("task %s failed", task.get_name(), exc_info=task.exception())
+
+
+def _always(code: int) -> bool:
+    return True
+
+
+class Outbox(Generic[ItemT]):
+    """A bounded outbound queue with a slow-consumer policy, and its writer loop."""
+
+    def __init__(
+        self,
+        websocket: WebSocket,
+        *,
+        size: int,
+        send_timeout_s: float,
+        metrics: Metrics,
+        log: logging.LoggerAdapter[logging.Logger],
+        may_close: Callable[[int], bool] = _always,
+    ) -> None:
+        self.websocket = websocket
+        self.size = size
+        self.send_timeout_s = send_timeout_s
+        self.metrics = metrics
+        self.log = log
+        self._may_close = may_close
+        # False once a close started or the transport was lost: ``put`` refuses.
+        self.open = True
+        self._queue: deque[ItemT | Close] = deque()
+        self._ready = asyncio.Event()
+        self._transport = find_transport(websocket)
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def put(self, item: ItemT, *, droppable: bool = False) -> bool:
+        """Queue ``item``; never blocks. ``False`` if not queued (closed, dropped, full)."""
+        if not self.open:
+            return False
+        if len(self._queue) >= self.size:
+            if droppable:
+                return False
+            self.log.warning("slow consumer: %d frames queued; closing", len(self._queue))
+            self.metrics.slow_consumers += 1
+            self._queue.clear()
+            self.close(CLOSE_GOING_AWAY, "slow consumer")
+            return False
+        self._queue.append(item)
+        self._ready.set()
+        return True
+
+    def put_first(self, *items: ItemT) -> None:
+        """Queue ``items``, in order, ahead of everything queued (not limited)."""
+        self._queue.extendleft(reversed(items))
+        self._ready.set()
+
+    def close(self, code: int, reason: str, *final: ItemT) -> bool:
+        """Send ``final`` after the queued items, then close with ``code``.
+
+        ``False`` if a close had started already or the owner refused it.
+        """
+        if not self.open or not self._may_close(code):
+            return False
+        self.open = False
+        self.log.info("closing: code=%d reason=%s", code, reason, extra={"code": code})
+        self._queue.extend(final)
+        self._queue.append(Close(code, reason))
+        self._ready.set()
+        if self._transport is not None:
+            asyncio.get_running_loop().call_later(CLOSE_RELEASE_S + 1, self.abort)
+        return True
+
+    def abort(self) -> None:
+        """Drop the TCP connection now (unsent data is discarded)."""
+        if self._transport is not None and not self._transport.is_closing():
+            self.log.info("aborting transport")
+        if self._transport is not None:
+            self._transport.abort()
+
+    async def run(self, framing: Framing[ItemT]) -> None:
+        """The writer task: send frames until the close marker, a stall or a lost peer."""
+        ws, queue, timeout = self.websocket, self._queue, self.send_timeout_s
+        while True:
+            while not queue:
+                self._ready.clear()
+                await self._ready.wait()
+            item = queue.popleft()
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancel that
+            # arrives as the send completes, and the writer would wait for ever, pending.
+            if isinstance(item, Close):
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(timeout):
+                        await ws.close(item.code, item.reason)
+                return
+            frame = framing.frame(item, queue)
+            try:
+                async with asyncio.timeout(timeout):
+                    if isinstance(frame, str):
+                        await ws.send_text(frame)
+                    else:
+                        await ws.send_bytes(frame)
+            except TimeoutError:
+                self.log.warning("send stalled for %.1f s; aborting", timeout)
+                self.metrics.slow_consumers += 1
+                self.open = False
+                self._may_close(CLOSE_GOING_AWAY)
+                self.abort()
+                return
+            except (OSError, WebSocketDisconnect):  # the peer went away mid-send
+                self.log.debug("send failed", exc_info=True)
+                self.open = False
+                self.abort()
+                return
+            except Exception:
+                # Our bug (e.g. a frame that cannot be encoded): the writer is dead, so the
+                # connection must go too, never stay half-open with a reader and no writer.
+                self.log.warning("writer failed; closing with 1011", exc_info=True)
+                self.open = False
+                self._may_close(CLOSE_SERVER_ERROR)
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(timeout):
+                        await ws.close(CLOSE_SERVER_ERROR, "server error")
+                self.abort()
+                return
+            framing.sent(frame)

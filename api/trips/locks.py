@@ -1,0 +1,102 @@
+"""Advisory field locks (``websocket-api.md`` "Field Editing"): ``trip_field_editing_start``
+and ``_stop`` of a joined trip; the locks live in the room's presence and expire on
+the trip feature's timer.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.routing import BaseRoute
+
+from tripsage_sync.api.transport.connection import Connection
+from tripsage_sync.api.transport.services import Services
+from tripsage_sync.api.trips.feature import EDITORS, TripFeature
+from tripsage_sync.api.trips.rooms import TripRoom
+from tripsage_sync.sync.errors import InvalidMessage, PermissionDenied
+from tripsage_sync.sync.wire import (
+    ClientMessage,
+    iso_ms,
+    new_id,
+)
+
+__all__ = ["FieldLocks"]
+
+logger = logging.getLogger(__name__)
+
+
+class FieldLocks:
+    """A feature composed on :class:`TripFeature`, whose rooms it works on."""
+
+    def __init__(self, trips: TripFeature) -> None:
+        self.trips = trips
+        self.clock = trips.clock
+
+    def routes(self) -> list[BaseRoute]:
+        return []
+
+    async def start(self, services: Services) -> None:
+        services.handlers.update(
+            {
+                "trip_field_editing_start": self.on_editing_start,
+                "trip_field_editing_stop": self.on_editing_stop,
+            }
+        )
+
+    async def stop(self) -> None:
+        """Nothing to stop: the trip feature holds the rooms and timers."""
+
+    def _joined(self, conn: Connection, trip_id: str) -> TripRoom:
+        room = self.trips.registry.rooms.get(trip_id)
+        if room is None or conn.id not in room.presence.members:
+            raise InvalidMessage(
+                "Join the trip first (collaboration_session_start)",
+                details={
+                    "field": "payload.tripId",
+                    "expected": "a joined trip",
+                    "received": trip_id,
+                },
+            )
+        return room
+
+    async def on_editing_start(self, conn: Connection, message: ClientMessage) -> None:
+        payload = message.payload
+        room = self._joined(conn, payload.tripId)
+        if room.permission(conn.principal.user_id) not in EDITORS:
+            raise PermissionDenied(
+                "Viewers cannot edit this trip", details={"tripId": room.trip_id}
+            )
+        lock = room.presence.lock(conn.id, payload.fieldName, new_id("lock"), self.clock.now_ms())
+        event_payload = {
+            "tripId": room.trip_id,
+            "fieldName": lock.field_name,
+            "fieldPath": payload.fieldPath or f"trip.{lock.field_name}",
+            "userId": lock.user_id,
+            "userName": lock.user_name,
+            "lockId": lock.lock_id,
+            "expiresAt": iso_ms(lock.expires_ms),
+            "otherEditors": [
+                h.user_id
+                for h in room.presence.holders(lock.field_name)
+                if h.user_id != lock.user_id
+            ],
+        }
+        self.trips.publish(room, "trip_field_editing_start", event_payload)
+        self.trips.publish_presence(room)
+        self.trips.schedule(room)
+
+    async def on_editing_stop(self, conn: Connection, message: ClientMessage) -> None:
+        payload = message.payload
+        room = self._joined(conn, payload.tripId)
+        lock = room.presence.unlock(conn.id, payload.fieldName, self.clock.now_ms())
+        self.trips.publish(
+            room,
+            "trip_field_editing_stop",
+            {
+                "tripId": room.trip_id,
+                "fieldName": payload.fieldName,
+                "userId": conn.principal.user_id,
+                "lockId": lock.lock_id if lock else payload.lockId,
+            },
+        )
+        self.trips.publish_presence(room)

@@ -1,0 +1,276 @@
+"""Trip rooms: one loaded trip document, its presence, and its commit pipeline.
+
+Theory of operation
+-------------------
+A :class:`TripRoom` owns one :class:`sync.document.TripDocument`. Every
+change is applied to the document synchronously on the event loop (so
+versions are assigned in one order), then handed to the storage writer; the
+writer batches commits from many rooms and many editors into one fsync.
+:meth:`TripRoom.commit` resolves once the change is durable *and* every
+earlier change of the room was broadcast, so the shell can keep the rule
+"persist, then broadcast, then acknowledge" in version order while commits
+are still shared.
+
+If a commit fails, the in-memory document is ahead of the database: the room
+reloads its document from SQLite in place (presence, subscribers and Yjs
+peers stay; reads work on a full disk), and the sender gets
+``optimistic_update_rollback`` (server_error, canRetry, retryAfter). Every
+commit is reported to ``Services.storage_backoff`` (:mod:`sync.backoff`),
+which the shells ask before they apply an edit, so while storage fails edits
+are refused with a growing ``retryAfter`` instead of failing one by one. An
+update is appended only right after its predecessor (``contiguous``): when a
+commit fails, the ones applied after it fail too, so the log never has a gap
+and the reloaded document is exactly what was confirmed. Only if the reload
+itself fails is the room marked broken; the registry then evicts it and
+loads it anew on next use.
+
+Rooms are loaded lazily from ``Storage.trip_history`` (snapshot + updates +
+pending conflicts) and stay loaded while the server runs; compaction takes a
+snapshot every ``compact_every_updates`` changes, keeping the history of the
+last ``history_retention_days`` for clients that were offline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import weakref
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tripsage_sync.api.clock import Clock
+from tripsage_sync.api.restore import restore_document
+from tripsage_sync.api.transport.services import Services
+from tripsage_sync.storage import ops
+from tripsage_sync.storage.errors import is_unavailable
+from tripsage_sync.storage.writer import WriteOp
+from tripsage_sync.sync.conflicts import PendingConflict
+from tripsage_sync.sync.document import Change, TripDocument
+from tripsage_sync.sync.errors import NotFound
+from tripsage_sync.sync.presence import Presence
+
+__all__ = ["RoomBroken", "RoomRegistry", "TripRoom"]
+
+logger = logging.getLogger(__name__)
+
+
+class RoomBroken(Exception):
+    """A commit failed; the room went back to what storage holds.
+
+    ``retry_after_ms`` is how long edits are refused now (:mod:`sync.backoff`).
+    """
+
+    def __init__(self, trip_id: str, *, retry_after_ms: int = 0) -> None:
+        super().__init__(trip_id)
+        self.trip_id = trip_id
+        self.retry_after_ms = retry_after_ms
+
+
+@dataclass
+class TripRoom:
+    trip_id: str
+    doc: TripDocument
+    owner_id: str
+    permissions: dict[str, str]
+    presence: Presence
+    clock: Clock
+    broken: bool = False
+    # version -> wall time it was appended (or loaded), for retention.
+    appended_ms: dict[int, int] = field(default_factory=dict)
+    inflight: dict[str, asyncio.Future[tuple[str, dict[str, Any]]]] = field(default_factory=dict)
+    timer: asyncio.TimerHandle | None = None
+    since_snapshot: int = 0
+    _tail: asyncio.Future[None] | None = None
+    # What each write of ``writes_for`` stands for ("append", "conflict_raised",
+    # "conflict_resolved"), counted by ``durable`` once committed (api/transport/metrics.py).
+    _kinds: weakref.WeakKeyDictionary[WriteOp[Any], str] = field(
+        default_factory=weakref.WeakKeyDictionary
+    )
+
+    def permission(self, user_id: str) -> str | None:
+        return self.permissions.get(user_id)
+
+    def writes_for(
+        self,
+        change: Change | None,
+        *,
+        outcome: tuple[str, str] | None = None,
+        conflict: PendingConflict | None = None,
+        resolved: str | None = None,
+    ) -> list[WriteOp[object]]:
+        """The storage operations of one applied result, committed all-or-nothing."""
+        now = self.clock.now_ms()
+        writes: list[WriteOp[Any]] = []
+        if change is not None:
+            append = ops.append_update(
+                self.trip_id,
+                change.version,
+                change.update,
+                json.dumps(change.meta),
+                now,
+                contiguous=True,
+            )
+            self._kinds[append] = "append"
+            writes.append(append)
+            self.appended_ms[change.version] = now
+        if outcome is not None:
+            update_id, outcome_json = outcome
+            writes.append(ops.put_outcome(self.trip_id, update_id, outcome_json, now))
+        if conflict is not None:
+            raised = ops.put_conflict(
+                self.trip_id, conflict.conflict_id, json.dumps(conflict.to_json()), "pending"
+            )
+            self._kinds[raised] = "conflict_raised"
+            writes.append(raised)
+        if resolved is not None:
+            settled = ops.set_conflict_status(resolved, "resolved")
+            self._kinds[settled] = "conflict_resolved"
+            writes.append(settled)
+        return writes
+
+    def _count_committed(self, services: Services, writes: list[WriteOp[object]]) -> None:
+        metrics = services.metrics
+        for write in writes:
+            match self._kinds.pop(write, None):
+                case "append":
+                    metrics.log_appends += 1
+                case "conflict_raised":
+                    metrics.conflicts_raised += 1
+                case "conflict_resolved":
+                    metrics.conflicts_resolved += 1
+
+    @contextlib.asynccontextmanager
+    async def durable(
+        self, services: Services, writes: list[WriteOp[object]]
+    ) -> AsyncIterator[None]:
+        """Commit ``writes``; the body (the broadcast) runs after the previous one's.
+
+        Commits of one room share fsyncs with everything else in flight; only the
+        broadcasts are serialised, in the order the changes were applied.
+        """
+        previous = self._tail
+        generation = self.doc  # the document the change was applied to
+        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._tail = mine
+        backoff = services.storage_backoff
+        try:
+            failure: Exception | None = None
+            retry_after_ms = 0
+            started = time.perf_counter()
+            try:
+                await services.write(services.store.submit_all(writes))
+            except Exception as exc:  # noqa: BLE001 - any storage failure breaks the room
+                failure = exc
+                # Refuse edits at once, not after the earlier commits were broadcast.
+                if writes and is_unavailable(exc):
+                    retry_after_ms = backoff.failed(self.clock.now_ms())
+                else:  # the write's own fault (or its predecessor's): no episode of its own
+                    retry_after_ms = backoff.delay_ms if backoff.failing else backoff.initial_ms
+            else:
+                if writes:
+                    services.metrics.commit_seconds.observe(time.perf_counter() - started)
+                    self._count_committed(services, writes)
+                    if backoff.succeeded():
+                        logger.warning("storage works again: trip edits are accepted")
+            if previous is not None:
+                await asyncio.shield(previous)
+            if failure is not None:
+                logger.error(
+                    "trip %s: commit failed (%s: %s); edits refused for %d ms",
+                    self.trip_id,
+                    type(failure).__name__,
+                    failure,
+                    retry_after_ms,
+                )
+                # Nothing written, nothing to undo; else the doc is ahead of storage, unless
+                # it was already reloaded for an earlier failure.
+                if writes and self.doc is generation:
+                    self.reload(services)
+                raise RoomBroken(self.trip_id, retry_after_ms=retry_after_ms) from failure
+            yield
+        finally:
+            if not mine.done():
+                mine.set_result(None)
+
+    def reload(self, services: Services) -> None:
+        """Go back to the document storage holds (after a failed commit it was ahead)."""
+        try:
+            trip = services.store.get_trip(self.trip_id)
+            if trip is None:
+                raise NotFound("Trip not found", details={"tripId": self.trip_id})
+            doc = restore_document(
+                services.store,
+                trip,
+                auto_resolve_after_ms=services.settings.conflict_auto_resolve_ms,
+            )
+        except Exception:
+            logger.exception("trip %s: reload failed; the room will be loaded anew", self.trip_id)
+            self.broken = True
+            return
+        self.doc = doc
+        self.appended_ms = {v: at for v, at in self.appended_ms.items() if v <= doc.version}
+        logger.info("trip %s: back at stored version %d", self.trip_id, doc.version)
+
+
+class RoomRegistry:
+    """The loaded rooms of this process."""
+
+    def __init__(self, services: Services, *, on_evict: Callable[[TripRoom], None]) -> None:
+        self.services = services
+        self.rooms: dict[str, TripRoom] = {}
+        self._on_evict = on_evict
+        services.metrics.trips_loaded = lambda: len(self.rooms)
+
+    def get(self, trip_id: str) -> TripRoom:
+        room = self.rooms.get(trip_id)
+        if room is not None and not room.broken:
+            return room
+        if room is not None:
+            self.evict(room)
+        return self.load(trip_id)
+
+    def load(self, trip_id: str) -> TripRoom:
+        store = self.services.store
+        trip = store.get_trip(trip_id)
+        if trip is None:
+            raise NotFound("Trip not found", details={"tripId": trip_id})
+        doc = restore_document(
+            store, trip, auto_resolve_after_ms=self.services.settings.conflict_auto_resolve_ms
+        )
+        room = self.adopt(trip_id, doc, trip.owner_id, store.collaborators(trip_id))
+        now = self.services.clock.now_ms()
+        # Loaded history counts as appended now: it is kept the whole retention period.
+        room.appended_ms = {v: now for v in range(doc.base_version + 1, doc.version + 1)}
+        logger.info("trip %s loaded at version %d", trip_id, doc.version)
+        return room
+
+    def adopt(
+        self, trip_id: str, doc: TripDocument, owner_id: str, permissions: dict[str, str]
+    ) -> TripRoom:
+        """Make ``doc`` the loaded room of ``trip_id``."""
+        settings = self.services.settings
+        room = TripRoom(
+            trip_id=trip_id,
+            doc=doc,
+            owner_id=owner_id,
+            permissions=permissions,
+            clock=self.services.clock,
+            presence=Presence(
+                trip_id,
+                idle_after_ms=int(settings.presence_idle_s * 1000),
+                lock_ttl_ms=int(settings.field_lock_ttl_s * 1000),
+            ),
+        )
+        self.rooms[trip_id] = room
+        return room
+
+    def evict(self, room: TripRoom) -> None:
+        if self.rooms.get(room.trip_id) is room:
+            del self.rooms[room.trip_id]
+        if room.timer is not None:
+            room.timer.cancel()
+        self._on_evict(room)
