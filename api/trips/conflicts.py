@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import logging
 
-from starlette.routing import BaseRoute
-
-from tripsage_sync.api.transport.connection import Connection
-from tripsage_sync.api.transport.services import Services
-from tripsage_sync.api.trips.feature import EDITORS, TripFeature
+from tripsage_sync.api.transport.connection import Connection, Handler
+from tripsage_sync.api.trips.feature import EDITORS
+from tripsage_sync.api.trips.part import TripPart
 from tripsage_sync.api.trips.rooms import RoomBroken
 from tripsage_sync.sync.errors import InvalidMessage, NotFound, PermissionDenied, ServerError
 from tripsage_sync.sync.wire import (
@@ -23,25 +21,13 @@ __all__ = ["ConflictResolution"]
 logger = logging.getLogger(__name__)
 
 
-class ConflictResolution:
-    """A feature composed on :class:`TripFeature`, whose rooms it works on."""
+class ConflictResolution(TripPart):
+    """A part of the trip feature (:mod:`tripsage_sync.api.trips.part`)."""
 
-    def __init__(self, trips: TripFeature) -> None:
-        self.trips = trips
-        self.clock = trips.clock
-
-    def routes(self) -> list[BaseRoute]:
-        return []
-
-    async def start(self, services: Services) -> None:
-        services.handlers.update(
-            {
-                "conflict_resolution_submit": self.on_resolution_submit,
-            }
-        )
-
-    async def stop(self) -> None:
-        """Nothing to stop: the trip feature holds the rooms and timers."""
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "conflict_resolution_submit": self.on_resolution_submit,
+        }
 
     async def on_resolution_submit(self, conn: Connection, message: ClientMessage) -> None:
         p = message.payload

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import logging
 
-from starlette.routing import BaseRoute
-
-from tripsage_sync.api.transport.connection import Connection
-from tripsage_sync.api.transport.services import Services
-from tripsage_sync.api.trips.feature import EDITORS, TripFeature
+from tripsage_sync.api.transport.connection import Connection, Handler
+from tripsage_sync.api.trips.feature import EDITORS
+from tripsage_sync.api.trips.part import TripPart
 from tripsage_sync.api.trips.rooms import TripRoom
 from tripsage_sync.sync.errors import InvalidMessage, PermissionDenied
 from tripsage_sync.sync.wire import (
@@ -25,26 +23,14 @@ __all__ = ["FieldLocks"]
 logger = logging.getLogger(__name__)
 
 
-class FieldLocks:
-    """A feature composed on :class:`TripFeature`, whose rooms it works on."""
+class FieldLocks(TripPart):
+    """A part of the trip feature (:mod:`tripsage_sync.api.trips.part`)."""
 
-    def __init__(self, trips: TripFeature) -> None:
-        self.trips = trips
-        self.clock = trips.clock
-
-    def routes(self) -> list[BaseRoute]:
-        return []
-
-    async def start(self, services: Services) -> None:
-        services.handlers.update(
-            {
-                "trip_field_editing_start": self.on_editing_start,
-                "trip_field_editing_stop": self.on_editing_stop,
-            }
-        )
-
-    async def stop(self) -> None:
-        """Nothing to stop: the trip feature holds the rooms and timers."""
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "trip_field_editing_start": self.on_editing_start,
+            "trip_field_editing_stop": self.on_editing_stop,
+        }
 
     def _joined(self, conn: Connection, trip_id: str) -> TripRoom:
         room = self.trips.registry.rooms.get(trip_id)

@@ -10,15 +10,13 @@ import json
 import logging
 from typing import Any
 
-from starlette.routing import BaseRoute
-
-from tripsage_sync.api.transport.connection import Connection
-from tripsage_sync.api.transport.services import Services
+from tripsage_sync.api.transport.connection import Connection, Handler
 from tripsage_sync.api.trips.events import (
     outcome_event,
     rollback_event,
 )
-from tripsage_sync.api.trips.feature import EDITORS, TripFeature
+from tripsage_sync.api.trips.feature import EDITORS
+from tripsage_sync.api.trips.part import TripPart
 from tripsage_sync.api.trips.rooms import RoomBroken, TripRoom
 from tripsage_sync.sync.document import (
     Confirmed,
@@ -38,25 +36,13 @@ __all__ = ["OptimisticUpdates"]
 logger = logging.getLogger(__name__)
 
 
-class OptimisticUpdates:
-    """A feature composed on :class:`TripFeature`, whose rooms it works on."""
+class OptimisticUpdates(TripPart):
+    """A part of the trip feature (:mod:`tripsage_sync.api.trips.part`)."""
 
-    def __init__(self, trips: TripFeature) -> None:
-        self.trips = trips
-        self.clock = trips.clock
-
-    def routes(self) -> list[BaseRoute]:
-        return []
-
-    async def start(self, services: Services) -> None:
-        services.handlers.update(
-            {
-                "optimistic_update_start": self.on_optimistic_update,
-            }
-        )
-
-    async def stop(self) -> None:
-        """Nothing to stop: the trip feature holds the rooms and timers."""
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "optimistic_update_start": self.on_optimistic_update,
+        }
 
     async def on_optimistic_update(self, conn: Connection, message: ClientMessage) -> None:
         p = message.payload
