@@ -243,7 +243,9 @@ class Session:
         # Heartbeats keep a limited client alive; agents and admins are trusted
         # publishers (a streamed reply is dozens of events) and are not limited.
         principal = self.principal
-        if message.type == "connection_heartbeat" or principal is None or principal.is_privileged:
+        if principal is None:
+            raise InvalidState("a message before authentication")
+        if message.type == "connection_heartbeat" or principal.is_privileged:
             return [Dispatch(message)]
         limited = facts.spend_message(principal.user_id)
         if limited is None:
