@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from starlette.websockets import WebSocket
 
@@ -69,8 +70,9 @@ __all__ = ["CLOSE_RELEASE_S", "SERVER_VERSION", "Connection", "Handler"]
 
 logger = logging.getLogger(__name__)
 
-# A feature's handler of one client message type (registered in Services.handlers).
-Handler = Callable[["Connection", ClientMessage], Awaitable[None]]
+# A feature's handler of one client message type (registered in Services.handlers);
+# it takes that type's message class.
+Handler = Callable[["Connection", Any], Awaitable[None]]
 
 
 class Connection(Link):

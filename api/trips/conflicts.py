@@ -12,9 +12,7 @@ from tripsage_sync.api.trips.feature import EDITORS
 from tripsage_sync.api.trips.part import TripPart
 from tripsage_sync.api.trips.rooms import RoomBroken
 from tripsage_sync.sync.errors import InvalidMessage, NotFound, PermissionDenied, ServerError
-from tripsage_sync.sync.wire import (
-    ClientMessage,
-)
+from tripsage_sync.sync.wire import ConflictResolutionSubmitMessage
 
 __all__ = ["ConflictResolution"]
 
@@ -29,7 +27,9 @@ class ConflictResolution(TripPart):
             "conflict_resolution_submit": self.on_resolution_submit,
         }
 
-    async def on_resolution_submit(self, conn: Connection, message: ClientMessage) -> None:
+    async def on_resolution_submit(
+        self, conn: Connection, message: ConflictResolutionSubmitMessage
+    ) -> None:
         p = message.payload
         room = next(
             (

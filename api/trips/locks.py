@@ -13,7 +13,8 @@ from tripsage_sync.api.trips.part import TripPart
 from tripsage_sync.api.trips.rooms import TripRoom
 from tripsage_sync.sync.errors import InvalidMessage, PermissionDenied
 from tripsage_sync.sync.wire import (
-    ClientMessage,
+    TripFieldEditingStartMessage,
+    TripFieldEditingStopMessage,
     iso_ms,
     new_id,
 )
@@ -45,7 +46,9 @@ class FieldLocks(TripPart):
             )
         return room
 
-    async def on_editing_start(self, conn: Connection, message: ClientMessage) -> None:
+    async def on_editing_start(
+        self, conn: Connection, message: TripFieldEditingStartMessage
+    ) -> None:
         payload = message.payload
         room = self._joined(conn, payload.tripId)
         if room.permission(conn.principal.user_id) not in EDITORS:
@@ -71,7 +74,7 @@ class FieldLocks(TripPart):
         self.trips.publish_presence(room)
         self.trips.schedule(room)
 
-    async def on_editing_stop(self, conn: Connection, message: ClientMessage) -> None:
+    async def on_editing_stop(self, conn: Connection, message: TripFieldEditingStopMessage) -> None:
         payload = message.payload
         room = self._joined(conn, payload.tripId)
         lock = room.presence.unlock(conn.id, payload.fieldName, self.clock.now_ms())

@@ -25,8 +25,8 @@ from tripsage_sync.sync.document import (
 )
 from tripsage_sync.sync.errors import InvalidMessage, PermissionDenied
 from tripsage_sync.sync.wire import (
-    ClientMessage,
     InvalidUpdate,
+    OptimisticUpdateStartMessage,
     make_event,
     parse_iso_ms,
 )
@@ -44,7 +44,9 @@ class OptimisticUpdates(TripPart):
             "optimistic_update_start": self.on_optimistic_update,
         }
 
-    async def on_optimistic_update(self, conn: Connection, message: ClientMessage) -> None:
+    async def on_optimistic_update(
+        self, conn: Connection, message: OptimisticUpdateStartMessage
+    ) -> None:
         p = message.payload
         received = self.clock.now_ms()
         field_name = p.fieldName or p.fieldPath
