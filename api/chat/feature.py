@@ -92,7 +92,6 @@ from tripsage_sync.sync.errors import (
     PermissionDenied,
 )
 from tripsage_sync.sync.wire import (
-    AGENT_EVENT_TYPES,
     ChatMessageChunkPayload,
     ChatMessageCompletePayload,
     ChatMessagePayload,
@@ -115,8 +114,6 @@ AGENTS_CHANNEL: Final = "agents"
 STREAM_SWEEP_INTERVAL_S: Final = 5.0
 MAX_REMEMBERED_STATUSES: Final = 10_000
 _NO_SEQ: Final = 2**62
-TYPING_TYPES: Final = ("chat_typing_start", "chat_typing_stop", "user_typing")
-SYSTEM_TYPES: Final = ("notification", "system_message")
 
 
 def _stored_extra(payload: ChatMessagePayload) -> dict[str, Any]:
@@ -155,14 +152,6 @@ class ChatFeature:
         self.services = services
         self.hub = services.hub
         self.store = services.store
-        handlers = services.handlers
-        handlers["chat_message"] = self._on_chat_message
-        for type_ in TYPING_TYPES:
-            handlers[type_] = self._on_typing
-        for type_ in AGENT_EVENT_TYPES:
-            handlers[type_] = self._on_agent_event
-        for type_ in SYSTEM_TYPES:
-            handlers[type_] = self._on_system_event
         services.implicit_channel_providers.append(self._agent_channels)
         services.join_hooks.append(self._on_join)
         services.on_disconnect.append(self._on_disconnect)
@@ -234,7 +223,7 @@ class ChatFeature:
 
     # -- user messages ------------------------------------------------------------
 
-    async def _on_chat_message(self, conn: Connection, message: wire.ChatMessage) -> None:
+    async def on_chat_message(self, conn: Connection, message: wire.ChatMessage) -> None:
         if conn.principal.is_privileged:
             await self.publish_agent_event(conn.principal, message, self._agent_session(conn))
             return
@@ -297,7 +286,7 @@ class ChatFeature:
         session_id = conn.session.path_session_id
         return session_id if self.store.chat_session_owner(session_id) is not None else None
 
-    async def _on_agent_event(self, conn: Connection, message: wire.AgentEventMessage) -> None:
+    async def on_agent_event(self, conn: Connection, message: wire.AgentEventMessage) -> None:
         default = self._agent_session(conn) if conn.principal.is_privileged else None
         await self.publish_agent_event(conn.principal, message, default)
 
@@ -438,7 +427,7 @@ class ChatFeature:
 
     # -- notifications and system messages ------------------------------------------
 
-    async def _on_system_event(self, conn: Connection, message: wire.SystemEventMessage) -> None:
+    async def on_system_event(self, conn: Connection, message: wire.SystemEventMessage) -> None:
         session_id = message.sessionId
         channel = f"chat:{session_id}" if session_id is not None else None
         self.broadcast(conn.principal, message, user_id=message.userId, channel=channel)
@@ -473,7 +462,7 @@ class ChatFeature:
 
     # -- typing -----------------------------------------------------------------------
 
-    async def _on_typing(self, conn: Connection, message: wire.TypingMessage) -> None:
+    async def on_typing(self, conn: Connection, message: wire.TypingMessage) -> None:
         principal = conn.principal
         if principal.is_privileged and message.sessionId is not None:
             session_id = message.sessionId

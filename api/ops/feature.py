@@ -145,13 +145,6 @@ class OpsFeature:
 
     async def start(self, services: Services) -> None:
         self._services = services
-        services.handlers.update(
-            {
-                "connection_health": self.on_connection_health,
-                "performance_metrics": self.on_performance_metrics,
-                "server_health": self.on_server_health,
-            }
-        )
         services.join_hooks.append(self._notify_joiner)
         self._record_sample()
         self._sampler = asyncio.create_task(self._sample_forever(), name="ops-sampler")

@@ -9,13 +9,14 @@ connection module and not the other way round.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from tripsage_sync.api.clock import Clock
 from tripsage_sync.api.settings import Settings
 from tripsage_sync.api.transport.auth import JwtAuthority
 from tripsage_sync.api.transport.hub import Hub, Subscriber
 from tripsage_sync.sync.channels import Channel, Principal
+from tripsage_sync.sync.wire import ClientMessage
 
 __all__ = ["Host"]
 
@@ -42,7 +43,7 @@ class Host(Protocol[C]):
     def authority(self) -> JwtAuthority: ...
 
     @property
-    def handlers(self) -> dict[str, Callable[[C, Any], Awaitable[None]]]: ...
+    def dispatch(self) -> Callable[[C, ClientMessage], Awaitable[None]]: ...
 
     @property
     def on_disconnect(self) -> list[Callable[[C], None]]: ...

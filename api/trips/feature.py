@@ -106,11 +106,6 @@ class TripFeature:
         self.services = services
         self.hub = services.hub
         self.registry = RoomRegistry(services, on_evict=lambda room: None)
-        self.services.handlers.update(
-            collaboration_session_start=self.on_session_start,
-            trip_collaboration_join=self.on_session_start,
-            trip_collaboration_leave=self.on_leave,
-        )
         self.services.on_disconnect.append(self.on_disconnect)
         self._tasks: set[asyncio.Task[None]] = set()
         # Pending manual conflicts survive restarts: load their trips, rearm timers.

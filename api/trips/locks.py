@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from tripsage_sync.api.transport.connection import Connection, Handler
+from tripsage_sync.api.transport.connection import Connection
 from tripsage_sync.api.trips.feature import EDITORS
 from tripsage_sync.api.trips.part import TripPart
 from tripsage_sync.api.trips.rooms import TripRoom
@@ -26,12 +26,6 @@ logger = logging.getLogger(__name__)
 
 class FieldLocks(TripPart):
     """A part of the trip feature (:mod:`tripsage_sync.api.trips.part`)."""
-
-    def handlers(self) -> dict[str, Handler]:
-        return {
-            "trip_field_editing_start": self.on_editing_start,
-            "trip_field_editing_stop": self.on_editing_stop,
-        }
 
     def _joined(self, conn: Connection, trip_id: str) -> TripRoom:
         room = self.trips.registry.rooms.get(trip_id)

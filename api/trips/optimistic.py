@@ -10,7 +10,7 @@ import json
 import logging
 from typing import Any
 
-from tripsage_sync.api.transport.connection import Connection, Handler
+from tripsage_sync.api.transport.connection import Connection
 from tripsage_sync.api.trips.events import (
     outcome_event,
     rollback_event,
@@ -38,11 +38,6 @@ logger = logging.getLogger(__name__)
 
 class OptimisticUpdates(TripPart):
     """A part of the trip feature (:mod:`tripsage_sync.api.trips.part`)."""
-
-    def handlers(self) -> dict[str, Handler]:
-        return {
-            "optimistic_update_start": self.on_optimistic_update,
-        }
 
     async def on_optimistic_update(
         self, conn: Connection, message: OptimisticUpdateStartMessage

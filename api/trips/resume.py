@@ -119,7 +119,7 @@ def resume_events(
 
 
 class ResumeFeature:
-    """Registers the ``sync_request`` handler on the trips' rooms."""
+    """Answers ``sync_request`` from the trips' rooms."""
 
     def __init__(self, trips: TripFeature) -> None:
         self.trips = trips
@@ -129,7 +129,6 @@ class ResumeFeature:
 
     async def start(self, services: Services) -> None:
         self.services = services
-        services.handlers["sync_request"] = self.on_sync_request
 
     async def stop(self) -> None:
         return None
