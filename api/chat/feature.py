@@ -75,6 +75,7 @@ from tripsage_sync.api.settings import Settings
 from tripsage_sync.api.transport.services import Services
 from tripsage_sync.storage.errors import DuplicateId, UnknownRow
 from tripsage_sync.storage.queries import ChatMessage
+from tripsage_sync.sync import wire
 from tripsage_sync.sync.channels import Channel, Principal
 from tripsage_sync.sync.chat import (
     CHAT_STREAM_EVENTS,
@@ -91,11 +92,9 @@ from tripsage_sync.sync.errors import (
     PermissionDenied,
 )
 from tripsage_sync.sync.wire import (
-    AGENT_EVENT_TYPES,
     ChatMessageChunkPayload,
     ChatMessageCompletePayload,
     ChatMessagePayload,
-    ClientMessage,
     ServerEvent,
     make_event,
     new_id,
@@ -115,8 +114,6 @@ AGENTS_CHANNEL: Final = "agents"
 STREAM_SWEEP_INTERVAL_S: Final = 5.0
 MAX_REMEMBERED_STATUSES: Final = 10_000
 _NO_SEQ: Final = 2**62
-TYPING_TYPES: Final = ("chat_typing_start", "chat_typing_stop", "user_typing")
-SYSTEM_TYPES: Final = ("notification", "system_message")
 
 
 def _stored_extra(payload: ChatMessagePayload) -> dict[str, Any]:
@@ -155,14 +152,6 @@ class ChatFeature:
         self.services = services
         self.hub = services.hub
         self.store = services.store
-        handlers = services.handlers
-        handlers["chat_message"] = self._on_chat_message
-        for type_ in TYPING_TYPES:
-            handlers[type_] = self._on_typing
-        for type_ in AGENT_EVENT_TYPES:
-            handlers[type_] = self._on_agent_event
-        for type_ in SYSTEM_TYPES:
-            handlers[type_] = self._on_system_event
         services.implicit_channel_providers.append(self._agent_channels)
         services.join_hooks.append(self._on_join)
         services.on_disconnect.append(self._on_disconnect)
@@ -234,7 +223,7 @@ class ChatFeature:
 
     # -- user messages ------------------------------------------------------------
 
-    async def _on_chat_message(self, conn: Connection, message: ClientMessage) -> None:
+    async def on_chat_message(self, conn: Connection, message: wire.ChatMessage) -> None:
         if conn.principal.is_privileged:
             await self.publish_agent_event(conn.principal, message, self._agent_session(conn))
             return
@@ -278,7 +267,7 @@ class ChatFeature:
         if self.typing.stop(session_id, principal.user_id):
             self._announce_typing(session_id, principal.user_id, None, started=False)
 
-    def _user_session(self, conn: Connection, message: ClientMessage) -> str:
+    def _user_session(self, conn: Connection, message: wire.Envelope) -> str:
         session_id = conn.session.path_session_id
         if conn.session.endpoint != "chat":
             raise InvalidMessage(
@@ -297,12 +286,12 @@ class ChatFeature:
         session_id = conn.session.path_session_id
         return session_id if self.store.chat_session_owner(session_id) is not None else None
 
-    async def _on_agent_event(self, conn: Connection, message: ClientMessage) -> None:
+    async def on_agent_event(self, conn: Connection, message: wire.AgentEventMessage) -> None:
         default = self._agent_session(conn) if conn.principal.is_privileged else None
         await self.publish_agent_event(conn.principal, message, default)
 
     async def publish_agent_event(
-        self, principal: Principal, message: ClientMessage, default_session: str | None
+        self, principal: Principal, message: wire.AgentPublishedMessage, default_session: str | None
     ) -> int:
         """Validate and route one agent event (WebSocket or HTTP); connections reached."""
         if not principal.is_privileged:
@@ -320,17 +309,17 @@ class ChatFeature:
         )
         if message.type in CHAT_STREAM_EVENTS:
             assert session_id is not None  # agent_event_channels refused it otherwise
-            match message.type:
-                case "chat_message_chunk":
+            match message:
+                case wire.ChatMessageChunkMessage():
                     delivered = self._chunk(session_id, message.payload)
                     # Fairness, not full backpressure: the subscribers' writers get a
                     # turn between two frames of a fast agent. (Pausing the agent until
                     # their queues drain needs the queue depth from api.transport.connection.)
                     await asyncio.sleep(0)
                     return delivered
-                case "chat_message_complete":
+                case wire.ChatMessageCompleteMessage():
                     return await self._complete(principal, session_id, message.payload)
-                case _:
+                case wire.ChatMessage():
                     return await self._assistant_message(principal, session_id, message.payload)
         event = make_event(
             message.type,
@@ -438,7 +427,7 @@ class ChatFeature:
 
     # -- notifications and system messages ------------------------------------------
 
-    async def _on_system_event(self, conn: Connection, message: ClientMessage) -> None:
+    async def on_system_event(self, conn: Connection, message: wire.SystemEventMessage) -> None:
         session_id = message.sessionId
         channel = f"chat:{session_id}" if session_id is not None else None
         self.broadcast(conn.principal, message, user_id=message.userId, channel=channel)
@@ -446,7 +435,7 @@ class ChatFeature:
     def broadcast(
         self,
         principal: Principal,
-        message: ClientMessage,
+        message: wire.SystemEventMessage,
         *,
         user_id: str | None,
         channel: str | None,
@@ -473,7 +462,7 @@ class ChatFeature:
 
     # -- typing -----------------------------------------------------------------------
 
-    async def _on_typing(self, conn: Connection, message: ClientMessage) -> None:
+    async def on_typing(self, conn: Connection, message: wire.TypingMessage) -> None:
         principal = conn.principal
         if principal.is_privileged and message.sessionId is not None:
             session_id = message.sessionId

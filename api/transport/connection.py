@@ -47,7 +47,7 @@ from tripsage_sync.sync.events import (
 from tripsage_sync.sync.session import (
     BindUser,
     ClaimSession,
-    Dispatch,
+    DispatchMessage,
     Intent,
     Received,
     State,
@@ -56,17 +56,21 @@ from tripsage_sync.sync.session import (
     Welcome,
 )
 from tripsage_sync.sync.wire import (
+    AuthRefreshMessage,
     ClientMessage,
+    ConnectionHeartbeatMessage,
+    SubscribeMessage,
+    UnsubscribeMessage,
     encode,
     make_event,
 )
 
-__all__ = ["CLOSE_RELEASE_S", "SERVER_VERSION", "Connection", "Handler"]
+__all__ = ["CLOSE_RELEASE_S", "SERVER_VERSION", "Connection", "Dispatch"]
 
 logger = logging.getLogger(__name__)
 
-# A feature's handler of one client message type (registered in Services.handlers).
-Handler = Callable[["Connection", ClientMessage], Awaitable[None]]
+# The server's one dispatch of client messages (api/router.py), given to every connection.
+Dispatch = Callable[["Connection", ClientMessage], Awaitable[None]]
 
 
 class Connection(Link):
@@ -188,42 +192,34 @@ class Connection(Link):
                     for name, refusal in denied:
                         self.send_error(refusal)
                         self.log.info("channel %s refused: %s", name, refusal.code)
-                case Dispatch(message=message):
+                case DispatchMessage(message=message):
                     try:
-                        await self.dispatch(message)
+                        await self.services.dispatch(self, message)  # api/router.py
                     except SyncError as exc:
                         for failed in self.session.handler_failed(message, exc):
                             self.carry_out(failed, self.clock.now_ms())
                 case _:
                     self.carry_out(intent, self.clock.now_ms())
 
-    async def dispatch(self, message: ClientMessage) -> None:
-        match message.type:
-            case "connection_heartbeat":
-                now = self.clock.now_ms()
-                echo = message.payload.serverTime
-                rtt = self.round_trips.heartbeat_received(now, echo)
-                if rtt is not None:
-                    self.log.debug("heartbeat round trip %d ms", rtt)
-                if echo is None:  # an echo answers our heartbeat: it gets no reply
-                    self.send_heartbeat(now)
-            case "subscribe":
-                await self._subscribe(
-                    message.payload.channels,
-                    message.payload.unsubscribeChannels,
-                )
-            case "unsubscribe":
-                await self._subscribe([], message.payload.channels)
-            case "auth_refresh":
-                self._refresh(message.payload.token, message.id)
-            case _:
-                handler = self.services.handlers.get(message.type)
-                if handler is None:
-                    raise ServerError(
-                        f"'{message.type}' is not available on this server yet",
-                        details={"type": message.type},
-                    )
-                await handler(self, message)
+    # -- the connection's own messages (the router, api/router.py, hands them back) -----
+
+    def on_heartbeat(self, message: ConnectionHeartbeatMessage) -> None:
+        now = self.clock.now_ms()
+        echo = message.payload.serverTime
+        rtt = self.round_trips.heartbeat_received(now, echo)
+        if rtt is not None:
+            self.log.debug("heartbeat round trip %d ms", rtt)
+        if echo is None:  # an echo answers our heartbeat: it gets no reply
+            self.send_heartbeat(now)
+
+    async def on_subscribe(self, message: SubscribeMessage) -> None:
+        await self._subscribe(message.payload.channels, message.payload.unsubscribeChannels)
+
+    async def on_unsubscribe(self, message: UnsubscribeMessage) -> None:
+        await self._subscribe([], message.payload.channels)
+
+    def on_auth_refresh(self, message: AuthRefreshMessage) -> None:
+        self._refresh(message.payload.token, message.id)
 
     async def _subscribe_one(self, name: str) -> str:
         """Subscribe to ``name`` (an alias is resolved); the channel's name."""

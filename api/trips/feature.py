@@ -58,7 +58,8 @@ from tripsage_sync.sync.document import (
 from tripsage_sync.sync.errors import InvalidMessage, NotFound, PermissionDenied
 from tripsage_sync.sync.presence import FieldLock, Member
 from tripsage_sync.sync.wire import (
-    ClientMessage,
+    TripCollaborationLeaveMessage,
+    TripJoinMessage,
     iso_ms,
     make_event,
 )
@@ -105,12 +106,6 @@ class TripFeature:
         self.services = services
         self.hub = services.hub
         self.registry = RoomRegistry(services, on_evict=lambda room: None)
-        handlers = {
-            "collaboration_session_start": self.on_session_start,
-            "trip_collaboration_join": self.on_session_start,
-            "trip_collaboration_leave": self.on_leave,
-        }
-        self.services.handlers.update(handlers)
         self.services.on_disconnect.append(self.on_disconnect)
         self._tasks: set[asyncio.Task[None]] = set()
         # Pending manual conflicts survive restarts: load their trips, rearm timers.
@@ -208,7 +203,7 @@ class TripFeature:
 
     # -- collaboration sessions ------------------------------------------------------
 
-    async def on_session_start(self, conn: Connection, message: ClientMessage) -> None:
+    async def on_session_start(self, conn: Connection, message: TripJoinMessage) -> None:
         payload = message.payload
         room, permission = self._room_for(conn.principal, payload.tripId)
         now = self.clock.now_ms()
@@ -373,7 +368,7 @@ class TripFeature:
             )
         self.publish_presence(room)
 
-    async def on_leave(self, conn: Connection, message: ClientMessage) -> None:
+    async def on_leave(self, conn: Connection, message: TripCollaborationLeaveMessage) -> None:
         room = self.registry.rooms.get(message.payload.tripId)
         if room is None or conn.id not in room.presence.members:
             raise InvalidMessage(

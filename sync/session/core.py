@@ -63,7 +63,7 @@ from tripsage_sync.sync.session.intent import (
     BindUser,
     ClaimSession,
     Close,
-    Dispatch,
+    DispatchMessage,
     Immediate,
     Intent,
     Received,
@@ -79,7 +79,13 @@ from tripsage_sync.sync.session.intent import (
 )
 from tripsage_sync.sync.session.state import TRANSITIONS, State
 from tripsage_sync.sync.session.token import CloseExpired, TokenLifetime, WarnExpiring, refresh
-from tripsage_sync.sync.wire import ClientMessage, ServerEvent, iso_ms, make_event
+from tripsage_sync.sync.wire import (
+    ClientMessage,
+    OptimisticUpdateStartMessage,
+    ServerEvent,
+    iso_ms,
+    make_event,
+)
 
 __all__ = ["ABUSIVE_REFUSALS", "IDLE_INTERVALS", "Session"]
 
@@ -246,18 +252,18 @@ class Session:
         if principal is None:
             raise InvalidState("a message before authentication")
         if message.type == "connection_heartbeat" or principal.is_privileged:
-            return [Dispatch(message)]
+            return [DispatchMessage(message)]
         limited = facts.spend_message(principal.user_id)
         if limited is None:
             self.allowed()
-            return [Dispatch(message)]
+            return [DispatchMessage(message)]
         if self.refused():
             frames = error_close_frames(
                 limited, CLOSE_RATE_LIMITED, now_ms=now_ms, session_id=self.path_session_id
             )
             return [Close(CLOSE_RATE_LIMITED, "rate limited", frames)]
         intents: list[Intent] = [SendError(limited, message.id)]
-        if message.type == "optimistic_update_start":  # its one outcome too
+        if isinstance(message, OptimisticUpdateStartMessage):  # its one outcome too
             rollback = rate_limited_rollback(message.payload, limited)
             intents.append(SendOutcome(self._event("optimistic_update_rollback", rollback, now_ms)))
         return intents

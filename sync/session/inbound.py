@@ -19,7 +19,9 @@ from typing import Any
 from tripsage_sync.sync.errors import InvalidMessage, MessageTooLarge, RateLimited
 from tripsage_sync.sync.session.intent import Received
 from tripsage_sync.sync.wire import (
+    BatchMessage,
     ClientMessage,
+    OptimisticUpdateStartPayload,
     message_id_of,
     parse_client_message,
     parse_client_value,
@@ -48,7 +50,7 @@ def unwrap_batch(items: Sequence[Any]) -> Iterator[ClientMessage | RefusedItem]:
     for item in items:
         try:
             inner = parse_client_value(item)
-            if inner.type == "batch":
+            if isinstance(inner, BatchMessage):
                 raise InvalidMessage(
                     "Batches cannot be nested",
                     details={"field": "type", "expected": "not batch", "received": "batch"},
@@ -72,7 +74,7 @@ def read_text(text: str, size: int) -> Iterator[Received | ClientMessage | Refus
         yield RefusedItem(exc, None)
         return
     yield Received(message.type, size)
-    if message.type != "batch":
+    if not isinstance(message, BatchMessage):
         yield message
         return
     for item in unwrap_batch(message.payload.messages):
@@ -91,7 +93,7 @@ def too_large(size: int, limit: int) -> MessageTooLarge:
     return MessageTooLarge(f"Message exceeds {limit} bytes", details={"size": size, "limit": limit})
 
 
-def rate_limited_rollback(p: Any, limited: RateLimited) -> dict[str, Any]:
+def rate_limited_rollback(p: OptimisticUpdateStartPayload, limited: RateLimited) -> dict[str, Any]:
     """The ``optimistic_update_rollback`` payload of an update refused as rate limited."""
     retry_after_ms = int((limited.retry_after or 1.0) * 1000)
     payload = {

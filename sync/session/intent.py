@@ -46,7 +46,7 @@ __all__ = [
     "BindUser",
     "ClaimSession",
     "Close",
-    "Dispatch",
+    "DispatchMessage",
     "Immediate",
     "Intent",
     "Received",
@@ -191,7 +191,7 @@ class Welcome:
 
 
 @dataclass(frozen=True, slots=True)
-class Dispatch:
+class DispatchMessage:
     """Hand ``message`` to its handler; a :class:`SyncError` it raises goes to
     :meth:`~sync.session.Session.handler_failed`."""
 
@@ -211,7 +211,7 @@ Immediate: TypeAlias = (
     | CloseExpired
 )
 Intent: TypeAlias = (
-    Immediate | ClaimSession | BindUser | SubscribeImplicit | Subscribe | Welcome | Dispatch
+    Immediate | ClaimSession | BindUser | SubscribeImplicit | Subscribe | Welcome | DispatchMessage
 )
 
 

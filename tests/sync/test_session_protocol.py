@@ -24,7 +24,7 @@ from tripsage_sync.sync.session import (
     ClaimSession,
     Close,
     CloseExpired,
-    Dispatch,
+    DispatchMessage,
     Intent,
     Ownership,
     Policy,
@@ -216,7 +216,7 @@ class Wire:
                     self._close(refusal.code, refusal.reason, refusal.response)
                 case CloseExpired() as expired:
                     self._close(expired.code, expired.reason, expired.event(now_ms))
-                case Dispatch(message=msg):
+                case DispatchMessage(message=msg):
                     self.dispatched.append(msg.id or "")
                     if msg.id in self.closing_handlers:  # e.g. the writer found a slow consumer
                         self.session.close(1001)
@@ -416,13 +416,13 @@ def test_batch_items_are_parsed_one_by_one_and_batches_do_not_nest() -> None:
     assert [(type(i).__name__, getattr(i, "kind", None)) for i in intents] == [
         ("Received", "batch"),
         ("Received", "chat_typing_start"),
-        ("Dispatch", None),
+        ("DispatchMessage", None),
         ("Received", "invalid"),
         ("SendError", None),
         ("Received", "invalid"),
         ("SendError", None),
         ("Received", "chat_message"),
-        ("Dispatch", None),
+        ("DispatchMessage", None),
     ]
     assert wire.dispatched == ["a", "b"]  # in order, the invalid ones skipped
     broken, nesting = (frame["payload"] for frame in wire.frames)
@@ -492,7 +492,7 @@ def test_a_handler_error_answers_and_may_close() -> None:
     wire = opened()
     msg = wire.session.receive_frame(text(message("chat_typing_start")), START_MS, wire.facts)
     dispatched = msg[-1]
-    assert isinstance(dispatched, Dispatch)
+    assert isinstance(dispatched, DispatchMessage)
     refusal = ServerError("nope")
     assert wire.session.handler_failed(dispatched.message, refusal) == [SendError(refusal, "m1")]
     fatal = AuthError("gone")
