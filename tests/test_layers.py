@@ -65,7 +65,6 @@ MAX_SYNC_MODULE_LINES = 400  # STYLE.md: one concept a module, about 100-300 lin
 # Modules not yet split below the limit, with the size they may not grow past
 # (issue 11 item 2, unfinished: each is one class still to be split).
 OVERSIZED_MODULES: dict[str, int] = {
-    "api/chat/feature.py": 662,
     "client/sync_client.py": 729,
 }
 
