@@ -1,6 +1,14 @@
 """Optimistic updates (``websocket-api.md`` "Optimistic Updates"): one
 ``optimistic_update_start`` gets exactly one outcome (confirmed, rejected, conflict or
 rollback), idempotent by ``updateId``; persisted, then broadcast, then answered.
+
+The rules are :mod:`sync.document.desk`'s. This shell gathers the facts it asks for
+(the room and the sender's permission, the stored or in-flight outcome, the storage
+backoff, the version the connection has seen, the receive time), makes the one call
+:func:`~sync.document.desk.receive_update` and carries out the intents it returns, in
+order: events are built by :mod:`api.trips.events`, commits go through
+:meth:`TripRoom.durable`, and an update is in flight (``TripRoom.inflight``, for a
+re-send to wait on) while its commit and follow-ups run.
 """
 
 from __future__ import annotations
@@ -8,36 +16,52 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, assert_never
 
 from tripsage_sync.api.transport.connection import Connection, Handler
 from tripsage_sync.api.trips.events import (
     outcome_event,
     rollback_event,
 )
-from tripsage_sync.api.trips.feature import EDITORS
 from tripsage_sync.api.trips.part import TripPart
 from tripsage_sync.api.trips.rooms import RoomBroken, TripRoom
 from tripsage_sync.sync.document import (
-    Confirmed,
-    Refused,
-    UpdateRequest,
+    AwaitInFlightOutcome,
+    Broadcast,
+    Compact,
+    Intent,
+    NoteOwnVersion,
+    Persist,
+    ScheduleConflictDeadline,
+    SendError,
+    SendOutcome,
+    SendRollback,
+    SendStoredOutcome,
+    UpdateFacts,
+    UpdateStart,
+    persist_failed,
+    receive_update,
 )
-from tripsage_sync.sync.errors import InvalidMessage, PermissionDenied
+from tripsage_sync.sync.errors import InvalidState, PermissionDenied
 from tripsage_sync.sync.wire import (
     ClientMessage,
-    InvalidUpdate,
     make_event,
-    parse_iso_ms,
 )
 
 __all__ = ["OptimisticUpdates"]
 
 logger = logging.getLogger(__name__)
 
+OutcomeEvent = tuple[str, dict[str, Any]]
+
 
 class OptimisticUpdates(TripPart):
-    """A part of the trip feature (:mod:`tripsage_sync.api.trips.part`)."""
+    """A part of the trip feature (:mod:`tripsage_sync.api.trips.part`).
+
+    The decisions are :func:`sync.document.receive_update`'s; this gathers its
+    facts and carries out the intents it returns (:class:`_Reply`).
+    """
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -47,143 +71,142 @@ class OptimisticUpdates(TripPart):
     async def on_optimistic_update(self, conn: Connection, message: ClientMessage) -> None:
         p = message.payload
         received = self.clock.now_ms()
-        field_name = p.fieldName or p.fieldPath
-        if field_name is None:
-            raise InvalidUpdate(
-                "fieldName or fieldPath is required",
-                update_id=p.updateId,
-                trip_id=p.tripId,
-                field_name=None,
-                details={
-                    "field": "payload.fieldName",
-                    "expected": "string",
-                    "received": "undefined",
-                },
-            )
-        try:
-            room, permission = self.trips.room_for(conn.principal, p.tripId)
-        except PermissionDenied as exc:
-            conn.send_error(exc, in_reply_to=message.id)
-            self._send_outcome(
-                conn,
-                rollback_event(
-                    p.tripId,
-                    p.updateId,
-                    field_name,
-                    p.previousValue,
-                    "permission_denied",
-                    "you are not a collaborator on this trip.",
-                    can_retry=False,
-                ),
-            )
-            return
-        if permission not in EDITORS:
-            denied = PermissionDenied(
-                "Viewers cannot edit this trip",
-                details={"tripId": room.trip_id, "updateId": p.updateId},
-            )
-            conn.send_error(denied, in_reply_to=message.id)
-            current = room.doc.fields().get(field_name.removeprefix("trip."))
-            self._send_outcome(
-                conn,
-                rollback_event(
-                    room.trip_id,
-                    p.updateId,
-                    field_name,
-                    current,
-                    "permission_denied",
-                    "you can view this trip but not edit it.",
-                    can_retry=False,
-                ),
-            )
-            return
-        # Idempotent re-send: the same outcome, never a second application.
-        inflight = room.inflight.get(p.updateId)
-        if inflight is not None:
-            self._send_outcome(conn, await asyncio.shield(inflight))
-            return
-        stored = self.trips.services.store.get_outcome(room.trip_id, p.updateId)
-        if stored is not None:
-            data = json.loads(stored)
-            self._send_outcome(conn, (data["type"], data["payload"]))
-            return
-        refused_ms = self.trips.services.storage_backoff.admit(received)
-        if refused_ms is not None:  # storage is failing: not applied, retry later
-            self._send_outcome(
-                conn, self._storage_rollback(room, p.updateId, field_name, refused_ms)
-            )
-            return
-        try:
-            client_ts = received if p.clientTimestamp is None else parse_iso_ms(p.clientTimestamp)
-        except InvalidMessage:
-            client_ts = received
-        expected = p.expectedVersion
-        if expected is None:  # based on the latest version this connection has seen
-            expected = self.trips.seen_versions(conn).get(room.trip_id, 0)
-        request = UpdateRequest(
+        update = UpdateStart.of(  # InvalidUpdate when it names no field
             update_id=p.updateId,
-            user_id=conn.principal.user_id,
-            field_name=field_name,
+            trip_id=p.tripId,
+            field_name=p.fieldName,
+            field_path=p.fieldPath,
             optimistic_value=p.optimisticValue,
             previous_value=p.previousValue,
             has_previous_value="previousValue" in p.model_fields_set,
-            expected_version=expected,
-            client_ts_ms=client_ts,
-            received_ts_ms=received,
+            expected_version=p.expectedVersion,
+            client_timestamp=p.clientTimestamp,
         )
-        result = room.doc.apply_optimistic(request)
-        outcome = outcome_event(result, room.trip_id, self.clock.now_ms() - received)
-        waiter: asyncio.Future[tuple[str, dict[str, Any]]] = (
-            asyncio.get_running_loop().create_future()
+        room: TripRoom | None = None
+        permission: str | PermissionDenied
+        try:
+            room, permission = self.trips.room_for(conn.principal, update.trip_id)
+        except PermissionDenied as exc:
+            permission = exc
+        inflight = None if room is None else room.inflight.get(update.update_id)
+        stored = None
+        if room is not None and inflight is None:
+            stored = self.trips.services.store.get_outcome(room.trip_id, update.update_id)
+        facts = UpdateFacts(
+            user_id=conn.principal.user_id,
+            doc=None if room is None else room.doc,
+            permission=permission,
+            stored_outcome=stored,
+            in_flight=inflight is not None,
+            backoff=self.trips.services.storage_backoff,
+            seen_version=self.trips.seen_versions(conn).get(update.trip_id, 0),
+            received_ms=received,
         )
-        room.inflight[p.updateId] = waiter
+        reply = _Reply(self, conn, message.id, update, room, inflight, received)
+        for intent in receive_update(update, facts):
+            await reply.carry_out(intent)
+
+
+@dataclass
+class _Reply:
+    """Carrying out the intents of one update for its sender."""
+
+    part: OptimisticUpdates
+    conn: Connection
+    message_id: str | None
+    update: UpdateStart
+    room: TripRoom | None
+    inflight: asyncio.Future[OutcomeEvent] | None
+    received_ms: int
+
+    async def carry_out(self, intent: Intent) -> OutcomeEvent | None:
+        """Do what ``intent`` says; returns the outcome it sent, if it sent one."""
+        trips = self.part.trips
+        outcome: OutcomeEvent | None = None
+        match intent:
+            case SendError(error):
+                self.conn.send_error(error, in_reply_to=self.message_id)
+            case SendRollback():
+                outcome = _rollback(intent)
+            case SendStoredOutcome(stored):
+                data = json.loads(stored)
+                outcome = data["type"], data["payload"]
+            case AwaitInFlightOutcome():
+                if self.inflight is None:
+                    raise InvalidState("no outcome in flight to wait for")
+                outcome = await asyncio.shield(self.inflight)
+            case Persist():
+                await self._persist(intent)
+            case Compact():
+                await trips.maybe_compact(self._room())
+            case ScheduleConflictDeadline():
+                trips.schedule(self._room())
+            case _:
+                assert_never(intent)
+        if outcome is not None:
+            self._send_outcome(outcome)
+        return outcome
+
+    def _send_outcome(self, outcome: OutcomeEvent) -> None:
+        type_, payload = outcome
+        self.part.trips.services.count_outcome(type_)
+        now = self.part.clock.now_ms()
+        session_id = self.conn.session.path_session_id
+        self.conn.send(make_event(type_, payload, now_ms=now, session_id=session_id))
+
+    def _room(self) -> TripRoom:
+        if self.room is None:
+            raise InvalidState("an intent on the trip without its room")
+        return self.room
+
+    def _processing_ms(self) -> int:
+        return self.part.clock.now_ms() - self.received_ms
+
+    async def _persist(self, persist: Persist) -> None:
+        """Commit, then run the follow-ups; the update is in flight until then."""
+        room, trips, result = self._room(), self.part.trips, persist.result
+        update_id = self.update.update_id
+        outcome = outcome_event(result, room.trip_id, self._processing_ms())
+        waiter: asyncio.Future[OutcomeEvent] = asyncio.get_running_loop().create_future()
+        room.inflight[update_id] = waiter
         writes = room.writes_for(
             result.change,
-            outcome=(p.updateId, json.dumps({"type": outcome[0], "payload": outcome[1]})),
+            outcome=(update_id, json.dumps({"type": outcome[0], "payload": outcome[1]})),
             conflict=result.conflict_raised,
         )
         try:
-            async with room.durable(self.trips.services, writes):
-                self.trips.broadcast_result(room, result, exclude=conn)
-                outcome[1]["processingTime"] = self.clock.now_ms() - received
-                if isinstance(result.outcome, Refused):
-                    refused = InvalidMessage(result.outcome.message, details=result.outcome.details)
-                    conn.send_error(refused, in_reply_to=message.id)
-                elif isinstance(result.outcome, Confirmed):
-                    self.trips.saw_own(conn, room.trip_id, result.outcome.server_version)
-                self._send_outcome(conn, outcome)
-        except RoomBroken as broken:
-            outcome = self._storage_rollback(room, p.updateId, field_name, broken.retry_after_ms)
-            self._send_outcome(conn, outcome)
+            async with room.durable(trips.services, writes):
+                for follow_up in persist.then:
+                    match follow_up:
+                        case Broadcast(broadcast):
+                            trips.broadcast_result(room, broadcast, exclude=self.conn)
+                        case SendError(error):
+                            self.conn.send_error(error, in_reply_to=self.message_id)
+                        case NoteOwnVersion(version):
+                            trips.saw_own(self.conn, room.trip_id, version)
+                        case SendOutcome(answered):
+                            processing_ms = self._processing_ms()
+                            outcome = outcome_event(answered, room.trip_id, processing_ms)
+                            outcome[1]["processingTime"] = processing_ms
+                            self._send_outcome(outcome)
+                        case _:
+                            assert_never(follow_up)
+        except RoomBroken as broken:  # the room is back at what storage holds
+            for intent in persist_failed(self.update, room.doc, broken.retry_after_ms):
+                outcome = await self.carry_out(intent) or outcome
         finally:
-            room.inflight.pop(p.updateId, None)
+            room.inflight.pop(update_id, None)
             waiter.set_result(outcome)
-        if result.change is not None:
-            await self.trips.maybe_compact(room)
-        if result.conflict_raised is not None:
-            self.trips.schedule(room)
 
-    @staticmethod
-    def _storage_rollback(
-        room: TripRoom, update_id: str, field_name: str, retry_after_ms: int
-    ) -> tuple[str, dict[str, Any]]:
-        """The rollback of an edit storage could not take: retry after ``retry_after_ms``."""
-        return rollback_event(
-            room.trip_id,
-            update_id,
-            field_name,
-            room.doc.fields().get(field_name.removeprefix("trip.")),  # what storage holds
-            "server_error",
-            f"the server cannot store changes right now; try again in {retry_after_ms / 1000:g} s.",
-            can_retry=True,
-            retry_after_ms=retry_after_ms,
-        )
 
-    def _send_outcome(self, conn: Connection, outcome: tuple[str, dict[str, Any]]) -> None:
-        type_, payload = outcome
-        self.trips.services.count_outcome(type_)
-        conn.send(
-            make_event(
-                type_, payload, now_ms=self.clock.now_ms(), session_id=conn.session.path_session_id
-            )
-        )
+def _rollback(intent: SendRollback) -> OutcomeEvent:
+    return rollback_event(
+        intent.trip_id,
+        intent.update_id,
+        intent.field_name,
+        intent.value,
+        intent.reason,
+        intent.message,
+        can_retry=intent.can_retry,
+        retry_after_ms=intent.retry_after_ms,
+    )

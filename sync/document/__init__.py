@@ -17,6 +17,7 @@ each with its part of the theory:
 :mod:`.shadow`             the observed shadow Doc that sees peers' raw bytes
 :mod:`.remote`             vetting and applying a Yjs peer's update
 :mod:`.trip`               :class:`TripDocument`, the facade over the parts
+:mod:`.desk`               the optimistic-update path: facts in, intents out
 =========================  ==================================================
 
 Callers import from here: ``from sync.document import TripDocument, ...``.
@@ -24,6 +25,26 @@ Callers import from here: ``from sync.document import TripDocument, ...``.
 
 from __future__ import annotations
 
+from tripsage_sync.sync.document.desk import (
+    EDITORS,
+    AwaitInFlightOutcome,
+    Broadcast,
+    Compact,
+    FollowUp,
+    Intent,
+    NoteOwnVersion,
+    Persist,
+    RefusalReason,
+    ScheduleConflictDeadline,
+    SendError,
+    SendOutcome,
+    SendRollback,
+    SendStoredOutcome,
+    UpdateFacts,
+    UpdateStart,
+    persist_failed,
+    receive_update,
+)
 from tripsage_sync.sync.document.results import (
     ApplyResult,
     Change,
@@ -46,24 +67,42 @@ from tripsage_sync.sync.document.schema import ROOT_MAP, TEXT_FIELDS, FieldKind
 from tripsage_sync.sync.document.trip import TripDocument
 
 __all__ = [
+    "EDITORS",
     "ROOT_MAP",
     "TEXT_FIELDS",
     "ApplyResult",
+    "AwaitInFlightOutcome",
+    "Broadcast",
     "Change",
+    "Compact",
     "Confirmed",
     "ConflictingUpdate",
     "FieldChange",
     "FieldKind",
+    "FollowUp",
+    "Intent",
     "LogEntry",
     "MalformedRemoteUpdate",
+    "NoteOwnVersion",
     "Outcome",
+    "Persist",
+    "RefusalReason",
     "Refused",
     "Rejected",
     "RemoteResult",
     "RemoteUpdateRefused",
     "RollbackReason",
     "Rolledback",
+    "ScheduleConflictDeadline",
+    "SendError",
+    "SendOutcome",
+    "SendRollback",
+    "SendStoredOutcome",
     "Snapshot",
     "TripDocument",
+    "UpdateFacts",
     "UpdateRequest",
+    "UpdateStart",
+    "persist_failed",
+    "receive_update",
 ]
