@@ -33,6 +33,7 @@ from tripsage_sync.api.chat.feature import ChatFeature
 from tripsage_sync.api.chat.http import ChatHttp
 from tripsage_sync.api.clock import SYSTEM_CLOCK, Clock
 from tripsage_sync.api.ops.feature import OpsFeature
+from tripsage_sync.api.router import Router
 from tripsage_sync.api.settings import Settings
 from tripsage_sync.api.transport.auth import JwtAuthority, new_secret
 from tripsage_sync.api.transport.endpoints import agent_status_endpoint, chat_endpoint
@@ -62,28 +63,44 @@ def resolve_secret(settings: Settings, store: Storage) -> str:
     return store.set_meta_if_absent(JWT_SECRET_META_KEY, new_secret()).result()
 
 
-def features(settings: Settings, clock: Clock) -> list[Feature]:
-    """The product features this server runs, in start order.
+def features(settings: Settings, clock: Clock) -> tuple[list[Feature], Router]:
+    """The product features this server runs, in start order, and the router that
+    hands each client message to the one serving it.
 
     A feature's HTTP API is a feature of its own composed on it (``TripHttp(trips)``),
     so that the feature module never imports its routes.
     """
+    ops = OpsFeature(settings, clock)
     trips = TripFeature(settings, clock)
+    locks = FieldLocks(trips)
+    optimistic = OptimisticUpdates(trips)
+    conflicts = ConflictResolution(trips)
     chat = ChatFeature(settings, clock)
+    resume = ResumeFeature(trips)
+    router = Router(
+        trips=trips,
+        locks=locks,
+        optimistic=optimistic,
+        conflicts=conflicts,
+        resume=resume,
+        chat=chat,
+        ops=ops,
+    )
     # Ops first: its health and metrics answer while the others start and stop.
-    return [
-        OpsFeature(settings, clock),
+    plugged: list[Feature] = [
+        ops,
         trips,
         TripHttp(trips),
-        FieldLocks(trips),
-        OptimisticUpdates(trips),
-        ConflictResolution(trips),
+        locks,
+        optimistic,
+        conflicts,
         chat,
         ChatHttp(chat),
-        ResumeFeature(trips),
+        resume,
         YjsFeature(trips),
         WebFeature(settings, clock),
     ]
+    return plugged, router
 
 
 async def storage_unavailable(request: Request, exc: Exception) -> Response:
@@ -107,7 +124,7 @@ async def storage_unavailable(request: Request, exc: Exception) -> Response:
 
 def create_app(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> Starlette:
     """The app; ``clock`` is the one every part of it reads (tests pass a fake one)."""
-    plugged = features(settings, clock)
+    plugged, router = features(settings, clock)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -122,6 +139,7 @@ def create_app(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> Starlette:
                 store=store,
                 authority=authority,
                 hub=Hub(settings, clock=clock),
+                dispatch=router,
                 clock=clock,
             )
             app.state.services = services

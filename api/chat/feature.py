@@ -69,16 +69,17 @@ notifications, and hands a joining or revoked connection to the parts.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 from tripsage_sync.api.chat.history import ChatHistory, stored_extra, user_session
-from tripsage_sync.api.chat.indicator import TYPING_TYPES, TypingIndicators
+from tripsage_sync.api.chat.indicator import TypingIndicators
 from tripsage_sync.api.chat.relay import AGENTS_CHANNEL, AgentRelay
 from tripsage_sync.api.chat.timer import ChatTimer
 from tripsage_sync.api.clock import Clock
 from tripsage_sync.api.settings import Settings
 from tripsage_sync.api.transport.services import Services
 from tripsage_sync.storage.queries import ChatMessage
+from tripsage_sync.sync import wire
 from tripsage_sync.sync.channels import Channel, Principal
 from tripsage_sync.sync.chat import StreamTable, TypingTable
 from tripsage_sync.sync.errors import (
@@ -86,14 +87,7 @@ from tripsage_sync.sync.errors import (
     InvalidMessage,
     PermissionDenied,
 )
-from tripsage_sync.sync.wire import (
-    AGENT_EVENT_TYPES,
-    ChatMessagePayload,
-    ClientMessage,
-    ServerEvent,
-    make_event,
-    new_id,
-)
+from tripsage_sync.sync.wire import ChatMessagePayload, ServerEvent, make_event, new_id
 
 if TYPE_CHECKING:
     from starlette.routing import BaseRoute
@@ -103,8 +97,6 @@ if TYPE_CHECKING:
 __all__ = ["AGENTS_CHANNEL", "ChatFeature"]
 
 logger = logging.getLogger(__name__)
-
-SYSTEM_TYPES: Final = ("notification", "system_message")
 
 
 class ChatFeature:
@@ -133,14 +125,6 @@ class ChatFeature:
         self.history = ChatHistory(services, self.clock, self.settings.chat_replay_max_messages)
         self.relay = AgentRelay(services, self.clock, self.history, self.streams, self.timer.arm)
         self.indicators = TypingIndicators(services, self.clock, self.typing, self.timer.arm)
-        handlers = services.handlers
-        handlers["chat_message"] = self._on_chat_message
-        for type_ in TYPING_TYPES:
-            handlers[type_] = self.indicators.on_typing
-        for type_ in AGENT_EVENT_TYPES:
-            handlers[type_] = self.relay.on_agent_event
-        for type_ in SYSTEM_TYPES:
-            handlers[type_] = self._on_system_event
         services.implicit_channel_providers.append(self.relay.agent_channels)
         services.join_hooks.append(self._on_join)
         services.on_disconnect.append(self.indicators.on_disconnect)
@@ -155,14 +139,22 @@ class ChatFeature:
         return self.history.message_event(message, replay=replay)
 
     async def publish_agent_event(
-        self, principal: Principal, message: ClientMessage, default_session: str | None
+        self, principal: Principal, message: wire.AgentPublishedMessage, default_session: str | None
     ) -> int:
         """Validate and route one agent event (WebSocket or HTTP); connections reached."""
         return await self.relay.publish_agent_event(principal, message, default_session)
 
+    # -- what the router hands the feature (api/router.py) --------------------------------
+
+    async def on_typing(self, conn: Connection, message: wire.TypingMessage) -> None:
+        await self.indicators.on_typing(conn, message)
+
+    async def on_agent_event(self, conn: Connection, message: wire.AgentEventMessage) -> None:
+        await self.relay.on_agent_event(conn, message)
+
     # -- user messages ------------------------------------------------------------
 
-    async def _on_chat_message(self, conn: Connection, message: ClientMessage) -> None:
+    async def on_chat_message(self, conn: Connection, message: wire.ChatMessage) -> None:
         if conn.principal.is_privileged:
             await self.relay.publish_agent_event(
                 conn.principal, message, self.relay.agent_session(conn)
@@ -211,7 +203,7 @@ class ChatFeature:
 
     # -- notifications and system messages ------------------------------------------
 
-    async def _on_system_event(self, conn: Connection, message: ClientMessage) -> None:
+    async def on_system_event(self, conn: Connection, message: wire.SystemEventMessage) -> None:
         session_id = message.sessionId
         channel = f"chat:{session_id}" if session_id is not None else None
         self.broadcast(conn.principal, message, user_id=message.userId, channel=channel)
@@ -219,7 +211,7 @@ class ChatFeature:
     def broadcast(
         self,
         principal: Principal,
-        message: ClientMessage,
+        message: wire.SystemEventMessage,
         *,
         user_id: str | None,
         channel: str | None,

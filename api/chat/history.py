@@ -25,7 +25,7 @@ from tripsage_sync.storage.errors import DuplicateId, UnknownRow
 from tripsage_sync.storage.queries import ChatMessage
 from tripsage_sync.sync.chat import stored_message_payload
 from tripsage_sync.sync.errors import InvalidMessage, NotFound, PermissionDenied
-from tripsage_sync.sync.wire import ChatMessagePayload, ClientMessage, ServerEvent, make_event
+from tripsage_sync.sync.wire import ChatMessagePayload, Envelope, ServerEvent, make_event
 
 __all__ = ["ChatHistory", "stored_extra", "user_session"]
 
@@ -42,7 +42,7 @@ def stored_extra(payload: ChatMessagePayload) -> dict[str, Any]:
     }
 
 
-def user_session(conn: Connection, message: ClientMessage) -> str:
+def user_session(conn: Connection, message: Envelope) -> str:
     """The chat session a user's message is for: its connection's, on a chat endpoint."""
     session_id = conn.session.path_session_id
     if conn.session.endpoint != "chat":

@@ -46,8 +46,8 @@ from tripsage_sync.sync.errors import (
 )
 from tripsage_sync.sync.events import error_event
 from tripsage_sync.sync.wire import (
-    AGENT_EVENT_TYPES,
-    ClientMessage,
+    AgentPublishedMessage,
+    SystemEventMessage,
     parse_client_message,
     parse_client_value,
 )
@@ -59,7 +59,6 @@ logger = logging.getLogger(__name__)
 MAX_EVENTS_PER_REQUEST: Final = 1000
 MAX_PAGE: Final = 500
 DEFAULT_PAGE: Final = 100
-PUBLISHABLE: Final = AGENT_EVENT_TYPES | {"chat_message"}
 BROADCASTABLE: Final = frozenset({"notification", "system_message"})
 
 _STATUS: Final[dict[type[SyncError], int]] = {
@@ -154,10 +153,10 @@ def chat_routes(feature: ChatFeature) -> list[BaseRoute]:
                 f"Send 1 to {MAX_EVENTS_PER_REQUEST} events",
                 details={"field": "events", "received": len(items)},
             )
-        messages: list[ClientMessage] = []
+        messages: list[AgentPublishedMessage] = []
         for item in items:
             message = parse_client_value(item)
-            if message.type not in PUBLISHABLE:
+            if not isinstance(message, AgentPublishedMessage):  # agent events, chat_message
                 raise InvalidMessage(
                     f"'{message.type}' is not an agent event",
                     details={
@@ -251,6 +250,7 @@ def chat_routes(feature: ChatFeature) -> list[BaseRoute]:
         message = parse_client_message(
             {"type": data["type"], "payload": data.get("payload"), "userId": data.get("userId")}
         )
+        assert isinstance(message, SystemEventMessage)  # its type is checked above
         delivered = feature.broadcast(who, message, user_id=message.userId, channel=channel)
         return {"delivered": delivered}
 

@@ -12,7 +12,6 @@ is told who is typing there now.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Final
 
 from tripsage_sync.api.chat.history import user_session
 from tripsage_sync.api.clock import Clock
@@ -20,11 +19,9 @@ from tripsage_sync.api.transport.connection import Connection
 from tripsage_sync.api.transport.services import Services
 from tripsage_sync.sync.chat import TypingTable
 from tripsage_sync.sync.errors import NotFound
-from tripsage_sync.sync.wire import ClientMessage, make_event
+from tripsage_sync.sync.wire import TypingMessage, make_event
 
-__all__ = ["TYPING_TYPES", "TypingIndicators"]
-
-TYPING_TYPES: Final = ("chat_typing_start", "chat_typing_stop", "user_typing")
+__all__ = ["TypingIndicators"]
 
 
 class TypingIndicators:
@@ -44,7 +41,7 @@ class TypingIndicators:
         self.arm = arm
         self._typing_names: dict[tuple[str, str], str] = {}
 
-    async def on_typing(self, conn: Connection, message: ClientMessage) -> None:
+    async def on_typing(self, conn: Connection, message: TypingMessage) -> None:
         principal = conn.principal
         if principal.is_privileged and message.sessionId is not None:
             session_id = message.sessionId

@@ -35,6 +35,7 @@ from tripsage_sync.api.chat.history import ChatHistory, stored_extra
 from tripsage_sync.api.clock import Clock
 from tripsage_sync.api.transport.connection import Connection
 from tripsage_sync.api.transport.services import Services
+from tripsage_sync.sync import wire
 from tripsage_sync.sync.channels import Principal
 from tripsage_sync.sync.chat import CHAT_STREAM_EVENTS, Chunk, StreamTable, agent_event_channels
 from tripsage_sync.sync.errors import NotFound, PermissionDenied
@@ -42,7 +43,6 @@ from tripsage_sync.sync.wire import (
     ChatMessageChunkPayload,
     ChatMessageCompletePayload,
     ChatMessagePayload,
-    ClientMessage,
     ServerEvent,
     make_event,
     new_id,
@@ -92,12 +92,12 @@ class AgentRelay:
         session_id = conn.session.path_session_id
         return session_id if self.store.chat_session_owner(session_id) is not None else None
 
-    async def on_agent_event(self, conn: Connection, message: ClientMessage) -> None:
+    async def on_agent_event(self, conn: Connection, message: wire.AgentEventMessage) -> None:
         default = self.agent_session(conn) if conn.principal.is_privileged else None
         await self.publish_agent_event(conn.principal, message, default)
 
     async def publish_agent_event(
-        self, principal: Principal, message: ClientMessage, default_session: str | None
+        self, principal: Principal, message: wire.AgentPublishedMessage, default_session: str | None
     ) -> int:
         """Validate and route one agent event (WebSocket or HTTP); connections reached."""
         if not principal.is_privileged:
@@ -115,17 +115,17 @@ class AgentRelay:
         )
         if message.type in CHAT_STREAM_EVENTS:
             assert session_id is not None  # agent_event_channels refused it otherwise
-            match message.type:
-                case "chat_message_chunk":
+            match message:
+                case wire.ChatMessageChunkMessage():
                     delivered = self._chunk(session_id, message.payload)
                     # Fairness, not full backpressure: the subscribers' writers get a
                     # turn between two frames of a fast agent. (Pausing the agent until
                     # their queues drain needs the queue depth from api.transport.connection.)
                     await asyncio.sleep(0)
                     return delivered
-                case "chat_message_complete":
+                case wire.ChatMessageCompleteMessage():
                     return await self._complete(principal, session_id, message.payload)
-                case _:
+                case wire.ChatMessage():
                     return await self._assistant_message(principal, session_id, message.payload)
         event = make_event(
             message.type,

@@ -63,7 +63,15 @@ from tripsage_sync.sync.health import (
     ServerHealthPayload,
     connection_health,
 )
-from tripsage_sync.sync.wire import ClientMessage, SystemMessagePayload, encode, iso_ms, make_event
+from tripsage_sync.sync.wire import (
+    ConnectionHealthMessage,
+    PerformanceMetricsMessage,
+    ServerHealthMessage,
+    SystemMessagePayload,
+    encode,
+    iso_ms,
+    make_event,
+)
 
 if TYPE_CHECKING:
     from tripsage_sync.api.settings import Settings
@@ -137,13 +145,6 @@ class OpsFeature:
 
     async def start(self, services: Services) -> None:
         self._services = services
-        services.handlers.update(
-            {
-                "connection_health": self.on_connection_health,
-                "performance_metrics": self.on_performance_metrics,
-                "server_health": self.on_server_health,
-            }
-        )
         services.join_hooks.append(self._notify_joiner)
         self._record_sample()
         self._sampler = asyncio.create_task(self._sample_forever(), name="ops-sampler")
@@ -237,7 +238,9 @@ class OpsFeature:
             )
         )
 
-    async def on_connection_health(self, conn: Connection, message: ClientMessage) -> None:
+    async def on_connection_health(
+        self, conn: Connection, message: ConnectionHealthMessage
+    ) -> None:
         trips = conn.round_trips
         last = trips.last_received_ms
         payload = connection_health(
@@ -253,11 +256,13 @@ class OpsFeature:
         if conn.principal.role != "admin":
             raise PermissionDenied(f"Only admins read {what}", details={"type": what})
 
-    async def on_performance_metrics(self, conn: Connection, message: ClientMessage) -> None:
+    async def on_performance_metrics(
+        self, conn: Connection, message: PerformanceMetricsMessage
+    ) -> None:
         self._require_admin(conn, "performance_metrics")
         self._answer(conn, "performance_metrics", self.performance_metrics())
 
-    async def on_server_health(self, conn: Connection, message: ClientMessage) -> None:
+    async def on_server_health(self, conn: Connection, message: ServerHealthMessage) -> None:
         self._require_admin(conn, "server_health")
         self._answer(conn, "server_health", self.server_health())
 

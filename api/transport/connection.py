@@ -57,20 +57,26 @@ from tripsage_sync.sync.events import (
 )
 from tripsage_sync.sync.session import CloseExpired, State
 from tripsage_sync.sync.wire import (
+    AuthRefreshMessage,
     AuthResponse,
+    BatchMessage,
     ClientMessage,
+    ConnectionHeartbeatMessage,
+    OptimisticUpdateStartMessage,
+    SubscribeMessage,
+    UnsubscribeMessage,
     encode,
     make_event,
     parse_auth_request,
     parse_client_message,
 )
 
-__all__ = ["CLOSE_RELEASE_S", "SERVER_VERSION", "Connection", "Handler"]
+__all__ = ["CLOSE_RELEASE_S", "SERVER_VERSION", "Connection", "Dispatch"]
 
 logger = logging.getLogger(__name__)
 
-# A feature's handler of one client message type (registered in Services.handlers).
-Handler = Callable[["Connection", ClientMessage], Awaitable[None]]
+# The server's one dispatch of client messages (api/router.py), given to every connection.
+Dispatch = Callable[["Connection", ClientMessage], Awaitable[None]]
 
 
 class Connection(Link):
@@ -262,7 +268,7 @@ class Connection(Link):
             return
         # Bytes by the frame's type; a batch's events are counted once more each.
         metrics.received(message.type, size)
-        if message.type != "batch":
+        if not isinstance(message, BatchMessage):
             await self._handle(message)
             return
         for inner in unwrap_batch(message.payload.messages):
@@ -292,18 +298,20 @@ class Connection(Link):
                     self.close(CLOSE_RATE_LIMITED, "rate limited", error=limited)
                 else:
                     self.send_error(limited, in_reply_to=message.id)
-                    if message.type == "optimistic_update_start":  # its one outcome too
+                    if isinstance(message, OptimisticUpdateStartMessage):  # its one outcome
                         self._rate_limited_update(message, limited)
                 return
             self.session.allowed()
         try:
-            await self.dispatch(message)
+            await self.services.dispatch(self, message)  # api/router.py
         except SyncError as exc:
             self.send_error(exc, in_reply_to=message.id)
             if exc.close_code is not None:
                 self.close(exc.close_code, exc.code.lower())
 
-    def _rate_limited_update(self, message: ClientMessage, limited: RateLimited) -> None:
+    def _rate_limited_update(
+        self, message: OptimisticUpdateStartMessage, limited: RateLimited
+    ) -> None:
         self.services.count_outcome("optimistic_update_rollback")
         self.send(
             make_event(
@@ -314,33 +322,25 @@ class Connection(Link):
             )
         )
 
-    async def dispatch(self, message: ClientMessage) -> None:
-        match message.type:
-            case "connection_heartbeat":
-                now = self.clock.now_ms()
-                echo = message.payload.serverTime
-                rtt = self.round_trips.heartbeat_received(now, echo)
-                if rtt is not None:
-                    self.log.debug("heartbeat round trip %d ms", rtt)
-                if echo is None:  # an echo answers our heartbeat: it gets no reply
-                    self.send_heartbeat(now)
-            case "subscribe":
-                await self._subscribe(
-                    message.payload.channels,
-                    message.payload.unsubscribeChannels,
-                )
-            case "unsubscribe":
-                await self._subscribe([], message.payload.channels)
-            case "auth_refresh":
-                self._refresh(message.payload.token, message.id)
-            case _:
-                handler = self.services.handlers.get(message.type)
-                if handler is None:
-                    raise ServerError(
-                        f"'{message.type}' is not available on this server yet",
-                        details={"type": message.type},
-                    )
-                await handler(self, message)
+    # -- the connection's own messages (the router, api/router.py, hands them back) -----
+
+    def on_heartbeat(self, message: ConnectionHeartbeatMessage) -> None:
+        now = self.clock.now_ms()
+        echo = message.payload.serverTime
+        rtt = self.round_trips.heartbeat_received(now, echo)
+        if rtt is not None:
+            self.log.debug("heartbeat round trip %d ms", rtt)
+        if echo is None:  # an echo answers our heartbeat: it gets no reply
+            self.send_heartbeat(now)
+
+    async def on_subscribe(self, message: SubscribeMessage) -> None:
+        await self._subscribe(message.payload.channels, message.payload.unsubscribeChannels)
+
+    async def on_unsubscribe(self, message: UnsubscribeMessage) -> None:
+        await self._subscribe([], message.payload.channels)
+
+    def on_auth_refresh(self, message: AuthRefreshMessage) -> None:
+        self._refresh(message.payload.token, message.id)
 
     async def _subscribe_one(self, name: str) -> str:
         """Subscribe to ``name`` (an alias is resolved); the channel's name."""

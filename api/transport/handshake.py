@@ -21,7 +21,7 @@ from tripsage_sync.sync.errors import (
     RateLimited,
 )
 from tripsage_sync.sync.events import ConnectionEstablishedPayload, Limits
-from tripsage_sync.sync.wire import ServerEvent, make_event
+from tripsage_sync.sync.wire import OptimisticUpdateStartPayload, ServerEvent, make_event
 
 __all__ = [
     "FEATURES",
@@ -78,7 +78,7 @@ def established_event(
     return make_event("connection_established", payload, now_ms=now_ms, session_id=session_id)
 
 
-def rate_limited_rollback(p: Any, limited: RateLimited) -> dict[str, Any]:
+def rate_limited_rollback(p: OptimisticUpdateStartPayload, limited: RateLimited) -> dict[str, Any]:
     """The ``optimistic_update_rollback`` payload of an update refused as rate limited."""
     retry_after_ms = int((limited.retry_after or 1.0) * 1000)
     payload = {

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from tripsage_sync.api.clock import SYSTEM_CLOCK, Clock
 from tripsage_sync.api.settings import Settings
 from tripsage_sync.api.transport.auth import JwtAuthority
-from tripsage_sync.api.transport.connection import Connection, Handler
+from tripsage_sync.api.transport.connection import Connection, Dispatch
 from tripsage_sync.api.transport.hub import Hub
 from tripsage_sync.api.transport.metrics import Metrics
 from tripsage_sync.storage.sqlite import Storage
@@ -40,7 +40,7 @@ class Feature(Protocol):
     """A product feature (trips, chat) plugged into the shell.
 
     ``routes`` are added to the app; ``start`` runs in the lifespan after the
-    services exist (register ``handlers``, load state, start timers);
+    services exist (register hooks, load state, start timers);
     ``stop`` runs after clients were drained and before storage closes.
     """
 
@@ -57,13 +57,15 @@ class Services:
     store: Storage
     authority: JwtAuthority
     hub: Hub[Connection]
+    # Every client message of every JSON connection: one match over the message
+    # classes (api/router.py), which knows the features that serve them.
+    dispatch: Dispatch
     clock: Clock = SYSTEM_CLOCK
     started_at_s: float = field(init=False)  # wall time (s) the services were built
     # Channel namespaces' fact finders, added by features (trip permissions...).
     extra: dict[str, Any] = field(default_factory=dict)
-    # What features plug into every JSON connection: a handler per message type;
-    # callbacks run when a connection is gone (after the hub forgot it).
-    handlers: dict[str, Handler] = field(default_factory=dict)
+    # What features plug into every JSON connection: callbacks run when a
+    # connection is gone (after the hub forgot it).
     on_disconnect: list[Callable[[Connection], None]] = field(default_factory=list)
     implicit_channel_providers: list[Callable[[Connection], list[str]]] = field(
         default_factory=list

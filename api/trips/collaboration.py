@@ -32,7 +32,11 @@ from tripsage_sync.api.trips.events import resolution_required_payload
 from tripsage_sync.api.trips.rooms import EDITORS, RoomRegistry, TripRoom
 from tripsage_sync.sync.errors import InvalidMessage
 from tripsage_sync.sync.presence import Member
-from tripsage_sync.sync.wire import ClientMessage, make_event
+from tripsage_sync.sync.wire import (
+    TripCollaborationLeaveMessage,
+    TripJoinMessage,
+    make_event,
+)
 
 __all__ = ["SUPPORTED_FEATURES", "Collaboration"]
 
@@ -60,7 +64,7 @@ class Collaboration:
 
     # -- collaboration sessions ------------------------------------------------------
 
-    async def on_session_start(self, conn: Connection, message: ClientMessage) -> None:
+    async def on_session_start(self, conn: Connection, message: TripJoinMessage) -> None:
         payload = message.payload
         room, permission = self.registry.room_for(conn.principal, payload.tripId)
         now = self.clock.now_ms()
@@ -128,7 +132,7 @@ class Collaboration:
         self.schedule(room)
         conn.log.info("joined trip %s as %s", room.trip_id, permission)
 
-    async def on_leave(self, conn: Connection, message: ClientMessage) -> None:
+    async def on_leave(self, conn: Connection, message: TripCollaborationLeaveMessage) -> None:
         room = self.registry.rooms.get(message.payload.tripId)
         if room is None or conn.id not in room.presence.members:
             raise InvalidMessage(

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import logging
 
-from tripsage_sync.api.transport.connection import Connection, Handler
+from tripsage_sync.api.transport.connection import Connection
 from tripsage_sync.api.trips.part import TripPart
 from tripsage_sync.api.trips.rooms import EDITORS, RoomBroken
 from tripsage_sync.sync.errors import InvalidMessage, NotFound, PermissionDenied, ServerError
-from tripsage_sync.sync.wire import (
-    ClientMessage,
-)
+from tripsage_sync.sync.wire import ConflictResolutionSubmitMessage
 
 __all__ = ["ConflictResolution"]
 
@@ -23,12 +21,9 @@ logger = logging.getLogger(__name__)
 class ConflictResolution(TripPart):
     """A part of the trip feature (:mod:`tripsage_sync.api.trips.part`)."""
 
-    def handlers(self) -> dict[str, Handler]:
-        return {
-            "conflict_resolution_submit": self.on_resolution_submit,
-        }
-
-    async def on_resolution_submit(self, conn: Connection, message: ClientMessage) -> None:
+    async def on_resolution_submit(
+        self, conn: Connection, message: ConflictResolutionSubmitMessage
+    ) -> None:
         p = message.payload
         room = next(
             (

@@ -59,6 +59,7 @@ from tripsage_sync.api.trips.timer import RoomTimer
 from tripsage_sync.sync.channels import Principal
 from tripsage_sync.sync.document import ApplyResult, RemoteResult
 from tripsage_sync.sync.presence import Member
+from tripsage_sync.sync.wire import TripCollaborationLeaveMessage, TripJoinMessage
 
 __all__ = ["EDITORS", "PERMISSIONS", "TripFeature"]
 
@@ -98,14 +99,7 @@ class TripFeature:
         self.collaboration = Collaboration(
             self.hub, self.clock, self.registry, self.broadcast, self.schedule
         )
-        collaboration = self.collaboration
-        handlers = {
-            "collaboration_session_start": collaboration.on_session_start,
-            "trip_collaboration_join": collaboration.on_session_start,
-            "trip_collaboration_leave": collaboration.on_leave,
-        }
-        self.services.handlers.update(handlers)
-        self.services.on_disconnect.append(collaboration.on_disconnect)
+        self.services.on_disconnect.append(self.collaboration.on_disconnect)
         # Pending manual conflicts survive restarts: load their trips, rearm timers.
         for trip_id in sorted({c.trip_id for c in services.store.pending_conflicts()}):
             self.schedule(self.registry.get(trip_id))
@@ -150,7 +144,15 @@ class TripFeature:
     def saw_own(self, conn: Connection, trip_id: str, version: int) -> None:
         self.broadcast.saw_own(conn, trip_id, version)
 
-    # -- presence, for other transports too (api/trips/collaboration.py) ---------------
+    # -- collaboration sessions (api/trips/collaboration.py; the router calls these) -----
+
+    async def on_session_start(self, conn: Connection, message: TripJoinMessage) -> None:
+        await self.collaboration.on_session_start(conn, message)
+
+    async def on_leave(self, conn: Connection, message: TripCollaborationLeaveMessage) -> None:
+        await self.collaboration.on_leave(conn, message)
+
+    # -- presence, for other transports too ------------------------------------------------
 
     def join_presence(self, room: TripRoom, member: Member, session_id: str) -> None:
         """A connection of another transport joins the room's presence."""

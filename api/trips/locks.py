@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import logging
 
-from tripsage_sync.api.transport.connection import Connection, Handler
+from tripsage_sync.api.transport.connection import Connection
 from tripsage_sync.api.trips.part import TripPart
 from tripsage_sync.api.trips.rooms import EDITORS, TripRoom
 from tripsage_sync.sync.errors import InvalidMessage, PermissionDenied
 from tripsage_sync.sync.wire import (
-    ClientMessage,
+    TripFieldEditingStartMessage,
+    TripFieldEditingStopMessage,
     iso_ms,
     new_id,
 )
@@ -24,12 +25,6 @@ logger = logging.getLogger(__name__)
 
 class FieldLocks(TripPart):
     """A part of the trip feature (:mod:`tripsage_sync.api.trips.part`)."""
-
-    def handlers(self) -> dict[str, Handler]:
-        return {
-            "trip_field_editing_start": self.on_editing_start,
-            "trip_field_editing_stop": self.on_editing_stop,
-        }
 
     def _joined(self, conn: Connection, trip_id: str) -> TripRoom:
         room = self.trips.registry.rooms.get(trip_id)
@@ -44,7 +39,9 @@ class FieldLocks(TripPart):
             )
         return room
 
-    async def on_editing_start(self, conn: Connection, message: ClientMessage) -> None:
+    async def on_editing_start(
+        self, conn: Connection, message: TripFieldEditingStartMessage
+    ) -> None:
         payload = message.payload
         room = self._joined(conn, payload.tripId)
         if room.permission(conn.principal.user_id) not in EDITORS:
@@ -70,7 +67,7 @@ class FieldLocks(TripPart):
         self.trips.publish_presence(room)
         self.trips.schedule(room)
 
-    async def on_editing_stop(self, conn: Connection, message: ClientMessage) -> None:
+    async def on_editing_stop(self, conn: Connection, message: TripFieldEditingStopMessage) -> None:
         payload = message.payload
         room = self._joined(conn, payload.tripId)
         lock = room.presence.unlock(conn.id, payload.fieldName, self.clock.now_ms())

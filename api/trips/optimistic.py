@@ -19,7 +19,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, assert_never
 
-from tripsage_sync.api.transport.connection import Connection, Handler
+from tripsage_sync.api.transport.connection import Connection
 from tripsage_sync.api.trips.events import (
     outcome_event,
     rollback_event,
@@ -45,7 +45,7 @@ from tripsage_sync.sync.document import (
 )
 from tripsage_sync.sync.errors import InvalidState, PermissionDenied
 from tripsage_sync.sync.wire import (
-    ClientMessage,
+    OptimisticUpdateStartMessage,
     make_event,
 )
 
@@ -63,12 +63,9 @@ class OptimisticUpdates(TripPart):
     facts and carries out the intents it returns (:class:`_Reply`).
     """
 
-    def handlers(self) -> dict[str, Handler]:
-        return {
-            "optimistic_update_start": self.on_optimistic_update,
-        }
-
-    async def on_optimistic_update(self, conn: Connection, message: ClientMessage) -> None:
+    async def on_optimistic_update(
+        self, conn: Connection, message: OptimisticUpdateStartMessage
+    ) -> None:
         p = message.payload
         received = self.clock.now_ms()
         update = UpdateStart.of(  # InvalidUpdate when it names no field

@@ -1,15 +1,15 @@
 """A part of the trip feature: message handlers composed on :class:`TripFeature`.
 
 Field locks, optimistic updates and conflict resolution each handle a few client
-message types on the trip feature's rooms; they own no routes, rooms or timers of
-their own, so starting one only registers its handlers and stopping it does nothing.
+message types on the trip feature's rooms (the router, :mod:`api.router`, hands
+them their messages); they own no routes, rooms or timers of their own, so
+starting and stopping one does nothing.
 """
 
 from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from tripsage_sync.api.transport.connection import Handler
 from tripsage_sync.api.transport.services import Services
 from tripsage_sync.api.trips.feature import TripFeature
 
@@ -23,15 +23,11 @@ class TripPart:
         self.trips = trips
         self.clock = trips.clock
 
-    def handlers(self) -> dict[str, Handler]:
-        """Client message type -> handler, registered at start."""
-        raise NotImplementedError
-
     def routes(self) -> list[BaseRoute]:
         return []
 
     async def start(self, services: Services) -> None:
-        services.handlers.update(self.handlers())
+        """Nothing to start: the router hands the part its messages."""
 
     async def stop(self) -> None:
         """Nothing to stop: the trip feature holds the rooms and timers."""

@@ -43,7 +43,7 @@ from tripsage_sync.api.trips.events import change_payload
 from tripsage_sync.api.trips.rooms import RoomBroken, TripRoom
 from tripsage_sync.sync.document import Change
 from tripsage_sync.sync.errors import NotFound, PermissionDenied, ServerError
-from tripsage_sync.sync.wire import ClientMessage, ServerEvent, make_event
+from tripsage_sync.sync.wire import ServerEvent, SyncRequestMessage, make_event
 
 if TYPE_CHECKING:
     from tripsage_sync.api.transport.connection import Connection
@@ -119,7 +119,7 @@ def resume_events(
 
 
 class ResumeFeature:
-    """Registers the ``sync_request`` handler on the trips' rooms."""
+    """Answers ``sync_request`` from the trips' rooms."""
 
     def __init__(self, trips: TripFeature) -> None:
         self.trips = trips
@@ -129,7 +129,6 @@ class ResumeFeature:
 
     async def start(self, services: Services) -> None:
         self.services = services
-        services.handlers["sync_request"] = self.on_sync_request
 
     async def stop(self) -> None:
         return None
@@ -145,7 +144,7 @@ class ResumeFeature:
             raise denied
         return room
 
-    async def on_sync_request(self, conn: Connection, message: ClientMessage) -> None:
+    async def on_sync_request(self, conn: Connection, message: SyncRequestMessage) -> None:
         payload = message.payload
         room = self._room_for(conn, payload.tripId)
         until = room.doc.version

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ValidationError
 
 from tripsage_sync.sync.errors import InvalidMessage
 from tripsage_sync.sync.wire.base import MAX_ID_CHARS
-from tripsage_sync.sync.wire.envelope import MESSAGE_MODELS, Envelope
+from tripsage_sync.sync.wire.envelope import MESSAGE_MODELS, ClientMessage
 from tripsage_sync.sync.wire.payload import AuthRequest
 from tripsage_sync.sync.wire.refusal import InvalidUpdate
 
@@ -204,12 +204,12 @@ def message_id_of(value: Any) -> str | None:
     return message_id
 
 
-def parse_client_message(data: str | bytes | dict[str, Any]) -> Envelope:
+def parse_client_message(data: str | bytes | dict[str, Any]) -> ClientMessage:
     """Validate a client message (a text frame, or a decoded object)."""
     return parse_client_value(_loads(data) if isinstance(data, str | bytes) else data)
 
 
-def parse_client_value(value: Any) -> Envelope:
+def parse_client_value(value: Any) -> ClientMessage:
     """Validate a decoded JSON value as a client message (e.g. an item of a batch).
 
     The error of a message that has an id names it (``details.messageId``).
@@ -223,7 +223,7 @@ def parse_client_value(value: Any) -> Envelope:
         raise
 
 
-def _parse_value(data: Any) -> Envelope:
+def _parse_value(data: Any) -> ClientMessage:
     if not isinstance(data, dict):
         raise InvalidMessage(
             "Message must be a JSON object",

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import json
+from typing import get_args
 
 import pytest
+from pydantic import TypeAdapter
 
 from tripsage_sync.sync.errors import InvalidMessage
 from tripsage_sync.sync.wire import (
     AGENT_EVENT_TYPES,
     CLIENT_MESSAGE_TYPES,
+    MESSAGE_MODELS,
+    AnyClientMessage,
+    BatchMessage,
+    ClientMessage,
+    CollaborationSessionStartMessage,
+    ConflictResolutionSubmitMessage,
     InvalidUpdate,
+    OptimisticUpdateStartMessage,
     encode,
     iso_ms,
     make_event,
@@ -61,6 +70,7 @@ def test_spec_examples_parse() -> None:
             },
         }
     )
+    assert isinstance(message, CollaborationSessionStartMessage)
     assert message.payload.tripId == "trip-456"
     update = parse_client_message(
         {
@@ -78,6 +88,7 @@ def test_spec_examples_parse() -> None:
             },
         }
     )
+    assert isinstance(update, OptimisticUpdateStartMessage)
     assert update.payload.expectedVersion == 14
     resolution = parse_client_message(
         {
@@ -85,6 +96,7 @@ def test_spec_examples_parse() -> None:
             "payload": {"conflictId": "c", "chosenOptionId": "option-2", "customValue": None},
         }
     )
+    assert isinstance(resolution, ConflictResolutionSubmitMessage)
     assert resolution.payload.chosenOptionId == "option-2"
 
 
@@ -132,6 +144,7 @@ def test_batch_items_are_validated_one_by_one() -> None:
         {"id": "msg-4", "type": "user_typed", "payload": {}},
     ]
     batch = parse_client_message({"type": "batch", "payload": {"messages": items}})
+    assert isinstance(batch, BatchMessage)
     assert batch.payload.messages == items  # any JSON values: judged one at a time
     assert parse_client_value(items[1]).type == "user_typing"
     with pytest.raises(InvalidMessage) as info:
@@ -189,11 +202,13 @@ def test_encode_keeps_payload_nulls_and_drops_empty_envelope_fields() -> None:
 def test_optimistic_update_without_expected_version_and_with_the_value_alias() -> None:
     payload = {"updateId": "u1", "tripId": "t", "fieldName": "destination", "value": "Rome"}
     message = parse_client_message({"type": "optimistic_update_start", "payload": payload})
+    assert isinstance(message, OptimisticUpdateStartMessage)
     assert message.payload.optimisticValue == "Rome"
     assert message.payload.expectedVersion is None
     assert message.payload.clientTimestamp is None
     both = {**payload, "optimisticValue": "Oslo"}
     message = parse_client_message({"type": "optimistic_update_start", "payload": both})
+    assert isinstance(message, OptimisticUpdateStartMessage)
     assert message.payload.optimisticValue == "Oslo"  # the spec's name wins
 
 
@@ -229,3 +244,62 @@ def test_without_a_sendable_update_id_it_is_a_plain_invalid_message(update_id: o
     refused = InvalidUpdate.of({"updateId": "ok", "tripId": "\ud800"}, caught.value)
     assert refused is not None
     assert refused.trip_id is None  # never echoed: it could not be encoded
+
+
+# -- the union of client messages ------------------------------------------------------
+
+# The smallest valid payload of every client message type (None: the payload may be absent).
+MINIMAL_PAYLOADS: dict[str, dict[str, object] | None] = {
+    "chat_message": {"content": "hi"},
+    "chat_typing_start": None,
+    "chat_typing_stop": None,
+    "user_typing": None,
+    "trip_collaboration_join": {"tripId": "t"},
+    "trip_collaboration_leave": {"tripId": "t"},
+    "trip_field_editing_start": {"tripId": "t", "fieldName": "destination"},
+    "trip_field_editing_stop": {"tripId": "t", "fieldName": "destination"},
+    "collaboration_session_start": {"tripId": "t"},
+    "optimistic_update_start": {"tripId": "t", "updateId": "u", "optimisticValue": 1},
+    "conflict_resolution_submit": {"conflictId": "c"},
+    "connection_heartbeat": None,
+    "subscribe": {},
+    "unsubscribe": {"channels": []},
+    "batch": {"messages": []},
+    "sync_request": {"tripId": "t", "sinceVersion": 0},
+    "auth_refresh": {"token": "x"},
+    "connection_health": None,
+    "performance_metrics": None,
+    "server_health": None,
+    "chat_message_chunk": {"messageId": "m", "content": "a", "chunkIndex": 0},
+    "chat_message_complete": {"messageId": "m", "finalContent": "a"},
+    "tool_call_start": {"toolCallId": "c", "toolName": "search"},
+    "tool_call_progress": {"toolCallId": "c", "progress": 0.5},
+    "tool_call_complete": {"toolCallId": "c"},
+    "tool_call_error": {"toolCallId": "c", "error": "boom"},
+    "agent_status_update": {"agentId": "a", "isActive": True},
+    "agent_task_start": {"taskId": "k", "taskName": "plan"},
+    "agent_task_progress": {"taskId": "k", "progress": 0.1},
+    "agent_task_complete": {"taskId": "k"},
+    "notification": {"title": "t", "message": "m"},
+    "system_message": {"level": "info", "message": "m"},
+}
+
+
+def test_the_union_parses_every_client_message_type_to_its_class() -> None:
+    assert set(MINIMAL_PAYLOADS) == set(CLIENT_MESSAGE_TYPES)
+    members = get_args(AnyClientMessage)
+    assert len(members) == len(CLIENT_MESSAGE_TYPES) == len(set(members))
+    union: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
+    for type_, payload in MINIMAL_PAYLOADS.items():
+        data: dict[str, object] = {"type": type_}
+        if payload is not None:
+            data["payload"] = payload
+        model = MESSAGE_MODELS[type_]
+        assert model in members
+        message = union.validate_python(data)
+        assert type(message) is model
+        assert message.type == type_
+        assert type(parse_client_message(data)) is model
+        assert type(parse_client_message(json.dumps(data))) is model
+        if payload is None:  # an absent payload is the model's empty one
+            assert message.payload == model.model_fields["payload"].default
