@@ -56,6 +56,14 @@ Persistence (``queue_path``)
     with ``sync_request`` from version 0 (the whole retained history, or a
     snapshot).
 
+Server events
+    Each frame is parsed once into a typed event (``client/events.py``) and
+    routed to the concern it belongs to; listeners (:meth:`SyncClient.on`,
+    :meth:`SyncClient.events`) receive the raw event dict. An event of a type
+    the client does not know, or without what it needs (a ``tripId``, a
+    ``version``), changes nothing but still reaches the listeners: a newer
+    server cannot crash the client.
+
 Metrics (``websocket-api.md`` "Client Metrics"): see :class:`ClientMetrics`.
 Latency is the round trip of a client ``connection_heartbeat`` to the
 server's answering heartbeat, sent every ``heartbeat_interval_s`` (default:

@@ -17,7 +17,6 @@ from typing import Any, Final
 from tripsage_sync.client.base import OUTCOME_TYPES
 
 __all__ = [
-    "SERVER_VALUE_KEY",
     "STATUS_BY_OUTCOME",
     "PendingUpdate",
     "QueueFile",
@@ -43,10 +42,6 @@ STATUS_BY_OUTCOME: Final = dict(
         (UpdateStatus.CONFIRMED, UpdateStatus.REJECTED, UpdateStatus.ROLLED_BACK),
         strict=True,
     )
-)
-
-SERVER_VALUE_KEY: Final = dict(
-    zip(OUTCOME_TYPES, ("confirmedValue", "currentServerValue", "rollbackToValue"), strict=True)
 )
 
 
