@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 Every WebSocket connection (:class:`api.transport.connection.Connection`, the JSON
-endpoints; :class:`api.trips.yjs.YjsConnection`, y-websocket peers) owns one
+endpoints; :class:`api.trips.ypeer.YjsConnection`, y-websocket peers) owns one
 :class:`Outbox` and runs :meth:`Outbox.run` as its writer task:
 
 - :meth:`Outbox.put` never blocks the producer. When the queue already holds

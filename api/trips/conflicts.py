@@ -8,9 +8,8 @@ from __future__ import annotations
 import logging
 
 from tripsage_sync.api.transport.connection import Connection
-from tripsage_sync.api.trips.feature import EDITORS
 from tripsage_sync.api.trips.part import TripPart
-from tripsage_sync.api.trips.rooms import RoomBroken
+from tripsage_sync.api.trips.rooms import EDITORS, RoomBroken
 from tripsage_sync.sync.errors import InvalidMessage, NotFound, PermissionDenied, ServerError
 from tripsage_sync.sync.wire import ConflictResolutionSubmitMessage
 

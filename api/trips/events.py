@@ -2,7 +2,8 @@
 "Real-time Collaboration", "Optimistic Updates", "Conflict Resolution").
 
 Pure functions from the results of :mod:`sync.document` to the spec's JSON
-payloads, shared by the live handlers (:mod:`api.trips.feature`), the resume replay
+payloads, shared by the live handlers (:mod:`api.trips.collaboration`,
+:mod:`api.trips.broadcast`, :mod:`api.trips.commit`), the resume replay
 (:mod:`api.trips.resume`) and the Yjs bridge.
 """
 

@@ -40,7 +40,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from tripsage_sync.api.clock import Clock
 from tripsage_sync.api.restore import restore_document
@@ -48,14 +48,18 @@ from tripsage_sync.api.transport.services import Services
 from tripsage_sync.storage import ops
 from tripsage_sync.storage.errors import is_unavailable
 from tripsage_sync.storage.writer import WriteOp
+from tripsage_sync.sync.channels import Principal
 from tripsage_sync.sync.conflicts import PendingConflict
 from tripsage_sync.sync.document import Change, TripDocument
-from tripsage_sync.sync.errors import NotFound
+from tripsage_sync.sync.errors import NotFound, PermissionDenied
 from tripsage_sync.sync.presence import Presence
 
-__all__ = ["RoomBroken", "RoomRegistry", "TripRoom"]
+__all__ = ["EDITORS", "PERMISSIONS", "RoomBroken", "RoomRegistry", "TripRoom"]
 
 logger = logging.getLogger(__name__)
+
+PERMISSIONS: Final = ("viewer", "editor", "owner")
+EDITORS: Final = frozenset({"editor", "owner"})
 
 
 class RoomBroken(Exception):
@@ -232,6 +236,21 @@ class RoomRegistry:
         if room is not None:
             self.evict(room)
         return self.load(trip_id)
+
+    def room_for(self, principal: Principal, trip_id: str) -> tuple[TripRoom, str]:
+        """The room and the user's permission; unknown trips look like forbidden ones."""
+        try:
+            room = self.get(trip_id)
+        except NotFound:
+            raise PermissionDenied(
+                "Not a collaborator of this trip", details={"tripId": trip_id}
+            ) from None
+        permission = room.permission(principal.user_id)
+        if permission is None and principal.role == "admin":
+            permission = "viewer"
+        if permission is None:
+            raise PermissionDenied("Not a collaborator of this trip", details={"tripId": trip_id})
+        return room, permission
 
     def load(self, trip_id: str) -> TripRoom:
         store = self.services.store

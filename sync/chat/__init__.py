@@ -2,7 +2,8 @@
 
 ``websocket-api.md`` "Chat Events", "Typing Events", "Tool Events" and
 "Agent Status Events". Sans-I/O: every method takes ``now_ms``; the shell in
-:mod:`api.chat.feature` persists, publishes and runs the timers. One module a concept:
+:mod:`api.chat` persists, publishes (``relay``, ``indicator``) and runs the timers
+(``timer``). One module a concept:
 
 * :mod:`.stream`: :class:`StreamTable`, the replies being streamed and the
   rules that deliver each chunk index at most once, in order;

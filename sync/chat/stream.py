@@ -1,7 +1,8 @@
 """Chat replies streamed by agents: the table of replies and its reorder rules.
 
 ``websocket-api.md`` "Chat Events". Sans-I/O: every method takes ``now_ms``;
-the shell in :mod:`api.chat.feature` persists, publishes and runs the timers.
+the shell persists, publishes (:mod:`api.chat.relay`) and runs the timers
+(:mod:`api.chat.timer`).
 
 :class:`StreamTable` holds one :class:`ReplyStream` per ``messageId`` of an
 assistant reply an agent is streaming. Agents number chunks from 0 or from 1

@@ -1,0 +1,169 @@
+"""What a trip room sends its JSON clients, and what each connection has seen.
+
+Every event of a room goes to the hub channel ``trip:{tripId}``
+(``websocket-api.md`` "Real-time Collaboration"): changes as
+``trip_update_broadcast``, conflicts as ``trip_conflict_detected`` (everyone) and
+``conflict_resolution_required`` (editors only), presence as
+``trip_collaborator_presence`` (droppable: a newer one replaces it). A committed
+change also runs the room's change hooks, in broadcast order, so other transports
+(:mod:`api.trips.yjs`) send it on in the same order; presence runs the presence
+hooks.
+
+The latest version each connection was sent the whole trip at ("expectedVersion")
+is kept here too, because every ``trip_update_broadcast`` advances it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from tripsage_sync.api.clock import Clock
+from tripsage_sync.api.transport.connection import Connection
+from tripsage_sync.api.transport.hub import Hub
+from tripsage_sync.api.trips.events import (
+    change_payload,
+    conflict_detected_payload,
+    resolution_required_payload,
+)
+from tripsage_sync.api.trips.rooms import EDITORS, TripRoom
+from tripsage_sync.sync.document import ApplyResult, Change
+from tripsage_sync.sync.presence import FieldLock
+from tripsage_sync.sync.wire import iso_ms, make_event
+
+__all__ = ["ChangeHook", "PresenceHook", "TripBroadcast", "channel"]
+
+logger = logging.getLogger(__name__)
+
+ChangeHook = Callable[[TripRoom, Change, object | None], None]
+PresenceHook = Callable[[TripRoom], None]
+
+
+def channel(trip_id: str) -> str:
+    return f"trip:{trip_id}"
+
+
+class TripBroadcast:
+    """The trip rooms' events to their subscribers, and the hooks of other transports.
+
+    ``change_hooks`` run for every committed change, inside the room's broadcast
+    order, with the change's origin (None for JSON clients; a transport passes
+    its own connection to skip it); ``presence_hooks`` run whenever presence
+    is published. Both lists are the trip feature's, filled as features start.
+    """
+
+    def __init__(
+        self,
+        hub: Hub[Connection],
+        clock: Clock,
+        change_hooks: list[ChangeHook],
+        presence_hooks: list[PresenceHook],
+    ) -> None:
+        self.hub = hub
+        self.clock = clock
+        self.change_hooks = change_hooks
+        self.presence_hooks = presence_hooks
+
+    def publish(
+        self,
+        room: TripRoom,
+        type_: str,
+        payload: dict[str, Any],
+        *,
+        exclude: Connection | None = None,
+    ) -> None:
+        event = make_event(type_, payload, now_ms=self.clock.now_ms())
+        self.hub.publish(channel(room.trip_id), event, exclude=exclude)
+        if type_ == "trip_update_broadcast":
+            for conn in self.hub.subscribers(channel(room.trip_id)):
+                versions = conn.attachments.get("trip_versions")
+                if conn is not exclude and versions and room.trip_id in versions:
+                    versions[room.trip_id] = max(versions[room.trip_id], payload["version"])
+
+    def publish_presence(self, room: TripRoom) -> None:
+        now = self.clock.now_ms()
+        payload = {
+            "tripId": room.trip_id,
+            "activeCollaborators": room.presence.active_collaborators(now, iso_ms),
+        }
+        event = make_event("trip_collaborator_presence", payload, now_ms=now)
+        members = self.hub.subscribers(channel(room.trip_id))
+        self.hub.send_many(members, event, droppable=True)
+        for hook in self.presence_hooks:
+            hook(room)
+
+    def send_to_editors(self, room: TripRoom, type_: str, payload: dict[str, Any]) -> None:
+        event = make_event(type_, payload, now_ms=self.clock.now_ms())
+        editors = [
+            conn
+            for conn in self.hub.subscribers(channel(room.trip_id))
+            if room.permission(conn.principal.user_id) in EDITORS
+        ]
+        self.hub.send_many(editors, event)
+
+    def broadcast_result(
+        self, room: TripRoom, result: ApplyResult, exclude: Connection | None
+    ) -> None:
+        if result.change is not None:
+            self.publish(
+                room,
+                "trip_update_broadcast",
+                change_payload(room.trip_id, result.change, now=self.clock.now_ms()),
+                exclude=exclude,
+            )
+            self.run_change_hooks(room, result.change, None)
+        if result.conflict_detected is not None:
+            self.publish(
+                room,
+                "trip_conflict_detected",
+                conflict_detected_payload(room.trip_id, result.conflict_detected),
+            )
+        if result.conflict_raised is not None:
+            self.send_to_editors(
+                room,
+                "conflict_resolution_required",
+                resolution_required_payload(result.conflict_raised),
+            )
+
+    def run_change_hooks(self, room: TripRoom, change: Change, origin: object | None) -> None:
+        for hook in self.change_hooks:
+            try:
+                hook(room, change, origin)
+            except Exception:
+                logger.exception("trip %s: change hook failed", room.trip_id)
+
+    def publish_lock_stop(self, room: TripRoom, lock: FieldLock, *, reason: str) -> None:
+        """``trip_field_editing_stop`` for a lock the server released (left, timeout)."""
+        payload = {
+            "tripId": room.trip_id,
+            "fieldName": lock.field_name,
+            "userId": lock.user_id,
+            "lockId": lock.lock_id,
+            "reason": reason,
+        }
+        self.publish(room, "trip_field_editing_stop", payload)
+
+    # -- the latest version each connection has seen of a trip ("expectedVersion") --------
+
+    def seen_versions(self, conn: Connection) -> dict[str, int]:
+        """Trip id -> the latest version ``conn`` was sent the whole trip at.
+
+        Set by the join answer and ``sync_complete``, then advanced by every
+        ``trip_update_broadcast`` sent to it and by its own confirmations while
+        it is subscribed (changes reach a subscriber in version order, so it
+        has seen every change up to there). An update without
+        ``expectedVersion`` is based on it; a trip it never saw whole is 0.
+        """
+        versions: dict[str, int] = conn.attachments.setdefault("trip_versions", {})
+        return versions
+
+    def saw_trip(self, conn: Connection, trip_id: str, version: int) -> None:
+        """``conn`` was sent the whole trip at ``version`` (join answer, sync_complete)."""
+        versions = self.seen_versions(conn)
+        versions[trip_id] = max(versions.get(trip_id, 0), version)
+
+    def saw_own(self, conn: Connection, trip_id: str, version: int) -> None:
+        versions = self.seen_versions(conn)
+        if trip_id in versions and conn in self.hub.subscribers(channel(trip_id)):
+            versions[trip_id] = max(versions[trip_id], version)
