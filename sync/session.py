@@ -79,25 +79,25 @@ class WarnExpiring:
     expires_at_ms: int
     refresh_before_ms: int
 
-    def event(self, now_ms: int) -> ServerEvent:
+    def event(self, now_ms: int) -> ServerEvent[AuthExpiringPayload]:
         payload = AuthExpiringPayload(
             expiresAt=iso_ms(self.expires_at_ms),
             refreshBefore=iso_ms(self.refresh_before_ms),
             expiresIn=round(max(0, self.expires_at_ms - now_ms) / 1000, 3),
         )
-        return make_event("auth_expiring", payload, now_ms=now_ms)
+        return make_event(payload, now_ms=now_ms)
 
 
 @dataclass(frozen=True, slots=True)
 class CloseExpired:
     """Intent: the token has expired; close the connection (JSON 3000, Yjs 4401)."""
 
-    def event(self, now_ms: int) -> ServerEvent:
+    def event(self, now_ms: int) -> ServerEvent[ConnectionErrorPayload]:
         """The JSON endpoints' ``connection_error`` sent before the close frame."""
         payload = ConnectionErrorPayload(
             errorCode="TOKEN_EXPIRED", message="Token expired", severity="error"
         )
-        return make_event("connection_error", payload, now_ms=now_ms)
+        return make_event(payload, now_ms=now_ms)
 
 
 @dataclass(slots=True)
@@ -193,7 +193,9 @@ class Session:
         self.principal = principal
         self.token = TokenLifetime(expires_at_ms)
 
-    def refreshed(self, principal: Principal, *, expires_at_ms: int, now_ms: int) -> ServerEvent:
+    def refreshed(
+        self, principal: Principal, *, expires_at_ms: int, now_ms: int
+    ) -> ServerEvent[AuthRefreshedPayload]:
         """``auth_refresh`` with a verified token: the ``auth_refreshed`` answer.
 
         The token must name the connection's user with the connection's role
@@ -214,7 +216,7 @@ class Session:
             )
         self.token.renewed(expires_at_ms)
         payload = AuthRefreshedPayload(expiresAt=iso_ms(expires_at_ms))
-        return make_event("auth_refreshed", payload, now_ms=now_ms)
+        return make_event(payload, now_ms=now_ms)
 
     def close(self, code: int) -> bool:
         """Start closing; ``False`` when already closing or closed."""
@@ -272,7 +274,7 @@ class Session:
     def idle_deadline_ms(self) -> int:
         return self.last_received_ms + int(IDLE_INTERVALS * self.heartbeat_interval_s * 1000)
 
-    def heartbeat(self, now_ms: int) -> ServerEvent:
+    def heartbeat(self, now_ms: int) -> ServerEvent[HeartbeatPayload]:
         """The server's ``connection_heartbeat`` with this connection's metrics."""
         self.last_heartbeat_ms = now_ms
         payload = HeartbeatPayload(
@@ -284,4 +286,4 @@ class Session:
                 messagesReceived=self.messages_received,
             ),
         )
-        return make_event("connection_heartbeat", payload, now_ms=now_ms)
+        return make_event(payload, now_ms=now_ms)

@@ -87,7 +87,7 @@ from tripsage_sync.sync.errors import (
     InvalidMessage,
     PermissionDenied,
 )
-from tripsage_sync.sync.wire import ChatMessagePayload, ServerEvent, make_event, new_id
+from tripsage_sync.sync.wire import ChatMessagePayload, ServerEvent, make_dict_event, new_id
 
 if TYPE_CHECKING:
     from starlette.routing import BaseRoute
@@ -224,7 +224,7 @@ class ChatFeature:
                 "Address a user or a channel, not both",
                 details={"field": "channel", "expected": "one target", "received": "two"},
             )
-        event = make_event(
+        event = make_dict_event(
             message.type, message.payload, now_ms=self.clock.now_ms(), user_id=user_id
         )
         if user_id is not None:

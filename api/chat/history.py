@@ -25,7 +25,7 @@ from tripsage_sync.storage.errors import DuplicateId, UnknownRow
 from tripsage_sync.storage.queries import ChatMessage
 from tripsage_sync.sync.chat import stored_message_payload
 from tripsage_sync.sync.errors import InvalidMessage, NotFound, PermissionDenied
-from tripsage_sync.sync.wire import ChatMessagePayload, Envelope, ServerEvent, make_event
+from tripsage_sync.sync.wire import ChatMessagePayload, Envelope, ServerEvent, make_dict_event
 
 __all__ = ["ChatHistory", "stored_extra", "user_session"]
 
@@ -80,7 +80,7 @@ class ChatHistory:
         )
         if replay:
             payload["replay"] = True
-        return make_event(
+        return make_dict_event(
             "chat_message",
             payload,
             now_ms=self.clock.now_ms(),
@@ -136,7 +136,7 @@ class ChatHistory:
                 replayed += 1
         conn.log.info("replayed %d message(s) after seq %d", replayed, after)
         conn.send(
-            make_event(
+            make_dict_event(
                 "chat_resumed",
                 {
                     "lastMessageId": last_id,

@@ -19,7 +19,7 @@ from tripsage_sync.api.transport.connection import Connection
 from tripsage_sync.api.transport.services import Services
 from tripsage_sync.sync.chat import TypingTable
 from tripsage_sync.sync.errors import NotFound
-from tripsage_sync.sync.wire import TypingMessage, make_event
+from tripsage_sync.sync.wire import TypingMessage, make_dict_event
 
 __all__ = ["TypingIndicators"]
 
@@ -70,7 +70,7 @@ class TypingIndicators:
 
     def _announce(self, session_id: str, user_id: str, name: str | None, *, started: bool) -> None:
         if started:
-            event = make_event(
+            event = make_dict_event(
                 "chat_typing_start",
                 {"userId": user_id, "username": name},
                 now_ms=self.clock.now_ms(),
@@ -78,7 +78,7 @@ class TypingIndicators:
             )
         else:
             self._typing_names.pop((session_id, user_id), None)
-            event = make_event(
+            event = make_dict_event(
                 "chat_typing_stop",
                 {"userId": user_id},
                 now_ms=self.clock.now_ms(),
@@ -99,7 +99,7 @@ class TypingIndicators:
             if user_id != conn.principal.user_id:
                 name = self._typing_names.get((session_id, user_id), user_id)
                 conn.send(
-                    make_event(
+                    make_dict_event(
                         "chat_typing_start",
                         {"userId": user_id, "username": name},
                         now_ms=self.clock.now_ms(),

@@ -44,7 +44,7 @@ from tripsage_sync.sync.wire import (
     ChatMessageCompletePayload,
     ChatMessagePayload,
     ServerEvent,
-    make_event,
+    make_dict_event,
     new_id,
 )
 
@@ -127,7 +127,7 @@ class AgentRelay:
                     return await self._complete(principal, session_id, message.payload)
                 case wire.ChatMessage():
                     return await self._assistant_message(principal, session_id, message.payload)
-        event = make_event(
+        event = make_dict_event(
             message.type,
             message.payload,
             now_ms=self.clock.now_ms(),
@@ -163,7 +163,7 @@ class AgentRelay:
     def publish_chunks(self, session_id: str, chunks: Iterable[Chunk]) -> int:
         delivered = 0
         for chunk in chunks:
-            event = make_event(
+            event = make_dict_event(
                 "chat_message_chunk",
                 {
                     "messageId": chunk.message_id,
@@ -197,7 +197,7 @@ class AgentRelay:
                 {"metadata": payload.metadata},
                 self.clock.now_ms(),
             )
-            event = make_event(
+            event = make_dict_event(
                 "chat_message_complete",
                 {
                     "messageId": message_id,
@@ -247,7 +247,7 @@ class AgentRelay:
         """One ``catchUp`` chunk with the whole content so far per reply being streamed."""
         for stream in self.streams.in_progress(session_id):
             conn.send(
-                make_event(
+                make_dict_event(
                     "chat_message_chunk",
                     {
                         "messageId": stream.message_id,

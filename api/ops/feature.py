@@ -70,7 +70,7 @@ from tripsage_sync.sync.wire import (
     SystemMessagePayload,
     encode,
     iso_ms,
-    make_event,
+    make_dict_event,
 )
 
 if TYPE_CHECKING:
@@ -111,7 +111,7 @@ class _Maintenance(NamedTuple):
 
 
 def _http_error(exc: SyncError, status: int, now_ms: int) -> JSONResponse:
-    payload = error_event(exc, now_ms=now_ms).payload
+    payload = error_event(exc, now_ms=now_ms).payload.wire()
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse({"error": payload}, status_code=status, headers=headers)
 
@@ -233,7 +233,7 @@ class OpsFeature:
 
     def _answer(self, conn: Connection, type_: str, payload: BaseModel) -> None:
         conn.send(
-            make_event(
+            make_dict_event(
                 type_, payload, now_ms=self.clock.now_ms(), session_id=conn.session.path_session_id
             )
         )
@@ -323,7 +323,7 @@ class OpsFeature:
             estimatedDuration=request.estimatedDuration,
             affectedServices=request.affectedServices,
         )
-        event = make_event("system_message", payload, now_ms=self.clock.now_ms())
+        event = make_dict_event("system_message", payload, now_ms=self.clock.now_ms())
         hub = self.services.hub
         delivered = hub.broadcast_all(event)
         loop = asyncio.get_running_loop()
@@ -351,7 +351,7 @@ class OpsFeature:
         if announce:
             notice = SystemMessagePayload(level="info", message="Scheduled maintenance cancelled")
             self.services.hub.broadcast_all(
-                make_event("system_message", notice, now_ms=self.clock.now_ms())
+                make_dict_event("system_message", notice, now_ms=self.clock.now_ms())
             )
             logger.info("maintenance at %s cancelled", iso_ms(pending.at_ms))
         return True

@@ -66,7 +66,7 @@ from tripsage_sync.sync.wire import (
     SubscribeMessage,
     UnsubscribeMessage,
     encode,
-    make_event,
+    make_dict_event,
     parse_auth_request,
     parse_client_message,
 )
@@ -314,7 +314,7 @@ class Connection(Link):
     ) -> None:
         self.services.count_outcome("optimistic_update_rollback")
         self.send(
-            make_event(
+            make_dict_event(
                 "optimistic_update_rollback",
                 rate_limited_rollback(message.payload, limited),
                 now_ms=self.clock.now_ms(),
@@ -385,7 +385,7 @@ class Connection(Link):
             success=not denied,
         )
         self.send(
-            make_event(
+            make_dict_event(
                 "subscription_update",
                 payload,
                 now_ms=self.clock.now_ms(),

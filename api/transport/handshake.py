@@ -21,7 +21,7 @@ from tripsage_sync.sync.errors import (
     RateLimited,
 )
 from tripsage_sync.sync.events import ConnectionEstablishedPayload, Limits
-from tripsage_sync.sync.wire import OptimisticUpdateStartPayload, ServerEvent, make_event
+from tripsage_sync.sync.wire import OptimisticUpdateStartPayload, ServerEvent, make_dict_event
 
 __all__ = [
     "FEATURES",
@@ -75,7 +75,7 @@ def established_event(
         userId=user_id,
         sessionId=session_id,
     )
-    return make_event("connection_established", payload, now_ms=now_ms, session_id=session_id)
+    return make_dict_event("connection_established", payload, now_ms=now_ms, session_id=session_id)
 
 
 def rate_limited_rollback(p: OptimisticUpdateStartPayload, limited: RateLimited) -> dict[str, Any]:

@@ -61,7 +61,7 @@ from tripsage_sync.sync.wire import (
     ServerEvent,
     encode,
     iso_ms,
-    make_event,
+    make_dict_event,
     new_id,
 )
 
@@ -195,7 +195,7 @@ class Link:
         """A ``connection_heartbeat``, remembered for its round trip (sync/health.py)."""
         event = self.session.heartbeat(now)
         if self.send(event):
-            self.round_trips.heartbeat_sent(event.payload["serverTime"], now)
+            self.round_trips.heartbeat_sent(event.payload.serverTime, now)
 
     @property
     def queued(self) -> int:
@@ -212,7 +212,7 @@ class Link:
         if isinstance(exc, InvalidUpdate):  # "Optimistic Updates": its one outcome as well
             self.metrics.count(self.metrics.outcomes, "optimistic_update_rejected")
             self.send(
-                make_event(
+                make_dict_event(
                     "optimistic_update_rejected", exc.rejection(), now_ms=now, session_id=session_id
                 )
             )
@@ -245,7 +245,7 @@ class Link:
                 retryAfter=error.retry_after,
                 severity=severity,
             )
-            frames.append(encode(make_event("connection_error", problem, now_ms=now)))
+            frames.append(encode(make_dict_event("connection_error", problem, now_ms=now)))
         self._start_close(code, reason, *frames)
 
     def announce_close(

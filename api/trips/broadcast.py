@@ -30,7 +30,7 @@ from tripsage_sync.api.trips.events import (
 from tripsage_sync.api.trips.rooms import EDITORS, TripRoom
 from tripsage_sync.sync.document import ApplyResult, Change
 from tripsage_sync.sync.presence import FieldLock
-from tripsage_sync.sync.wire import iso_ms, make_event
+from tripsage_sync.sync.wire import iso_ms, make_dict_event
 
 __all__ = ["ChangeHook", "PresenceHook", "TripBroadcast", "channel"]
 
@@ -73,7 +73,7 @@ class TripBroadcast:
         *,
         exclude: Connection | None = None,
     ) -> None:
-        event = make_event(type_, payload, now_ms=self.clock.now_ms())
+        event = make_dict_event(type_, payload, now_ms=self.clock.now_ms())
         self.hub.publish(channel(room.trip_id), event, exclude=exclude)
         if type_ == "trip_update_broadcast":
             for conn in self.hub.subscribers(channel(room.trip_id)):
@@ -87,14 +87,14 @@ class TripBroadcast:
             "tripId": room.trip_id,
             "activeCollaborators": room.presence.active_collaborators(now, iso_ms),
         }
-        event = make_event("trip_collaborator_presence", payload, now_ms=now)
+        event = make_dict_event("trip_collaborator_presence", payload, now_ms=now)
         members = self.hub.subscribers(channel(room.trip_id))
         self.hub.send_many(members, event, droppable=True)
         for hook in self.presence_hooks:
             hook(room)
 
     def send_to_editors(self, room: TripRoom, type_: str, payload: dict[str, Any]) -> None:
-        event = make_event(type_, payload, now_ms=self.clock.now_ms())
+        event = make_dict_event(type_, payload, now_ms=self.clock.now_ms())
         editors = [
             conn
             for conn in self.hub.subscribers(channel(room.trip_id))

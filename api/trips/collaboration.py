@@ -35,7 +35,7 @@ from tripsage_sync.sync.presence import Member
 from tripsage_sync.sync.wire import (
     TripCollaborationLeaveMessage,
     TripJoinMessage,
-    make_event,
+    make_dict_event,
 )
 
 __all__ = ["SUPPORTED_FEATURES", "Collaboration"]
@@ -82,7 +82,7 @@ class Collaboration:
         )
         requested = getattr(payload, "features", []) or list(SUPPORTED_FEATURES)
         conn.send(
-            make_event(
+            make_dict_event(
                 "collaboration_session_started",
                 {
                     "sessionId": f"collab-{conn.id}-{room.trip_id}",
@@ -123,7 +123,7 @@ class Collaboration:
         if permission in EDITORS:
             for conflict in room.doc.pending_conflicts():
                 conn.send(
-                    make_event(
+                    make_dict_event(
                         "conflict_resolution_required",
                         resolution_required_payload(conflict),
                         now_ms=now,

@@ -38,7 +38,7 @@ from tripsage_sync.sync.errors import (
     PermissionDenied,
     SyncError,
 )
-from tripsage_sync.sync.wire import make_event
+from tripsage_sync.sync.wire import make_dict_event
 
 __all__ = ["TRIP_ID", "TripHttp"]
 
@@ -248,7 +248,7 @@ class TripHttp:
             "newPermission": new,
             "effectiveImmediately": True,
         }
-        event = make_event("trip_permission_change", payload, now_ms=self.trips.clock.now_ms())
+        event = make_dict_event("trip_permission_change", payload, now_ms=self.trips.clock.now_ms())
         self.trips.hub.publish(channel(room.trip_id), event)
         for conn in self.trips.hub.by_user.get(target, set()):
             if channel(room.trip_id) not in conn.session.subscriptions:

@@ -46,7 +46,7 @@ from tripsage_sync.sync.document import (
 from tripsage_sync.sync.errors import InvalidState, PermissionDenied
 from tripsage_sync.sync.wire import (
     OptimisticUpdateStartMessage,
-    make_event,
+    make_dict_event,
 )
 
 __all__ = ["OptimisticUpdates"]
@@ -149,7 +149,7 @@ class _Reply:
         self.part.trips.services.count_outcome(type_)
         now = self.part.clock.now_ms()
         session_id = self.conn.session.path_session_id
-        self.conn.send(make_event(type_, payload, now_ms=now, session_id=session_id))
+        self.conn.send(make_dict_event(type_, payload, now_ms=now, session_id=session_id))
 
     def _room(self) -> TripRoom:
         if self.room is None:

@@ -43,7 +43,7 @@ from tripsage_sync.api.trips.events import change_payload
 from tripsage_sync.api.trips.rooms import RoomBroken, TripRoom
 from tripsage_sync.sync.document import Change
 from tripsage_sync.sync.errors import NotFound, PermissionDenied, ServerError
-from tripsage_sync.sync.wire import ServerEvent, SyncRequestMessage, make_event
+from tripsage_sync.sync.wire import ServerEvent, SyncRequestMessage, make_dict_event
 
 if TYPE_CHECKING:
     from tripsage_sync.api.transport.connection import Connection
@@ -86,7 +86,7 @@ def resume_events(
         if len(changes) > limit:
             reason, changes = "too_many_changes", []
     events = [
-        make_event(
+        make_dict_event(
             "trip_update_broadcast",
             change_payload(trip_id, c, now=now, replayed=True),
             now_ms=now,
@@ -104,7 +104,7 @@ def resume_events(
             "fields": doc.values_at(version),
             "reason": reason,
         }
-        events.append(make_event("trip_snapshot", snapshot, now_ms=now, session_id=session_id))
+        events.append(make_dict_event("trip_snapshot", snapshot, now_ms=now, session_id=session_id))
     marker: dict[str, Any] = {
         "tripId": trip_id,
         "version": version,
@@ -114,7 +114,7 @@ def resume_events(
     }
     if request_id is not None:
         marker["requestId"] = request_id
-    events.append(make_event("sync_complete", marker, now_ms=now, session_id=session_id))
+    events.append(make_dict_event("sync_complete", marker, now_ms=now, session_id=session_id))
     return events
 
 
@@ -165,7 +165,7 @@ class ResumeFeature:
                 for event in events:
                     conn.send(event)
                     if event.type == "sync_complete":
-                        self.trips.saw_trip(conn, room.trip_id, event.payload["version"])
+                        self.trips.saw_trip(conn, room.trip_id, event.payload.wire()["version"])
         except RoomBroken:
             self.trips.registry.evict(room)
             raise ServerError("The trip could not be read; retry") from None

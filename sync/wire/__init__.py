@@ -8,6 +8,7 @@ One module a concern, each with its part of the theory:
   :data:`ClientMessage`, their union;
 * :mod:`.parse`: frames to validated messages, errors that say what was wrong;
 * :mod:`.refusal`: the outcome of an optimistic update that fails validation;
+* :mod:`.eventpayload`: the base of server event payloads (the model names the type);
 * :mod:`.event`: server event envelopes, built and encoded once.
 
 Callers import from here: ``from sync.wire import parse_client_message, ...``.
@@ -77,8 +78,10 @@ from tripsage_sync.sync.wire.envelope import (
 from tripsage_sync.sync.wire.event import (
     ServerEvent,
     encode,
+    make_dict_event,
     make_event,
 )
+from tripsage_sync.sync.wire.eventpayload import EVENT_PAYLOADS, EventPayload
 from tripsage_sync.sync.wire.parse import (
     message_id_of,
     parse_auth_request,
@@ -127,6 +130,7 @@ from tripsage_sync.sync.wire.refusal import (
 __all__ = [
     "AGENT_EVENT_TYPES",
     "CLIENT_MESSAGE_TYPES",
+    "EVENT_PAYLOADS",
     "MAX_BATCH_MESSAGES",
     "MAX_CHANNELS_PER_REQUEST",
     "MAX_ID_CHARS",
@@ -170,6 +174,7 @@ __all__ = [
     "ConnectionHeartbeatMessage",
     "EmptyPayload",
     "Envelope",
+    "EventPayload",
     "FieldEditingPayload",
     "Fraction",
     "HeartbeatRequestPayload",
@@ -214,6 +219,7 @@ __all__ = [
     "encode",
     "invalid_update_payload",
     "iso_ms",
+    "make_dict_event",
     "make_event",
     "message_id_of",
     "new_id",

@@ -22,7 +22,7 @@ from tripsage_sync.sync.wire import (
     OptimisticUpdateStartMessage,
     encode,
     iso_ms,
-    make_event,
+    make_dict_event,
     message_id_of,
     parse_auth_request,
     parse_client_message,
@@ -188,7 +188,7 @@ def test_auth_request() -> None:
 
 
 def test_encode_keeps_payload_nulls_and_drops_empty_envelope_fields() -> None:
-    event = make_event("trip_collaborator_presence", {"currentField": None}, now_ms=0)
+    event = make_dict_event("trip_collaborator_presence", {"currentField": None}, now_ms=0)
     data = json.loads(encode(event))
     assert data["payload"] == {"currentField": None}
     assert "sessionId" not in data
