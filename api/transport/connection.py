@@ -66,7 +66,7 @@ from tripsage_sync.sync.wire import (
     SubscribeMessage,
     UnsubscribeMessage,
     encode,
-    make_dict_event,
+    make_event,
     parse_auth_request,
     parse_client_message,
 )
@@ -314,8 +314,7 @@ class Connection(Link):
     ) -> None:
         self.services.count_outcome("optimistic_update_rollback")
         self.send(
-            make_dict_event(
-                "optimistic_update_rollback",
+            make_event(
                 rate_limited_rollback(message.payload, limited),
                 now_ms=self.clock.now_ms(),
                 session_id=self.session.path_session_id,
@@ -385,8 +384,7 @@ class Connection(Link):
             success=not denied,
         )
         self.send(
-            make_dict_event(
-                "subscription_update",
+            make_event(
                 payload,
                 now_ms=self.clock.now_ms(),
                 session_id=self.session.path_session_id,

@@ -10,7 +10,7 @@ carries them out.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Final
 
 from tripsage_sync.api import __version__
 from tripsage_sync.api.settings import Settings
@@ -21,7 +21,12 @@ from tripsage_sync.sync.errors import (
     RateLimited,
 )
 from tripsage_sync.sync.events import ConnectionEstablishedPayload, Limits
-from tripsage_sync.sync.wire import OptimisticUpdateStartPayload, ServerEvent, make_dict_event
+from tripsage_sync.sync.wire import (
+    OptimisticUpdateRollbackPayload,
+    OptimisticUpdateStartPayload,
+    ServerEvent,
+    make_event,
+)
 
 __all__ = [
     "FEATURES",
@@ -53,7 +58,7 @@ def check_capacity(settings: Settings, *, authenticated: int, of_user: int) -> N
 
 def established_event(
     settings: Settings, *, connection_id: str, user_id: str, session_id: str, now_ms: int
-) -> ServerEvent:
+) -> ServerEvent[ConnectionEstablishedPayload]:
     """``connection_established``: the server's version, features and limits."""
     s = settings
     limits = Limits(
@@ -75,20 +80,20 @@ def established_event(
         userId=user_id,
         sessionId=session_id,
     )
-    return make_dict_event("connection_established", payload, now_ms=now_ms, session_id=session_id)
+    return make_event(payload, now_ms=now_ms, session_id=session_id)
 
 
-def rate_limited_rollback(p: OptimisticUpdateStartPayload, limited: RateLimited) -> dict[str, Any]:
+def rate_limited_rollback(
+    p: OptimisticUpdateStartPayload, limited: RateLimited
+) -> OptimisticUpdateRollbackPayload:
     """The ``optimistic_update_rollback`` payload of an update refused as rate limited."""
-    retry_after_ms = int((limited.retry_after or 1.0) * 1000)
-    payload = {
-        "updateId": p.updateId,
-        "tripId": p.tripId,
-        "fieldName": p.fieldName or p.fieldPath,
-        "rollbackToValue": p.previousValue,
-        "rollbackReason": "rate_limited",
-        "canRetry": True,
-        "retryAfter": retry_after_ms,
-        "message": "too many changes were sent at once; try again in a moment.",
-    }
-    return payload
+    return OptimisticUpdateRollbackPayload(
+        updateId=p.updateId,
+        tripId=p.tripId,
+        fieldName=p.fieldName or p.fieldPath,
+        rollbackToValue=p.previousValue,
+        rollbackReason="rate_limited",
+        canRetry=True,
+        retryAfter=int((limited.retry_after or 1.0) * 1000),
+        message="too many changes were sent at once; try again in a moment.",
+    )

@@ -61,7 +61,7 @@ from tripsage_sync.sync.wire import (
     ServerEvent,
     encode,
     iso_ms,
-    make_dict_event,
+    make_event,
     new_id,
 )
 
@@ -211,11 +211,7 @@ class Link:
         self.send(error_event(exc, now_ms=now, session_id=session_id, in_reply_to=in_reply_to))
         if isinstance(exc, InvalidUpdate):  # "Optimistic Updates": its one outcome as well
             self.metrics.count(self.metrics.outcomes, "optimistic_update_rejected")
-            self.send(
-                make_dict_event(
-                    "optimistic_update_rejected", exc.rejection(), now_ms=now, session_id=session_id
-                )
-            )
+            self.send(make_event(exc.rejection(), now_ms=now, session_id=session_id))
 
     def _start_close(self, code: int, reason: str, *frames: str) -> None:
         # ``frames`` are allowed while closing (the error / connection_close before it).
@@ -245,7 +241,7 @@ class Link:
                 retryAfter=error.retry_after,
                 severity=severity,
             )
-            frames.append(encode(make_dict_event("connection_error", problem, now_ms=now)))
+            frames.append(encode(make_event(problem, now_ms=now)))
         self._start_close(code, reason, *frames)
 
     def announce_close(

@@ -60,7 +60,7 @@ from websockets.frames import Close, Frame, Opcode
 from tripsage_sync.api.settings import Settings
 from tripsage_sync.sync.errors import CLOSE_MESSAGE_TOO_BIG, CLOSE_SERVER_ERROR, MessageTooLarge
 from tripsage_sync.sync.events import ConnectionErrorPayload, error_event
-from tripsage_sync.sync.wire import encode, make_dict_event
+from tripsage_sync.sync.wire import encode, make_event
 
 __all__ = [
     "Checked",
@@ -104,7 +104,7 @@ def oversize_reply(path: str, size: int, limit: int) -> tuple[list[str], int, st
     problem = ConnectionErrorPayload(errorCode=error.code, message=error.message)
     frames = [
         encode(error_event(error, now_ms=now, session_id=session_id)),
-        encode(make_dict_event("connection_error", problem, now_ms=now)),
+        encode(make_event(problem, now_ms=now)),
     ]
     return frames, CLOSE_MESSAGE_TOO_BIG, "message too large"
 

@@ -29,6 +29,7 @@ from tripsage_sync.api.trips.rooms import TripRoom
 from tripsage_sync.storage import ops
 from tripsage_sync.storage.errors import AlreadyExists
 from tripsage_sync.sync.channels import Principal
+from tripsage_sync.sync.collaboration import TripPermissionChangePayload
 from tripsage_sync.sync.document import TripDocument
 from tripsage_sync.sync.errors import (
     AuthError,
@@ -38,7 +39,7 @@ from tripsage_sync.sync.errors import (
     PermissionDenied,
     SyncError,
 )
-from tripsage_sync.sync.wire import make_dict_event
+from tripsage_sync.sync.wire import make_event
 
 __all__ = ["TRIP_ID", "TripHttp"]
 
@@ -240,15 +241,15 @@ class TripHttp:
                 self.trips.services.store.remove_collaborator(room.trip_id, target)
             )
             room.permissions.pop(target, None)
-        payload = {
-            "tripId": room.trip_id,
-            "targetUserId": target,
-            "changedBy": principal.user_id,
-            "oldPermission": old,
-            "newPermission": new,
-            "effectiveImmediately": True,
-        }
-        event = make_dict_event("trip_permission_change", payload, now_ms=self.trips.clock.now_ms())
+        payload = TripPermissionChangePayload(
+            tripId=room.trip_id,
+            targetUserId=target,
+            changedBy=principal.user_id,
+            oldPermission=old,
+            newPermission=new,
+            effectiveImmediately=True,
+        )
+        event = make_event(payload, now_ms=self.trips.clock.now_ms())
         self.trips.hub.publish(channel(room.trip_id), event)
         for conn in self.trips.hub.by_user.get(target, set()):
             if channel(room.trip_id) not in conn.session.subscriptions:

@@ -229,9 +229,10 @@ def test_an_invalid_update_with_a_string_update_id_carries_its_rejection(
     with pytest.raises(InvalidUpdate) as caught:
         parse_client_message({"type": "optimistic_update_start", "payload": payload})
     rejection = caught.value.rejection()
-    assert rejection["updateId"] == "u1"
-    assert rejection["rejectionReason"] == "invalid_message"
-    assert rejection["details"]["field"] == field
+    assert rejection.updateId == "u1"
+    assert rejection.rejectionReason == "invalid_message"
+    assert rejection.details is not None
+    assert rejection.details["field"] == field
     assert caught.value.code == "INVALID_MESSAGE_FORMAT"
 
 
