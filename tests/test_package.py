@@ -131,7 +131,7 @@ def test_wheel_holds_only_tripsage_sync(wheel: Path) -> None:
         "tripsage_sync/api/web/index.html",
         "tripsage_sync/api/web/app.js",
         "tripsage_sync/api/web/style.css",
-        "tripsage_sync/sync/session.py",
+        "tripsage_sync/sync/session/core.py",
         "tripsage_sync/storage/sqlite.py",
     ):
         assert needed in names

@@ -4,19 +4,20 @@ Theory of operation
 -------------------
 Three tasks per connection, all owned by :meth:`Connection.run`:
 
-- the *reader* (the ``run`` task itself) receives frames, enforces the size
-  limit, authenticates the first frame, validates the rest through
-  :mod:`sync.wire` and dispatches them in order;
+- the *reader* (the ``run`` task itself) receives frames and hands each to
+  :meth:`sync.session.Session.receive_frame`, which decides everything about it
+  (the size limit, the handshake of the first frame, binary refusal, parsing,
+  batch unwrapping, the expired token, the rate limit and the abuse close) and
+  returns intents; :meth:`Connection._carry_out` carries them out in order:
+  claim the chat session, bind the user, join channels, put the welcome first on
+  the wire, dispatch each message to its handler;
 - the *writer* drains one bounded outbound queue to the socket; the *timer*
-  keeps the deadlines (authentication, heartbeats, idle, the token's lifetime).
-  Both are the outbound half, :class:`api.transport.link.Link`, whose module
-  docstring tells how they work. A message read after ``exp`` closes the way
-  the timer does, instead of being handled.
+  carries out what :meth:`sync.session.Session.tick` asks at each deadline
+  (authentication, heartbeats, idle, the token's lifetime). Both are the
+  outbound half, :class:`api.transport.link.Link`, whose module docstring tells
+  how they work.
 
-The per-connection state lives in :class:`sync.session.Session` (sans-I/O).
-Authentication replies use the spec's "Authentication Response" objects; on
-failure the error object is sent and the socket closed with 3000 (3001 when
-rate limited).
+The facts the session's rules ask for come from :class:`api.transport.facts.ShellFacts`.
 """
 
 from __future__ import annotations
@@ -27,27 +28,15 @@ from collections.abc import Awaitable, Callable
 
 from starlette.websockets import WebSocket
 
-from tripsage_sync.api.transport.handshake import (
-    SERVER_VERSION,
-    check_capacity,
-    established_event,
-    rate_limited_rollback,
-)
+from tripsage_sync.api.transport.facts import SERVER_VERSION, ShellFacts
 from tripsage_sync.api.transport.host import Host
-from tripsage_sync.api.transport.inbound import RefusedItem, unwrap_batch
 from tripsage_sync.api.transport.link import Frames, Link, Solo
 from tripsage_sync.api.transport.outbox import CLOSE_RELEASE_S, cancel_and_wait
 from tripsage_sync.sync.channels import Channel
 from tripsage_sync.sync.errors import (
     CLOSE_GOING_AWAY,
-    CLOSE_MESSAGE_TOO_BIG,
-    CLOSE_POLICY_VIOLATION,
     CLOSE_RATE_LIMITED,
     CLOSE_SERVER_ERROR,
-    AuthError,
-    InvalidMessage,
-    MessageTooLarge,
-    PermissionDenied,
     RateLimited,
     ServerError,
     SyncError,
@@ -55,20 +44,25 @@ from tripsage_sync.sync.errors import (
 from tripsage_sync.sync.events import (
     SubscriptionUpdatePayload,
 )
-from tripsage_sync.sync.session import CloseExpired, State
+from tripsage_sync.sync.session import (
+    BindUser,
+    ClaimSession,
+    DispatchMessage,
+    Intent,
+    Received,
+    State,
+    Subscribe,
+    SubscribeImplicit,
+    Welcome,
+)
 from tripsage_sync.sync.wire import (
     AuthRefreshMessage,
-    AuthResponse,
-    BatchMessage,
     ClientMessage,
     ConnectionHeartbeatMessage,
-    OptimisticUpdateStartMessage,
     SubscribeMessage,
     UnsubscribeMessage,
     encode,
     make_event,
-    parse_auth_request,
-    parse_client_message,
 )
 
 __all__ = ["CLOSE_RELEASE_S", "SERVER_VERSION", "Connection", "Dispatch"]
@@ -105,6 +99,7 @@ class Connection(Link):
         )
         self.services = services
         self.hub = services.hub
+        self.facts = ShellFacts(services, client_ip)
 
     # -- inbound ----------------------------------------------------------------------
 
@@ -152,8 +147,6 @@ class Connection(Link):
 
     async def _read_loop(self) -> None:
         ws = self.websocket
-        metrics = self.hub.metrics
-        limit = self.settings.max_message_size
         while True:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
@@ -161,165 +154,52 @@ class Connection(Link):
             data: str | bytes | None = message.get("text")
             if data is None:
                 data = message.get("bytes") or b""
-            size = len(data.encode() if isinstance(data, str) else data)
-            self.session.frame_received(size, self.clock.now_ms())
-            if self.session.state not in (State.AWAITING_AUTH, State.OPEN):
-                metrics.received("ignored", size)
-                continue
-            if size > limit:
-                metrics.received("too_large", size)
-                self.log.info("message of %d bytes over the %d limit", size, limit)
-                too_large = MessageTooLarge(
-                    f"Message exceeds {limit} bytes", details={"size": size, "limit": limit}
-                )
-                self.close(CLOSE_MESSAGE_TOO_BIG, "message too large", error=too_large)
-                continue
-            if self.session.state is State.AWAITING_AUTH:
-                metrics.received("auth", size)
-                await self._authenticate(data)
-            elif isinstance(data, bytes):
-                metrics.received("binary", size)
-                self.send_error(
-                    InvalidMessage(
-                        "Binary frames are not accepted on this endpoint",
-                        details={"field": "", "expected": "text frame", "received": "binary"},
-                    )
-                )
-            else:
-                await self._receive_text(data, size)
+            await self._carry_out(self.session.receive_frame(data, self.clock.now_ms(), self.facts))
 
-    async def _authenticate(self, data: str | bytes) -> None:
-        hub = self.hub
-        limited = hub.check(hub.auth_limiter, self.client_ip, "authentication attempts per IP")
-        if limited is not None:
-            self.services.count_rate_limited("auth")
-            self._fail_auth(limited)
-            return
-        try:
-            request = parse_auth_request(data)
-            verified = self.services.authority.verify_token(request.token)
-            principal = verified.principal
-            session_id = self.session.path_session_id
-            if request.sessionId is not None and request.sessionId != session_id:
-                raise AuthError("sessionId does not match the endpoint", code="AUTH_FAILED")
-            check_capacity(
-                self.settings,
-                authenticated=hub.authenticated_count(),
-                of_user=hub.user_connection_count(principal.user_id),
-            )
-            await self.services.authorize_session(principal, session_id, self.session.endpoint)
-        except InvalidMessage as exc:
-            self.log.debug("authentication request invalid")
-            self._fail_auth(AuthError("Invalid authentication request", details=exc.details))
-            return
-        except PermissionDenied as exc:
-            self.log.debug("session %s refused", self.session.path_session_id)
-            self._fail_auth(
-                AuthError(exc.message, code=exc.code, close_code=CLOSE_POLICY_VIOLATION)
-            )
-            return
-        except SyncError as refused:
-            self._fail_auth(refused)
-            return
-        if self.session.state is not State.AWAITING_AUTH:  # timed out meanwhile
-            return
-        self.session.authenticated(principal, expires_at_ms=verified.expires_at_ms)
-        self._wake.set()
-        self.log.extra = {"conn": self.id, "user": principal.user_id}
-        self.log.info("authenticated (role=%s)", principal.role, extra={"role": principal.role})
-        hub.bind_user(self, principal.user_id)
-        self.batching = "message_batching" in request.features
-        granted, denied = [], []
-        for name in self.services.implicit_channels(self):
-            hub.subscribe(self, name)
-            granted.append(name)
-        for name in request.channels:
-            try:
-                granted.append(await self._subscribe_one(name))
-            except SyncError as exc:
-                denied.append((name, exc))
-        response = AuthResponse(
-            success=True,
-            connectionId=self.id,
-            userId=principal.user_id,
-            sessionId=self.session.path_session_id,
-            availableChannels=sorted(set(granted)),
-        )
-        established = established_event(
-            self.settings,
-            connection_id=self.id,
-            user_id=principal.user_id,
-            session_id=self.session.path_session_id,
-            now_ms=self.clock.now_ms(),
-        )
-        # First on the wire, ahead of anything published meanwhile, never batched.
-        self.outbox.put_first(Solo(encode(response)), Solo(encode(established)))
-        for name, refusal in denied:
-            self.send_error(refusal)
-            self.log.info("channel %s refused: %s", name, refusal.code)
-
-    async def _receive_text(self, text: str, size: int) -> None:
-        metrics = self.hub.metrics
-        try:
-            message = parse_client_message(text)
-        except InvalidMessage as exc:
-            metrics.received("invalid", size)
-            self.send_error(exc)
-            return
-        # Bytes by the frame's type; a batch's events are counted once more each.
-        metrics.received(message.type, size)
-        if not isinstance(message, BatchMessage):
-            await self._handle(message)
-            return
-        for inner in unwrap_batch(message.payload.messages):
-            if not self.session.is_open:
-                return
-            if isinstance(inner, RefusedItem):
-                metrics.received("invalid", 0)
-                self.send_error(inner.error, in_reply_to=inner.message_id)
-                continue
-            metrics.received(inner.type, 0)
-            await self._handle(inner)
-
-    async def _handle(self, message: ClientMessage) -> None:
-        now = self.clock.now_ms()
-        if self.session.token_expired(now):  # before the timer noticed: never handled
-            self._expire(CloseExpired(), now)
-            return
-        # Heartbeats keep a limited client alive; agents and admins are trusted
-        # publishers (a streamed reply is dozens of events) and are not limited.
-        if message.type != "connection_heartbeat" and not self.principal.is_privileged:
-            limited = self.hub.check(
-                self.hub.message_limiter, self.principal.user_id, "messages per user"
-            )
-            if limited is not None:
-                self.services.count_rate_limited("messages")
-                if self.session.refused():
-                    self.close(CLOSE_RATE_LIMITED, "rate limited", error=limited)
-                else:
-                    self.send_error(limited, in_reply_to=message.id)
-                    if isinstance(message, OptimisticUpdateStartMessage):  # its one outcome
-                        self._rate_limited_update(message, limited)
-                return
-            self.session.allowed()
-        try:
-            await self.services.dispatch(self, message)  # api/router.py
-        except SyncError as exc:
-            self.send_error(exc, in_reply_to=message.id)
-            if exc.close_code is not None:
-                self.close(exc.close_code, exc.code.lower())
-
-    def _rate_limited_update(
-        self, message: OptimisticUpdateStartMessage, limited: RateLimited
-    ) -> None:
-        self.services.count_outcome("optimistic_update_rollback")
-        self.send(
-            make_event(
-                rate_limited_rollback(message.payload, limited),
-                now_ms=self.clock.now_ms(),
-                session_id=self.session.path_session_id,
-            )
-        )
+    async def _carry_out(self, intents: list[Intent]) -> None:
+        """Carry out what the session decided for one frame, in order (sync/session/intent.py)."""
+        granted: list[str] = []
+        denied: list[tuple[str, SyncError]] = []
+        for index, intent in enumerate(intents):
+            if index and isinstance(intent, Received) and not self.session.accepting:
+                return  # closed meanwhile: the rest of the batch is not handled
+            match intent:
+                case ClaimSession(session_id=session_id, user_id=user_id):
+                    ownership = await self.services.claim_session(session_id, user_id)
+                    lost = self.session.claimed(ownership)  # another user was quicker
+                    for refused in lost:
+                        self.carry_out(refused, self.clock.now_ms())
+                    if lost:
+                        return
+                case BindUser(principal=principal):
+                    self.log.extra = {"conn": self.id, "user": principal.user_id}
+                    role = principal.role
+                    self.log.info("authenticated (role=%s)", role, extra={"role": role})
+                    self.hub.bind_user(self, principal.user_id)
+                case SubscribeImplicit():
+                    for name in self.services.implicit_channels(self):
+                        self.hub.subscribe(self, name)
+                        granted.append(name)
+                case Subscribe(channels=names):
+                    for name in names:
+                        try:
+                            granted.append(await self._subscribe_one(name))
+                        except SyncError as exc:
+                            denied.append((name, exc))
+                case Welcome() as welcome:
+                    response = Solo(encode(welcome.response(granted)))
+                    self.outbox.put_first(response, Solo(encode(welcome.established)))
+                    for name, refusal in denied:
+                        self.send_error(refusal)
+                        self.log.info("channel %s refused: %s", name, refusal.code)
+                case DispatchMessage(message=message):
+                    try:
+                        await self.services.dispatch(self, message)  # api/router.py
+                    except SyncError as exc:
+                        for failed in self.session.handler_failed(message, exc):
+                            self.carry_out(failed, self.clock.now_ms())
+                case _:
+                    self.carry_out(intent, self.clock.now_ms())
 
     # -- the connection's own messages (the router, api/router.py, hands them back) -----
 

@@ -16,6 +16,7 @@ from tripsage_sync.api.settings import Settings
 from tripsage_sync.api.transport.auth import JwtAuthority
 from tripsage_sync.api.transport.hub import Hub, Subscriber
 from tripsage_sync.sync.channels import Channel, Principal
+from tripsage_sync.sync.session import Ownership
 from tripsage_sync.sync.wire import ClientMessage
 
 __all__ = ["Host"]
@@ -52,9 +53,13 @@ class Host(Protocol[C]):
 
     def count_rate_limited(self, what: str) -> None: ...
 
-    async def authorize_session(
-        self, principal: Principal, session_id: str, endpoint: str
-    ) -> None: ...
+    def session_ownership(self, session_id: str) -> Ownership:
+        """Who owns the chat session (``None`` while unclaimed) and who shares it."""
+        ...
+
+    async def claim_session(self, session_id: str, user_id: str) -> Ownership:
+        """Claim an unclaimed chat session for ``user_id``; who owns it afterwards."""
+        ...
 
     async def authorize_channel(self, principal: Principal, channel: Channel) -> None: ...
 

@@ -8,18 +8,17 @@
   the transport, and every close we start is followed by an abort after
   :data:`api.transport.outbox.CLOSE_RELEASE_S`, so a peer that never reads again
   cannot hold a socket;
-- the *timer* enforces the authentication deadline, sends heartbeats,
-  closes connections silent for two heartbeat intervals, and keeps the
-  token's lifetime (:class:`sync.session.TokenLifetime`): ``auth_expiring``
-  before ``exp``, ``connection_error`` ``TOKEN_EXPIRED`` and close 3000 at it
-  unless ``auth_refresh`` (:meth:`Link._refresh`, verified like the first frame)
-  moved it.
+- the *timer* carries out what :meth:`sync.session.Session.tick` decides at each
+  deadline: the authentication timeout, heartbeats, the close of connections
+  silent for two heartbeat intervals, and the token's lifetime
+  (:class:`sync.session.TokenLifetime`): ``auth_expiring`` before ``exp``,
+  ``connection_error`` ``TOKEN_EXPIRED`` and close 3000 at it unless
+  ``auth_refresh`` (:meth:`Link._refresh`, verified like the first frame) moved it.
 
 :class:`Link` owns the one bounded outbound queue (:class:`api.transport.outbox.Outbox`)
 and the per-connection :class:`sync.session.Session`; it sends events and errors,
-starts closes (with ``connection_error`` / ``connection_close`` first) and aborts;
-its *timer* enforces the authentication deadline, sends heartbeats, closes connections
-silent for two heartbeat intervals and keeps the token's lifetime.
+starts closes (with ``connection_error`` / ``connection_close`` first) and aborts,
+and carries out the session's intents that need nothing awaited (:meth:`Link.carry_out`).
 :class:`api.transport.connection.Connection` builds the reader on it.
 Consecutive events go out in one ``batch`` envelope when the client asked for
 ``message_batching`` (:class:`Frames`); a :class:`Solo` frame (the authentication
@@ -33,28 +32,37 @@ import contextlib
 import logging
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final, assert_never
 
 from starlette.websockets import WebSocket
 
 from tripsage_sync.api.clock import Clock
 from tripsage_sync.api.settings import Settings
 from tripsage_sync.api.transport.auth import JwtAuthority
+from tripsage_sync.api.transport.facts import session_policy
 from tripsage_sync.api.transport.metrics import Metrics
-from tripsage_sync.api.transport.outbox import Close, Outbox
+from tripsage_sync.api.transport.outbox import Close as CloseMarker
+from tripsage_sync.api.transport.outbox import Outbox
 from tripsage_sync.sync.channels import Principal
-from tripsage_sync.sync.errors import (
-    CLOSE_AUTH_FAILED,
-    CLOSE_GOING_AWAY,
-    CLOSE_RATE_LIMITED,
-    CLOSE_SERVER_ERROR,
-    AuthError,
-    RateLimited,
-    SyncError,
-)
-from tripsage_sync.sync.events import ConnectionErrorPayload, connection_close, error_event
+from tripsage_sync.sync.errors import SyncError
+from tripsage_sync.sync.events import connection_close, error_event
 from tripsage_sync.sync.health import RoundTrips
-from tripsage_sync.sync.session import CloseExpired, Session, State, WarnExpiring
+from tripsage_sync.sync.session import (
+    Close,
+    CloseExpired,
+    Immediate,
+    Received,
+    RefuseAuth,
+    Send,
+    SendError,
+    SendHeartbeat,
+    SendOutcome,
+    Session,
+    SetDeadline,
+    State,
+    WarnExpiring,
+    error_close_frames,
+)
 from tripsage_sync.sync.wire import (
     AuthResponse,
     InvalidUpdate,
@@ -104,12 +112,12 @@ class Frames:
         self._events: list[str] = []
         self._envelope = 0  # bytes of a batch envelope around the events
 
-    def frame(self, item: str | Solo, queue: deque[str | Solo | Close]) -> str:
+    def frame(self, item: str | Solo, queue: deque[str | Solo | CloseMarker]) -> str:
         self._envelope = 0
         if isinstance(item, Solo):
             self._events = [item.text]
             return item.text
-        if not (self.conn.batching and queue and isinstance(queue[0], str)):
+        if not (self.conn.session.batching and queue and isinstance(queue[0], str)):
             self._events = [item]
             return item
         batch = [item]
@@ -161,8 +169,8 @@ class Link:
             now_ms=self.clock.now_ms(),
             heartbeat_interval_s=self.settings.heartbeat_interval_s,
             auth_timeout_s=self.settings.auth_timeout_s,
+            policy=session_policy(self.settings),
         )
-        self.batching = False
         self.closed = asyncio.Event()
         self._wake = asyncio.Event()
         self.log = ConnectionLog(logger, {"conn": self.id})
@@ -223,26 +231,12 @@ class Link:
         With ``error``: the ``error`` event of the message that caused it, then
         ``connection_error`` (the connection-level problem), then the close.
         """
-        frames = []
+        frames: tuple[ServerEvent, ...] = ()
         if error is not None:
             now = self.clock.now_ms()
-            event = error_event(error, now_ms=now, session_id=self.session.path_session_id)
-            frames.append(encode(event))
-            severity: Literal["warning", "error", "critical"] = (
-                "critical"
-                if code == CLOSE_SERVER_ERROR
-                else "warning"
-                if isinstance(error, RateLimited)
-                else "error"
-            )
-            problem = ConnectionErrorPayload(
-                errorCode=error.code,
-                message=error.message,
-                retryAfter=error.retry_after,
-                severity=severity,
-            )
-            frames.append(encode(make_event(problem, now_ms=now)))
-        self._start_close(code, reason, *frames)
+            session_id = self.session.path_session_id
+            frames = error_close_frames(error, code, now_ms=now, session_id=session_id)
+        self._start_close(code, reason, *(encode(frame) for frame in frames))
 
     def announce_close(
         self, reason: str, code: int, *, grace_s: float, reconnect_after_s: float
@@ -267,43 +261,16 @@ class Link:
     # -- timers ---------------------------------------------------------------------
 
     async def _timer(self) -> None:
-        interval_ms = int(self.settings.heartbeat_interval_s * 1000)
-        next_beat = self.clock.now_ms() + interval_ms
-        while self.session.state in (State.AWAITING_AUTH, State.OPEN):
+        while self.session.accepting:
             now = self.clock.now_ms()
-            if self.session.state is State.AWAITING_AUTH:
-                if now >= self.session.auth_deadline_ms:
-                    self.log.debug("authentication timeout")
-                    self._fail_auth(AuthError("Authentication timeout", code="AUTH_FAILED"))
-                    return
-                deadline = self.session.auth_deadline_ms
-            else:
-                if now >= self.session.idle_deadline_ms:
-                    self.log.info("idle for two heartbeat intervals; closing")
-                    event = connection_close(
-                        "idle timeout",
-                        CLOSE_GOING_AWAY,
-                        grace_period_s=0,
-                        reconnect_after_s=0,
-                        now_ms=now,
-                    )
-                    self._start_close(CLOSE_GOING_AWAY, "idle timeout", encode(event))
-                    return
-                match self.session.token_due(now):
-                    case CloseExpired() as expired:
-                        self._expire(expired, now)
-                        return
-                    case WarnExpiring() as warning:
-                        self.log.info("token expires in %d ms", warning.expires_at_ms - now)
-                        self.send(warning.event(now))
-                    case None:
-                        pass
-                if now >= next_beat:
-                    self.send_heartbeat(now)
-                    next_beat = now + interval_ms
-                deadline = min(next_beat, self.session.idle_deadline_ms)
-                if self.session.token is not None:
-                    deadline = min(deadline, self.session.token.deadline_ms)
+            deadline: int | None = None
+            for intent in self.session.tick(now):
+                if isinstance(intent, SetDeadline):
+                    deadline = intent.at_ms
+                else:
+                    self.carry_out(intent, now)
+            if deadline is None:  # a close was decided: the timer's work is done
+                return
             # Sleep until the next deadline, or until a state change wakes us.
             self._wake.clear()
             with contextlib.suppress(TimeoutError):  # not wait_for: it can swallow a cancel
@@ -312,38 +279,53 @@ class Link:
                 ):
                     await self._wake.wait()
 
-    def _expire(self, expired: CloseExpired, now: int) -> None:
-        """The token expired: ``connection_error`` ``TOKEN_EXPIRED``, then close 3000."""
-        self.log.info("token expired; closing")
-        self.metrics.count(self.metrics.auth_failures, "TOKEN_EXPIRED")
-        self._start_close(CLOSE_AUTH_FAILED, "token expired", encode(expired.event(now)))
+    def carry_out(self, intent: Immediate, now: int) -> None:
+        """Carry out one of the session's intents that need nothing awaited."""
+        match intent:
+            case Received(kind=kind, nbytes=nbytes):
+                self.metrics.received(kind, nbytes)
+                if kind == "too_large":
+                    limit = self.settings.max_message_size
+                    self.log.info("message of %d bytes over the %d limit", nbytes, limit)
+            case Send(event=event):
+                self.send(event)
+            case SendOutcome(event=event):
+                self.metrics.count(self.metrics.outcomes, event.type)
+                self.send(event)
+            case SendError(error=error, in_reply_to=in_reply_to):
+                self.send_error(error, in_reply_to=in_reply_to)
+            case SendHeartbeat():
+                self.send_heartbeat(now)
+            case SetDeadline():
+                self._wake.set()  # the timer takes the new deadline
+            case WarnExpiring() as warning:
+                self.log.info("token expires in %d ms", warning.expires_at_ms - now)
+                self.send(warning.event(now))
+            case Close(code=code, reason=reason, frames=frames):
+                self._start_close(code, reason, *(encode(frame) for frame in frames))
+            case RefuseAuth() as refusal:
+                # One lifecycle line per failure; the message is the generic one the peer gets.
+                exc = refusal.error
+                self.log.info(
+                    "authentication failed: %s (%s)",
+                    exc.code,
+                    exc.message,
+                    extra={"code": exc.code},
+                )
+                self.metrics.count(self.metrics.auth_failures, exc.code)
+                self._start_close(refusal.code, refusal.reason, encode(refusal.response))
+            case CloseExpired() as expired:
+                self.log.info("token expired; closing")
+                self.metrics.count(self.metrics.auth_failures, "TOKEN_EXPIRED")
+                self._start_close(expired.code, expired.reason, encode(expired.event(now)))
+            case _:
+                assert_never(intent)
 
     def displace(self) -> None:
         """Closed unauthenticated to make room for a newer socket (3001: retry later)."""
-        if self.session.state is State.AWAITING_AUTH:
-            self._fail_auth(
-                AuthError(
-                    "Too many connections awaiting authentication",
-                    code="CONNECTION_LIMIT_EXCEEDED",
-                    retry_after=self.settings.reconnect_after_s,
-                    close_code=CLOSE_RATE_LIMITED,
-                )
-            )
-
-    def _fail_auth(self, exc: SyncError) -> None:
-        # One lifecycle line per failure; the message is the generic one the peer gets.
-        self.log.info(
-            "authentication failed: %s (%s)", exc.code, exc.message, extra={"code": exc.code}
-        )
-        self.metrics.count(self.metrics.auth_failures, exc.code)
-        response = AuthResponse(
-            success=False, error=exc.message, code=exc.code, retryAfter=exc.retry_after
-        )
-        # Close 3000 ("Authentication Response"), 3001 when rate limited.
-        code = exc.close_code or CLOSE_AUTH_FAILED
-        if isinstance(exc, RateLimited):
-            code = CLOSE_RATE_LIMITED
-        self._start_close(code, exc.message[:100], encode(response))
+        now = self.clock.now_ms()
+        for intent in self.session.displaced():
+            self.carry_out(intent, now)
 
     def _refresh(self, token: str, message_id: str | None) -> None:
         """``auth_refresh``: verified like the first frame; refused ones change nothing."""

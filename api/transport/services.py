@@ -23,7 +23,8 @@ from tripsage_sync.api.transport.metrics import Metrics
 from tripsage_sync.storage.sqlite import Storage
 from tripsage_sync.sync.backoff import StorageBackoff
 from tripsage_sync.sync.channels import Channel, Facts, Principal, authorize_read
-from tripsage_sync.sync.errors import CLOSE_GOING_AWAY, PermissionDenied
+from tripsage_sync.sync.errors import CLOSE_GOING_AWAY
+from tripsage_sync.sync.session import Ownership
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -131,22 +132,22 @@ class Services:
             return None
         return frozenset({owner, *self.store.chat_session_members(session_id)})
 
-    async def authorize_session(self, principal: Principal, session_id: str, endpoint: str) -> None:
-        """Opening ``/ws/{endpoint}/{session_id}``: the first user owns the session.
+    def session_ownership(self, session_id: str) -> Ownership:
+        """Who may open ``/ws/{endpoint}/{session_id}``: the first user owns the session
+        (:mod:`sync.session.handshake` decides; agents and admins never claim one)."""
+        owner = self.store.chat_session_owner(session_id)
+        if owner is None:
+            return Ownership(None)
+        return Ownership(owner, frozenset(self.store.chat_session_members(session_id)))
 
-        Agents and admins serve every session and never claim one (an agent
-        connecting first must not take a user's session id).
-        """
-        if principal.is_privileged:
-            return
+    async def claim_session(self, session_id: str, user_id: str) -> Ownership:
+        """Claim an unclaimed session for ``user_id``; who owns it once committed."""
         owner = await self.write(
-            self.store.claim_chat_session(session_id, principal.user_id, self.clock.now_ms())
+            self.store.claim_chat_session(session_id, user_id, self.clock.now_ms())
         )
-        if owner == principal.user_id:
-            return
-        if principal.user_id in self.store.chat_session_members(session_id):
-            return
-        raise PermissionDenied("This chat session belongs to another user")
+        if owner == user_id:
+            return Ownership(owner)
+        return self.session_ownership(session_id)
 
     async def authorize_channel(self, principal: Principal, channel: Channel) -> None:
         facts = Facts()
