@@ -17,9 +17,9 @@ from tripsage_sync.api.chat.history import user_session
 from tripsage_sync.api.clock import Clock
 from tripsage_sync.api.transport.connection import Connection
 from tripsage_sync.api.transport.services import Services
-from tripsage_sync.sync.chat import TypingTable
+from tripsage_sync.sync.chat import ChatTypingStartPayload, ChatTypingStopPayload, TypingTable
 from tripsage_sync.sync.errors import NotFound
-from tripsage_sync.sync.wire import TypingMessage, make_dict_event
+from tripsage_sync.sync.wire import ServerEvent, TypingMessage, make_event
 
 __all__ = ["TypingIndicators"]
 
@@ -70,17 +70,15 @@ class TypingIndicators:
 
     def _announce(self, session_id: str, user_id: str, name: str | None, *, started: bool) -> None:
         if started:
-            event = make_dict_event(
-                "chat_typing_start",
-                {"userId": user_id, "username": name},
+            event: ServerEvent = make_event(
+                ChatTypingStartPayload(userId=user_id, username=name),
                 now_ms=self.clock.now_ms(),
                 session_id=session_id,
             )
         else:
             self._typing_names.pop((session_id, user_id), None)
-            event = make_dict_event(
-                "chat_typing_stop",
-                {"userId": user_id},
+            event = make_event(
+                ChatTypingStopPayload(userId=user_id),
                 now_ms=self.clock.now_ms(),
                 session_id=session_id,
             )
@@ -99,9 +97,8 @@ class TypingIndicators:
             if user_id != conn.principal.user_id:
                 name = self._typing_names.get((session_id, user_id), user_id)
                 conn.send(
-                    make_dict_event(
-                        "chat_typing_start",
-                        {"userId": user_id, "username": name},
+                    make_event(
+                        ChatTypingStartPayload(userId=user_id, username=name),
                         now_ms=self.clock.now_ms(),
                         session_id=session_id,
                     )

@@ -79,7 +79,6 @@ from tripsage_sync.sync.wire.envelope import (
 from tripsage_sync.sync.wire.event import (
     ServerEvent,
     encode,
-    make_dict_event,
     make_event,
 )
 from tripsage_sync.sync.wire.eventpayload import EVENT_PAYLOADS, EventPayload
@@ -236,7 +235,6 @@ __all__ = [
     "encode",
     "invalid_update_payload",
     "iso_ms",
-    "make_dict_event",
     "make_event",
     "message_id_of",
     "new_id",

@@ -15,14 +15,13 @@ import json
 from dataclasses import dataclass
 from typing import Any, Generic
 
-from pydantic import BaseModel, ConfigDict
 from typing_extensions import TypeVar
 
 from tripsage_sync.sync.wire.base import iso_ms, new_id
 from tripsage_sync.sync.wire.eventpayload import EventPayload
 from tripsage_sync.sync.wire.payload import AuthResponse
 
-__all__ = ["ServerEvent", "encode", "make_dict_event", "make_event"]
+__all__ = ["ServerEvent", "encode", "make_event"]
 
 P_co = TypeVar("P_co", bound=EventPayload, covariant=True, default=EventPayload)
 P = TypeVar("P", bound=EventPayload)
@@ -77,39 +76,3 @@ def encode(event: ServerEvent | AuthResponse) -> str:
         data["userId"] = event.userId
     data["payload"] = event.payload.wire()
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-
-
-class _DictPayload(EventPayload):
-    """Transitional: a payload still built as a dict (removed once none is left)."""
-
-    model_config = ConfigDict(frozen=True, extra="allow")
-
-    @classmethod
-    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
-        pass  # not registered: the real model of the type is
-
-    def wire(self) -> dict[str, Any]:
-        return dict(self.__pydantic_extra__ or {})
-
-
-_DICT_MODELS: dict[str, type[_DictPayload]] = {}
-
-
-def make_dict_event(
-    type_: str,
-    payload: BaseModel | dict[str, Any],
-    *,
-    now_ms: int,
-    session_id: str | None = None,
-    user_id: str | None = None,
-    event_id: str | None = None,
-) -> ServerEvent:
-    """Transitional: an event whose payload is still a dict."""
-    body = payload if isinstance(payload, dict) else payload.model_dump(mode="json")
-    model = _DICT_MODELS.get(type_)
-    if model is None:
-        model = type(f"_Dict_{type_}", (_DictPayload,), {"EVENT_TYPE": type_})
-        _DICT_MODELS[type_] = model
-    return make_event(
-        model(**body), now_ms=now_ms, session_id=session_id, user_id=user_id, event_id=event_id
-    )
