@@ -81,7 +81,7 @@ from tripsage_sync.api.transport.services import Services
 from tripsage_sync.storage.queries import ChatMessage
 from tripsage_sync.sync import wire
 from tripsage_sync.sync.channels import Channel, Principal
-from tripsage_sync.sync.chat import StreamTable, TypingTable
+from tripsage_sync.sync.chat import ChatMessageEventPayload, StreamTable, TypingTable
 from tripsage_sync.sync.errors import (
     CLOSE_POLICY_VIOLATION,
     InvalidMessage,
@@ -135,7 +135,9 @@ class ChatFeature:
 
     # -- what the HTTP API uses (api/chat/http.py) ------------------------------------
 
-    def message_event(self, message: ChatMessage, *, replay: bool = False) -> ServerEvent:
+    def message_event(
+        self, message: ChatMessage, *, replay: bool = False
+    ) -> ServerEvent[ChatMessageEventPayload]:
         return self.history.message_event(message, replay=replay)
 
     async def publish_agent_event(
@@ -224,9 +226,7 @@ class ChatFeature:
                 "Address a user or a channel, not both",
                 details={"field": "channel", "expected": "one target", "received": "two"},
             )
-        event = make_event(
-            message.type, message.payload, now_ms=self.clock.now_ms(), user_id=user_id
-        )
+        event = make_event(message.payload, now_ms=self.clock.now_ms(), user_id=user_id)
         if user_id is not None:
             sent = self.hub.send_to_user(user_id, event)
         elif channel is not None:

@@ -23,7 +23,11 @@ from tripsage_sync.api.transport.connection import Connection
 from tripsage_sync.api.transport.services import Services
 from tripsage_sync.storage.errors import DuplicateId, UnknownRow
 from tripsage_sync.storage.queries import ChatMessage
-from tripsage_sync.sync.chat import stored_message_payload
+from tripsage_sync.sync.chat import (
+    ChatMessageEventPayload,
+    ChatResumedPayload,
+    stored_message_payload,
+)
 from tripsage_sync.sync.errors import InvalidMessage, NotFound, PermissionDenied
 from tripsage_sync.sync.wire import ChatMessagePayload, Envelope, ServerEvent, make_event
 
@@ -68,7 +72,9 @@ class ChatHistory:
         # Message ids stored or being stored whose event is not published yet.
         self.pending: set[str] = set()
 
-    def message_event(self, message: ChatMessage, *, replay: bool = False) -> ServerEvent:
+    def message_event(
+        self, message: ChatMessage, *, replay: bool = False
+    ) -> ServerEvent[ChatMessageEventPayload]:
         payload = stored_message_payload(
             message_id=message.message_id,
             role=message.role,
@@ -79,9 +85,8 @@ class ChatHistory:
             created_ms=message.created_ms,
         )
         if replay:
-            payload["replay"] = True
+            payload = payload.model_copy(update={"replay": True})
         return make_event(
-            "chat_message",
             payload,
             now_ms=self.clock.now_ms(),
             session_id=message.session_id,
@@ -137,14 +142,13 @@ class ChatHistory:
         conn.log.info("replayed %d message(s) after seq %d", replayed, after)
         conn.send(
             make_event(
-                "chat_resumed",
-                {
-                    "lastMessageId": last_id,
-                    "found": found,
-                    "replayed": replayed,
-                    "gap": gap,
-                    "streaming": streaming,
-                },
+                ChatResumedPayload(
+                    lastMessageId=last_id,
+                    found=found,
+                    replayed=replayed,
+                    gap=gap,
+                    streaming=streaming,
+                ),
                 now_ms=self.clock.now_ms(),
                 session_id=session_id,
             )
