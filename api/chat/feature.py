@@ -173,8 +173,7 @@ class ChatFeature:
         if members is None or principal.user_id not in members:
             raise PermissionDenied("Not a member of this chat session")
         message_id = payload.messageId or new_id("msg")
-        pending = self.history.pending
-        if message_id in pending:
+        if message_id in self.history.pending:
             return  # the same message is being stored right now
         stored = self.store.chat_message(message_id)
         if stored is not None:
@@ -186,21 +185,11 @@ class ChatFeature:
             conn.send(self.history.message_event(stored))  # a re-send: acknowledge it again
             return
         extra = stored_extra(payload)
-        pending.add(message_id)
-        try:
-            row = await self.history.store_message(
-                session_id,
-                message_id,
-                "user",
-                principal.user_id,
-                payload.content,
-                extra,
-                self.clock.now_ms(),
-            )
+        async with self.history.storing(
+            session_id, message_id, "user", principal.user_id, payload.content, extra
+        ) as row:
             event = self.history.message_event(row)
             self.relay.deliver([f"chat:{session_id}", AGENTS_CHANNEL], event)
-        finally:
-            pending.discard(message_id)
         self.indicators.stop(session_id, principal.user_id)
 
     # -- notifications and system messages ------------------------------------------

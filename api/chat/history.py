@@ -14,8 +14,10 @@ then reports the ``gap`` to fetch over HTTP), then ``chat_resumed``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+from collections.abc import AsyncIterator
 from typing import Any, Final
 
 from tripsage_sync.api.clock import Clock
@@ -92,6 +94,26 @@ class ChatHistory:
             session_id=message.session_id,
             user_id=message.user_id,
         )
+
+    @contextlib.asynccontextmanager
+    async def storing(
+        self,
+        session_id: str,
+        message_id: str,
+        role: str,
+        user_id: str,
+        content: str,
+        extra: dict[str, Any],
+    ) -> AsyncIterator[ChatMessage]:
+        """Store a message (persist, then publish): its id stays in ``pending`` until
+        the caller's block, which publishes the stored row, is done."""
+        self.pending.add(message_id)
+        try:
+            yield await self.store_message(
+                session_id, message_id, role, user_id, content, extra, self.clock.now_ms()
+            )
+        finally:
+            self.pending.discard(message_id)
 
     async def store_message(
         self,

@@ -191,31 +191,27 @@ class AgentRelay:
         if stream is None:
             logger.debug("duplicate completion of %s dropped", message_id)
             return 0
-        pending = self.history.pending
-        pending.add(message_id)
         try:
-            row = await self.history.store_message(
+            async with self.history.storing(
                 session_id,
                 message_id,
                 "assistant",
                 principal.user_id,
                 payload.finalContent,
                 {"metadata": payload.metadata},
-                self.clock.now_ms(),
-            )
-            event = make_event(
-                ChatCompleteEventPayload(
-                    messageId=message_id,
-                    finalContent=payload.finalContent,
-                    metadata=payload.metadata,
-                    seq=row.seq,
-                ),
-                now_ms=self.clock.now_ms(),
-                session_id=session_id,
-            )
-            return self.hub.publish(f"chat:{session_id}", event)
+            ) as row:
+                event = make_event(
+                    ChatCompleteEventPayload(
+                        messageId=message_id,
+                        finalContent=payload.finalContent,
+                        metadata=payload.metadata,
+                        seq=row.seq,
+                    ),
+                    now_ms=self.clock.now_ms(),
+                    session_id=session_id,
+                )
+                return self.hub.publish(f"chat:{session_id}", event)
         finally:
-            pending.discard(message_id)
             self.streams.discard(message_id)
 
     async def _assistant_message(
@@ -224,21 +220,10 @@ class AgentRelay:
         role = "system" if payload.role == "system" else "assistant"
         message_id = payload.messageId or new_id("msg")
         extra = stored_extra(payload)
-        pending = self.history.pending
-        pending.add(message_id)
-        try:
-            row = await self.history.store_message(
-                session_id,
-                message_id,
-                role,
-                principal.user_id,
-                payload.content,
-                extra,
-                self.clock.now_ms(),
-            )
+        async with self.history.storing(
+            session_id, message_id, role, principal.user_id, payload.content, extra
+        ) as row:
             return self.hub.publish(f"chat:{session_id}", self.history.message_event(row))
-        finally:
-            pending.discard(message_id)
 
     # -- a connection that just joined ---------------------------------------------------
 
