@@ -70,16 +70,16 @@ def invalid_update_payload(
     *,
     current: tuple[Any, int] | None = None,
 ) -> OptimisticUpdateRejectedPayload:
-    """The ``optimistic_update_rejected`` payload of an update that fails validation."""
-    if current is None:
-        return OptimisticUpdateRejectedPayload(
-            updateId=update_id,
-            tripId=trip_id,
-            fieldName=field_name,
-            rejectionReason="invalid_message",
-            message=message,
-            details=details,
-        )
+    """The ``optimistic_update_rejected`` payload of an update that fails validation.
+
+    The server's value and version are sent only when ``current`` is known (unset
+    keys stay off the wire).
+    """
+    server: dict[str, Any] = (
+        {}
+        if current is None
+        else {"currentServerValue": current[0], "currentServerVersion": current[1]}
+    )
     return OptimisticUpdateRejectedPayload(
         updateId=update_id,
         tripId=trip_id,
@@ -87,8 +87,7 @@ def invalid_update_payload(
         rejectionReason="invalid_message",
         message=message,
         details=details,
-        currentServerValue=current[0],
-        currentServerVersion=current[1],
+        **server,
     )
 
 
