@@ -7,12 +7,12 @@ Subscription". Each builder takes ``now_ms`` and returns a
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from tripsage_sync.sync.errors import RateLimited, SyncError
-from tripsage_sync.sync.wire import ServerEvent, make_event
+from tripsage_sync.sync.wire import EventPayload, ServerEvent, make_event
 
 __all__ = [
     "AuthExpiringPayload",
@@ -31,11 +31,13 @@ __all__ = [
 Severity = Literal["info", "warning", "error", "critical"]
 
 
-class _Payload(BaseModel):
+class _Part(BaseModel):
+    """A part of a payload."""
+
     model_config = ConfigDict(frozen=True)
 
 
-class Limits(_Payload):
+class Limits(_Part):
     maxMessageSize: int
     maxConnections: int
     maxConnectionsPerUser: int
@@ -47,7 +49,9 @@ class Limits(_Payload):
     authTimeout: float
 
 
-class ConnectionEstablishedPayload(_Payload):
+class ConnectionEstablishedPayload(EventPayload):
+    EVENT_TYPE: ClassVar[str] = "connection_established"
+
     connectionId: str
     serverVersion: str
     features: list[str]
@@ -56,47 +60,59 @@ class ConnectionEstablishedPayload(_Payload):
     sessionId: str | None = None
 
 
-class HeartbeatMetrics(_Payload):
+class HeartbeatMetrics(_Part):
     uptime: float
     messagesSent: int
     messagesReceived: int
 
 
-class HeartbeatPayload(_Payload):
+class HeartbeatPayload(EventPayload):
+    EVENT_TYPE: ClassVar[str] = "connection_heartbeat"
+
     connectionId: str
     serverTime: str
     metrics: HeartbeatMetrics
 
 
-class ConnectionErrorPayload(_Payload):
+class ConnectionErrorPayload(EventPayload):
+    EVENT_TYPE: ClassVar[str] = "connection_error"
+
     errorCode: str
     message: str
     retryAfter: float | None = None
     severity: Severity = "error"
 
 
-class ConnectionClosePayload(_Payload):
+class ConnectionClosePayload(EventPayload):
+    EVENT_TYPE: ClassVar[str] = "connection_close"
+
     reason: str
     code: int
     gracePeriod: float
     reconnectAfter: float | None = None
 
 
-class AuthExpiringPayload(_Payload):
+class AuthExpiringPayload(EventPayload):
     """``auth_expiring``: send ``auth_refresh {token}`` before ``refreshBefore``."""
+
+    EVENT_TYPE: ClassVar[str] = "auth_expiring"
 
     expiresAt: str
     refreshBefore: str
     expiresIn: float  # seconds
 
 
-class AuthRefreshedPayload(_Payload):
+class AuthRefreshedPayload(EventPayload):
     """``auth_refreshed``: the answer to ``auth_refresh``, the new token's expiry."""
+
+    EVENT_TYPE: ClassVar[str] = "auth_refreshed"
 
     expiresAt: str
 
 
-class ErrorPayload(_Payload):
+class ErrorPayload(EventPayload):
+    EVENT_TYPE: ClassVar[str] = "error"
+
     code: str
     message: str
     details: dict[str, Any] | None = None
@@ -105,12 +121,14 @@ class ErrorPayload(_Payload):
     severity: Severity = "error"
 
 
-class SubscriptionUpdatePayload(_Payload):
+class SubscriptionUpdatePayload(EventPayload):
+    EVENT_TYPE: ClassVar[str] = "subscription_update"
+
     subscribedChannels: list[str]
-    unsubscribedChannels: list[str] = []
-    deniedChannels: list[dict[str, str]] = []
+    unsubscribedChannels: list[str] = Field(default_factory=list)
+    deniedChannels: list[dict[str, str]] = Field(default_factory=list)
     # Names in unsubscribeChannels this connection was not subscribed to.
-    notSubscribedChannels: list[str] = []
+    notSubscribedChannels: list[str] = Field(default_factory=list)
     success: bool
 
 
@@ -120,7 +138,7 @@ def error_event(
     now_ms: int,
     session_id: str | None = None,
     in_reply_to: str | None = None,
-) -> ServerEvent:
+) -> ServerEvent[ErrorPayload]:
     """The spec's ``error`` event for a peer-caused error (generic message only)."""
     details = dict(exc.details or {})
     if in_reply_to is not None:
@@ -133,13 +151,13 @@ def error_event(
         limits=exc.limits if isinstance(exc, RateLimited) else None,
         severity="warning" if isinstance(exc, RateLimited) else "error",
     )
-    return make_event("error", payload, now_ms=now_ms, session_id=session_id)
+    return make_event(payload, now_ms=now_ms, session_id=session_id)
 
 
 def connection_close(
     reason: str, code: int, *, grace_period_s: float, reconnect_after_s: float | None, now_ms: int
-) -> ServerEvent:
+) -> ServerEvent[ConnectionClosePayload]:
     payload = ConnectionClosePayload(
         reason=reason, code=code, gracePeriod=grace_period_s, reconnectAfter=reconnect_after_s
     )
-    return make_event("connection_close", payload, now_ms=now_ms)
+    return make_event(payload, now_ms=now_ms)

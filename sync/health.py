@@ -21,9 +21,11 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import ClassVar, Final, Literal
 
 from pydantic import BaseModel, ConfigDict
+
+from tripsage_sync.sync.wire import EventPayload
 
 __all__ = [
     "LATENCY_SAMPLES",
@@ -85,7 +87,9 @@ class _Payload(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
-class ConnectionHealthPayload(_Payload):
+class ConnectionHealthPayload(EventPayload):
+    EVENT_TYPE: ClassVar[str] = "connection_health"
+
     status: Literal["healthy", "degraded"]
     latency: float | None
     lastHeartbeat: str | None
@@ -93,7 +97,9 @@ class ConnectionHealthPayload(_Payload):
     connectionStable: bool
 
 
-class ServerHealthPayload(_Payload):
+class ServerHealthPayload(EventPayload):
+    EVENT_TYPE: ClassVar[str] = "server_health"
+
     status: Literal["operational", "draining"]
     version: str
     uptime: float
@@ -120,7 +126,9 @@ class Performance(_Payload):
     uptime: float
 
 
-class PerformanceMetricsPayload(_Payload):
+class PerformanceMetricsPayload(EventPayload):
+    EVENT_TYPE: ClassVar[str] = "performance_metrics"
+
     connections: ConnectionCounts
     messages: MessageCounts
     performance: Performance

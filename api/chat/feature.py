@@ -81,7 +81,7 @@ from tripsage_sync.api.transport.services import Services
 from tripsage_sync.storage.queries import ChatMessage
 from tripsage_sync.sync import wire
 from tripsage_sync.sync.channels import Channel, Principal
-from tripsage_sync.sync.chat import StreamTable, TypingTable
+from tripsage_sync.sync.chat import ChatMessageEventPayload, StreamTable, TypingTable
 from tripsage_sync.sync.errors import (
     CLOSE_POLICY_VIOLATION,
     InvalidMessage,
@@ -135,7 +135,9 @@ class ChatFeature:
 
     # -- what the HTTP API uses (api/chat/http.py) ------------------------------------
 
-    def message_event(self, message: ChatMessage, *, replay: bool = False) -> ServerEvent:
+    def message_event(
+        self, message: ChatMessage, *, replay: bool = False
+    ) -> ServerEvent[ChatMessageEventPayload]:
         return self.history.message_event(message, replay=replay)
 
     async def publish_agent_event(
@@ -171,8 +173,7 @@ class ChatFeature:
         if members is None or principal.user_id not in members:
             raise PermissionDenied("Not a member of this chat session")
         message_id = payload.messageId or new_id("msg")
-        pending = self.history.pending
-        if message_id in pending:
+        if message_id in self.history.pending:
             return  # the same message is being stored right now
         stored = self.store.chat_message(message_id)
         if stored is not None:
@@ -184,21 +185,11 @@ class ChatFeature:
             conn.send(self.history.message_event(stored))  # a re-send: acknowledge it again
             return
         extra = stored_extra(payload)
-        pending.add(message_id)
-        try:
-            row = await self.history.store_message(
-                session_id,
-                message_id,
-                "user",
-                principal.user_id,
-                payload.content,
-                extra,
-                self.clock.now_ms(),
-            )
+        async with self.history.storing(
+            session_id, message_id, "user", principal.user_id, payload.content, extra
+        ) as row:
             event = self.history.message_event(row)
             self.relay.deliver([f"chat:{session_id}", AGENTS_CHANNEL], event)
-        finally:
-            pending.discard(message_id)
         self.indicators.stop(session_id, principal.user_id)
 
     # -- notifications and system messages ------------------------------------------
@@ -224,9 +215,7 @@ class ChatFeature:
                 "Address a user or a channel, not both",
                 details={"field": "channel", "expected": "one target", "received": "two"},
             )
-        event = make_event(
-            message.type, message.payload, now_ms=self.clock.now_ms(), user_id=user_id
-        )
+        event = make_event(message.payload, now_ms=self.clock.now_ms(), user_id=user_id)
         if user_id is not None:
             sent = self.hub.send_to_user(user_id, event)
         elif channel is not None:

@@ -14,8 +14,10 @@ then reports the ``gap`` to fetch over HTTP), then ``chat_resumed``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+from collections.abc import AsyncIterator
 from typing import Any, Final
 
 from tripsage_sync.api.clock import Clock
@@ -23,7 +25,11 @@ from tripsage_sync.api.transport.connection import Connection
 from tripsage_sync.api.transport.services import Services
 from tripsage_sync.storage.errors import DuplicateId, UnknownRow
 from tripsage_sync.storage.queries import ChatMessage
-from tripsage_sync.sync.chat import stored_message_payload
+from tripsage_sync.sync.chat import (
+    ChatMessageEventPayload,
+    ChatResumedPayload,
+    stored_message_payload,
+)
 from tripsage_sync.sync.errors import InvalidMessage, NotFound, PermissionDenied
 from tripsage_sync.sync.wire import ChatMessagePayload, Envelope, ServerEvent, make_event
 
@@ -68,7 +74,9 @@ class ChatHistory:
         # Message ids stored or being stored whose event is not published yet.
         self.pending: set[str] = set()
 
-    def message_event(self, message: ChatMessage, *, replay: bool = False) -> ServerEvent:
+    def message_event(
+        self, message: ChatMessage, *, replay: bool = False
+    ) -> ServerEvent[ChatMessageEventPayload]:
         payload = stored_message_payload(
             message_id=message.message_id,
             role=message.role,
@@ -79,14 +87,33 @@ class ChatHistory:
             created_ms=message.created_ms,
         )
         if replay:
-            payload["replay"] = True
+            payload = payload.model_copy(update={"replay": True})
         return make_event(
-            "chat_message",
             payload,
             now_ms=self.clock.now_ms(),
             session_id=message.session_id,
             user_id=message.user_id,
         )
+
+    @contextlib.asynccontextmanager
+    async def storing(
+        self,
+        session_id: str,
+        message_id: str,
+        role: str,
+        user_id: str,
+        content: str,
+        extra: dict[str, Any],
+    ) -> AsyncIterator[ChatMessage]:
+        """Store a message (persist, then publish): its id stays in ``pending`` until
+        the caller's block, which publishes the stored row, is done."""
+        self.pending.add(message_id)
+        try:
+            yield await self.store_message(
+                session_id, message_id, role, user_id, content, extra, self.clock.now_ms()
+            )
+        finally:
+            self.pending.discard(message_id)
 
     async def store_message(
         self,
@@ -137,14 +164,13 @@ class ChatHistory:
         conn.log.info("replayed %d message(s) after seq %d", replayed, after)
         conn.send(
             make_event(
-                "chat_resumed",
-                {
-                    "lastMessageId": last_id,
-                    "found": found,
-                    "replayed": replayed,
-                    "gap": gap,
-                    "streaming": streaming,
-                },
+                ChatResumedPayload(
+                    lastMessageId=last_id,
+                    found=found,
+                    replayed=replayed,
+                    gap=gap,
+                    streaming=streaming,
+                ),
                 now_ms=self.clock.now_ms(),
                 session_id=session_id,
             )

@@ -79,7 +79,7 @@ def _status(exc: SyncError) -> int:
 
 
 def _error_response(exc: SyncError) -> JSONResponse:
-    payload = error_event(exc, now_ms=0).payload
+    payload = error_event(exc, now_ms=0).payload.wire()
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, AuthError) else None
     return JSONResponse({"error": payload}, status_code=_status(exc), headers=headers)
 
@@ -197,7 +197,7 @@ def chat_routes(feature: ChatFeature) -> list[BaseRoute]:
             has_more, page = len(page) > limit, page[:limit]
         return {
             "sessionId": sid,
-            "messages": [feature.message_event(m).payload for m in page],
+            "messages": [feature.message_event(m).payload.wire() for m in page],
             "hasMore": has_more,
             "firstSeq": page[0].seq if page else None,
             "lastSeq": page[-1].seq if page else None,

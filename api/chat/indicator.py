@@ -17,9 +17,9 @@ from tripsage_sync.api.chat.history import user_session
 from tripsage_sync.api.clock import Clock
 from tripsage_sync.api.transport.connection import Connection
 from tripsage_sync.api.transport.services import Services
-from tripsage_sync.sync.chat import TypingTable
+from tripsage_sync.sync.chat import ChatTypingStartPayload, ChatTypingStopPayload, TypingTable
 from tripsage_sync.sync.errors import NotFound
-from tripsage_sync.sync.wire import TypingMessage, make_event
+from tripsage_sync.sync.wire import ServerEvent, TypingMessage, make_event
 
 __all__ = ["TypingIndicators"]
 
@@ -70,17 +70,15 @@ class TypingIndicators:
 
     def _announce(self, session_id: str, user_id: str, name: str | None, *, started: bool) -> None:
         if started:
-            event = make_event(
-                "chat_typing_start",
-                {"userId": user_id, "username": name},
+            event: ServerEvent = make_event(
+                ChatTypingStartPayload(userId=user_id, username=name),
                 now_ms=self.clock.now_ms(),
                 session_id=session_id,
             )
         else:
             self._typing_names.pop((session_id, user_id), None)
             event = make_event(
-                "chat_typing_stop",
-                {"userId": user_id},
+                ChatTypingStopPayload(userId=user_id),
                 now_ms=self.clock.now_ms(),
                 session_id=session_id,
             )
@@ -100,8 +98,7 @@ class TypingIndicators:
                 name = self._typing_names.get((session_id, user_id), user_id)
                 conn.send(
                     make_event(
-                        "chat_typing_start",
-                        {"userId": user_id, "username": name},
+                        ChatTypingStartPayload(userId=user_id, username=name),
                         now_ms=self.clock.now_ms(),
                         session_id=session_id,
                     )

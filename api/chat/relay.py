@@ -37,7 +37,13 @@ from tripsage_sync.api.transport.connection import Connection
 from tripsage_sync.api.transport.services import Services
 from tripsage_sync.sync import wire
 from tripsage_sync.sync.channels import Principal
-from tripsage_sync.sync.chat import CHAT_STREAM_EVENTS, Chunk, StreamTable, agent_event_channels
+from tripsage_sync.sync.chat import (
+    ChatChunkEventPayload,
+    ChatCompleteEventPayload,
+    Chunk,
+    StreamTable,
+    agent_event_channels,
+)
 from tripsage_sync.sync.errors import NotFound, PermissionDenied
 from tripsage_sync.sync.wire import (
     ChatMessageChunkPayload,
@@ -113,22 +119,23 @@ class AgentRelay:
         channels = agent_event_channels(
             message.type, session_id=session_id, owner_id=owner, user_id=message.userId
         )
-        if message.type in CHAT_STREAM_EVENTS:
-            assert session_id is not None  # agent_event_channels refused it otherwise
-            match message:
-                case wire.ChatMessageChunkMessage():
-                    delivered = self._chunk(session_id, message.payload)
-                    # Fairness, not full backpressure: the subscribers' writers get a
-                    # turn between two frames of a fast agent. (Pausing the agent until
-                    # their queues drain needs the queue depth from api.transport.connection.)
-                    await asyncio.sleep(0)
-                    return delivered
-                case wire.ChatMessageCompleteMessage():
-                    return await self._complete(principal, session_id, message.payload)
-                case wire.ChatMessage():
-                    return await self._assistant_message(principal, session_id, message.payload)
+        match message:
+            case wire.ChatMessageChunkMessage():
+                assert session_id is not None  # agent_event_channels refused it otherwise
+                delivered = self._chunk(session_id, message.payload)
+                # Fairness, not full backpressure: the subscribers' writers get a
+                # turn between two frames of a fast agent. (Pausing the agent until
+                # their queues drain needs the queue depth from api.transport.connection.)
+                await asyncio.sleep(0)
+                return delivered
+            case wire.ChatMessageCompleteMessage():
+                assert session_id is not None
+                return await self._complete(principal, session_id, message.payload)
+            case wire.ChatMessage():
+                assert session_id is not None
+                return await self._assistant_message(principal, session_id, message.payload)
+        # Tool and status events are sent on as they came (their payload model dumped).
         event = make_event(
-            message.type,
             message.payload,
             now_ms=self.clock.now_ms(),
             session_id=session_id,
@@ -164,13 +171,12 @@ class AgentRelay:
         delivered = 0
         for chunk in chunks:
             event = make_event(
-                "chat_message_chunk",
-                {
-                    "messageId": chunk.message_id,
-                    "content": chunk.content,
-                    "isComplete": chunk.is_complete,
-                    "chunkIndex": chunk.index,
-                },
+                ChatChunkEventPayload(
+                    messageId=chunk.message_id,
+                    content=chunk.content,
+                    isComplete=chunk.is_complete,
+                    chunkIndex=chunk.index,
+                ),
                 now_ms=self.clock.now_ms(),
                 session_id=session_id,
             )
@@ -185,32 +191,27 @@ class AgentRelay:
         if stream is None:
             logger.debug("duplicate completion of %s dropped", message_id)
             return 0
-        pending = self.history.pending
-        pending.add(message_id)
         try:
-            row = await self.history.store_message(
+            async with self.history.storing(
                 session_id,
                 message_id,
                 "assistant",
                 principal.user_id,
                 payload.finalContent,
                 {"metadata": payload.metadata},
-                self.clock.now_ms(),
-            )
-            event = make_event(
-                "chat_message_complete",
-                {
-                    "messageId": message_id,
-                    "finalContent": payload.finalContent,
-                    "metadata": payload.metadata,
-                    "seq": row.seq,
-                },
-                now_ms=self.clock.now_ms(),
-                session_id=session_id,
-            )
-            return self.hub.publish(f"chat:{session_id}", event)
+            ) as row:
+                event = make_event(
+                    ChatCompleteEventPayload(
+                        messageId=message_id,
+                        finalContent=payload.finalContent,
+                        metadata=payload.metadata,
+                        seq=row.seq,
+                    ),
+                    now_ms=self.clock.now_ms(),
+                    session_id=session_id,
+                )
+                return self.hub.publish(f"chat:{session_id}", event)
         finally:
-            pending.discard(message_id)
             self.streams.discard(message_id)
 
     async def _assistant_message(
@@ -219,21 +220,10 @@ class AgentRelay:
         role = "system" if payload.role == "system" else "assistant"
         message_id = payload.messageId or new_id("msg")
         extra = stored_extra(payload)
-        pending = self.history.pending
-        pending.add(message_id)
-        try:
-            row = await self.history.store_message(
-                session_id,
-                message_id,
-                role,
-                principal.user_id,
-                payload.content,
-                extra,
-                self.clock.now_ms(),
-            )
+        async with self.history.storing(
+            session_id, message_id, role, principal.user_id, payload.content, extra
+        ) as row:
             return self.hub.publish(f"chat:{session_id}", self.history.message_event(row))
-        finally:
-            pending.discard(message_id)
 
     # -- a connection that just joined ---------------------------------------------------
 
@@ -248,14 +238,13 @@ class AgentRelay:
         for stream in self.streams.in_progress(session_id):
             conn.send(
                 make_event(
-                    "chat_message_chunk",
-                    {
-                        "messageId": stream.message_id,
-                        "content": stream.content,
-                        "isComplete": stream.finished,
-                        "chunkIndex": stream.last_released_index,
-                        "catchUp": True,
-                    },
+                    ChatChunkEventPayload(
+                        messageId=stream.message_id,
+                        content=stream.content,
+                        isComplete=stream.finished,
+                        chunkIndex=stream.last_released_index,
+                        catchUp=True,
+                    ),
                     now_ms=self.clock.now_ms(),
                     session_id=session_id,
                 )

@@ -65,6 +65,7 @@ from tripsage_sync.sync.health import (
 )
 from tripsage_sync.sync.wire import (
     ConnectionHealthMessage,
+    EventPayload,
     PerformanceMetricsMessage,
     ServerHealthMessage,
     SystemMessagePayload,
@@ -111,7 +112,7 @@ class _Maintenance(NamedTuple):
 
 
 def _http_error(exc: SyncError, status: int, now_ms: int) -> JSONResponse:
-    payload = error_event(exc, now_ms=now_ms).payload
+    payload = error_event(exc, now_ms=now_ms).payload.wire()
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse({"error": payload}, status_code=status, headers=headers)
 
@@ -231,11 +232,9 @@ class OpsFeature:
 
     # -- WebSocket requests ------------------------------------------------------------
 
-    def _answer(self, conn: Connection, type_: str, payload: BaseModel) -> None:
+    def _answer(self, conn: Connection, payload: EventPayload) -> None:
         conn.send(
-            make_event(
-                type_, payload, now_ms=self.clock.now_ms(), session_id=conn.session.path_session_id
-            )
+            make_event(payload, now_ms=self.clock.now_ms(), session_id=conn.session.path_session_id)
         )
 
     async def on_connection_health(
@@ -249,7 +248,7 @@ class OpsFeature:
             queue_limit=self.settings.outbound_queue_size,
             last_heartbeat=iso_ms(last) if last is not None else None,
         )
-        self._answer(conn, "connection_health", payload)
+        self._answer(conn, payload)
 
     @staticmethod
     def _require_admin(conn: Connection, what: str) -> None:
@@ -260,11 +259,11 @@ class OpsFeature:
         self, conn: Connection, message: PerformanceMetricsMessage
     ) -> None:
         self._require_admin(conn, "performance_metrics")
-        self._answer(conn, "performance_metrics", self.performance_metrics())
+        self._answer(conn, self.performance_metrics())
 
     async def on_server_health(self, conn: Connection, message: ServerHealthMessage) -> None:
         self._require_admin(conn, "server_health")
-        self._answer(conn, "server_health", self.server_health())
+        self._answer(conn, self.server_health())
 
     # -- HTTP --------------------------------------------------------------------------------
 
@@ -323,7 +322,7 @@ class OpsFeature:
             estimatedDuration=request.estimatedDuration,
             affectedServices=request.affectedServices,
         )
-        event = make_event("system_message", payload, now_ms=self.clock.now_ms())
+        event = make_event(payload, now_ms=self.clock.now_ms())
         hub = self.services.hub
         delivered = hub.broadcast_all(event)
         loop = asyncio.get_running_loop()
@@ -350,9 +349,7 @@ class OpsFeature:
         pending.handle.cancel()
         if announce:
             notice = SystemMessagePayload(level="info", message="Scheduled maintenance cancelled")
-            self.services.hub.broadcast_all(
-                make_event("system_message", notice, now_ms=self.clock.now_ms())
-            )
+            self.services.hub.broadcast_all(make_event(notice, now_ms=self.clock.now_ms()))
             logger.info("maintenance at %s cancelled", iso_ms(pending.at_ms))
         return True
 

@@ -265,7 +265,6 @@ class Connection(Link):
         )
         self.send(
             make_event(
-                "subscription_update",
                 payload,
                 now_ms=self.clock.now_ms(),
                 session_id=self.session.path_session_id,

@@ -203,7 +203,7 @@ class Link:
         """A ``connection_heartbeat``, remembered for its round trip (sync/health.py)."""
         event = self.session.heartbeat(now)
         if self.send(event):
-            self.round_trips.heartbeat_sent(event.payload["serverTime"], now)
+            self.round_trips.heartbeat_sent(event.payload.serverTime, now)
 
     @property
     def queued(self) -> int:
@@ -219,11 +219,7 @@ class Link:
         self.send(error_event(exc, now_ms=now, session_id=session_id, in_reply_to=in_reply_to))
         if isinstance(exc, InvalidUpdate):  # "Optimistic Updates": its one outcome as well
             self.metrics.count(self.metrics.outcomes, "optimistic_update_rejected")
-            self.send(
-                make_event(
-                    "optimistic_update_rejected", exc.rejection(), now_ms=now, session_id=session_id
-                )
-            )
+            self.send(make_event(exc.rejection(), now_ms=now, session_id=session_id))
 
     def _start_close(self, code: int, reason: str, *frames: str) -> None:
         # ``frames`` are allowed while closing (the error / connection_close before it).

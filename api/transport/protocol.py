@@ -104,7 +104,7 @@ def oversize_reply(path: str, size: int, limit: int) -> tuple[list[str], int, st
     problem = ConnectionErrorPayload(errorCode=error.code, message=error.message)
     frames = [
         encode(error_event(error, now_ms=now, session_id=session_id)),
-        encode(make_event("connection_error", problem, now_ms=now)),
+        encode(make_event(problem, now_ms=now)),
     ]
     return frames, CLOSE_MESSAGE_TOO_BIG, "message too large"
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
 
 from tripsage_sync.api.clock import Clock
 from tripsage_sync.api.transport.connection import Connection
@@ -28,11 +27,33 @@ from tripsage_sync.api.trips.events import (
     resolution_required_payload,
 )
 from tripsage_sync.api.trips.rooms import EDITORS, TripRoom
+from tripsage_sync.sync.collaboration import (
+    ConflictResolutionRequiredPayload,
+    ConflictResolvedPayload,
+    TripCollaborationJoinPayload,
+    TripCollaborationLeavePayload,
+    TripCollaboratorPresencePayload,
+    TripConflictDetectedPayload,
+    TripFieldEditingStartPayload,
+    TripFieldEditingStopPayload,
+    TripUpdateBroadcastPayload,
+)
 from tripsage_sync.sync.document import ApplyResult, Change
 from tripsage_sync.sync.presence import FieldLock
 from tripsage_sync.sync.wire import iso_ms, make_event
 
-__all__ = ["ChangeHook", "PresenceHook", "TripBroadcast", "channel"]
+__all__ = ["ChangeHook", "PresenceHook", "TripBroadcast", "TripRoomPayload", "channel"]
+
+# The events published to a trip's channel.
+TripRoomPayload = (
+    TripCollaborationJoinPayload
+    | TripCollaborationLeavePayload
+    | TripFieldEditingStartPayload
+    | TripFieldEditingStopPayload
+    | TripUpdateBroadcastPayload
+    | TripConflictDetectedPayload
+    | ConflictResolvedPayload
+)
 
 logger = logging.getLogger(__name__)
 
@@ -68,33 +89,32 @@ class TripBroadcast:
     def publish(
         self,
         room: TripRoom,
-        type_: str,
-        payload: dict[str, Any],
+        payload: TripRoomPayload,
         *,
         exclude: Connection | None = None,
     ) -> None:
-        event = make_event(type_, payload, now_ms=self.clock.now_ms())
+        event = make_event(payload, now_ms=self.clock.now_ms())
         self.hub.publish(channel(room.trip_id), event, exclude=exclude)
-        if type_ == "trip_update_broadcast":
+        if isinstance(payload, TripUpdateBroadcastPayload):
             for conn in self.hub.subscribers(channel(room.trip_id)):
                 versions = conn.attachments.get("trip_versions")
                 if conn is not exclude and versions and room.trip_id in versions:
-                    versions[room.trip_id] = max(versions[room.trip_id], payload["version"])
+                    versions[room.trip_id] = max(versions[room.trip_id], payload.version)
 
     def publish_presence(self, room: TripRoom) -> None:
         now = self.clock.now_ms()
-        payload = {
-            "tripId": room.trip_id,
-            "activeCollaborators": room.presence.active_collaborators(now, iso_ms),
-        }
-        event = make_event("trip_collaborator_presence", payload, now_ms=now)
+        payload = TripCollaboratorPresencePayload(
+            tripId=room.trip_id,
+            activeCollaborators=room.presence.active_collaborators(now, iso_ms),
+        )
+        event = make_event(payload, now_ms=now)
         members = self.hub.subscribers(channel(room.trip_id))
         self.hub.send_many(members, event, droppable=True)
         for hook in self.presence_hooks:
             hook(room)
 
-    def send_to_editors(self, room: TripRoom, type_: str, payload: dict[str, Any]) -> None:
-        event = make_event(type_, payload, now_ms=self.clock.now_ms())
+    def send_to_editors(self, room: TripRoom, payload: ConflictResolutionRequiredPayload) -> None:
+        event = make_event(payload, now_ms=self.clock.now_ms())
         editors = [
             conn
             for conn in self.hub.subscribers(channel(room.trip_id))
@@ -108,7 +128,6 @@ class TripBroadcast:
         if result.change is not None:
             self.publish(
                 room,
-                "trip_update_broadcast",
                 change_payload(room.trip_id, result.change, now=self.clock.now_ms()),
                 exclude=exclude,
             )
@@ -116,13 +135,11 @@ class TripBroadcast:
         if result.conflict_detected is not None:
             self.publish(
                 room,
-                "trip_conflict_detected",
                 conflict_detected_payload(room.trip_id, result.conflict_detected),
             )
         if result.conflict_raised is not None:
             self.send_to_editors(
                 room,
-                "conflict_resolution_required",
                 resolution_required_payload(result.conflict_raised),
             )
 
@@ -135,14 +152,14 @@ class TripBroadcast:
 
     def publish_lock_stop(self, room: TripRoom, lock: FieldLock, *, reason: str) -> None:
         """``trip_field_editing_stop`` for a lock the server released (left, timeout)."""
-        payload = {
-            "tripId": room.trip_id,
-            "fieldName": lock.field_name,
-            "userId": lock.user_id,
-            "lockId": lock.lock_id,
-            "reason": reason,
-        }
-        self.publish(room, "trip_field_editing_stop", payload)
+        payload = TripFieldEditingStopPayload(
+            tripId=room.trip_id,
+            fieldName=lock.field_name,
+            userId=lock.user_id,
+            lockId=lock.lock_id,
+            reason=reason,
+        )
+        self.publish(room, payload)
 
     # -- the latest version each connection has seen of a trip ("expectedVersion") --------
 

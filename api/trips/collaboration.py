@@ -30,6 +30,12 @@ from tripsage_sync.api.transport.hub import Hub
 from tripsage_sync.api.trips.broadcast import TripBroadcast, channel
 from tripsage_sync.api.trips.events import resolution_required_payload
 from tripsage_sync.api.trips.rooms import EDITORS, RoomRegistry, TripRoom
+from tripsage_sync.sync.collaboration import (
+    CollaborationSessionStartedPayload,
+    Permissions,
+    TripCollaborationJoinPayload,
+    TripCollaborationLeavePayload,
+)
 from tripsage_sync.sync.errors import InvalidMessage
 from tripsage_sync.sync.presence import Member
 from tripsage_sync.sync.wire import (
@@ -83,23 +89,22 @@ class Collaboration:
         requested = getattr(payload, "features", []) or list(SUPPORTED_FEATURES)
         conn.send(
             make_event(
-                "collaboration_session_started",
-                {
-                    "sessionId": f"collab-{conn.id}-{room.trip_id}",
-                    "tripId": room.trip_id,
-                    "activeCollaborators": len({m.user_id for m in room.presence.members.values()}),
-                    "yourPermissions": {
-                        "canEdit": permission in EDITORS,
-                        "canInvite": permission == "owner",
-                        "canDelete": permission == "owner",
-                    },
-                    "permissionLevel": permission,
-                    "features": [f for f in requested if f in SUPPORTED_FEATURES],
-                    "serverVersion": room.doc.version,
-                    "version": room.doc.version,
-                    "fields": room.doc.fields(),
-                    "manualResolutionFields": sorted(room.doc.manual_fields),
-                },
+                CollaborationSessionStartedPayload(
+                    sessionId=f"collab-{conn.id}-{room.trip_id}",
+                    tripId=room.trip_id,
+                    activeCollaborators=len({m.user_id for m in room.presence.members.values()}),
+                    yourPermissions=Permissions(
+                        canEdit=permission in EDITORS,
+                        canInvite=permission == "owner",
+                        canDelete=permission == "owner",
+                    ),
+                    permissionLevel=permission,
+                    features=[f for f in requested if f in SUPPORTED_FEATURES],
+                    serverVersion=room.doc.version,
+                    version=room.doc.version,
+                    fields=room.doc.fields(),
+                    manualResolutionFields=sorted(room.doc.manual_fields),
+                ),
                 now_ms=now,
                 session_id=conn.session.path_session_id,
             )
@@ -108,15 +113,14 @@ class Collaboration:
         if new_user:
             self.broadcast.publish(
                 room,
-                "trip_collaboration_join",
-                {
-                    "tripId": room.trip_id,
-                    "userId": principal.user_id,
-                    "userName": principal.name or principal.user_id,
-                    "avatarUrl": principal.avatar_url,
-                    "permissionLevel": permission,
-                    "sessionId": conn.session.path_session_id,
-                },
+                TripCollaborationJoinPayload(
+                    tripId=room.trip_id,
+                    userId=principal.user_id,
+                    userName=principal.name or principal.user_id,
+                    avatarUrl=principal.avatar_url,
+                    permissionLevel=permission,
+                    sessionId=conn.session.path_session_id,
+                ),
                 exclude=conn,
             )
         self.broadcast.publish_presence(room)
@@ -124,7 +128,6 @@ class Collaboration:
             for conflict in room.doc.pending_conflicts():
                 conn.send(
                     make_event(
-                        "conflict_resolution_required",
                         resolution_required_payload(conflict),
                         now_ms=now,
                     )
@@ -161,15 +164,14 @@ class Collaboration:
         if room.presence.join(member):
             self.broadcast.publish(
                 room,
-                "trip_collaboration_join",
-                {
-                    "tripId": room.trip_id,
-                    "userId": member.user_id,
-                    "userName": member.user_name,
-                    "avatarUrl": member.avatar_url,
-                    "permissionLevel": member.permission,
-                    "sessionId": session_id,
-                },
+                TripCollaborationJoinPayload(
+                    tripId=room.trip_id,
+                    userId=member.user_id,
+                    userName=member.user_name,
+                    avatarUrl=member.avatar_url,
+                    permissionLevel=member.permission,
+                    sessionId=session_id,
+                ),
             )
         self.broadcast.publish_presence(room)
         self.schedule(room)
@@ -192,11 +194,8 @@ class Collaboration:
         if user_left:
             self.broadcast.publish(
                 room,
-                "trip_collaboration_leave",
-                {
-                    "tripId": room.trip_id,
-                    "userId": member.user_id,
-                    "sessionId": session_id,
-                },
+                TripCollaborationLeavePayload(
+                    tripId=room.trip_id, userId=member.user_id, sessionId=session_id
+                ),
             )
         self.broadcast.publish_presence(room)

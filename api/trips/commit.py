@@ -29,6 +29,7 @@ from tripsage_sync.api.trips.events import (
     resolution_required_payload,
 )
 from tripsage_sync.api.trips.rooms import TripRoom
+from tripsage_sync.sync.collaboration import ConflictResolvedPayload
 from tripsage_sync.sync.document import ApplyResult, RemoteResult
 
 __all__ = ["TripCommits"]
@@ -71,14 +72,12 @@ class TripCommits:
         async with room.durable(self.services, writes):
             if change is not None:
                 payload = change_payload(room.trip_id, change, now=self.clock.now_ms())
-                broadcast.publish(room, "trip_update_broadcast", payload)
+                broadcast.publish(room, payload)
                 broadcast.run_change_hooks(room, change, origin)
             for conflict, detected in result.conflicts:
                 if detected is not None:
-                    payload = conflict_detected_payload(room.trip_id, detected)
-                    broadcast.publish(room, "trip_conflict_detected", payload)
-                payload = resolution_required_payload(conflict)
-                broadcast.send_to_editors(room, "conflict_resolution_required", payload)
+                    broadcast.publish(room, conflict_detected_payload(room.trip_id, detected))
+                broadcast.send_to_editors(room, resolution_required_payload(conflict))
         if change is not None:
             await self.maybe_compact(room)
         if result.conflicts:
@@ -95,15 +94,14 @@ class TripCommits:
             value = getattr(outcome, "confirmed_value", None)
             self.broadcast.publish(
                 room,
-                "conflict_resolved",
-                {
-                    "tripId": room.trip_id,
-                    "conflictId": resolved,
-                    "fieldName": outcome.field_name,
-                    "resolvedValue": value,
-                    "resolvedBy": resolved_by,
-                    "version": room.doc.version,
-                },
+                ConflictResolvedPayload(
+                    tripId=room.trip_id,
+                    conflictId=resolved,
+                    fieldName=outcome.field_name,
+                    resolvedValue=value,
+                    resolvedBy=resolved_by,
+                    version=room.doc.version,
+                ),
             )
 
     # -- compaction -----------------------------------------------------------------------

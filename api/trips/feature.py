@@ -46,7 +46,6 @@ it (:mod:`api.trips.part`) and the other transports use only the facade.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from starlette.routing import BaseRoute
 
@@ -54,7 +53,12 @@ from tripsage_sync.api.clock import Clock
 from tripsage_sync.api.settings import Settings
 from tripsage_sync.api.transport.connection import Connection
 from tripsage_sync.api.transport.services import Services
-from tripsage_sync.api.trips.broadcast import ChangeHook, PresenceHook, TripBroadcast
+from tripsage_sync.api.trips.broadcast import (
+    ChangeHook,
+    PresenceHook,
+    TripBroadcast,
+    TripRoomPayload,
+)
 from tripsage_sync.api.trips.collaboration import Collaboration
 from tripsage_sync.api.trips.commit import TripCommits
 from tripsage_sync.api.trips.rooms import EDITORS, PERMISSIONS, RoomRegistry, TripRoom
@@ -138,12 +142,11 @@ class TripFeature:
     def publish(
         self,
         room: TripRoom,
-        type_: str,
-        payload: dict[str, Any],
+        payload: TripRoomPayload,
         *,
         exclude: Connection | None = None,
     ) -> None:
-        self.broadcast.publish(room, type_, payload, exclude=exclude)
+        self.broadcast.publish(room, payload, exclude=exclude)
 
     def publish_presence(self, room: TripRoom) -> None:
         self.broadcast.publish_presence(room)

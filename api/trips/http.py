@@ -29,6 +29,7 @@ from tripsage_sync.api.trips.rooms import TripRoom
 from tripsage_sync.storage import ops
 from tripsage_sync.storage.errors import AlreadyExists
 from tripsage_sync.sync.channels import Principal
+from tripsage_sync.sync.collaboration import TripPermissionChangePayload
 from tripsage_sync.sync.document import TripDocument
 from tripsage_sync.sync.errors import (
     AuthError,
@@ -242,15 +243,15 @@ class TripHttp:
             )
             room = self.trips.registry.get(room.trip_id)
             room.permissions.pop(target, None)
-        payload = {
-            "tripId": room.trip_id,
-            "targetUserId": target,
-            "changedBy": principal.user_id,
-            "oldPermission": old,
-            "newPermission": new,
-            "effectiveImmediately": True,
-        }
-        event = make_event("trip_permission_change", payload, now_ms=self.trips.clock.now_ms())
+        payload = TripPermissionChangePayload(
+            tripId=room.trip_id,
+            targetUserId=target,
+            changedBy=principal.user_id,
+            oldPermission=old,
+            newPermission=new,
+            effectiveImmediately=True,
+        )
+        event = make_event(payload, now_ms=self.trips.clock.now_ms())
         self.trips.hub.publish(channel(room.trip_id), event)
         for conn in self.trips.hub.by_user.get(target, set()):
             if channel(room.trip_id) not in conn.session.subscriptions:

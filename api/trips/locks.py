@@ -10,6 +10,10 @@ import logging
 from tripsage_sync.api.transport.connection import Connection
 from tripsage_sync.api.trips.part import TripPart
 from tripsage_sync.api.trips.rooms import EDITORS, TripRoom
+from tripsage_sync.sync.collaboration import (
+    TripFieldEditingStartPayload,
+    TripFieldEditingStopPayload,
+)
 from tripsage_sync.sync.errors import InvalidMessage, PermissionDenied
 from tripsage_sync.sync.wire import (
     TripFieldEditingStartMessage,
@@ -49,21 +53,21 @@ class FieldLocks(TripPart):
                 "Viewers cannot edit this trip", details={"tripId": room.trip_id}
             )
         lock = room.presence.lock(conn.id, payload.fieldName, new_id("lock"), self.clock.now_ms())
-        event_payload = {
-            "tripId": room.trip_id,
-            "fieldName": lock.field_name,
-            "fieldPath": payload.fieldPath or f"trip.{lock.field_name}",
-            "userId": lock.user_id,
-            "userName": lock.user_name,
-            "lockId": lock.lock_id,
-            "expiresAt": iso_ms(lock.expires_ms),
-            "otherEditors": [
+        event_payload = TripFieldEditingStartPayload(
+            tripId=room.trip_id,
+            fieldName=lock.field_name,
+            fieldPath=payload.fieldPath or f"trip.{lock.field_name}",
+            userId=lock.user_id,
+            userName=lock.user_name,
+            lockId=lock.lock_id,
+            expiresAt=iso_ms(lock.expires_ms),
+            otherEditors=[
                 h.user_id
                 for h in room.presence.holders(lock.field_name)
                 if h.user_id != lock.user_id
             ],
-        }
-        self.trips.publish(room, "trip_field_editing_start", event_payload)
+        )
+        self.trips.publish(room, event_payload)
         self.trips.publish_presence(room)
         self.trips.schedule(room)
 
@@ -73,12 +77,11 @@ class FieldLocks(TripPart):
         lock = room.presence.unlock(conn.id, payload.fieldName, self.clock.now_ms())
         self.trips.publish(
             room,
-            "trip_field_editing_stop",
-            {
-                "tripId": room.trip_id,
-                "fieldName": payload.fieldName,
-                "userId": conn.principal.user_id,
-                "lockId": lock.lock_id if lock else payload.lockId,
-            },
+            TripFieldEditingStopPayload(
+                tripId=room.trip_id,
+                fieldName=payload.fieldName,
+                userId=conn.principal.user_id,
+                lockId=lock.lock_id if lock else payload.lockId,
+            ),
         )
         self.trips.publish_presence(room)

@@ -14,10 +14,9 @@ re-send to wait on) while its commit and follow-ups run.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from dataclasses import dataclass
-from typing import Any, assert_never
+from typing import assert_never
 
 from tripsage_sync.api.transport.connection import Connection
 from tripsage_sync.api.trips.events import (
@@ -46,14 +45,15 @@ from tripsage_sync.sync.document import (
 from tripsage_sync.sync.errors import InvalidState, PermissionDenied
 from tripsage_sync.sync.wire import (
     OptimisticUpdateStartMessage,
+    OutcomePayload,
     make_event,
+    read_outcome,
+    stored_outcome,
 )
 
 __all__ = ["OptimisticUpdates"]
 
 logger = logging.getLogger(__name__)
-
-OutcomeEvent = tuple[str, dict[str, Any]]
 
 
 class OptimisticUpdates(TripPart):
@@ -113,21 +113,20 @@ class _Reply:
     message_id: str | None
     update: UpdateStart
     room: TripRoom | None
-    inflight: asyncio.Future[OutcomeEvent] | None
+    inflight: asyncio.Future[OutcomePayload] | None
     received_ms: int
 
-    async def carry_out(self, intent: Intent) -> OutcomeEvent | None:
+    async def carry_out(self, intent: Intent) -> OutcomePayload | None:
         """Do what ``intent`` says; returns the outcome it sent, if it sent one."""
         trips = self.part.trips
-        outcome: OutcomeEvent | None = None
+        outcome: OutcomePayload | None = None
         match intent:
             case SendError(error):
                 self.conn.send_error(error, in_reply_to=self.message_id)
             case SendRollback():
                 outcome = _rollback(intent)
             case SendStoredOutcome(stored):
-                data = json.loads(stored)
-                outcome = data["type"], data["payload"]
+                outcome = read_outcome(stored)
             case AwaitInFlightOutcome():
                 if self.inflight is None:
                     raise InvalidState("no outcome in flight to wait for")
@@ -144,12 +143,11 @@ class _Reply:
             self._send_outcome(outcome)
         return outcome
 
-    def _send_outcome(self, outcome: OutcomeEvent) -> None:
-        type_, payload = outcome
-        self.part.trips.services.count_outcome(type_)
+    def _send_outcome(self, outcome: OutcomePayload) -> None:
+        self.part.trips.services.count_outcome(outcome.EVENT_TYPE)
         now = self.part.clock.now_ms()
         session_id = self.conn.session.path_session_id
-        self.conn.send(make_event(type_, payload, now_ms=now, session_id=session_id))
+        self.conn.send(make_event(outcome, now_ms=now, session_id=session_id))
 
     def _room(self) -> TripRoom:
         if self.room is None:
@@ -164,11 +162,11 @@ class _Reply:
         room, trips, result = self._room(), self.part.trips, persist.result
         update_id = self.update.update_id
         outcome = outcome_event(result, room.trip_id, self._processing_ms())
-        waiter: asyncio.Future[OutcomeEvent] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[OutcomePayload] = asyncio.get_running_loop().create_future()
         room.inflight[update_id] = waiter
         writes = room.writes_for(
             result.change,
-            outcome=(update_id, json.dumps({"type": outcome[0], "payload": outcome[1]})),
+            outcome=(update_id, stored_outcome(outcome)),
             conflict=result.conflict_raised,
         )
         try:
@@ -183,8 +181,9 @@ class _Reply:
                             trips.saw_own(self.conn, room.trip_id, version)
                         case SendOutcome(answered):
                             processing_ms = self._processing_ms()
-                            outcome = outcome_event(answered, room.trip_id, processing_ms)
-                            outcome[1]["processingTime"] = processing_ms
+                            outcome = outcome_event(
+                                answered, room.trip_id, processing_ms
+                            ).model_copy(update={"processingTime": processing_ms})
                             self._send_outcome(outcome)
                         case _:
                             assert_never(follow_up)
@@ -196,7 +195,7 @@ class _Reply:
             waiter.set_result(outcome)
 
 
-def _rollback(intent: SendRollback) -> OutcomeEvent:
+def _rollback(intent: SendRollback) -> OutcomePayload:
     return rollback_event(
         intent.trip_id,
         intent.update_id,

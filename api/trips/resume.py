@@ -35,12 +35,17 @@ answer does not tell whether the trip exists.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from starlette.routing import BaseRoute
 
 from tripsage_sync.api.trips.events import change_payload
 from tripsage_sync.api.trips.rooms import RoomBroken, TripRoom
+from tripsage_sync.sync.collaboration import (
+    SyncCompletePayload,
+    TripSnapshotPayload,
+    TripUpdateBroadcastPayload,
+)
 from tripsage_sync.sync.document import Change
 from tripsage_sync.sync.errors import NotFound, PermissionDenied, ServerError
 from tripsage_sync.sync.wire import ServerEvent, SyncRequestMessage, make_event
@@ -58,6 +63,10 @@ logger = logging.getLogger(__name__)
 MAX_REPLAY_CHANGES: Final = 256
 
 
+# The events of the answer to ``sync_request``.
+ResumePayload = TripUpdateBroadcastPayload | TripSnapshotPayload | SyncCompletePayload
+
+
 def replay_limit(outbound_queue_size: int) -> int:
     """The longest replay sent as changes; a longer one becomes a snapshot."""
     return max(1, min(MAX_REPLAY_CHANGES, outbound_queue_size // 2))
@@ -72,7 +81,7 @@ def resume_events(
     now: int,
     session_id: str | None,
     request_id: str | None,
-) -> list[ServerEvent]:
+) -> list[ServerEvent[ResumePayload]]:
     """The answer to ``sync_request``: changes or one snapshot, then the marker."""
     doc, trip_id = room.doc, room.trip_id
     reason: str | None = None
@@ -85,12 +94,9 @@ def resume_events(
         changes = [c for c in doc.changes_since(since_version) if c.version <= until_version]
         if len(changes) > limit:
             reason, changes = "too_many_changes", []
-    events = [
+    events: list[ServerEvent[ResumePayload]] = [
         make_event(
-            "trip_update_broadcast",
-            change_payload(trip_id, c, now=now, replayed=True),
-            now_ms=now,
-            session_id=session_id,
+            change_payload(trip_id, c, now=now, replayed=True), now_ms=now, session_id=session_id
         )
         for c in changes
     ]
@@ -98,23 +104,20 @@ def resume_events(
     if reason is not None:
         # Compaction may have moved the base past the version read on arrival.
         version = max(until_version, doc.base_version)
-        snapshot = {
-            "tripId": trip_id,
-            "version": version,
-            "fields": doc.values_at(version),
-            "reason": reason,
-        }
-        events.append(make_event("trip_snapshot", snapshot, now_ms=now, session_id=session_id))
-    marker: dict[str, Any] = {
-        "tripId": trip_id,
-        "version": version,
-        "fromVersion": since_version,
-        "changes": len(changes),
-        "snapshot": reason is not None,
-    }
+        snapshot = TripSnapshotPayload(
+            tripId=trip_id, version=version, fields=doc.values_at(version), reason=reason
+        )
+        events.append(make_event(snapshot, now_ms=now, session_id=session_id))
+    marker = SyncCompletePayload(
+        tripId=trip_id,
+        version=version,
+        fromVersion=since_version,
+        changes=len(changes),
+        snapshot=reason is not None,
+    )
     if request_id is not None:
-        marker["requestId"] = request_id
-    events.append(make_event("sync_complete", marker, now_ms=now, session_id=session_id))
+        marker = marker.model_copy(update={"requestId": request_id})
+    events.append(make_event(marker, now_ms=now, session_id=session_id))
     return events
 
 
@@ -164,8 +167,8 @@ class ResumeFeature:
                 )
                 for event in events:
                     conn.send(event)
-                    if event.type == "sync_complete":
-                        self.trips.saw_trip(conn, room.trip_id, event.payload["version"])
+                    if isinstance(event.payload, SyncCompletePayload):
+                        self.trips.saw_trip(conn, room.trip_id, event.payload.version)
         except RoomBroken:
             self.trips.registry.evict(room)
             raise ServerError("The trip could not be read; retry") from None

@@ -57,6 +57,7 @@ from tripsage_sync.sync.conflicts import PendingConflict
 from tripsage_sync.sync.document import Change, TripDocument
 from tripsage_sync.sync.errors import NotFound, PermissionDenied
 from tripsage_sync.sync.presence import Presence
+from tripsage_sync.sync.wire import OutcomePayload
 
 __all__ = ["EDITORS", "PERMISSIONS", "RoomBroken", "RoomRegistry", "TripRoom"]
 
@@ -89,7 +90,7 @@ class TripRoom:
     broken: bool = False
     # version -> wall time it was appended (or loaded), for retention.
     appended_ms: dict[int, int] = field(default_factory=dict)
-    inflight: dict[str, asyncio.Future[tuple[str, dict[str, Any]]]] = field(default_factory=dict)
+    inflight: dict[str, asyncio.Future[OutcomePayload]] = field(default_factory=dict)
     timer: asyncio.TimerHandle | None = None
     since_snapshot: int = 0
     holds: int = 0  # writes of the room not yet finished (see ``held``)

@@ -9,7 +9,7 @@
   rules that deliver each chunk index at most once, in order;
 * :mod:`.reply`: one :class:`ReplyStream` and its chunks;
 * :mod:`.indicator`: :class:`TypingTable`, who is typing where, until when;
-* :mod:`.event`: the hub channels of agent events, stored message payloads.
+* :mod:`.event`: the hub channels of agent events, the chat event payloads.
 
 Callers import from here: ``from sync.chat import StreamTable, ...``.
 """
@@ -19,6 +19,12 @@ from __future__ import annotations
 from tripsage_sync.sync.chat.event import (
     CHAT_STREAM_EVENTS,
     STATUS_EVENTS,
+    ChatChunkEventPayload,
+    ChatCompleteEventPayload,
+    ChatMessageEventPayload,
+    ChatResumedPayload,
+    ChatTypingStartPayload,
+    ChatTypingStopPayload,
     agent_event_channels,
     stored_message_payload,
 )
@@ -39,6 +45,12 @@ __all__ = [
     "MAX_PENDING_CHUNKS",
     "MAX_REPLY_CHARS",
     "STATUS_EVENTS",
+    "ChatChunkEventPayload",
+    "ChatCompleteEventPayload",
+    "ChatMessageEventPayload",
+    "ChatResumedPayload",
+    "ChatTypingStartPayload",
+    "ChatTypingStopPayload",
     "Chunk",
     "ChunkResult",
     "ReplyStream",

@@ -6,17 +6,35 @@ chat events to the session's stream, tool and status events to both
 endpoints of the session and the owner's agent channel.
 :func:`stored_message_payload` rebuilds the ``chat_message`` payload of a
 stored message (history, replay, echo).
+
+The payload models of the chat events the server sends: ``chat_message`` (a
+stored message, :class:`ChatMessageEventPayload`), ``chat_message_chunk`` and
+``chat_message_complete`` (a reply as the server releases it, with the stored
+``seq``), ``chat_typing_start``/``_stop`` (identity from the token) and the
+extension ``chat_resumed``. Keys sent only in some cases (``metadata``,
+``replay``, ``catchUp``) are left out unless set.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from tripsage_sync.sync.errors import InvalidMessage
-from tripsage_sync.sync.wire import AGENT_EVENT_TYPES, iso_ms
+from tripsage_sync.sync.wire import AGENT_EVENT_TYPES, EventPayload, iso_ms
 
-__all__ = ["CHAT_STREAM_EVENTS", "STATUS_EVENTS", "agent_event_channels", "stored_message_payload"]
+__all__ = [
+    "CHAT_STREAM_EVENTS",
+    "STATUS_EVENTS",
+    "ChatChunkEventPayload",
+    "ChatCompleteEventPayload",
+    "ChatMessageEventPayload",
+    "ChatResumedPayload",
+    "ChatTypingStartPayload",
+    "ChatTypingStopPayload",
+    "agent_event_channels",
+    "stored_message_payload",
+]
 
 # Events that belong to a chat session's history and stream: ``chat:{sessionId}``.
 CHAT_STREAM_EVENTS: Final = frozenset(
@@ -24,6 +42,71 @@ CHAT_STREAM_EVENTS: Final = frozenset(
 )
 # Tool and agent-status events: both endpoints of the session and the owner's agent channel.
 STATUS_EVENTS: Final = AGENT_EVENT_TYPES - CHAT_STREAM_EVENTS
+
+
+class ChatMessageEventPayload(EventPayload):
+    """``chat_message``: a stored message; ``replay: true`` when sent again on resume."""
+
+    EVENT_TYPE: ClassVar[str] = "chat_message"
+    OMIT_UNSET: ClassVar[bool] = True
+
+    messageId: str
+    content: str
+    role: str
+    userId: str | None
+    attachments: list[Any]
+    toolCalls: list[Any]
+    metadata: Any = None
+    seq: int
+    createdAt: str
+    replay: bool | None = None
+
+
+class ChatChunkEventPayload(EventPayload):
+    """``chat_message_chunk`` as released; ``catchUp: true`` for the content so far."""
+
+    EVENT_TYPE: ClassVar[str] = "chat_message_chunk"
+    OMIT_UNSET: ClassVar[bool] = True
+
+    messageId: str
+    content: str
+    isComplete: bool
+    chunkIndex: int
+    catchUp: bool | None = None
+
+
+class ChatCompleteEventPayload(EventPayload):
+    EVENT_TYPE: ClassVar[str] = "chat_message_complete"
+
+    messageId: str
+    finalContent: str
+    metadata: dict[str, Any]
+    seq: int
+
+
+class ChatTypingStartPayload(EventPayload):
+    EVENT_TYPE: ClassVar[str] = "chat_typing_start"
+
+    userId: str
+    username: str | None
+
+
+class ChatTypingStopPayload(EventPayload):
+    EVENT_TYPE: ClassVar[str] = "chat_typing_stop"
+
+    userId: str
+
+
+class ChatResumedPayload(EventPayload):
+    """The end of a chat replay (``gap``: the seqs left out of a too long one)."""
+
+    EVENT_TYPE: ClassVar[str] = "chat_resumed"
+
+    lastMessageId: str
+    found: bool
+    replayed: int
+    gap: dict[str, int] | None
+    streaming: list[str]
 
 
 def agent_event_channels(
@@ -70,23 +153,23 @@ def stored_message_payload(
     payload_json: str,
     seq: int,
     created_ms: int,
-) -> dict[str, Any]:
+) -> ChatMessageEventPayload:
     """The ``chat_message`` payload of a stored message (history, replay, echo).
 
     ``payload_json`` holds what the message carried besides its content
     (``attachments``, ``toolCalls``, ``metadata``, ``clientMessageId``).
     """
     extra = json.loads(payload_json) if payload_json else {}
-    payload: dict[str, Any] = {
-        "messageId": message_id,
-        "content": content,
-        "role": role,
-        "userId": user_id,
-        "attachments": extra.get("attachments", []),
-        "toolCalls": extra.get("toolCalls", []),
-    }
+    payload = ChatMessageEventPayload(
+        messageId=message_id,
+        content=content,
+        role=role,
+        userId=user_id,
+        attachments=extra.get("attachments", []),
+        toolCalls=extra.get("toolCalls", []),
+        seq=seq,
+        createdAt=iso_ms(created_ms),
+    )
     if "metadata" in extra:
-        payload["metadata"] = extra["metadata"]
-    payload["seq"] = seq
-    payload["createdAt"] = iso_ms(created_ms)
+        payload = payload.model_copy(update={"metadata": extra["metadata"]})
     return payload

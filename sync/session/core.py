@@ -41,6 +41,7 @@ from tripsage_sync.sync.errors import (
     SyncError,
 )
 from tripsage_sync.sync.events import (
+    AuthRefreshedPayload,
     HeartbeatMetrics,
     HeartbeatPayload,
     connection_close,
@@ -141,7 +142,9 @@ class Session:
         self.principal = principal
         self.token = TokenLifetime(expires_at_ms)
 
-    def refreshed(self, principal: Principal, *, expires_at_ms: int, now_ms: int) -> ServerEvent:
+    def refreshed(
+        self, principal: Principal, *, expires_at_ms: int, now_ms: int
+    ) -> ServerEvent[AuthRefreshedPayload]:
         """``auth_refresh`` with a verified token: the ``auth_refreshed`` answer, or
         :class:`PermissionDenied` (:func:`sync.session.token.refresh`)."""
         if self.principal is None or self.token is None or not self.is_open:
@@ -265,7 +268,8 @@ class Session:
         intents: list[Intent] = [SendError(limited, message.id)]
         if isinstance(message, OptimisticUpdateStartMessage):  # its one outcome too
             rollback = rate_limited_rollback(message.payload, limited)
-            intents.append(SendOutcome(self._event("optimistic_update_rollback", rollback, now_ms)))
+            event = make_event(rollback, now_ms=now_ms, session_id=self.path_session_id)
+            intents.append(SendOutcome(event))
         return intents
 
     # -- input: outcomes of intents ---------------------------------------------
@@ -378,10 +382,7 @@ class Session:
             raise InvalidState("a session without a policy cannot receive frames")
         return self.policy
 
-    def _event(self, type_: str, payload: dict[str, object], now_ms: int) -> ServerEvent:
-        return make_event(type_, payload, now_ms=now_ms, session_id=self.path_session_id)
-
-    def heartbeat(self, now_ms: int) -> ServerEvent:
+    def heartbeat(self, now_ms: int) -> ServerEvent[HeartbeatPayload]:
         """The server's ``connection_heartbeat`` with this connection's metrics."""
         self.last_heartbeat_ms = now_ms
         payload = HeartbeatPayload(
@@ -393,4 +394,4 @@ class Session:
                 messagesReceived=self.messages_received,
             ),
         )
-        return make_event("connection_heartbeat", payload, now_ms=now_ms)
+        return make_event(payload, now_ms=now_ms)

@@ -114,7 +114,7 @@ def established_event(
     heartbeat_interval_s: float,
     auth_timeout_s: float,
     now_ms: int,
-) -> ServerEvent:
+) -> ServerEvent[ConnectionEstablishedPayload]:
     """``connection_established``: the server's version, features and limits."""
     p = policy
     limits = Limits(
@@ -136,4 +136,4 @@ def established_event(
         userId=user_id,
         sessionId=session_id,
     )
-    return make_event("connection_established", payload, now_ms=now_ms, session_id=session_id)
+    return make_event(payload, now_ms=now_ms, session_id=session_id)

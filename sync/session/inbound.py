@@ -21,6 +21,7 @@ from tripsage_sync.sync.session.intent import Received
 from tripsage_sync.sync.wire import (
     BatchMessage,
     ClientMessage,
+    OptimisticUpdateRollbackPayload,
     OptimisticUpdateStartPayload,
     message_id_of,
     parse_client_message,
@@ -93,17 +94,17 @@ def too_large(size: int, limit: int) -> MessageTooLarge:
     return MessageTooLarge(f"Message exceeds {limit} bytes", details={"size": size, "limit": limit})
 
 
-def rate_limited_rollback(p: OptimisticUpdateStartPayload, limited: RateLimited) -> dict[str, Any]:
+def rate_limited_rollback(
+    p: OptimisticUpdateStartPayload, limited: RateLimited
+) -> OptimisticUpdateRollbackPayload:
     """The ``optimistic_update_rollback`` payload of an update refused as rate limited."""
-    retry_after_ms = int((limited.retry_after or 1.0) * 1000)
-    payload = {
-        "updateId": p.updateId,
-        "tripId": p.tripId,
-        "fieldName": p.fieldName or p.fieldPath,
-        "rollbackToValue": p.previousValue,
-        "rollbackReason": "rate_limited",
-        "canRetry": True,
-        "retryAfter": retry_after_ms,
-        "message": "too many changes were sent at once; try again in a moment.",
-    }
-    return payload
+    return OptimisticUpdateRollbackPayload(
+        updateId=p.updateId,
+        tripId=p.tripId,
+        fieldName=p.fieldName or p.fieldPath,
+        rollbackToValue=p.previousValue,
+        rollbackReason="rate_limited",
+        canRetry=True,
+        retryAfter=int((limited.retry_after or 1.0) * 1000),
+        message="too many changes were sent at once; try again in a moment.",
+    )

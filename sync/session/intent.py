@@ -235,5 +235,5 @@ def error_close_frames(
     )
     return (
         error_event(error, now_ms=now_ms, session_id=session_id),
-        make_event("connection_error", problem, now_ms=now_ms),
+        make_event(problem, now_ms=now_ms),
     )

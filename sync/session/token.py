@@ -48,13 +48,13 @@ class WarnExpiring:
     expires_at_ms: int
     refresh_before_ms: int
 
-    def event(self, now_ms: int) -> ServerEvent:
+    def event(self, now_ms: int) -> ServerEvent[AuthExpiringPayload]:
         payload = AuthExpiringPayload(
             expiresAt=iso_ms(self.expires_at_ms),
             refreshBefore=iso_ms(self.refresh_before_ms),
             expiresIn=round(max(0, self.expires_at_ms - now_ms) / 1000, 3),
         )
-        return make_event("auth_expiring", payload, now_ms=now_ms)
+        return make_event(payload, now_ms=now_ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,12 +64,12 @@ class CloseExpired:
     code: ClassVar[int] = CLOSE_AUTH_FAILED  # the JSON endpoints' close code
     reason: ClassVar[str] = "token expired"
 
-    def event(self, now_ms: int) -> ServerEvent:
+    def event(self, now_ms: int) -> ServerEvent[ConnectionErrorPayload]:
         """The JSON endpoints' ``connection_error`` sent before the close frame."""
         payload = ConnectionErrorPayload(
             errorCode="TOKEN_EXPIRED", message="Token expired", severity="error"
         )
-        return make_event("connection_error", payload, now_ms=now_ms)
+        return make_event(payload, now_ms=now_ms)
 
 
 @dataclass(slots=True)
@@ -115,7 +115,7 @@ def refresh(
     principal: Principal,
     expires_at_ms: int,
     now_ms: int,
-) -> ServerEvent:
+) -> ServerEvent[AuthRefreshedPayload]:
     """``auth_refresh`` with a verified token naming ``principal``: ``auth_refreshed``.
 
     The token must name the connection's user with the connection's role
@@ -134,4 +134,4 @@ def refresh(
         )
     lifetime.renewed(expires_at_ms)
     payload = AuthRefreshedPayload(expiresAt=iso_ms(expires_at_ms))
-    return make_event("auth_refreshed", payload, now_ms=now_ms)
+    return make_event(payload, now_ms=now_ms)

@@ -7,7 +7,9 @@ One module a concern, each with its part of the theory:
 * :mod:`.envelope`: "Base Message Structure", one class per message type, and
   :data:`ClientMessage`, their union;
 * :mod:`.parse`: frames to validated messages, errors that say what was wrong;
+* :mod:`.outcome`: the payloads of an optimistic update's outcome, stored and read back;
 * :mod:`.refusal`: the outcome of an optimistic update that fails validation;
+* :mod:`.eventpayload`: the base of server event payloads (the model names the type);
 * :mod:`.event`: server event envelopes, built and encoded once.
 
 Callers import from here: ``from sync.wire import parse_client_message, ...``.
@@ -79,6 +81,17 @@ from tripsage_sync.sync.wire.event import (
     encode,
     make_event,
 )
+from tripsage_sync.sync.wire.eventpayload import EVENT_PAYLOADS, EventPayload
+from tripsage_sync.sync.wire.outcome import (
+    OUTCOME_PAYLOADS,
+    ConflictingUpdate,
+    OptimisticUpdateConfirmedPayload,
+    OptimisticUpdateRejectedPayload,
+    OptimisticUpdateRollbackPayload,
+    OutcomePayload,
+    read_outcome,
+    stored_outcome,
+)
 from tripsage_sync.sync.wire.parse import (
     message_id_of,
     parse_auth_request,
@@ -127,12 +140,14 @@ from tripsage_sync.sync.wire.refusal import (
 __all__ = [
     "AGENT_EVENT_TYPES",
     "CLIENT_MESSAGE_TYPES",
+    "EVENT_PAYLOADS",
     "MAX_BATCH_MESSAGES",
     "MAX_CHANNELS_PER_REQUEST",
     "MAX_ID_CHARS",
     "MAX_TEXT_CHARS",
     "MAX_TOKEN_CHARS",
     "MESSAGE_MODELS",
+    "OUTCOME_PAYLOADS",
     "AgentEventMessage",
     "AgentPublishedMessage",
     "AgentStatusUpdateMessage",
@@ -166,10 +181,12 @@ __all__ = [
     "CollaborationSessionStartPayload",
     "ConflictResolutionSubmitMessage",
     "ConflictResolutionSubmitPayload",
+    "ConflictingUpdate",
     "ConnectionHealthMessage",
     "ConnectionHeartbeatMessage",
     "EmptyPayload",
     "Envelope",
+    "EventPayload",
     "FieldEditingPayload",
     "Fraction",
     "HeartbeatRequestPayload",
@@ -177,8 +194,12 @@ __all__ = [
     "InvalidUpdate",
     "NotificationMessage",
     "NotificationPayload",
+    "OptimisticUpdateConfirmedPayload",
+    "OptimisticUpdateRejectedPayload",
+    "OptimisticUpdateRollbackPayload",
     "OptimisticUpdateStartMessage",
     "OptimisticUpdateStartPayload",
+    "OutcomePayload",
     "PerformanceMetricsMessage",
     "ServerEvent",
     "ServerHealthMessage",
@@ -221,4 +242,6 @@ __all__ = [
     "parse_client_message",
     "parse_client_value",
     "parse_iso_ms",
+    "read_outcome",
+    "stored_outcome",
 ]

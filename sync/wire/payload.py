@@ -5,14 +5,16 @@
 events agents publish ("Tool Events", "Agent Status Events"). Each model
 validates itself, so an invalid payload cannot be constructed; which model
 belongs to which ``type`` is :mod:`sync.wire.envelope`. Field names are the
-wire's camelCase, so models dump without aliases. :class:`WireModel` is
+wire's camelCase, so models dump without aliases. A payload the server relays as
+it came (tool and agent status events, notifications, system messages) is an
+:class:`~sync.wire.eventpayload.EventPayload` as well. :class:`WireModel` is
 strict (JSON types are taken as sent: ``"5"`` is not an integer), frozen,
 and ignores unknown fields.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, JsonValue
 
@@ -24,6 +26,7 @@ from tripsage_sync.sync.wire.base import (
     Id,
     Text,
 )
+from tripsage_sync.sync.wire.eventpayload import EventPayload
 
 __all__ = [
     "AgentStatusUpdatePayload",
@@ -197,7 +200,9 @@ class HeartbeatRequestPayload(WireModel):
     serverTime: Annotated[str, Field(max_length=64)] | None = None
 
 
-# Agent-published events ("Chat Events", "Tool Events", "Agent Status Events").
+# Agent-published events ("Chat Events", "Tool Events", "Agent Status Events"). The
+# tool and status events, and an admin's notification and system message, are sent on
+# as they came: their model is the server event's payload model too (EventPayload).
 
 
 class ChatMessageChunkPayload(WireModel):
@@ -213,27 +218,35 @@ class ChatMessageCompletePayload(WireModel):
     metadata: dict[str, JsonValue] = {}
 
 
-class ToolCallStartPayload(WireModel):
+class ToolCallStartPayload(WireModel, EventPayload):
+    EVENT_TYPE: ClassVar[str] = "tool_call_start"
+
     toolCallId: Id
     toolName: Id
     arguments: dict[str, JsonValue] = {}
     estimatedDuration: Annotated[float, Field(ge=0)] | None = None
 
 
-class ToolCallProgressPayload(WireModel):
+class ToolCallProgressPayload(WireModel, EventPayload):
+    EVENT_TYPE: ClassVar[str] = "tool_call_progress"
+
     toolCallId: Id
     progress: Fraction
     status: Annotated[str, Field(max_length=2000)] | None = None
     intermediateResults: dict[str, JsonValue] = {}
 
 
-class ToolCallCompletePayload(WireModel):
+class ToolCallCompletePayload(WireModel, EventPayload):
+    EVENT_TYPE: ClassVar[str] = "tool_call_complete"
+
     toolCallId: Id
     result: JsonValue = None
     executionTime: Annotated[float, Field(ge=0)] | None = None
 
 
-class ToolCallErrorPayload(WireModel):
+class ToolCallErrorPayload(WireModel, EventPayload):
+    EVENT_TYPE: ClassVar[str] = "tool_call_error"
+
     toolCallId: Id
     error: Annotated[str, Field(max_length=2000)]
     errorCode: Id | None = None
@@ -241,7 +254,9 @@ class ToolCallErrorPayload(WireModel):
     fallbackOptions: Annotated[list[Id], Field(max_length=20)] = []
 
 
-class AgentStatusUpdatePayload(WireModel):
+class AgentStatusUpdatePayload(WireModel, EventPayload):
+    EVENT_TYPE: ClassVar[str] = "agent_status_update"
+
     agentId: Id
     isActive: bool
     currentTask: Annotated[str, Field(max_length=2000)] | None = None
@@ -250,7 +265,9 @@ class AgentStatusUpdatePayload(WireModel):
     estimatedCompletion: Annotated[str, Field(max_length=64)] | None = None
 
 
-class AgentTaskStartPayload(WireModel):
+class AgentTaskStartPayload(WireModel, EventPayload):
+    EVENT_TYPE: ClassVar[str] = "agent_task_start"
+
     taskId: Id
     taskName: Id
     taskDescription: Annotated[str, Field(max_length=2000)] | None = None
@@ -258,7 +275,9 @@ class AgentTaskStartPayload(WireModel):
     priority: Literal["low", "medium", "normal", "high", "urgent"] | None = None
 
 
-class AgentTaskProgressPayload(WireModel):
+class AgentTaskProgressPayload(WireModel, EventPayload):
+    EVENT_TYPE: ClassVar[str] = "agent_task_progress"
+
     taskId: Id
     progress: Fraction
     currentStep: Annotated[str, Field(max_length=2000)] | None = None
@@ -267,13 +286,17 @@ class AgentTaskProgressPayload(WireModel):
     intermediateResults: dict[str, JsonValue] = {}
 
 
-class AgentTaskCompletePayload(WireModel):
+class AgentTaskCompletePayload(WireModel, EventPayload):
+    EVENT_TYPE: ClassVar[str] = "agent_task_complete"
+
     taskId: Id
     result: JsonValue = None
     nextTask: Id | None = None
 
 
-class NotificationPayload(WireModel):
+class NotificationPayload(WireModel, EventPayload):
+    EVENT_TYPE: ClassVar[str] = "notification"
+
     title: Annotated[str, Field(max_length=500)]
     message: Annotated[str, Field(max_length=5000)]
     type: Literal["info", "success", "warning", "error"] = "info"
@@ -281,7 +304,9 @@ class NotificationPayload(WireModel):
     dismissible: bool = True
 
 
-class SystemMessagePayload(WireModel):
+class SystemMessagePayload(WireModel, EventPayload):
+    EVENT_TYPE: ClassVar[str] = "system_message"
+
     level: Literal["info", "warning", "error", "critical", "maintenance"]
     message: Annotated[str, Field(max_length=5000)]
     scheduledTime: Annotated[str, Field(max_length=64)] | None = None

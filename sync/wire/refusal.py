@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from tripsage_sync.sync.errors import InvalidMessage
+from tripsage_sync.sync.wire.outcome import OptimisticUpdateRejectedPayload
 
 __all__ = ["InvalidUpdate", "invalid_update_payload"]
 
@@ -54,7 +55,7 @@ class InvalidUpdate(InvalidMessage):
             details=invalid.details,
         )
 
-    def rejection(self) -> dict[str, Any]:
+    def rejection(self) -> OptimisticUpdateRejectedPayload:
         return invalid_update_payload(
             self.update_id, self.trip_id, self.field_name, self.message, self.details or {}
         )
@@ -68,19 +69,26 @@ def invalid_update_payload(
     details: dict[str, Any],
     *,
     current: tuple[Any, int] | None = None,
-) -> dict[str, Any]:
-    """The ``optimistic_update_rejected`` payload of an update that fails validation."""
-    payload: dict[str, Any] = {
-        "updateId": update_id,
-        "tripId": trip_id,
-        "fieldName": field_name,
-        "rejectionReason": "invalid_message",
-        "message": message,
-        "details": details,
-    }
-    if current is not None:
-        payload["currentServerValue"], payload["currentServerVersion"] = current
-    return payload
+) -> OptimisticUpdateRejectedPayload:
+    """The ``optimistic_update_rejected`` payload of an update that fails validation.
+
+    The server's value and version are sent only when ``current`` is known (unset
+    keys stay off the wire).
+    """
+    server: dict[str, Any] = (
+        {}
+        if current is None
+        else {"currentServerValue": current[0], "currentServerVersion": current[1]}
+    )
+    return OptimisticUpdateRejectedPayload(
+        updateId=update_id,
+        tripId=trip_id,
+        fieldName=field_name,
+        rejectionReason="invalid_message",
+        message=message,
+        details=details,
+        **server,
+    )
 
 
 def _echo(value: object) -> str | None:

@@ -332,7 +332,7 @@ def test_stored_message_payload() -> None:
         seq=7,
         created_ms=1_748_395_800_000,
     )
-    assert payload == {
+    assert payload.wire() == {
         "messageId": "m",
         "content": "hi",
         "role": "assistant",

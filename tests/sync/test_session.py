@@ -55,8 +55,12 @@ def test_deadlines_and_heartbeat() -> None:
     session.frame_sent(20)
     beat = session.heartbeat(now_ms=26_000)
     assert beat.type == "connection_heartbeat"
-    assert beat.payload["metrics"] == {"uptime": 25.0, "messagesSent": 1, "messagesReceived": 1}
-    assert beat.payload["serverTime"] == "1970-01-01T00:00:26.000Z"
+    assert beat.payload.metrics.model_dump() == {
+        "uptime": 25.0,
+        "messagesSent": 1,
+        "messagesReceived": 1,
+    }
+    assert beat.payload.serverTime == "1970-01-01T00:00:26.000Z"
 
 
 def test_abuse_counter() -> None:
@@ -78,7 +82,7 @@ def test_token_warning_then_expiry() -> None:
     assert warning == WarnExpiring(HOUR_MS, HOUR_MS - 5_000)
     event = warning.event(HOUR_MS - WARNING_MS)
     assert event.type == "auth_expiring"
-    assert event.payload == {
+    assert event.payload.model_dump() == {
         "expiresAt": "1970-01-01T01:00:00.000Z",
         "refreshBefore": "1970-01-01T00:59:55.000Z",
         "expiresIn": 60.0,
@@ -91,7 +95,7 @@ def test_token_warning_then_expiry() -> None:
     assert isinstance(expired, CloseExpired)
     error = expired.event(HOUR_MS)
     assert error.type == "connection_error"
-    assert error.payload["errorCode"] == "TOKEN_EXPIRED"
+    assert error.payload.errorCode == "TOKEN_EXPIRED"
 
 
 def test_a_short_token_is_warned_at_once() -> None:
@@ -100,7 +104,7 @@ def test_a_short_token_is_warned_at_once() -> None:
     warning = session.token_due(1_000)
     assert isinstance(warning, WarnExpiring)
     assert warning.refresh_before_ms == 1_000  # never in the past
-    assert warning.event(1_000).payload["expiresIn"] == 3.0
+    assert warning.event(1_000).payload.expiresIn == 3.0
 
 
 def test_refresh_moves_the_expiry_for_the_same_user_and_role_only() -> None:
@@ -114,7 +118,7 @@ def test_refresh_moves_the_expiry_for_the_same_user_and_role_only() -> None:
     assert session.token.expires_at_ms == HOUR_MS  # refused: the old expiry keeps running
     answer = session.refreshed(Principal("alice"), expires_at_ms=2 * HOUR_MS, now_ms=HOUR_MS - 1)
     assert answer.type == "auth_refreshed"
-    assert answer.payload == {"expiresAt": "1970-01-01T02:00:00.000Z"}
+    assert answer.payload.model_dump() == {"expiresAt": "1970-01-01T02:00:00.000Z"}
     assert session.principal == Principal("alice", name="Alice")  # identity as authenticated
     assert session.token_due(HOUR_MS) is None
     assert isinstance(session.token_due(2 * HOUR_MS - WARNING_MS), WarnExpiring)  # warned anew

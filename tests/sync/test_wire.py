@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import json
-from typing import get_args
+from typing import ClassVar, get_args
 
 import pytest
 from pydantic import TypeAdapter
 
+from tripsage_sync.sync import collaboration, events, health
+from tripsage_sync.sync.chat import ChatTypingStartPayload
 from tripsage_sync.sync.errors import InvalidMessage
 from tripsage_sync.sync.wire import (
     AGENT_EVENT_TYPES,
     CLIENT_MESSAGE_TYPES,
+    EVENT_PAYLOADS,
     MESSAGE_MODELS,
     AnyClientMessage,
     BatchMessage,
     ClientMessage,
     CollaborationSessionStartMessage,
     ConflictResolutionSubmitMessage,
+    EventPayload,
     InvalidUpdate,
+    OptimisticUpdateRejectedPayload,
+    OptimisticUpdateRollbackPayload,
     OptimisticUpdateStartMessage,
     encode,
     iso_ms,
@@ -28,6 +34,8 @@ from tripsage_sync.sync.wire import (
     parse_client_message,
     parse_client_value,
     parse_iso_ms,
+    read_outcome,
+    stored_outcome,
 )
 
 
@@ -188,9 +196,10 @@ def test_auth_request() -> None:
 
 
 def test_encode_keeps_payload_nulls_and_drops_empty_envelope_fields() -> None:
-    event = make_event("trip_collaborator_presence", {"currentField": None}, now_ms=0)
+    event = make_event(ChatTypingStartPayload(userId="u", username=None), now_ms=0)
     data = json.loads(encode(event))
-    assert data["payload"] == {"currentField": None}
+    assert data["type"] == "chat_typing_start"
+    assert data["payload"] == {"userId": "u", "username": None}
     assert "sessionId" not in data
     assert "userId" not in data
     assert data["timestamp"] == "1970-01-01T00:00:00.000Z"
@@ -229,9 +238,10 @@ def test_an_invalid_update_with_a_string_update_id_carries_its_rejection(
     with pytest.raises(InvalidUpdate) as caught:
         parse_client_message({"type": "optimistic_update_start", "payload": payload})
     rejection = caught.value.rejection()
-    assert rejection["updateId"] == "u1"
-    assert rejection["rejectionReason"] == "invalid_message"
-    assert rejection["details"]["field"] == field
+    assert rejection.updateId == "u1"
+    assert rejection.rejectionReason == "invalid_message"
+    assert rejection.details is not None
+    assert rejection.details["field"] == field
     assert caught.value.code == "INVALID_MESSAGE_FORMAT"
 
 
@@ -303,3 +313,106 @@ def test_the_union_parses_every_client_message_type_to_its_class() -> None:
         assert type(parse_client_message(json.dumps(data))) is model
         if payload is None:  # an absent payload is the model's empty one
             assert message.payload == model.model_fields["payload"].default
+
+
+# -- server events: one payload model a type ("Event Types", "Real-time Collaboration",
+# "Optimistic Updates"; the extensions in README) ---------------------------------------
+
+# Every event of websocket-api.md whose direction is "Server to Client" or "Bidirectional".
+SPEC_SERVER_EVENTS = frozenset(
+    {
+        *("chat_message", "chat_message_chunk", "chat_message_complete"),
+        *("chat_typing_start", "chat_typing_stop"),
+        *("tool_call_start", "tool_call_progress", "tool_call_complete", "tool_call_error"),
+        *("agent_status_update", "agent_task_start", "agent_task_progress"),
+        "agent_task_complete",
+        *("connection_established", "connection_heartbeat", "connection_error"),
+        "connection_close",
+        *("error", "notification", "system_message"),
+        *("trip_collaboration_join", "trip_collaboration_leave"),
+        *("trip_field_editing_start", "trip_field_editing_stop", "trip_update_broadcast"),
+        *("trip_collaborator_presence", "trip_conflict_detected", "trip_permission_change"),
+        *("optimistic_update_confirmed", "optimistic_update_rejected"),
+        *("optimistic_update_rollback", "conflict_resolution_required"),
+    }
+)
+# Sent by the server beyond those (README: token refresh, resuming, channels, health).
+EXTENSION_EVENTS = frozenset(
+    {
+        *("auth_expiring", "auth_refreshed", "subscription_update", "chat_resumed"),
+        *("collaboration_session_started", "conflict_resolved", "trip_snapshot"),
+        *("sync_complete", "connection_health", "server_health", "performance_metrics"),
+    }
+)
+
+
+def test_every_server_event_type_has_exactly_one_payload_model() -> None:
+    # Models are registered as their modules are imported.
+    assert EVENT_PAYLOADS["error"] is events.ErrorPayload
+    assert EVENT_PAYLOADS["sync_complete"] is collaboration.SyncCompletePayload
+    assert EVENT_PAYLOADS["server_health"] is health.ServerHealthPayload
+    assert set(EVENT_PAYLOADS) == SPEC_SERVER_EVENTS | EXTENSION_EVENTS
+    for event_type, model in EVENT_PAYLOADS.items():
+        assert model.EVENT_TYPE == event_type
+        others = [m for m in _all_subclasses(EventPayload) if m.__dict__.get("EVENT_TYPE")]
+        assert [m for m in others if m.EVENT_TYPE == event_type] == [model]
+
+
+def test_a_second_model_for_an_event_type_is_refused() -> None:
+    with pytest.raises(TypeError, match="has a payload model already"):
+
+        class Again(EventPayload):
+            EVENT_TYPE: ClassVar[str] = "error"
+
+
+def test_make_event_takes_payload_models_only() -> None:
+    with pytest.raises(TypeError, match="EventPayload"):
+        make_event({"code": "X"}, now_ms=0)  # type: ignore[type-var]
+    event = make_event(events.AuthRefreshedPayload(expiresAt="t"), now_ms=0)
+    assert event.type == "auth_refreshed"
+    assert event.payload.expiresAt == "t"  # typed where it is built
+
+
+def test_unset_situational_keys_stay_absent_and_set_nulls_are_sent() -> None:
+    rollback = OptimisticUpdateRollbackPayload(
+        updateId="u",
+        tripId="t",
+        fieldName=None,
+        rollbackToValue=None,
+        rollbackReason="stale_previous_value",
+        canRetry=False,
+        message="m",
+    )
+    assert rollback.wire() == {
+        "updateId": "u",
+        "tripId": "t",
+        "fieldName": None,
+        "rollbackToValue": None,
+        "rollbackReason": "stale_previous_value",
+        "canRetry": False,
+        "message": "m",
+    }
+
+
+def test_a_stored_outcome_is_read_back_into_its_model_unchanged() -> None:
+    rejected = OptimisticUpdateRejectedPayload(
+        updateId="u",
+        tripId=None,
+        fieldName="name",
+        rejectionReason="invalid_message",
+        message="m",
+        details={"field": "payload.optimisticValue"},
+    )
+    stored = stored_outcome(rejected)
+    assert json.loads(stored) == {"type": "optimistic_update_rejected", "payload": rejected.wire()}
+    again = read_outcome(stored)
+    assert isinstance(again, OptimisticUpdateRejectedPayload)
+    assert again.wire() == rejected.wire()
+    assert "conflictId" not in again.wire()
+
+
+def _all_subclasses(cls: type[EventPayload]) -> list[type[EventPayload]]:
+    found = []
+    for sub in cls.__subclasses__():
+        found += [sub, *_all_subclasses(sub)]
+    return found
