@@ -267,10 +267,13 @@ async def test_resume_replays_missed_messages_in_order(server: ServerProcess) ->
     agent = await connect_agent(server)
     await phone.send(user_message("one", "m-1"))
     await phone.recv_type("chat_message")
+    # The laptop sees "one" too: take it, so that each wait below is for its own message
+    # (else "three" could still be being stored when the phone resumes, and arrive live).
+    assert (await laptop.recv_type("chat_message"))["payload"]["content"] == "one"
     await phone.close()  # saw m-1 only
     for text in ("two", "three"):
         await laptop.send(user_message(text))
-        await laptop.recv_type("chat_message")
+        assert (await laptop.recv_type("chat_message"))["payload"]["content"] == text
     await agent.send(chunk("s-1", "reply-2", 0, "Thinking"))
     await laptop.recv_type("chat_message_chunk")
 
