@@ -47,8 +47,11 @@ async def metrics_until(
             await asyncio.sleep(POLL_S)  # polling the server's state, under a deadline
 
 
-def unloaded(count: int) -> Callable[[Series], bool]:
-    return lambda series: value(series, UNLOADED) == count
+def unloaded(count: float, *, loaded: float | None = None) -> Callable[[Series], bool]:
+    """``count`` rooms unloaded so far (and ``loaded`` rooms loaded, if given)."""
+    return lambda series: (
+        value(series, UNLOADED) == count and (loaded is None or value(series, LOADED) == loaded)
+    )
 
 
 def has(**expected: Any) -> Callable[[dict[str, Any]], bool]:
@@ -78,7 +81,9 @@ async def test_an_idle_room_is_unloaded_and_comes_back_with_every_confirmed_edit
         await bob.close()
     await alice.close()
     series = await metrics_until(server, lambda s: value(s, LOADED) == 0)
-    assert value(series, UNLOADED) == 1
+    # (On a slow machine the room may also have gone between its creation and the join.)
+    unloads = value(series, UNLOADED)
+    assert unloads >= 1
     # A JSON client joining loads it from storage: every confirmed edit is there.
     carol, rejoined = await join(server, "carol")
     fields = rejoined["payload"]["fields"]
@@ -95,7 +100,7 @@ async def test_an_idle_room_is_unloaded_and_comes_back_with_every_confirmed_edit
     assert confirmed["type"] == "optimistic_update_confirmed", confirmed
     assert confirmed["payload"]["serverVersion"] == reloaded_version + 1
     await carol.close()
-    await metrics_until(server, lambda s: value(s, LOADED) == 0 and value(s, UNLOADED) == 2)
+    await metrics_until(server, unloaded(unloads + 1, loaded=0))
     trip = await get_trip(server, "alice")
     assert has(destination="Rome", name="Italy", notes="bob ", budget=2100)(trip["fields"])
 
@@ -110,10 +115,12 @@ async def test_a_room_with_a_client_or_a_peer_stays_loaded(
     bob = await NodePeer.start(server, "trip-2", "bob")
     try:
         await bob.synced()
+        # (On a slow machine a room may have gone between its creation and the join.)
+        before = value(await scrape(server), UNLOADED)
         # Rooms opened later than these two go first: theirs would have gone before.
-        for unloads, trip_id in enumerate(("trip-3", "trip-4"), start=1):
+        for n, trip_id in enumerate(("trip-3", "trip-4"), start=1):
             await create_trip(server, trip_id=trip_id, fields=FIELDS)
-            series = await metrics_until(server, unloaded(unloads))
+            series = await metrics_until(server, unloaded(before + n))
             assert value(series, LOADED) == 2
         # Both rooms are the same ones: the client edits on, the peer sees it.
         version = started["payload"]["version"]
@@ -125,7 +132,7 @@ async def test_a_room_with_a_client_or_a_peer_stays_loaded(
     finally:
         await bob.close()
     await alice.close()
-    await metrics_until(server, lambda s: value(s, LOADED) == 0 and value(s, UNLOADED) == 4)
+    await metrics_until(server, unloaded(before + 4, loaded=0))
     assert (await get_trip(server, "alice", "trip-1"))["fields"]["destination"] == "Rome"
     assert (await get_trip(server, "bob", "trip-2"))["fields"]["destination"] == "Oslo"
 
@@ -155,7 +162,7 @@ async def test_a_conflict_deadline_after_the_unload_still_applies_its_default(
     assert value(series, RESOLVED) == 0, "unloaded before the deadline"
     # The deadline loads the trip, its timer applies the default; then it goes again.
     await metrics_until(server, lambda s: value(s, RESOLVED) == 1)
-    await metrics_until(server, lambda s: value(s, LOADED) == 0 and value(s, UNLOADED) == 2)
+    await metrics_until(server, unloaded(value(series, UNLOADED) + 1, loaded=0))
     alice, started = await join(server, "alice")
     assert started["payload"]["fields"]["budget"] == 3000
     assert not any(m.get("type") == "conflict_resolution_required" for m in alice.seen)
