@@ -66,6 +66,7 @@ class Settings:
     conflict_auto_resolve_ms: int = 30_000
     field_lock_ttl_s: float = 30.0
     presence_idle_s: float = 60.0
+    room_idle_unload_s: float = 300.0
     history_retention_days: float = 30.0
     compact_every_updates: int = 500
     storage_retry_initial_ms: int = 1000
@@ -115,6 +116,7 @@ class Settings:
             "send_timeout_s",
             "typing_timeout_s",
             "chat_stream_idle_timeout_s",
+            "room_idle_unload_s",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be positive")
@@ -212,6 +214,8 @@ DOCS: Final[dict[str, str]] = {
     "conflict_auto_resolve_ms": "autoResolveAfter for manual conflicts",
     "field_lock_ttl_s": "Seconds an advisory field lock lasts without a renewal",
     "presence_idle_s": "Seconds without activity before a collaborator shows as not active",
+    "room_idle_unload_s": "Seconds a trip room may stay loaded with no connection and no"
+    " pending work before it is unloaded from memory (loaded again on next use)",
     "history_retention_days": "Days of update history kept for clients that were offline",
     "compact_every_updates": "Updates between snapshots of a trip",
     "storage_retry_initial_ms": "While storage fails (disk full): first retryAfter of refused"

@@ -7,7 +7,8 @@ process, as in tests, must not share counters). It owns a
 :class:`prometheus_client.CollectorRegistry` with three kinds of series:
 
 - *counters* (messages and bytes in/out by event type, auth failures,
-  rate-limit refusals, outcomes, conflicts, appends, slow consumers) are
+  rate-limit refusals, outcomes, conflicts, appends, slow consumers, idle
+  trip rooms unloaded) are
   plain ``int`` and ``dict[str, int]`` increments on the event loop thread,
   with no lock and no label lookup on the hot path; :class:`_LiveCollector`
   turns them into counter families only when ``/metrics`` is scraped;
@@ -19,8 +20,8 @@ process, as in tests, must not share counters). It owns a
 
 Call sites: :mod:`api.transport.connection` (read and write paths, auth failures, slow
 consumers), :mod:`api.transport.hub` (fan-out latency, connections opened),
-:mod:`api.transport.services` (rate limits, outcomes) and :mod:`api.trips.rooms` (commit
-latency, appends, conflicts).
+:mod:`api.transport.services` (rate limits, outcomes), :mod:`api.trips.rooms` (commit
+latency, appends, conflicts) and :mod:`api.trips.sweep` (rooms unloaded).
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ class Metrics:
         self.conflicts_resolved = 0
         self.log_appends = 0
         self.slow_consumers = 0
+        self.trips_unloaded = 0
         r = self.registry
         self.commit_seconds = Histogram(
             f"{PREFIX}_commit_seconds",
@@ -206,6 +208,7 @@ class _LiveCollector(Collector):
                 "Connections closed because they did not read their events",
                 m.slow_consumers,
             ),
+            ("trips_unloaded", "Idle trip rooms unloaded from memory", m.trips_unloaded),
         ):
             yield CounterMetricFamily(f"{PREFIX}_{name}", doc, value=value)
         active = GaugeMetricFamily(

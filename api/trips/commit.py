@@ -122,16 +122,17 @@ class TripCommits:
         for version in [v for v in room.appended_ms if v <= snapshot.version]:
             del room.appended_ms[version]
         try:
-            pruned = await self.services.write(
-                self.services.store.save_snapshot(
-                    room.trip_id,
-                    snapshot.version,
-                    snapshot.state,
-                    json.dumps(snapshot.meta),
-                    self.clock.now_ms(),
-                    prune_log_up_to_version=snapshot.version,
+            with room.held():  # not unloaded before its snapshot is stored
+                pruned = await self.services.write(
+                    self.services.store.save_snapshot(
+                        room.trip_id,
+                        snapshot.version,
+                        snapshot.state,
+                        json.dumps(snapshot.meta),
+                        self.clock.now_ms(),
+                        prune_log_up_to_version=snapshot.version,
+                    )
                 )
-            )
             logger.info(
                 "trip %s: snapshot at version %d, %d updates pruned",
                 room.trip_id,

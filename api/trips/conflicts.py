@@ -5,6 +5,7 @@ automatic resolution at the deadline).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from tripsage_sync.api.transport.connection import Connection
@@ -33,7 +34,14 @@ class ConflictResolution(TripPart):
             ),
             None,
         )
-        if room is None:
+        if room is None:  # maybe a trip unloaded while idle (api/trips/sweep.py)
+            stored = self.trips.services.store.pending_conflicts()
+            trip_id = next((c.trip_id for c in stored if c.conflict_id == p.conflictId), None)
+            with contextlib.suppress(NotFound):
+                room = None if trip_id is None else self.trips.registry.get(trip_id)
+        if room is None or not any(
+            c.conflict_id == p.conflictId for c in room.doc.pending_conflicts()
+        ):
             raise NotFound("No pending conflict with this id", details={"conflictId": p.conflictId})
         if room.permission(conn.principal.user_id) not in EDITORS:
             raise PermissionDenied(

@@ -23,6 +23,9 @@ events into calls on the document and its results back into events:
 - ``conflict_resolution_submit`` (:mod:`api.trips.conflicts`) and the per-room
   timer (:mod:`api.trips.timer`: deadlines of manual conflicts, advisory lock
   expiry, idle presence) apply their results the same way.
+- A room nobody uses for ``room_idle_unload_s`` is unloaded by one sweep for all
+  rooms (:mod:`api.trips.sweep`, rules in :mod:`sync.idle`) and loaded again from
+  storage on next use; a manual-conflict deadline of an unloaded trip loads it.
 
 Presence is per connection; a connection that goes away (close, heartbeat
 timeout, abort) leaves every trip at once through ``services.on_disconnect``.
@@ -35,9 +38,9 @@ to the modules that do the work, one concern each --
 :mod:`api.trips.collaboration` (joining, leaving, presence),
 :mod:`api.trips.broadcast` (events to subscribers, change and presence hooks,
 the versions each connection has seen), :mod:`api.trips.commit` (commits of Yjs
-changes and resolutions, compaction) and :mod:`api.trips.timer` (the rooms'
-timers). The parts composed on it (:mod:`api.trips.part`) and the other
-transports use only the facade.
+changes and resolutions, compaction), :mod:`api.trips.timer` (the rooms'
+timers) and :mod:`api.trips.sweep` (unloading idle rooms). The parts composed on
+it (:mod:`api.trips.part`) and the other transports use only the facade.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ from tripsage_sync.api.trips.broadcast import (
 from tripsage_sync.api.trips.collaboration import Collaboration
 from tripsage_sync.api.trips.commit import TripCommits
 from tripsage_sync.api.trips.rooms import EDITORS, PERMISSIONS, RoomRegistry, TripRoom
+from tripsage_sync.api.trips.sweep import IdleSweep, PeerCount, UnloadHook
 from tripsage_sync.api.trips.timer import RoomTimer
 from tripsage_sync.sync.channels import Principal
 from tripsage_sync.sync.document import ApplyResult, RemoteResult
@@ -76,7 +80,9 @@ class TripFeature:
     ``change_hooks`` run for every committed change, inside the room's broadcast
     order, with the change's origin (None for JSON clients; a transport passes
     its own connection to skip it); ``presence_hooks`` run whenever presence
-    is published (:class:`api.trips.broadcast.TripBroadcast`).
+    is published (:class:`api.trips.broadcast.TripBroadcast`). An idle room is
+    unloaded (:mod:`api.trips.sweep`) only when every ``peer_counts`` says no peer
+    of another transport holds it, and ``unload_hooks`` run when it is.
     """
 
     def __init__(self, settings: Settings, clock: Clock) -> None:
@@ -84,6 +90,8 @@ class TripFeature:
         self.clock = clock
         self.change_hooks: list[ChangeHook] = []
         self.presence_hooks: list[PresenceHook] = []
+        self.peer_counts: list[PeerCount] = []
+        self.unload_hooks: list[UnloadHook] = []
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -94,12 +102,23 @@ class TripFeature:
     async def start(self, services: Services) -> None:
         self.services = services
         self.hub = services.hub
-        self.registry = RoomRegistry(services, on_evict=lambda room: None)
+        self.registry = RoomRegistry(
+            services, on_evict=lambda room: None, on_adopt=lambda room: self.sweep.wake()
+        )
         self.broadcast = TripBroadcast(self.hub, self.clock, self.change_hooks, self.presence_hooks)
         self.commits = TripCommits(
             services, self.settings, self.clock, self.broadcast, self.schedule
         )
         self.timer = RoomTimer(services, self.clock, self.registry, self.broadcast, self.commits)
+        self.sweep = IdleSweep(
+            services,
+            self.clock,
+            self.registry,
+            self.hub,
+            peer_counts=self.peer_counts,
+            unload_hooks=self.unload_hooks,
+            schedule=self.schedule,
+        )
         self.collaboration = Collaboration(
             self.hub, self.clock, self.registry, self.broadcast, self.schedule
         )
@@ -109,6 +128,7 @@ class TripFeature:
             self.schedule(self.registry.get(trip_id))
 
     async def stop(self) -> None:
+        self.sweep.stop()
         self.timer.stop()
 
     # -- rooms and permissions ------------------------------------------------------

@@ -233,6 +233,7 @@ class TripHttp:
             await self.trips.services.write(
                 self.trips.services.store.set_collaborator(room.trip_id, target, new)
             )
+            room = self.trips.registry.get(room.trip_id)  # the same, unless unloaded meanwhile
             room.permissions[target] = new
             room.presence.set_permission(target, new)
         else:
@@ -240,6 +241,7 @@ class TripHttp:
             await self.trips.services.write(
                 self.trips.services.store.remove_collaborator(room.trip_id, target)
             )
+            room = self.trips.registry.get(room.trip_id)
             room.permissions.pop(target, None)
         payload = TripPermissionChangePayload(
             tripId=room.trip_id,

@@ -25,9 +25,13 @@ itself fails is the room marked broken; the registry then evicts it and
 loads it anew on next use.
 
 Rooms are loaded lazily from ``Storage.trip_history`` (snapshot + updates +
-pending conflicts) and stay loaded while the server runs; compaction takes a
-snapshot every ``compact_every_updates`` changes, keeping the history of the
-last ``history_retention_days`` for clients that were offline.
+pending conflicts); compaction takes a snapshot every ``compact_every_updates``
+changes, keeping the history of the last ``history_retention_days`` for clients
+that were offline. A room nobody uses is unloaded after
+``room_idle_unload_s`` (:mod:`api.trips.sweep`, decided by :mod:`sync.idle`):
+it is dropped from the registry, and the next lookup loads it anew. While a
+commit, compaction or other write of the room runs, ``holds`` counts it
+(:meth:`TripRoom.held`), and every lookup stamps ``used_ms``.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ import json
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -89,6 +93,8 @@ class TripRoom:
     inflight: dict[str, asyncio.Future[OutcomePayload]] = field(default_factory=dict)
     timer: asyncio.TimerHandle | None = None
     since_snapshot: int = 0
+    holds: int = 0  # writes of the room not yet finished (see ``held``)
+    used_ms: int = 0  # wall time of its last lookup (RoomRegistry.get)
     _tail: asyncio.Future[None] | None = None
     # What each write of ``writes_for`` stands for ("append", "conflict_raised",
     # "conflict_resolved"), counted by ``durable`` once committed (api/transport/metrics.py).
@@ -98,6 +104,15 @@ class TripRoom:
 
     def permission(self, user_id: str) -> str | None:
         return self.permissions.get(user_id)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """The room is in use (a write, a compaction): it is not unloaded meanwhile."""
+        self.holds += 1
+        try:
+            yield
+        finally:
+            self.holds -= 1
 
     def writes_for(
         self,
@@ -162,6 +177,7 @@ class TripRoom:
         mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._tail = mine
         backoff = services.storage_backoff
+        self.holds += 1
         try:
             failure: Exception | None = None
             retry_after_ms = 0
@@ -198,6 +214,7 @@ class TripRoom:
                 raise RoomBroken(self.trip_id, retry_after_ms=retry_after_ms) from failure
             yield
         finally:
+            self.holds -= 1
             if not mine.done():
                 mine.set_result(None)
 
@@ -224,15 +241,23 @@ class TripRoom:
 class RoomRegistry:
     """The loaded rooms of this process."""
 
-    def __init__(self, services: Services, *, on_evict: Callable[[TripRoom], None]) -> None:
+    def __init__(
+        self,
+        services: Services,
+        *,
+        on_evict: Callable[[TripRoom], None],
+        on_adopt: Callable[[TripRoom], None] = lambda room: None,
+    ) -> None:
         self.services = services
         self.rooms: dict[str, TripRoom] = {}
         self._on_evict = on_evict
+        self._on_adopt = on_adopt
         services.metrics.trips_loaded = lambda: len(self.rooms)
 
     def get(self, trip_id: str) -> TripRoom:
         room = self.rooms.get(trip_id)
         if room is not None and not room.broken:
+            room.used_ms = self.services.clock.now_ms()
             return room
         if room is not None:
             self.evict(room)
@@ -284,8 +309,10 @@ class RoomRegistry:
                 idle_after_ms=int(settings.presence_idle_s * 1000),
                 lock_ttl_ms=int(settings.field_lock_ttl_s * 1000),
             ),
+            used_ms=self.services.clock.now_ms(),
         )
         self.rooms[trip_id] = room
+        self._on_adopt(room)
         return room
 
     def evict(self, room: TripRoom) -> None:

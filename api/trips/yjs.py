@@ -131,6 +131,8 @@ class YjsFeature:
         services.hub.peer_sources.append(self.connections.values)  # drained on shutdown
         self.trips.change_hooks.append(self.yrooms.on_change)
         self.trips.presence_hooks.append(self.yrooms.on_presence)
+        self.trips.peer_counts.append(self.yrooms.peer_count)
+        self.trips.unload_hooks.append(self.yrooms.on_unload)
 
     async def stop(self) -> None:
         self.yrooms.stop()

@@ -88,6 +88,9 @@ class YRooms:
     # -- joining and leaving ----------------------------------------------------------
 
     def join(self, conn: YjsConnection) -> None:
+        registry = self.trips.registry
+        if registry.rooms.get(conn.room.trip_id) is not conn.room:
+            conn.room = registry.get(conn.room.trip_id)  # unloaded while the peer was admitted
         yroom = self.room_of(conn)
         yroom.peers[conn.id] = conn
         principal = conn.principal
@@ -116,8 +119,27 @@ class YRooms:
         if removed:
             yroom.send_all(awareness_frame(removed), droppable=True)
         self.trips.leave_presence(conn.room, conn.id, conn.id)
-        # The room's awareness stays (as the trip room does): peers remember the clocks of
+        # The room's awareness stays while the trip room does: peers remember the clocks of
         # the states the server made, so restarting them at 1 would hide those states.
+
+    def peer_count(self, trip_id: str) -> int:
+        """Peers of ``trip_id``'s room (the trip room is not unloaded while there are any)."""
+        yroom = self.rooms.get(trip_id)
+        return 0 if yroom is None else len(yroom.peers)
+
+    def on_unload(self, room: TripRoom) -> None:
+        """The idle trip room was unloaded: its Yjs side goes too.
+
+        Its peers are gone, and the states the server made stand for JSON
+        connections that left; a connection that joins later has an id of its own,
+        so its state's clock may start at 1 again (:func:`sync.ysync.server_client_id`).
+        """
+        yroom = self.rooms.get(room.trip_id)
+        if yroom is None or yroom.peers:
+            return
+        if yroom.resync is not None:
+            yroom.resync.cancel()
+        del self.rooms[room.trip_id]
 
     # -- document updates ---------------------------------------------------------------
 
