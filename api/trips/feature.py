@@ -61,7 +61,7 @@ from tripsage_sync.api.trips.broadcast import (
 )
 from tripsage_sync.api.trips.collaboration import Collaboration
 from tripsage_sync.api.trips.commit import TripCommits
-from tripsage_sync.api.trips.rooms import EDITORS, PERMISSIONS, RoomRegistry, TripRoom
+from tripsage_sync.api.trips.rooms import RoomRegistry, TripRoom
 from tripsage_sync.api.trips.sweep import IdleSweep, PeerCount, UnloadHook
 from tripsage_sync.api.trips.timer import RoomTimer
 from tripsage_sync.sync.channels import Principal
@@ -69,7 +69,7 @@ from tripsage_sync.sync.document import ApplyResult, RemoteResult
 from tripsage_sync.sync.presence import Member
 from tripsage_sync.sync.wire import TripCollaborationLeaveMessage, TripJoinMessage
 
-__all__ = ["EDITORS", "PERMISSIONS", "TripFeature"]
+__all__ = ["TripFeature"]
 
 logger = logging.getLogger(__name__)
 

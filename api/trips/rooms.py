@@ -54,7 +54,7 @@ from tripsage_sync.storage.errors import is_unavailable
 from tripsage_sync.storage.writer import WriteOp
 from tripsage_sync.sync.channels import Principal
 from tripsage_sync.sync.conflicts import PendingConflict
-from tripsage_sync.sync.document import Change, TripDocument
+from tripsage_sync.sync.document import EDITORS, Change, TripDocument
 from tripsage_sync.sync.errors import NotFound, PermissionDenied
 from tripsage_sync.sync.presence import Presence
 from tripsage_sync.sync.wire import OutcomePayload
@@ -64,7 +64,6 @@ __all__ = ["EDITORS", "PERMISSIONS", "RoomBroken", "RoomRegistry", "TripRoom"]
 logger = logging.getLogger(__name__)
 
 PERMISSIONS: Final = ("viewer", "editor", "owner")
-EDITORS: Final = frozenset({"editor", "owner"})
 
 
 class RoomBroken(Exception):

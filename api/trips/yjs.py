@@ -84,11 +84,8 @@ from tripsage_sync.api.trips.feature import TripFeature
 from tripsage_sync.api.trips.yedit import YjsEdits
 from tripsage_sync.api.trips.ypeer import (
     CLOSE_FORBIDDEN,
-    CLOSE_MALFORMED,
-    CLOSE_TOO_LARGE,
     CLOSE_TRY_AGAIN_LATER,
     CLOSE_UNAUTHORIZED,
-    CLOSE_UNPROCESSABLE,
     YjsConnection,
 )
 from tripsage_sync.api.trips.yroom import YRooms
@@ -96,15 +93,7 @@ from tripsage_sync.sync.errors import CLOSE_GOING_AWAY, CLOSE_RATE_LIMITED, Sync
 from tripsage_sync.sync.ratelimit import KeyedLimiter
 from tripsage_sync.sync.ysync import AwarenessEntry, auth_denied_frame
 
-__all__ = [
-    "CLOSE_FORBIDDEN",
-    "CLOSE_MALFORMED",
-    "CLOSE_TOO_LARGE",
-    "CLOSE_TRY_AGAIN_LATER",
-    "CLOSE_UNAUTHORIZED",
-    "CLOSE_UNPROCESSABLE",
-    "YjsFeature",
-]
+__all__ = ["YjsFeature"]
 
 logger = logging.getLogger(__name__)
 
