@@ -219,7 +219,10 @@ def test_keys_with_separators_are_fields_on_both_protocols() -> None:
     doc = new_trip()
     keys = ("day-1", "hotel:paris", "#3:17@1234.567#")
     for i, key in enumerate(keys):
-        update = edit(peer_of(doc), lambda r, key=key: r.__setitem__(key, 1))
+        peer = peer_of(doc)
+        before = peer.get_state()
+        peer.get("trip", type=Map)[key] = 1
+        update = peer.get_update(before)
         assert doc.apply_remote_update(update, user_id="b", update_id=f"y{i}", now_ms=2).change
     assert doc.apply_optimistic(_set("v1.2", 7)).outcome.__class__.__name__ == "Confirmed"
     assert doc.apply_optimistic(_set("trip.v1.3", 7)).outcome.__class__.__name__ != "Confirmed"
