@@ -141,7 +141,7 @@ async def test_yjs_peers_and_event_loop_tasks_are_counted(server: ServerProcess)
     url = f"{server.ws}/ws/yjs/trip-y?token={server.token('alice')}"
     async with connect(url, open_timeout=TIMEOUT_S, max_size=None) as peer:
         await peer.send(sync_step1_frame(b"\x00"))
-        while not isinstance(parse_frame(await peer.recv()), SyncStep2):
+        while not isinstance(parse_frame(await peer.recv(decode=False)), SyncStep2):
             pass
         during = await scrape(server)
         assert value(during, "tripsage_yjs_peers") == 1
