@@ -30,7 +30,7 @@ most ``chat_chunk_reorder_window_s``: the table returns that deadline as an
 intent and the feature's one timer task (below) releases the chunks then.
 Released chunks go through :class:`sync.chat.ChunkPacer`: the first after a
 quiet spell at once, later ones gathered per session for at most
-:data:`sync.chat.DEFAULT_CHUNK_WINDOW_MS` (or 64 chunks), so that a fast
+``chat_chunk_gather_s`` (or 64 chunks), so that a fast
 stream costs one ``batch`` frame per subscriber per window rather than one
 frame per chunk. Each chunk is still its own event, in order; anything else
 published to the session (a completion, a message, a tool event) and a
@@ -117,7 +117,7 @@ class ChatFeature:
             reorder_window_ms=int(settings.chat_chunk_reorder_window_s * 1000),
         )
         self.typing = TypingTable(timeout_ms=int(settings.typing_timeout_s * 1000))
-        self.pacer = ChunkPacer()
+        self.pacer = ChunkPacer(interval_ms=int(settings.chat_chunk_gather_s * 1000))
         self.timer = ChatTimer(clock, self.typing, self.streams, self.pacer)
 
     # -- plug-in points ---------------------------------------------------------

@@ -43,7 +43,8 @@ from tripsage_sync.sync.chat.reply import Chunk
 
 __all__ = ["DEFAULT_CHUNK_WINDOW_MS", "MAX_HELD_CHUNKS", "ChunkPacer", "Publication"]
 
-# How long chunks of one session are gathered after a publication.
+# How long chunks of one session are gathered after a publication (the shell's
+# default, TRIPSAGE_CHAT_CHUNK_GATHER_S, is the same).
 DEFAULT_CHUNK_WINDOW_MS: Final = 25
 # Held chunks that are published without waiting (the JSON writer's largest batch).
 MAX_HELD_CHUNKS: Final = 64
