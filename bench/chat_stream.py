@@ -199,6 +199,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=50.0, help="paced: chunks/s")
     parser.add_argument("--no-batching", action="store_true")
     parser.add_argument("--queue-size", type=int, default=1024, help="TRIPSAGE_OUTBOUND_QUEUE_SIZE")
+    parser.add_argument(
+        "--gather-s", type=float, default=None, help="TRIPSAGE_CHAT_CHUNK_GATHER_S (server default)"
+    )
     args = parser.parse_args()
     batching = not args.no_batching
     scenarios = {"burst": (batching, 0.0), "paced": (batching, args.rate)}
@@ -206,8 +209,9 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
+        extra = {} if args.gather_s is None else {"chat_chunk_gather_s": str(args.gather_s)}
         server = start_server(
-            port, Path(tmp) / "bench.db", outbound_queue_size=str(args.queue_size)
+            port, Path(tmp) / "bench.db", outbound_queue_size=str(args.queue_size), **extra
         )
         try:
             for name in chosen:

@@ -106,7 +106,9 @@ class AgentRelay:
         return session_id if self.store.chat_session_owner(session_id) is not None else None
 
     async def on_agent_event(self, conn: Connection, message: wire.AgentEventMessage) -> None:
-        default = self.agent_session(conn) if conn.principal.is_privileged else None
+        # The connection's session is the default only: no lookup when the envelope names one.
+        named = message.sessionId is not None
+        default = self.agent_session(conn) if conn.principal.is_privileged and not named else None
         await self.publish_agent_event(conn.principal, message, default)
 
     async def publish_agent_event(
