@@ -33,6 +33,7 @@ root map's item index (:mod:`sync.yupdate`), when those exist.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from typing import Any, Final
 
@@ -167,8 +168,14 @@ class DocState:
         return read_field(self.fork(version, "read").get(ROOT_MAP, type=Map), name)
 
     def stamp_at(self, name: str, version: int) -> Stamp | None:
-        known = [s for v, s in self.history.get(name, []) if v <= version]
-        return known[-1] if known else None
+        """The stamp of ``name``'s last write at or before ``version`` (history ascends)."""
+        history = self.history.get(name)
+        if not history:
+            return None
+        if history[-1][0] <= version:  # the common case: the current stamp
+            return history[-1][1]
+        i = bisect.bisect_right(history, version, key=_version_of)
+        return history[i - 1][1] if i else None
 
     def current_stamp(self, name: str) -> Stamp:
         stamp = self.stamp_at(name, self.version)
@@ -182,6 +189,10 @@ class DocState:
                 f"{self.trip_id}: version {version} is outside the retained history"
                 f" ({self.base.version}..{self.version})"
             )
+
+
+def _version_of(entry: tuple[int, Stamp | None]) -> int:
+    return entry[0]
 
 
 def derive_client_id(trip_id: str, key: str, taken: set[int]) -> int:
