@@ -18,6 +18,7 @@ and on the way out runs the ordered shutdown:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import math
@@ -143,6 +144,8 @@ def create_app(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> Starlette:
                 clock=clock,
             )
             app.state.services = services
+            loop = asyncio.get_running_loop()
+            services.metrics.asyncio_tasks = lambda: len(asyncio.all_tasks(loop))
             started: list[Feature] = []
             try:
                 for feature in plugged:

@@ -100,6 +100,8 @@ class Metrics:
         # The hub's live state (Hub.live_connections), read at scrape time.
         self.live: Callable[[], LiveConnections] | None = None
         self.trips_loaded: Callable[[], int] = lambda: 0
+        self.yjs_peers: Callable[[], int] = lambda: 0  # set by the Yjs endpoint
+        self.asyncio_tasks: Callable[[], int] = lambda: 0  # set by the app's lifespan
         self.storage_retry_after_ms: Callable[[], int] = lambda: 0
         # Counters, by label value (plain ints: see the module docstring).
         self.connections_opened: dict[str, int] = {}
@@ -238,6 +240,12 @@ class _LiveCollector(Collector):
         )
         yield GaugeMetricFamily(
             f"{PREFIX}_trips_loaded", "Trip documents loaded in memory", value=m.trips_loaded()
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_yjs_peers", "y-websocket peers in a trip room", value=m.yjs_peers()
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_asyncio_tasks", "Tasks of the server's event loop", value=m.asyncio_tasks()
         )
         yield GaugeMetricFamily(
             f"{PREFIX}_storage_retry_after_ms",

@@ -118,6 +118,8 @@ class YjsFeature:
         self.services = services
         self.edits = YjsEdits(services, self.clock, self.trips, self.yrooms)
         services.hub.peer_sources.append(self.connections.values)  # drained on shutdown
+        rooms = self.yrooms.rooms
+        services.metrics.yjs_peers = lambda: sum(len(room.peers) for room in rooms.values())
         self.trips.change_hooks.append(self.yrooms.on_change)
         self.trips.presence_hooks.append(self.yrooms.on_presence)
         self.trips.peer_counts.append(self.yrooms.peer_count)

@@ -1,11 +1,14 @@
 """Values: the field-name rule, JSON validation and normalisation, canonical JSON.
 
-One field-name rule for every protocol (:func:`is_field_name`): an
-identifier of at most 64 characters, ASCII letters, digits and ``_``, not
-starting with a digit or with ``__`` (``__proto__`` is a setter in every
-JavaScript object a client copies ``fields`` into). The JSON API also
-accepts a ``trip.`` path (:func:`parse_field_name`); a Yjs peer writes the
-bare key, and an update that sets any other key is refused. Values are
+One field-name rule for every protocol (:func:`is_field_name`): 1 to 64
+characters from ASCII letters, digits and ``_ . : @ # -`` (keys such as
+``day-1``, ``hotel:paris`` or ``v1.2``), not starting with ``__``
+(``__proto__`` is a setter in every JavaScript object a client copies
+``fields`` into) nor with the path prefix ``trip.`` (the JSON API also
+accepts a ``trip.`` path, :func:`parse_field_name`, so such a key could not
+be named unambiguously). No whitespace, quotes, markup or path separators
+(``../`` is refused). A Yjs peer writes the bare key, and an update that
+sets any other key is refused. Values are
 JSON of bounded depth and size, finite, with ints within +-(2**53 - 1):
 larger ones lose precision in Yjs' doubles and panic pycrdt. Yjs stores
 every number as a double, so ``3`` is read back as ``3.0``; values are
@@ -45,8 +48,8 @@ __all__ = [
 JSON: TypeAlias = bool | int | float | str | list["JSON"] | dict[str, "JSON"] | None
 
 FIELD_PATH_PREFIX: Final = "trip."
-FIELD_NAME_PATTERN: Final = re.compile(r"(?!__)[A-Za-z_][A-Za-z0-9_]{0,63}")
-FIELD_NAME_RULE: Final = "an identifier of at most 64 characters, not starting with __"
+FIELD_NAME_PATTERN: Final = re.compile(r"(?!__|trip\.)[A-Za-z0-9_.:@#-]{1,64}")
+FIELD_NAME_RULE: Final = "1-64 of [A-Za-z0-9_.:@#-], not starting with __ or trip."
 MAX_SAFE_INTEGER: Final = 2**53 - 1  # Number.MAX_SAFE_INTEGER
 MAX_VALUE_DEPTH: Final = 16
 MAX_VALUE_BYTES: Final = 256 * 1024  # of canonical JSON
@@ -62,10 +65,16 @@ def is_field_name(name: str) -> bool:
 
 
 def parse_field_name(raw: str) -> str:
-    """A JSON ``fieldName`` or ``fieldPath`` (``trip.`` optional) as a bare field name."""
+    """A JSON ``fieldName`` or ``fieldPath`` (``trip.`` optional) as a bare field name.
+
+    A path names a top-level field: ``trip.a.b`` is refused (fields do not
+    nest), while a key with a dot in it is named bare (``v1.2``).
+    """
     name = raw.removeprefix(FIELD_PATH_PREFIX)
     if not is_field_name(name):
         raise InvalidValue(f"fieldName must be {FIELD_NAME_RULE}")
+    if raw.startswith(FIELD_PATH_PREFIX) and "." in name:
+        raise InvalidValue("fieldPath names a top-level field: trip.<name>, no nesting")
     return name
 
 

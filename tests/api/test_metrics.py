@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from websockets.asyncio.client import connect
 
 from tests.api.opshelpers import (
     create_trip,
@@ -15,8 +16,9 @@ from tests.api.opshelpers import (
     value,
 )
 from tests.conftest import ServerProcess
-from tests.wsclient import Client, open_client
+from tests.wsclient import TIMEOUT_S, Client, open_client
 from tripsage_sync.api.transport.metrics import Metrics, event_type_of
+from tripsage_sync.sync.ysync import SyncStep2, parse_frame, sync_step1_frame
 
 pytestmark = pytest.mark.anyio
 
@@ -36,6 +38,8 @@ FAMILIES = (
     "tripsage_commit_seconds_count",
     "tripsage_broadcast_fanout_seconds_count",
     "tripsage_trips_loaded",
+    "tripsage_yjs_peers",
+    "tripsage_asyncio_tasks",
     "tripsage_outbound_queue_depth",
     "tripsage_slow_consumer_disconnects_total",
 )
@@ -127,3 +131,18 @@ async def test_rate_limit_refusals_are_counted_by_limit(
     assert error["payload"]["code"] == "RATE_LIMITED"
     assert value(await scrape(server), "tripsage_rate_limited_total", limit="messages") == 1
     await client.close()
+
+
+async def test_yjs_peers_and_event_loop_tasks_are_counted(server: ServerProcess) -> None:
+    """Yjs peers are not JSON connections: their own gauge; the loop's tasks too."""
+    await create_trip(server, "alice", "trip-y")
+    before = await scrape(server)
+    assert value(before, "tripsage_yjs_peers") == 0
+    url = f"{server.ws}/ws/yjs/trip-y?token={server.token('alice')}"
+    async with connect(url, open_timeout=TIMEOUT_S, max_size=None) as peer:
+        await peer.send(sync_step1_frame(b"\x00"))
+        while not isinstance(parse_frame(await peer.recv(decode=False)), SyncStep2):
+            pass
+        during = await scrape(server)
+        assert value(during, "tripsage_yjs_peers") == 1
+        assert value(during, "tripsage_asyncio_tasks") > value(before, "tripsage_asyncio_tasks")

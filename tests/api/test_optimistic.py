@@ -192,7 +192,7 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     # (what, payload changes (None deletes), the field the details name)
     ("no tripId", {"tripId": None}, "payload.tripId"),
     ("no value", {"optimisticValue": None}, "payload.optimisticValue"),
-    ("bad field name", {"fieldName": "bad-name"}, "payload.fieldName"),
+    ("bad field name", {"fieldName": "bad name"}, "payload.fieldName"),
     ("no field name", {"fieldName": None}, "payload.fieldName"),
     ("wrong kind", {"fieldName": "notes", "optimisticValue": 42}, "payload.optimisticValue"),
     ("list into a scalar", {"optimisticValue": ["a"]}, "payload.optimisticValue"),

@@ -93,7 +93,7 @@ def _message(data: st.DataObject, trip_id: str, update_id: str, offset_ms: int) 
                 del payload[broken]
         case "invalid-value":
             payload["fieldName"], payload["optimisticValue"] = data.draw(
-                st.sampled_from([("bad-name", 1), ("notes", 5), ("destination", ["a"])])
+                st.sampled_from([("bad name", 1), ("notes", 5), ("destination", ["a"])])
             )
     return {"id": "m-" + update_id, "type": "optimistic_update_start", "payload": payload}
 

@@ -108,7 +108,7 @@ def test_create_adds_empty_notes_and_rejects_invalid_fields() -> None:
     with pytest.raises(InvalidMessage):
         TripDocument.create(TRIP, {"notes": 3}, frozenset(), created_by="o", now_ms=0)
     with pytest.raises(InvalidMessage):
-        TripDocument.create(TRIP, {"bad-name": 1}, frozenset(), created_by="o", now_ms=0)
+        TripDocument.create(TRIP, {"bad name": 1}, frozenset(), created_by="o", now_ms=0)
     with pytest.raises(InvalidMessage):
         TripDocument.create(TRIP, {}, frozenset({"notes"}), created_by="o", now_ms=0)
 
@@ -339,7 +339,7 @@ def test_stale_previous_value_rolls_back() -> None:
         ("destination", {1: "non-string key"}),
         ("destination", DEEP),
         ("destination", object()),
-        ("bad-name", 1),
+        ("bad name", 1),
         ("trip.a.b", 1),
         ("x" * 65, 1),
         ("__proto__", 1),

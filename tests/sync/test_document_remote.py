@@ -123,11 +123,18 @@ def test_off_schema_updates_are_refused_and_leave_nothing(
 
 
 @settings(max_examples=200, deadline=None)
-@given(name=st.text(max_size=70) | st.sampled_from(["__proto__", "trip.x", "a.b", "_ok", "x" * 64]))
+@given(
+    name=st.text(max_size=70)
+    | st.text("ab.:@#-_ /", max_size=8)
+    | st.sampled_from(
+        ["__proto__", "trip.x", "a.b", "trip.a.b", "_ok", "x" * 64, "#3:17@1.5#", "day-1", "../"]
+    )
+)
 def test_yjs_keys_follow_the_field_name_rule_of_the_json_api(name: str) -> None:
     """One rule: a Yjs peer may set exactly the keys a JSON client may name.
 
-    (The JSON API also takes a ``trip.`` path; a Yjs key is always bare.)
+    (The JSON API also takes a ``trip.<name>`` path to a top-level field; a Yjs
+    key is always bare.)
     """
     doc = new_trip()
     json_ok = type(doc.apply_optimistic(_set(name, 7)).outcome).__name__ == "Confirmed"
@@ -139,7 +146,8 @@ def test_yjs_keys_follow_the_field_name_rule_of_the_json_api(name: str) -> None:
     except RemoteUpdateRefused:
         yjs_ok = False
     assert yjs_ok == is_field_name(name)
-    assert json_ok == is_field_name(name.removeprefix("trip."))
+    bare = name.removeprefix("trip.")
+    assert json_ok == (is_field_name(bare) and (bare == name or "." not in bare))
     assert (name in doc.fields()) == yjs_ok
 
 
@@ -201,3 +209,24 @@ def test_a_concurrent_write_of_a_manual_field_raises_then_joins_a_conflict(stale
     ).conflicts
     assert (joined.conflict_id, none) == (conflict.conflict_id, None)
     assert 250 in {o.value for o in joined.options}
+
+
+def test_keys_with_separators_are_fields_on_both_protocols() -> None:
+    """``day-1``, ``hotel:paris``, ``v1.2`` and the peers harness' ``#3:17@1.5#`` are fields.
+
+    A dotted key is named bare on the JSON API: ``trip.v1.2`` would be a nested path.
+    """
+    doc = new_trip()
+    keys = ("day-1", "hotel:paris", "#3:17@1234.567#")
+    for i, key in enumerate(keys):
+        peer = peer_of(doc)
+        before = peer.get_state()
+        peer.get("trip", type=Map)[key] = 1
+        update = peer.get_update(before)
+        assert doc.apply_remote_update(update, user_id="b", update_id=f"y{i}", now_ms=2).change
+    assert doc.apply_optimistic(_set("v1.2", 7)).outcome.__class__.__name__ == "Confirmed"
+    assert doc.apply_optimistic(_set("trip.v1.3", 7)).outcome.__class__.__name__ != "Confirmed"
+    assert {k: doc.fields()[k] for k in (*keys, "v1.2")} == dict.fromkeys((*keys, "v1.2"), 1) | {
+        "v1.2": 7
+    }
+    assert "v1.3" not in doc.fields()
