@@ -61,6 +61,7 @@ class Settings:
     chat_replay_max_messages: int = 200
     chat_stream_idle_timeout_s: float = 300.0
     chat_chunk_reorder_window_s: float = 2.0
+    chat_chunk_gather_s: float = 0.025
     shutdown_grace_s: float = 5.0
     reconnect_after_s: float = 5.0
     manual_fields: tuple[str, ...] = ("budget",)
@@ -123,6 +124,8 @@ class Settings:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be positive")
         if not 0 <= self.chat_chunk_reorder_window_s <= 60:
             raise SettingsError(f"{ENV_PREFIX}CHAT_CHUNK_REORDER_WINDOW_S must be 0 to 60")
+        if not 0 <= self.chat_chunk_gather_s <= 60:
+            raise SettingsError(f"{ENV_PREFIX}CHAT_CHUNK_GATHER_S must be 0 to 60")
         if self.peer_timeout_s <= self.ping_interval_s:
             raise SettingsError(
                 "TRIPSAGE_PEER_TIMEOUT_S must be longer than TRIPSAGE_PING_INTERVAL_S"
@@ -211,6 +214,9 @@ DOCS: Final[dict[str, str]] = {
     "chat_stream_idle_timeout_s": "Seconds a streamed reply may stall before it is dropped",
     "chat_chunk_reorder_window_s": "Seconds a streamed chunk may wait for a missing earlier one"
     " (then the gap is skipped; 0 = never wait)",
+    "chat_chunk_gather_s": "Seconds a streamed chunk may wait for the next ones, so that a"
+    " subscriber gets several in one batch frame (the first after a pause goes at once;"
+    " 0 = each at once)",
     "shutdown_grace_s": "Seconds clients get to drain on shutdown (sent as gracePeriod)",
     "reconnect_after_s": "reconnectAfter sent in connection_close on shutdown",
     "manual_fields": "Trip fields that need manual conflict resolution by default",

@@ -22,7 +22,10 @@ Reports:
 - p50/p99/max chunk latency: from the agent's send to a subscriber's receive
   (one clock: every client runs in this process), over every (subscriber,
   chunk) pair;
-- that every subscriber got every index once and in order.
+- that every subscriber got every index once and in order;
+- the server's own CPU seconds (utime + stime from ``/proc``) from the first
+  chunk sent to the last one received, and per delivered chunk, so that a load
+  generator that cannot keep up does not hide the server's cost.
 
     /tmp/venv/bin/python bench/chat_stream.py [--scenario all|burst|paced]
         [--chunks 2000] [--subscribers 100] [--rate 200]
@@ -38,6 +41,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -52,6 +56,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.benchserver import SECRET, free_port, start_server
 from tripsage_sync.api.transport.auth import JwtAuthority
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def open_ws(port: int, token: str, path: str, features: list[str]) -> ClientConnection:
@@ -90,7 +100,7 @@ async def subscriber(
 
 
 async def run(
-    port: int, session: str, chunks: int, subscribers: int, batching: bool, rate: float
+    port: int, pid: int, session: str, chunks: int, subscribers: int, batching: bool, rate: float
 ) -> dict[str, Any]:
     authority = JwtAuthority(SECRET)
     users = [f"u{i}" for i in range(subscribers)]
@@ -120,6 +130,7 @@ async def run(
     print(f"{session}: {len(conns)} subscribers connected", file=sys.stderr)
     sent_at: list[float] = []
     text = "word " * 4  # 20 characters per chunk
+    cpu_before, client_cpu_before = cpu_seconds(pid), time.process_time()
     start = time.perf_counter()
     for index in range(chunks):
         if rate > 0:
@@ -142,6 +153,8 @@ async def run(
     sending_s = time.perf_counter() - start
     await asyncio.wait_for(asyncio.gather(*readers), timeout=300)
     elapsed_s = max(r[-1] for r in received) - start
+    server_cpu_s = cpu_seconds(pid) - cpu_before
+    client_cpu_s = time.process_time() - client_cpu_before
     await agent.send(
         json.dumps(
             {
@@ -172,6 +185,9 @@ async def run(
         "p50_ms": round(statistics.median(latencies_ms), 1),
         "p99_ms": round(latencies_ms[int(0.99 * (len(latencies_ms) - 1))], 1),
         "max_ms": round(latencies_ms[-1], 1),
+        "server_cpu_s": round(server_cpu_s, 2),
+        "server_cpu_us_per_delivery": round(server_cpu_s / delivered * 1e6, 1),
+        "load_generator_cpu_s": round(client_cpu_s, 2),
     }
 
 
@@ -183,6 +199,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=50.0, help="paced: chunks/s")
     parser.add_argument("--no-batching", action="store_true")
     parser.add_argument("--queue-size", type=int, default=1024, help="TRIPSAGE_OUTBOUND_QUEUE_SIZE")
+    parser.add_argument(
+        "--gather-s", type=float, default=None, help="TRIPSAGE_CHAT_CHUNK_GATHER_S (server default)"
+    )
     args = parser.parse_args()
     batching = not args.no_batching
     scenarios = {"burst": (batching, 0.0), "paced": (batching, args.rate)}
@@ -190,14 +209,17 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
+        extra = {} if args.gather_s is None else {"chat_chunk_gather_s": str(args.gather_s)}
         server = start_server(
-            port, Path(tmp) / "bench.db", outbound_queue_size=str(args.queue_size)
+            port, Path(tmp) / "bench.db", outbound_queue_size=str(args.queue_size), **extra
         )
         try:
             for name in chosen:
                 batched, rate = scenarios[name]
                 results.append(
-                    asyncio.run(run(port, name, args.chunks, args.subscribers, batched, rate))
+                    asyncio.run(
+                        run(port, server.pid, name, args.chunks, args.subscribers, batched, rate)
+                    )
                 )
         finally:
             server.terminate()

@@ -28,6 +28,13 @@ admins never claim a session by connecting to it.
 first chunk numbered 0 or 1; a chunk held for a missing earlier one waits at
 most ``chat_chunk_reorder_window_s``: the table returns that deadline as an
 intent and the feature's one timer task (below) releases the chunks then.
+Released chunks go through :class:`sync.chat.ChunkPacer`: the first after a
+quiet spell at once, later ones gathered per session for at most
+``chat_chunk_gather_s`` (or 64 chunks), so that a fast
+stream costs one ``batch`` frame per subscriber per window rather than one
+frame per chunk. Each chunk is still its own event, in order; anything else
+published to the session (a completion, a message, a tool event) and a
+joiner's catch-up wait for the gathered chunks to go first.
 ``chat_message_complete`` stores ``finalContent`` and ``metadata`` as the
 assistant message, then publishes the completion (with ``seq``). Tool and status events go to
 ``chat:{sessionId}``, ``agent-status:{sessionId}`` and ``agent:{ownerId}``
@@ -81,7 +88,7 @@ from tripsage_sync.api.transport.services import Services
 from tripsage_sync.storage.queries import ChatMessage
 from tripsage_sync.sync import wire
 from tripsage_sync.sync.channels import Channel, Principal
-from tripsage_sync.sync.chat import ChatMessageEventPayload, StreamTable, TypingTable
+from tripsage_sync.sync.chat import ChatMessageEventPayload, ChunkPacer, StreamTable, TypingTable
 from tripsage_sync.sync.errors import (
     CLOSE_POLICY_VIOLATION,
     InvalidMessage,
@@ -110,7 +117,8 @@ class ChatFeature:
             reorder_window_ms=int(settings.chat_chunk_reorder_window_s * 1000),
         )
         self.typing = TypingTable(timeout_ms=int(settings.typing_timeout_s * 1000))
-        self.timer = ChatTimer(clock, self.typing, self.streams)
+        self.pacer = ChunkPacer(interval_ms=int(settings.chat_chunk_gather_s * 1000))
+        self.timer = ChatTimer(clock, self.typing, self.streams, self.pacer)
 
     # -- plug-in points ---------------------------------------------------------
 
@@ -123,12 +131,18 @@ class ChatFeature:
         self.hub = services.hub
         self.store = services.store
         self.history = ChatHistory(services, self.clock, self.settings.chat_replay_max_messages)
-        self.relay = AgentRelay(services, self.clock, self.history, self.streams, self.timer.arm)
+        self.relay = AgentRelay(
+            services, self.clock, self.history, self.streams, self.pacer, self.timer.arm
+        )
         self.indicators = TypingIndicators(services, self.clock, self.typing, self.timer.arm)
         services.implicit_channel_providers.append(self.relay.agent_channels)
         services.join_hooks.append(self._on_join)
         services.on_disconnect.append(self.indicators.on_disconnect)
-        self.timer.start(typing_ended=self.indicators.ended, chunks_due=self.relay.publish_chunks)
+        self.timer.start(
+            typing_ended=self.indicators.ended,
+            chunks_due=self.relay.publish_chunks,
+            chunks_gathered=self.relay.send_chunks,
+        )
 
     async def stop(self) -> None:
         await self.timer.stop()
@@ -189,6 +203,7 @@ class ChatFeature:
             session_id, message_id, "user", principal.user_id, payload.content, extra
         ) as row:
             event = self.history.message_event(row)
+            self.relay.flush(session_id)
             self.relay.deliver([f"chat:{session_id}", AGENTS_CHANNEL], event)
         self.indicators.stop(session_id, principal.user_id)
 
@@ -219,7 +234,10 @@ class ChatFeature:
         if user_id is not None:
             sent = self.hub.send_to_user(user_id, event)
         elif channel is not None:
-            sent = self.hub.publish(Channel.parse(channel).name, event)
+            target = Channel.parse(channel)
+            if target.namespace == "chat":
+                self.relay.flush(target.key)  # after the chunks gathered so far
+            sent = self.hub.publish(target.name, event)
         else:
             sent = self.hub.broadcast_all(event)
         logger.info("%s by %s reached %d connection(s)", message.type, principal.user_id, sent)

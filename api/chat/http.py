@@ -174,6 +174,8 @@ def chat_routes(feature: ChatFeature) -> list[BaseRoute]:
         delivered = 0
         for message in messages:
             delivered += await feature.publish_agent_event(who, message, sid)
+        # The request is one batch already: its chunks go out now, not a window later.
+        delivered += feature.relay.flush(sid)
         return {"accepted": len(messages), "delivered": delivered}
 
     async def get_messages(request: Request) -> dict[str, Any]:

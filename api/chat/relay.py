@@ -7,9 +7,13 @@ session (default: the session of its connection path, if there is one).
 :func:`sync.chat.agent_event_channels` decides where each event goes:
 
 - ``chat_message_chunk`` goes through :class:`sync.chat.StreamTable`
-  (reordered, deduplicated) to ``chat:{sessionId}``; a chunk held for a
-  missing earlier one is released by the feature's timer
-  (:mod:`api.chat.timer`) when the table's deadline comes;
+  (reordered, deduplicated) and :class:`sync.chat.ChunkPacer` (gathered per
+  session for a few milliseconds, so that one ``batch`` frame carries several
+  chunks) to ``chat:{sessionId}``; a chunk held for a missing earlier one, or
+  gathered, is published by the feature's timer (:mod:`api.chat.timer`) when
+  the table's deadline comes. Anything else published to the session waits
+  for its gathered chunks to go first (:meth:`AgentRelay.flush`), so the order
+  subscribers see is the order of release;
 - ``chat_message_complete`` stores ``finalContent`` and ``metadata`` as the
   assistant message, then publishes the completion (with ``seq``); an
   agent's ``chat_message`` is stored and published as an assistant (or
@@ -41,6 +45,7 @@ from tripsage_sync.sync.chat import (
     ChatChunkEventPayload,
     ChatCompleteEventPayload,
     Chunk,
+    ChunkPacer,
     StreamTable,
     agent_event_channels,
 )
@@ -72,6 +77,7 @@ class AgentRelay:
         clock: Clock,
         history: ChatHistory,
         streams: StreamTable,
+        pacer: ChunkPacer,
         arm: Callable[[int], None],
     ) -> None:
         self.hub = services.hub
@@ -79,6 +85,7 @@ class AgentRelay:
         self.clock = clock
         self.history = history
         self.streams = streams
+        self.pacer = pacer
         self.arm = arm
         self.last_status: OrderedDict[str, ServerEvent] = OrderedDict()
 
@@ -99,7 +106,9 @@ class AgentRelay:
         return session_id if self.store.chat_session_owner(session_id) is not None else None
 
     async def on_agent_event(self, conn: Connection, message: wire.AgentEventMessage) -> None:
-        default = self.agent_session(conn) if conn.principal.is_privileged else None
+        # The connection's session is the default only: no lookup when the envelope names one.
+        named = message.sessionId is not None
+        default = self.agent_session(conn) if conn.principal.is_privileged and not named else None
         await self.publish_agent_event(conn.principal, message, default)
 
     async def publish_agent_event(
@@ -119,6 +128,8 @@ class AgentRelay:
         channels = agent_event_channels(
             message.type, session_id=session_id, owner_id=owner, user_id=message.userId
         )
+        if session_id is not None and message.type != "chat_message_chunk":
+            self.flush(session_id)  # what the session's subscribers got so far goes first
         match message:
             case wire.ChatMessageChunkMessage():
                 assert session_id is not None  # agent_event_channels refused it otherwise
@@ -165,9 +176,21 @@ class AgentRelay:
             )
         if result.deadline_ms is not None:
             self.arm(result.deadline_ms)
-        return self.publish_chunks(session_id, result.released)
+        return self.publish_chunks(session_id, list(result.released))
 
-    def publish_chunks(self, session_id: str, chunks: Iterable[Chunk]) -> int:
+    def publish_chunks(self, session_id: str, chunks: list[Chunk]) -> int:
+        """Chunks the stream table released, through the pacer; connections reached now."""
+        publication = self.pacer.publish(session_id, chunks, self.clock.now_ms())
+        if publication.deadline_ms is not None:
+            self.arm(publication.deadline_ms)
+        return self.send_chunks(session_id, publication.chunks)
+
+    def flush(self, session_id: str) -> int:
+        """Publish the session's gathered chunks now: what comes next must follow them."""
+        return self.send_chunks(session_id, self.pacer.take(session_id))
+
+    def send_chunks(self, session_id: str, chunks: Iterable[Chunk]) -> int:
+        """Publish each chunk (encoded once) to ``chat:{sessionId}``, in order."""
         delivered = 0
         for chunk in chunks:
             event = make_event(
@@ -200,6 +223,7 @@ class AgentRelay:
                 payload.finalContent,
                 {"metadata": payload.metadata},
             ) as row:
+                self.flush(session_id)
                 event = make_event(
                     ChatCompleteEventPayload(
                         messageId=message_id,
@@ -223,6 +247,7 @@ class AgentRelay:
         async with self.history.storing(
             session_id, message_id, role, principal.user_id, payload.content, extra
         ) as row:
+            self.flush(session_id)
             return self.hub.publish(f"chat:{session_id}", self.history.message_event(row))
 
     # -- a connection that just joined ---------------------------------------------------
@@ -234,7 +259,12 @@ class AgentRelay:
             conn.send(status)
 
     def catch_up(self, conn: Connection, session_id: str) -> None:
-        """One ``catchUp`` chunk with the whole content so far per reply being streamed."""
+        """One ``catchUp`` chunk with the whole content so far per reply being streamed.
+
+        Called before ``conn`` subscribes: the chunks gathered for the session
+        go to the others first, so ``conn`` gets the content so far once.
+        """
+        self.flush(session_id)
         for stream in self.streams.in_progress(session_id):
             conn.send(
                 make_event(

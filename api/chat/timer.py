@@ -1,8 +1,9 @@
 """The chat feature's one timer task: typing timeouts, held chunks, stalled streams.
 
-One task for the feature sleeps until the earliest deadline of both tables
+One task for the feature sleeps until the earliest deadline of its tables
 (:class:`sync.chat.TypingTable` indicators, :class:`sync.chat.StreamTable`
-chunks held in the reorder window of ``chat_chunk_reorder_window_s``) or the
+chunks held in the reorder window of ``chat_chunk_reorder_window_s``,
+:class:`sync.chat.ChunkPacer` chunks gathered for one publication) or the
 stalled-stream sweep every :data:`STREAM_SWEEP_INTERVAL_S`; a new deadline
 earlier than the one it sleeps towards (:meth:`ChatTimer.arm`) wakes it. No
 timer per chunk or per stream. The tables decide what is due; the callbacks
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from typing import Final
 
 from tripsage_sync.api.clock import Clock
-from tripsage_sync.sync.chat import Chunk, StreamTable, TypingTable
+from tripsage_sync.sync.chat import Chunk, ChunkPacer, StreamTable, TypingTable
 
 __all__ = ["STREAM_SWEEP_INTERVAL_S", "ChatTimer"]
 
@@ -28,12 +29,15 @@ STREAM_SWEEP_INTERVAL_S: Final = 5.0
 
 
 class ChatTimer:
-    """Wakes for the deadlines of ``typing`` and ``streams``."""
+    """Wakes for the deadlines of ``typing``, ``streams`` and ``pacer``."""
 
-    def __init__(self, clock: Clock, typing: TypingTable, streams: StreamTable) -> None:
+    def __init__(
+        self, clock: Clock, typing: TypingTable, streams: StreamTable, pacer: ChunkPacer
+    ) -> None:
         self.clock = clock
         self.typing = typing
         self.streams = streams
+        self.pacer = pacer
         self._wake = asyncio.Event()
         # When the timer task wakes next by itself (wall clock, ms).
         self._wake_at_ms = 0
@@ -44,9 +48,13 @@ class ChatTimer:
         *,
         typing_ended: Callable[[str, str], None],
         chunks_due: Callable[[str, list[Chunk]], object],
+        chunks_gathered: Callable[[str, list[Chunk]], object],
     ) -> None:
-        """Run the task: ``typing_ended(session, user)``, ``chunks_due(session, chunks)``."""
-        self._task = asyncio.create_task(self._run(typing_ended, chunks_due), name="chat-timers")
+        """Run the task: ``typing_ended(session, user)``, ``chunks_due(session, chunks)``
+        (released by the reorder window), ``chunks_gathered(session, chunks)`` (to publish)."""
+        self._task = asyncio.create_task(
+            self._run(typing_ended, chunks_due, chunks_gathered), name="chat-timers"
+        )
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -63,8 +71,10 @@ class ChatTimer:
         self,
         typing_ended: Callable[[str, str], None],
         chunks_due: Callable[[str, list[Chunk]], object],
+        chunks_gathered: Callable[[str, list[Chunk]], object],
     ) -> None:
-        """End typing indicators, release held chunks, forget stalled streams."""
+        """End typing indicators, release held chunks, publish gathered ones, forget
+        stalled streams."""
         next_sweep = self.clock.monotonic() + STREAM_SWEEP_INTERVAL_S
         while True:
             now = self.clock.now_ms()
@@ -72,6 +82,8 @@ class ChatTimer:
                 typing_ended(session_id, user_id)
             for stream, chunks in self.streams.release_due(now):
                 chunks_due(stream.session_id, chunks)
+            for session_id, chunks in self.pacer.due(now):
+                chunks_gathered(session_id, chunks)
             if self.clock.monotonic() >= next_sweep:
                 next_sweep = self.clock.monotonic() + STREAM_SWEEP_INTERVAL_S
                 for stream in self.streams.expire(now):
@@ -82,7 +94,11 @@ class ChatTimer:
                         stream.next_index,
                     )
             wake_at = now + int(STREAM_SWEEP_INTERVAL_S * 1000)
-            for deadline in (self.typing.next_deadline_ms(), self.streams.next_deadline_ms()):
+            for deadline in (
+                self.typing.next_deadline_ms(),
+                self.streams.next_deadline_ms(),
+                self.pacer.next_deadline_ms(),
+            ):
                 if deadline is not None:
                     wake_at = min(wake_at, deadline)
             self._wake_at_ms = wake_at

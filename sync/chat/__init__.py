@@ -8,6 +8,8 @@
 * :mod:`.stream`: :class:`StreamTable`, the replies being streamed and the
   rules that deliver each chunk index at most once, in order;
 * :mod:`.reply`: one :class:`ReplyStream` and its chunks;
+* :mod:`.pacer`: :class:`ChunkPacer`, when released chunks are published
+  (gathered per session, so that one frame carries several);
 * :mod:`.indicator`: :class:`TypingTable`, who is typing where, until when;
 * :mod:`.event`: the hub channels of agent events, the chat event payloads.
 
@@ -29,6 +31,12 @@ from tripsage_sync.sync.chat.event import (
     stored_message_payload,
 )
 from tripsage_sync.sync.chat.indicator import TypingTable
+from tripsage_sync.sync.chat.pacer import (
+    DEFAULT_CHUNK_WINDOW_MS,
+    MAX_HELD_CHUNKS,
+    ChunkPacer,
+    Publication,
+)
 from tripsage_sync.sync.chat.reply import Chunk, ChunkResult, ReplyStream
 from tripsage_sync.sync.chat.stream import (
     DEFAULT_REORDER_WINDOW_MS,
@@ -40,8 +48,10 @@ from tripsage_sync.sync.chat.stream import (
 
 __all__ = [
     "CHAT_STREAM_EVENTS",
+    "DEFAULT_CHUNK_WINDOW_MS",
     "DEFAULT_REORDER_WINDOW_MS",
     "FIRST_CHUNK_INDEXES",
+    "MAX_HELD_CHUNKS",
     "MAX_PENDING_CHUNKS",
     "MAX_REPLY_CHARS",
     "STATUS_EVENTS",
@@ -52,7 +62,9 @@ __all__ = [
     "ChatTypingStartPayload",
     "ChatTypingStopPayload",
     "Chunk",
+    "ChunkPacer",
     "ChunkResult",
+    "Publication",
     "ReplyStream",
     "StreamTable",
     "TypingTable",
