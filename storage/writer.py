@@ -105,6 +105,11 @@ class BatchWriter:
         return self._ops
 
     @property
+    def native_id(self) -> int | None:
+        """The writer thread's kernel thread id (``/proc/self/task/<id>``: its CPU time)."""
+        return self._thread.native_id
+
+    @property
     def queue_depth(self) -> int:
         """Operations waiting for the thread (approximate)."""
         return self._queue.qsize()
