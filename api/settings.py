@@ -44,6 +44,7 @@ class Settings:
     rate_limit_subscriptions_per_min: int = 20
     rate_limit_yjs_frames_per_min: int = 3000
     max_message_size: int = 1_048_576
+    ws_compression: bool = False
     max_connections: int = 1000
     max_connections_per_user: int = 20
     max_unauthenticated_connections: int = 200
@@ -188,6 +189,8 @@ DOCS: Final[dict[str, str]] = {
     "rate_limit_subscriptions_per_min": "Channel subscriptions per minute per user (0 = off)",
     "rate_limit_yjs_frames_per_min": "y-websocket frames per minute per user (over: close 3001)",
     "max_message_size": "Largest client message in bytes (larger: MESSAGE_TOO_LARGE, close 1009)",
+    "ws_compression": "Accept permessage-deflate when a client offers it (costs about 46 KB of"
+    " memory per connection and CPU per frame; off: frames go uncompressed)",
     "max_connections": "Authenticated connections the server accepts at once (all endpoints)",
     "max_connections_per_user": "Connections one user may hold at once",
     "max_unauthenticated_connections": "JSON sockets still awaiting their auth frame, at once"

@@ -77,12 +77,21 @@ async def measure(args: argparse.Namespace) -> None:
             rss = process.memory_info().rss
             still_open = sum(1 for ws in sockets if ws.state.name == "OPEN")
             per_connection_kib = (rss - baseline_rss) / 1024 / args.connections
-            print(
-                f"{args.connections} idle connections, ping interval "
-                f"{args.ping_interval or 'default'}: server CPU {100 * cpu_s / elapsed:.2f} % "
-                f"of a core over {elapsed:.0f} s; RSS +{per_connection_kib:.1f} KiB per "
-                f"connection; {still_open} still open"
-            )
+            if args.json:
+                result = {
+                    "connections": args.connections,
+                    "cpu_pct": round(100 * cpu_s / elapsed, 2),
+                    "kb_per_connection": round((rss - baseline_rss) / 1000 / args.connections, 1),
+                    "still_open": still_open,
+                }
+                print(json.dumps(result))
+            else:
+                print(
+                    f"{args.connections} idle connections, ping interval "
+                    f"{args.ping_interval or 'default'}: server CPU {100 * cpu_s / elapsed:.2f} % "
+                    f"of a core over {elapsed:.0f} s; RSS +{per_connection_kib:.1f} KiB per "
+                    f"connection; {still_open} still open"
+                )
             for ws in sockets:
                 ws.transport.abort()
         finally:
@@ -94,6 +103,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--connections", type=int, default=5000)
     parser.add_argument("--window", type=float, default=30.0, help="seconds measured")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--ping-interval", type=float, default=None)
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

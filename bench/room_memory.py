@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 import tempfile
 import time
@@ -117,6 +118,16 @@ async def measure(args: argparse.Namespace) -> None:
             server.terminate()
             server.wait(30)
     per_room = (opened - baseline) / args.trips
+    if args.json:
+        result = {
+            "trips": args.trips,
+            "baseline_kib": baseline,
+            "opened_kib": opened,
+            "unloaded_kib": unloaded,
+            "after_unload_pct": round(100 * (unloaded - baseline) / baseline, 1),
+        }
+        print(json.dumps(result))
+        return
     print(
         f"{args.trips} trips opened once, idle unload {args.idle} s: RSS fresh {fresh} KiB, "
         f"baseline {baseline} KiB (after {args.warmup} warm-up trips), opened {opened} KiB "
@@ -130,6 +141,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trips", type=int, default=2000)
     parser.add_argument("--idle", type=float, default=5.0, help="TRIPSAGE_ROOM_IDLE_UNLOAD_S")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--warmup", type=int, default=20, help="trips opened before baseline")
     asyncio.run(measure(parser.parse_args()))
 

@@ -173,6 +173,11 @@ class Storage:
             finally:
                 self._read_db.execute("COMMIT")
 
+    def shrink_memory(self) -> None:
+        """Free the read connection's page cache (``PRAGMA shrink_memory``)."""
+        with self._reading() as db:
+            db.execute("PRAGMA shrink_memory")
+
     # -- writes: each returns a Future resolved once durable ----------------
 
     def submit(self, op: WriteOp[_T]) -> Future[_T]:

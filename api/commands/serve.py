@@ -116,6 +116,7 @@ def serve(args: argparse.Namespace) -> int:
         ws=ws_protocol,
         ws_ping_interval=None,
         ws_ping_timeout=None,
+        ws_per_message_deflate=settings.ws_compression,
         lifespan="on",
         log_config=None,
         access_log=True,

@@ -28,22 +28,28 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from typing import Final
 
 from tripsage_sync.api.clock import Clock
 from tripsage_sync.api.transport.connection import Connection
 from tripsage_sync.api.transport.hub import Hub
+from tripsage_sync.api.transport.memory import give_back
 from tripsage_sync.api.transport.services import Services
 from tripsage_sync.api.trips.broadcast import channel
 from tripsage_sync.api.trips.rooms import RoomRegistry, TripRoom
 from tripsage_sync.sync.errors import NotFound
 from tripsage_sync.sync.idle import IdleRooms, RoomActivity
 
-__all__ = ["IdleSweep", "PeerCount", "UnloadHook"]
+__all__ = ["GIVE_BACK_AFTER", "IdleSweep", "PeerCount", "UnloadHook"]
 
 logger = logging.getLogger(__name__)
 
 PeerCount = Callable[[str], int]  # trip id -> peers of another transport in its room
 UnloadHook = Callable[[TripRoom], None]
+
+# A sweep that unloaded this many rooms (or the last one) gives memory back
+# (:func:`api.transport.memory.give_back`).
+GIVE_BACK_AFTER: Final = 64
 
 
 class IdleSweep:
@@ -116,6 +122,8 @@ class IdleSweep:
                 room = self.registry.rooms.get(trip_id)
                 if room is not None:
                     self.unload(room)
+            if len(sweep.unload) >= GIVE_BACK_AFTER or (sweep.unload and not self.registry.rooms):
+                give_back(self.services.store.shrink_memory)
             for trip_id in sweep.load:
                 self._load(trip_id, now)
         except Exception:

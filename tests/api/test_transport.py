@@ -490,3 +490,16 @@ async def test_yjs_churn_leaves_no_pending_task_behind(
         await asyncio.gather(*(peer() for _ in range(10)), return_exceptions=abort)
     server.stop()
     assert "Task was destroyed but it is pending" not in server.logs()
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+async def test_permessage_deflate_is_accepted_only_when_enabled(
+    server_factory: Callable[..., ServerProcess], enabled: bool
+) -> None:
+    """Off by default (about 46 KB per connection, CPU per frame): offered, not accepted."""
+    server = server_factory(**({"ws_compression": "true"} if enabled else {}))
+    for path in ("/ws/chat/s-z", "/ws/yjs/trip-z"):  # the offer is websockets' default
+        async with connect(f"{server.ws}{path}", open_timeout=10) as ws:
+            assert ws.response is not None
+            accepted = ws.response.headers.get("Sec-WebSocket-Extensions", "")
+            assert ("permessage-deflate" in accepted) == enabled, (path, accepted)
