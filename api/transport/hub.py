@@ -232,10 +232,14 @@ class Hub(Generic[S]):
         droppable: bool = False,
     ) -> int:
         started = time.perf_counter()
-        text = encode(event)
+        text: str | None = None  # encoded once, for the first recipient
         sent = 0
         for conn in tuple(conns):
-            if conn is not exclude and conn.enqueue(text, droppable=droppable):
+            if conn is exclude:
+                continue
+            if text is None:
+                text = encode(event)
+            if conn.enqueue(text, droppable=droppable):
                 sent += 1
         if sent:
             self.metrics.fanout_seconds.observe(time.perf_counter() - started)

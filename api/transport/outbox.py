@@ -16,13 +16,21 @@ endpoints; :class:`api.trips.ypeer.YjsConnection`, y-websocket peers) owns one
   and a close marker after what is already queued, and schedules an abort of
   the transport :data:`CLOSE_RELEASE_S` (+1 s) later: a peer that never reads
   again cannot hold a socket.
-- :meth:`Outbox.run` sends one wire frame at a time; a :class:`Framing` turns
-  the head of the queue into that frame (the JSON endpoints merge consecutive
-  events into a ``batch``; Yjs frames go as they are) and accounts for it once
-  sent. A send that stalls longer than ``send_timeout_s`` aborts the
-  transport; the close marker ends the loop with the close frame. A writer
-  that fails for any other reason (a frame it cannot encode) closes with 1011
-  and aborts the transport: never a reader without a writer.
+- A :class:`Framing` turns the head of the queue into one wire frame (the JSON
+  endpoints merge consecutive events into a ``batch``; Yjs frames go as they
+  are) and accounts for it once sent.
+- The fast path: what is queued during one event-loop iteration is written at
+  the end of it (one ``call_soon`` per connection and iteration, no task
+  switch), all frames in one ``transport.write``
+  (:class:`api.transport.direct.DirectWriter`), when the socket can take it
+  at once and the writer task is idle.
+- Otherwise :meth:`Outbox.run`, the writer task, sends one frame at a time
+  through ASGI: before the connection is set up, while the transport is
+  paused (the peer reads slowly), and for the close. A send that stalls
+  longer than ``send_timeout_s`` aborts the transport; the close marker ends
+  the loop with the close frame. A writer that fails for any other reason (a
+  frame it cannot encode) closes with 1011 and aborts the transport: never a
+  reader without a writer.
 
 The owner's state machine has a say in every close through ``may_close``
 (:meth:`sync.session.Session.close` for the JSON endpoints): a close it refuses
@@ -41,10 +49,19 @@ from typing import Any, Final, Generic, Protocol, TypeVar
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from tripsage_sync.api.transport.direct import SCOPE_KEY, DirectWriter
 from tripsage_sync.api.transport.metrics import Metrics
 from tripsage_sync.sync.errors import CLOSE_GOING_AWAY, CLOSE_SERVER_ERROR
 
-__all__ = ["CLOSE_RELEASE_S", "Close", "Framing", "Outbox", "cancel_and_wait", "find_transport"]
+__all__ = [
+    "CLOSE_RELEASE_S",
+    "Close",
+    "Framing",
+    "Outbox",
+    "cancel_and_wait",
+    "find_protocol",
+    "find_transport",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -74,16 +91,27 @@ class Framing(Protocol[ItemT]):
         ...
 
 
-def find_transport(websocket: WebSocket) -> asyncio.Transport | None:
-    """The server's transport behind an ASGI ``send`` (uvicorn's protocol), if any.
+def find_protocol(websocket: WebSocket) -> DirectWriter | None:
+    """Our uvicorn protocol behind ``websocket`` (it puts itself in the scope's extensions,
+    :data:`api.transport.direct.SCOPE_KEY`); ``None`` for any other server."""
+    extensions = websocket.scope.get("extensions") or {}
+    owner = extensions.get(SCOPE_KEY)
+    return owner if isinstance(owner, DirectWriter) else None
 
-    ASGI has no "abort"; uvicorn's ``send`` is a bound method of its protocol,
-    which holds the transport. Without it we fall back to a plain close.
+
+def find_transport(websocket: WebSocket) -> asyncio.Transport | None:
+    """The server's transport behind ``websocket``, if any.
+
+    ASGI has no "abort"; our uvicorn protocol holds the transport
+    (:func:`find_protocol`). Elsewhere, if uvicorn's ``send`` is a bound method of
+    its protocol, that one's; without either we fall back to a plain close.
     """
+    direct = find_protocol(websocket)
+    if direct is not None:
+        return direct.transport
     send: Any = getattr(websocket, "_send", None)
     for _ in range(5):
-        owner = getattr(send, "__self__", None)
-        transport = getattr(owner, "transport", None)
+        transport = getattr(getattr(send, "__self__", None), "transport", None)
         if isinstance(transport, asyncio.BaseTransport):
             return transport  # type: ignore[return-value]
         send = getattr(send, "__wrapped__", None)
@@ -133,6 +161,12 @@ class Outbox(Generic[ItemT]):
         self._queue: deque[ItemT | Close] = deque()
         self._ready = asyncio.Event()
         self._transport = find_transport(websocket)
+        self._direct = find_protocol(websocket)
+        self._framing: Framing[ItemT] | None = None  # the writer's, once it runs
+        self._idle = False  # the writer task waits for items: the fast path may write
+        self._flush_due = False  # a fast-path flush is scheduled for this iteration
+        # A frame the fast path could not encode: the writer sends it (and fails).
+        self._carry: str | bytes | None = None
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -150,13 +184,45 @@ class Outbox(Generic[ItemT]):
             self.close(CLOSE_GOING_AWAY, "slow consumer")
             return False
         self._queue.append(item)
-        self._ready.set()
+        self._wake()
         return True
 
     def put_first(self, *items: ItemT) -> None:
         """Queue ``items``, in order, ahead of everything queued (not limited)."""
         self._queue.extendleft(reversed(items))
-        self._ready.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        """Have the queue written: by the fast path at the end of this loop iteration when
+        it can be, else by the writer task."""
+        if self._direct is None or not self._idle:
+            self._ready.set()
+        elif not self._flush_due:
+            self._flush_due = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """The fast path (module docstring): every queued frame, in one write."""
+        self._flush_due = False
+        direct, framing, queue = self._direct, self._framing, self._queue
+        if not self._idle or direct is None or framing is None or not direct.can_write():
+            self._ready.set()  # the writer task sends it (or is sending already)
+            return
+        chunks: list[bytes] = []
+        try:
+            while queue and not isinstance(queue[0], Close):
+                frame = framing.frame(queue.popleft(), queue)  # type: ignore[arg-type]
+                try:
+                    chunks.append(direct.message_bytes(frame))
+                except ValueError:  # a text that cannot be encoded (a lone surrogate)
+                    self._carry = frame  # the writer sends it, fails and closes with 1011
+                    break
+                framing.sent(frame)
+        finally:
+            if chunks:
+                direct.write_now(b"".join(chunks))
+        if queue or self._carry is not None:
+            self._ready.set()
 
     def close(self, code: int, reason: str, *final: ItemT) -> bool:
         """Send ``final`` after the queued items, then close with ``code``.
@@ -184,19 +250,26 @@ class Outbox(Generic[ItemT]):
     async def run(self, framing: Framing[ItemT]) -> None:
         """The writer task: send frames until the close marker, a stall or a lost peer."""
         ws, queue, timeout = self.websocket, self._queue, self.send_timeout_s
+        self._framing = framing
         while True:
-            while not queue:
+            while not queue and self._carry is None:
                 self._ready.clear()
-                await self._ready.wait()
-            item = queue.popleft()
-            # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancel that
-            # arrives as the send completes, and the writer would wait for ever, pending.
-            if isinstance(item, Close):
-                with contextlib.suppress(Exception):
-                    async with asyncio.timeout(timeout):
-                        await ws.close(item.code, item.reason)
-                return
-            frame = framing.frame(item, queue)
+                self._idle = True
+                try:
+                    await self._ready.wait()
+                finally:
+                    self._idle = False
+            frame, self._carry = self._carry, None
+            if frame is None:
+                item = queue.popleft()
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancel
+                # that arrives as the send completes, and the writer would wait for ever.
+                if isinstance(item, Close):
+                    with contextlib.suppress(Exception):
+                        async with asyncio.timeout(timeout):
+                            await ws.close(item.code, item.reason)
+                    return
+                frame = framing.frame(item, queue)
             try:
                 async with asyncio.timeout(timeout):
                     if isinstance(frame, str):

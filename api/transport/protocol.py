@@ -42,6 +42,11 @@ four holes a peer can use:
   of what the peer sends is then read and dropped for ``OVERSIZE_DRAIN_S``
   before the socket is closed: closing with unread input would reset the
   connection and could destroy that reply before the peer reads it.
+
+And one cost: uvicorn pauses reading after every received message and resumes
+when the app has taken it (two ``epoll_ctl`` system calls a message). Here
+reading pauses only at a small backlog
+(:meth:`WebSocketProtocol.send_receive_event_to_app`).
 """
 
 from __future__ import annotations
@@ -53,11 +58,11 @@ from typing import Any, ClassVar, Final, Protocol
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
-from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.exceptions import PayloadTooBig
 from websockets.frames import Close, Frame, Opcode
 
 from tripsage_sync.api.settings import Settings
+from tripsage_sync.api.transport.direct import DirectWriter
 from tripsage_sync.sync.errors import CLOSE_MESSAGE_TOO_BIG, CLOSE_SERVER_ERROR, MessageTooLarge
 from tripsage_sync.sync.events import ConnectionErrorPayload, error_event
 from tripsage_sync.sync.wire import encode, make_event
@@ -77,6 +82,10 @@ CLOSE_YJS_TOO_LARGE: Final = 4413  # api.trips.yjs.CLOSE_TOO_LARGE
 # After our close frame to a dead peer, the transport is aborted this much later.
 DEAD_PEER_RELEASE_S: Final = 1.0
 OVERSIZE_DRAIN_S: Final = 1.0
+# Reading pauses once this many received messages wait for the app (or one over
+# READ_BACKLOG_LARGE_BYTES does), and resumes when the app has taken them all.
+READ_BACKLOG_MESSAGES: Final = 16
+READ_BACKLOG_LARGE_BYTES: Final = 16_384
 # An unmasked ping with no payload (RFC 6455 5.5.2), built once: every idle socket gets
 # one per ping interval, and the pong only has to arrive (any frame counts).
 PING_FRAME: Final = Frame(Opcode.PING, b"").serialize(mask=False)
@@ -219,8 +228,9 @@ class LivenessWheel:
             self._arm(min(self.slots))
 
 
-class WebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's websockets-sansio protocol with the fixes of the module docstring.
+class WebSocketProtocol(DirectWriter):
+    """uvicorn's websockets-sansio protocol with the fixes of the module docstring, and
+    direct writes for the connections' writers (:class:`api.transport.direct.DirectWriter`).
 
     :func:`protocols` makes a subclass bound to the settings.
     """
@@ -248,6 +258,26 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             self._refuse_handshake()
             return
         self.handle_events()
+
+    def send_receive_event_to_app(self) -> None:
+        """Queue a received message for the app; pause reading only at a backlog.
+
+        uvicorn pauses reading after every message (and resumes when the app has
+        taken it): two ``epoll_ctl`` calls per message. The backlog is bounded all
+        the same: :data:`READ_BACKLOG_MESSAGES` small messages, or one large one.
+        """
+        paused = self.read_paused
+        large = sum(len(part) for part in self.frames) > READ_BACKLOG_LARGE_BYTES
+        self.read_paused = True  # uvicorn's own pause is skipped; ours follows
+        try:
+            super().send_receive_event_to_app()
+        finally:
+            self.read_paused = paused
+        if paused or self.close_sent:
+            return
+        if large or self.queue.qsize() >= READ_BACKLOG_MESSAGES:
+            self.read_paused = True
+            self.transport.pause_reading()
 
     def _refuse_handshake(self) -> None:
         """websockets refused the request head: send its 414/431 (or a 400), then close."""

@@ -126,11 +126,12 @@ class TripBroadcast:
         self, room: TripRoom, result: ApplyResult, exclude: Connection | None
     ) -> None:
         if result.change is not None:
-            self.publish(
-                room,
-                change_payload(room.trip_id, result.change, now=self.clock.now_ms()),
-                exclude=exclude,
-            )
+            if self._audience(room, exclude):  # else nothing to build (a trip of one)
+                self.publish(
+                    room,
+                    change_payload(room.trip_id, result.change, now=self.clock.now_ms()),
+                    exclude=exclude,
+                )
             self.run_change_hooks(room, result.change, None)
         if result.conflict_detected is not None:
             self.publish(
@@ -142,6 +143,10 @@ class TripBroadcast:
                 room,
                 resolution_required_payload(result.conflict_raised),
             )
+
+    def _audience(self, room: TripRoom, exclude: Connection | None) -> bool:
+        """Whether a subscriber of the trip other than ``exclude`` would get its events."""
+        return any(conn is not exclude for conn in self.hub.channels.get(channel(room.trip_id), ()))
 
     def run_change_hooks(self, room: TripRoom, change: Change, origin: object | None) -> None:
         for hook in self.change_hooks:

@@ -33,7 +33,7 @@ from tripsage_sync.sync.conflicts import (
     validate_value,
 )
 from tripsage_sync.sync.document.results import ApplyResult, Confirmed
-from tripsage_sync.sync.document.schema import check_kind, kind_at
+from tripsage_sync.sync.document.schema import check_kind
 from tripsage_sync.sync.document.state import DocState
 from tripsage_sync.sync.errors import InvalidMessage, NotFound
 
@@ -129,7 +129,7 @@ class ManualConflicts:
             value = option.value
         else:  # raises InvalidValue, an InvalidMessage
             value = validate_value(custom_value)
-            check_kind(conflict.field_name, kind_at(state.root, conflict.field_name), value)
+            check_kind(conflict.field_name, state.kind(conflict.field_name), value)
         return self._settle(state, conflict, value, Stamp(now_ms, user_id, conflict_id))
 
     def expire(self, state: DocState, now_ms: int) -> list[ApplyResult]:

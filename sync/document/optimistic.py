@@ -61,7 +61,6 @@ from tripsage_sync.sync.document.schema import (
     check_kind,
     edit_list,
     edit_text,
-    kind_at,
     read_field,
 )
 from tripsage_sync.sync.document.state import DocState
@@ -78,7 +77,7 @@ def apply_optimistic(
         name = parse_field_name(req.field_name)
     except InvalidValue as exc:
         return refuse(state, req, req.field_name, "payload.fieldName", exc)
-    kind = kind_at(state.root, name)
+    kind = state.kind(name)
     try:
         previous = validate_value(req.previous_value) if req.has_previous_value else None
     except InvalidValue as exc:

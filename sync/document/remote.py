@@ -43,7 +43,7 @@ from tripsage_sync.sync.document.results import (
     RemoteResult,
     RemoteUpdateRefused,
 )
-from tripsage_sync.sync.document.schema import ROOT_MAP, TEXT_FIELDS, FieldKind, kind_at, read_raw
+from tripsage_sync.sync.document.schema import ROOT_MAP, TEXT_FIELDS, FieldKind, read_raw
 from tripsage_sync.sync.document.shadow import Shadow, new_shadow
 from tripsage_sync.sync.document.state import DocState
 from tripsage_sync.sync.yupdate import MalformedUpdate, Struct, decode_update, seen_values
@@ -125,7 +125,7 @@ def _check(
     root = shadow.doc.get(ROOT_MAP, type=Map)
     writes: dict[str, tuple[bool, JSON]] = {}
     for name, action in shadow.edits.items():
-        kind = kind_at(state.root, name)
+        kind = state.kind(name)
         if action != "delete" and not is_field_name(name):
             raise RemoteUpdateRefused(f"Field names must be {FIELD_NAME_RULE}")
         if action != "edit" and kind in (FieldKind.TEXT, FieldKind.LIST):

@@ -45,6 +45,7 @@ __all__ = [
     "kind_at",
     "kind_of_value",
     "read_field",
+    "read_kind_and_field",
     "read_raw",
     "to_shared",
 ]
@@ -109,6 +110,21 @@ def read_field(root: Map[Any], name: str) -> JSON:
     """The field as plain JSON; a stored value that is not JSON is our own bug."""
     try:
         return normalise_json(read_raw(root, name))
+    except InvalidValue as exc:
+        raise InvalidState(f"{name}: stored value is not JSON: {exc}") from exc
+
+
+def read_kind_and_field(root: Map[Any], name: str) -> tuple[FieldKind | None, JSON]:
+    """:func:`kind_at` and :func:`read_field` in one lookup."""
+    if name not in root:
+        return None, None
+    shared = root[name]
+    if isinstance(shared, Text):
+        return FieldKind.TEXT, str(shared)
+    kind = FieldKind.LIST if isinstance(shared, Array) else FieldKind.SCALAR
+    raw = shared.to_py() if isinstance(shared, Array) else shared
+    try:
+        return kind, normalise_json(raw)
     except InvalidValue as exc:
         raise InvalidState(f"{name}: stored value is not JSON: {exc}") from exc
 

@@ -25,7 +25,17 @@ Scalar writes
     Scalar sets need no fork (:meth:`DocState.write`): the value is decided
     before it is written, so the live doc writes it with its own
     (trip-derived) client id, and neither the state vector nor the cost of a
-    write grows with the number of scalar writes.
+    write grows with the number of scalar writes. The write's update is the
+    one its transaction reports (``Doc.observe``, what y-websocket sends too):
+    ``get_update(before)`` would also carry the doc's whole delete set, and
+    its cost grows with every value ever overwritten.
+
+Reading
+    A read of the live doc through pycrdt costs microseconds (each lookup is a
+    transaction), and one update reads its field several times: absent and
+    immutable scalar values are kept (:meth:`DocState.value`) until the live
+    doc's next transaction (``Doc.observe``), which forgets them all, except
+    that a scalar write (:meth:`DocState.write`) knows what it changed.
 
 Every change made here is mirrored into the remote-update shadow and the
 root map's item index (:mod:`sync.yupdate`), when those exist.
@@ -33,14 +43,20 @@ root map's item index (:mod:`sync.yupdate`), when those exist.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from typing import Any, Final
 
-from pycrdt import Doc, Map
+from pycrdt import Doc, Map, TransactionEvent
 
-from tripsage_sync.sync.conflicts import FIELD_PATH_PREFIX, JSON, Stamp
+from tripsage_sync.sync.conflicts import FIELD_PATH_PREFIX, JSON, Stamp, normalise_json
 from tripsage_sync.sync.document.results import Change, FieldChange, LogEntry, Snapshot
-from tripsage_sync.sync.document.schema import ROOT_MAP, read_field
+from tripsage_sync.sync.document.schema import (
+    ROOT_MAP,
+    FieldKind,
+    read_field,
+    read_kind_and_field,
+)
 from tripsage_sync.sync.document.shadow import Shadow
 from tripsage_sync.sync.errors import InvalidState
 from tripsage_sync.sync.yupdate import RootKeys, decode_update
@@ -50,6 +66,8 @@ __all__ = ["META_FORMAT", "DocState", "FieldHistory", "derive_client_id", "state
 META_FORMAT: Final = 1
 
 FieldHistory = dict[str, list[tuple[int, Stamp | None]]]  # field -> (version, stamp) ascending
+_Read = tuple[FieldKind | None, JSON]  # a field's kind (None: absent) and value
+_IMMUTABLE: Final = (str, int, float, bool, type(None))
 
 
 class DocState:
@@ -65,6 +83,15 @@ class DocState:
         self.history: FieldHistory = {}
         self.shadow: Shadow | None = None
         self.root_keys: RootKeys | None = None  # built on first use, then kept up to date
+        # The update of the live doc's latest transaction ("Scalar writes" above).
+        self._last_update = b""
+        # Scalar fields read since the live doc last changed ("Reading" above).
+        self._reads: dict[str, _Read] = {}
+        self.doc.observe(self._transaction_done)
+
+    def _transaction_done(self, event: TransactionEvent) -> None:
+        self._last_update = event.update
+        self._reads = {}
 
     # -- the write path ----------------------------------------------------------
 
@@ -88,9 +115,16 @@ class DocState:
     ) -> Change:
         """A scalar set whose value was already decided, made on the live doc."""
         old = {name: self.value(name)}
-        before = self.doc.get_state()
+        reads, self._last_update = self._reads, b""
         self.root[name] = value
-        update = self.doc.get_update(before)
+        update = self._last_update
+        if not update:
+            raise InvalidState(f"{self.trip_id}: a write to {name} made no update")
+        # Only ``name`` changed, to ``value`` (pycrdt gives scalars back exactly as set).
+        reads.pop(name, None)
+        if isinstance(value, _IMMUTABLE):
+            reads[name] = (FieldKind.SCALAR, normalise_json(value))
+        self._reads = reads
         self.mirror(update)
         return self.append(update, old, user_id, update_id, kind, {name: stamp}, self.doc.client_id)
 
@@ -161,14 +195,32 @@ class DocState:
     # -- reading -------------------------------------------------------------
 
     def value(self, name: str) -> JSON:
-        return read_field(self.root, name)
+        return self._read(name)[1]
+
+    def kind(self, name: str) -> FieldKind | None:
+        """The field's kind; ``None`` if the trip has no such field."""
+        return self._read(name)[0]
+
+    def _read(self, name: str) -> _Read:
+        read = self._reads.get(name)
+        if read is None:
+            read = read_kind_and_field(self.root, name)
+            if read[0] is not FieldKind.TEXT and isinstance(read[1], _IMMUTABLE):
+                self._reads[name] = read  # shared by callers: immutable values only
+        return read
 
     def value_at(self, version: int, name: str) -> JSON:
         return read_field(self.fork(version, "read").get(ROOT_MAP, type=Map), name)
 
     def stamp_at(self, name: str, version: int) -> Stamp | None:
-        known = [s for v, s in self.history.get(name, []) if v <= version]
-        return known[-1] if known else None
+        """The stamp of ``name``'s last write at or before ``version`` (history ascends)."""
+        history = self.history.get(name)
+        if not history:
+            return None
+        if history[-1][0] <= version:  # the common case: the current stamp
+            return history[-1][1]
+        i = bisect.bisect_right(history, version, key=_version_of)
+        return history[i - 1][1] if i else None
 
     def current_stamp(self, name: str) -> Stamp:
         stamp = self.stamp_at(name, self.version)
@@ -182,6 +234,10 @@ class DocState:
                 f"{self.trip_id}: version {version} is outside the retained history"
                 f" ({self.base.version}..{self.version})"
             )
+
+
+def _version_of(entry: tuple[int, Stamp | None]) -> int:
+    return entry[0]
 
 
 def derive_client_id(trip_id: str, key: str, taken: set[int]) -> int:

@@ -50,10 +50,17 @@ def new_id(kind: str) -> str:
     return f"{kind}-{_prefix}-{next(_counter)}"
 
 
+# The last second formatted (every event has a timestamp; most fall in the same second).
+_last_second: list[tuple[int, str]] = [(-1, "")]
+
+
 def iso_ms(now_ms: int) -> str:
     """``2025-05-28T01:30:00.000Z`` for a Unix time in milliseconds."""
     seconds, millis = divmod(now_ms, 1000)
-    stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    cached_second, stamp = _last_second[0]
+    if cached_second != seconds:
+        stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _last_second[0] = (seconds, stamp)
     return f"{stamp}.{millis:03d}Z"
 
 

@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Generic
 
+import orjson
 from typing_extensions import TypeVar
 
 from tripsage_sync.sync.wire.base import iso_ms, new_id
@@ -75,4 +76,11 @@ def encode(event: ServerEvent | AuthResponse) -> str:
     if event.userId is not None:
         data["userId"] = event.userId
     data["payload"] = event.payload.wire()
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    try:
+        # The same JSON as json.dumps below, several times faster (floats may be
+        # spelled differently: 1e16 for 1e+16, the same number).
+        return orjson.dumps(data).decode()
+    except orjson.JSONEncodeError:
+        # What orjson refuses (a lone surrogate, an int over 64 bits, a key that is not
+        # a str) goes as before: the writer then fails on it as it always did.
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)

@@ -6,9 +6,12 @@ They back ``sync_request``: the replay must equal what was broadcast live.
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from tripsage_sync.sync.conflicts import JSON
+from tripsage_sync.sync.conflicts import JSON, Stamp
 from tripsage_sync.sync.document import Change, LogEntry, TripDocument, UpdateRequest
+from tripsage_sync.sync.document.state import DocState
 from tripsage_sync.sync.errors import InvalidState
 
 TRIP = "trip-h"
@@ -102,3 +105,20 @@ def test_entries_without_a_field_list_report_what_differs() -> None:
     replay = restored.changes_since(1)
     assert [sorted(c.changes) for c in replay] == [sorted(c.changes) for c in live[1:]]
     assert replay[0].changes["destination"].new_value == "Rome"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    versions=st.lists(st.integers(1, 60), unique=True, max_size=20).map(sorted),
+    asked=st.integers(0, 70),
+)
+def test_stamp_at_is_the_last_write_at_or_before_the_version(
+    versions: list[int], asked: int
+) -> None:
+    """A field's stamps are found by bisection, as a scan would find them."""
+    state = DocState("t")
+    stamps = [Stamp(v, "u", f"x{v}") for v in versions]
+    state.history["f"] = list(zip(versions, stamps, strict=True))
+    known = [s for v, s in zip(versions, stamps, strict=True) if v <= asked]
+    assert state.stamp_at("f", asked) == (known[-1] if known else None)
+    assert state.stamp_at("g", asked) is None

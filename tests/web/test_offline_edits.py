@@ -72,11 +72,16 @@ def probe(page: Page) -> dict[str, Any]:
     return data
 
 
-def synced_after_online_ms(page: Page) -> float:
-    """How long after the last ``online`` event the page first showed "Synced"."""
+def synced_after_online_ms(page: Page, back_ms: float | None = None) -> float:
+    """How long after the last ``online`` event the page first showed "Synced".
+
+    ``back_ms``: the page's clock just before the network came back, for a page
+    that was loaded offline (from the service worker): Chromium 150 does not
+    fire ``online`` there, though ``navigator.onLine`` turns true.
+    """
     data = probe(page)
-    assert data["online"], "the page never saw the network come back"
-    online = data["online"][-1]
+    assert data["online"] or back_ms is not None, "the page never saw the network come back"
+    online = data["online"][-1] if data["online"] else back_ms
     synced = [t for t, text in data["statuses"] if t >= online and text == "Synced"]
     assert synced, f"no Synced after going online: {data['statuses']}"
     return float(synced[0] - online)
@@ -218,11 +223,12 @@ def test_signed_in_on_app_then_offline_then_opened_trip(web: Web) -> None:
     page.keyboard.press("Tab")
     expect(page.get_by_test_id("pending-changes")).to_have_text("1 pending change")
 
+    back_ms = float(page.evaluate("() => performance.now()"))
     context.set_offline(False)
 
     expect(page.get_by_test_id("sync-status")).to_have_text("Synced")
     expect(page.get_by_test_id("pending-changes")).to_be_hidden()
-    assert synced_after_online_ms(page) < SYNCED_AFTER_ONLINE_MAX_MS
+    assert synced_after_online_ms(page, back_ms) < SYNCED_AFTER_ONLINE_MAX_MS
     expect(page.get_by_test_id("trip-destination")).to_have_value("Lisbon, Portugal")
     assert trip_fields(web.server, "t-cold", "alice")["destination"] == "Lisbon, Portugal"
 
