@@ -7,6 +7,7 @@ stores ``bytes``, ``int`` and ``str`` (JSON as ``str``)::
     storage/sqlite.py      Storage: connections, pragmas, the public facade
     storage/writer.py      BatchWriter: one thread, group commit, futures
     storage/ops.py         write operations run by the writer
+    storage/updatelog.py   the update log's operations, and their bulk path
     storage/queries.py     read queries and their row types
     storage/migrations.py  schema, migrations by PRAGMA user_version
     storage/errors.py      the exception tree

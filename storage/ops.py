@@ -12,6 +12,12 @@ operation's savepoint and fails only its future.
 
 Compose several operations into one all-or-nothing unit with
 ``Storage.submit_all([ops.append_update(...), ops.put_outcome(...)])``.
+
+The update log's operations (``append_update``, ``put_outcome``,
+``save_snapshot``) are instances of :mod:`storage.updatelog` classes, which
+the writer may write many at a time (see there); every other operation
+here is a :class:`~storage.updatelog.VersionNeutral`: it changes no trip's
+stored versions, so the version cache survives it.
 """
 
 from __future__ import annotations
@@ -19,12 +25,13 @@ from __future__ import annotations
 from sqlite_utils import Database
 
 from tripsage_sync.storage import queries
-from tripsage_sync.storage.errors import (
-    AlreadyExists,
-    DuplicateId,
-    StaleSnapshot,
-    UnknownRow,
-    VersionConflict,
+from tripsage_sync.storage.errors import AlreadyExists, DuplicateId, UnknownRow
+from tripsage_sync.storage.updatelog import (
+    AppendUpdate,
+    PutOutcome,
+    SaveSnapshot,
+    VersionNeutral,
+    require_trip,
 )
 from tripsage_sync.storage.writer import WriteOp
 
@@ -46,11 +53,6 @@ __all__ = [
 ]
 
 
-def _require_trip(db: Database, trip_id: str) -> None:
-    if not queries.trip_exists(db, trip_id):
-        raise UnknownRow(f"no trip {trip_id!r}")
-
-
 def _require_chat_session(db: Database, session_id: str) -> None:
     if queries.chat_session_owner(db, session_id) is None:
         raise UnknownRow(f"no chat session {session_id!r}")
@@ -70,7 +72,7 @@ def set_meta_if_absent(key: str, value: str) -> WriteOp[str]:
         assert stored is not None  # inserted or already there, under the write lock
         return stored
 
-    return op
+    return VersionNeutral(op)
 
 
 # -- chat sessions and messages ----------------------------------------------
@@ -89,7 +91,7 @@ def claim_chat_session(session_id: str, user_id: str, now_ms: int) -> WriteOp[st
         assert owner is not None  # inserted or already there, under the write lock
         return owner
 
-    return op
+    return VersionNeutral(op)
 
 
 def share_chat_session(session_id: str, user_id: str) -> WriteOp[None]:
@@ -101,7 +103,7 @@ def share_chat_session(session_id: str, user_id: str) -> WriteOp[None]:
             (session_id, user_id),
         )
 
-    return op
+    return VersionNeutral(op)
 
 
 def unshare_chat_session(session_id: str, user_id: str) -> WriteOp[bool]:
@@ -114,7 +116,7 @@ def unshare_chat_session(session_id: str, user_id: str) -> WriteOp[bool]:
         )
         return cursor.rowcount > 0
 
-    return op
+    return VersionNeutral(op)
 
 
 def append_chat_message(
@@ -152,7 +154,7 @@ def append_chat_message(
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
-    return op
+    return VersionNeutral(op)
 
 
 # -- trips and collaborators ---------------------------------------------------
@@ -169,21 +171,21 @@ def create_trip(trip_id: str, owner_id: str, manual_fields_json: str, now_ms: in
             (trip_id, owner_id, manual_fields_json, now_ms),
         )
 
-    return op
+    return VersionNeutral(op)
 
 
 def set_collaborator(trip_id: str, user_id: str, permission: str) -> WriteOp[None]:
     """Add the collaborator or change their permission."""
 
     def op(db: Database) -> None:
-        _require_trip(db, trip_id)
+        require_trip(db, trip_id)
         db.execute(
             "INSERT INTO trip_collaborators (trip_id, user_id, permission) VALUES (?, ?, ?)"
             " ON CONFLICT DO UPDATE SET permission = excluded.permission",
             (trip_id, user_id, permission),
         )
 
-    return op
+    return VersionNeutral(op)
 
 
 def remove_collaborator(trip_id: str, user_id: str) -> WriteOp[bool]:
@@ -195,7 +197,7 @@ def remove_collaborator(trip_id: str, user_id: str) -> WriteOp[bool]:
         )
         return cursor.rowcount > 0
 
-    return op
+    return VersionNeutral(op)
 
 
 # -- update log and snapshots --------------------------------------------------
@@ -218,21 +220,7 @@ def append_update(
     it must be exactly the next one: an update whose predecessor failed to
     commit is refused too, so the log never has a gap.
     """
-    if version < 1:
-        raise ValueError(f"update version must be at least 1, not {version}")
-
-    def op(db: Database) -> None:
-        _require_trip(db, trip_id)
-        current = queries.max_version(db, trip_id)
-        if version <= current or (contiguous and version != current + 1):
-            raise VersionConflict(trip_id, version, current)
-        db.execute(
-            'INSERT INTO trip_updates (trip_id, version, "update", meta, created_ms)'
-            " VALUES (?, ?, ?, ?, ?)",
-            (trip_id, version, update, meta_json, now_ms),
-        )
-
-    return op
+    return AppendUpdate(trip_id, version, update, meta_json, now_ms, contiguous=contiguous)
 
 
 def save_snapshot(
@@ -250,31 +238,7 @@ def save_snapshot(
     are deleted; the result is how many. Pruning past ``version`` would lose
     updates the snapshot does not hold, so it is a :class:`ValueError`.
     """
-    if version < 0:
-        raise ValueError(f"snapshot version must be at least 0, not {version}")
-    if prune_log_up_to_version is not None and not 0 <= prune_log_up_to_version <= version:
-        raise ValueError(f"cannot prune up to {prune_log_up_to_version} with snapshot {version}")
-
-    def op(db: Database) -> int:
-        _require_trip(db, trip_id)
-        stored = queries.latest_snapshot(db, trip_id)
-        if stored is not None and version < stored.version:
-            raise StaleSnapshot(trip_id, version, stored.version)
-        db.execute(
-            "INSERT INTO trip_snapshots (trip_id, version, state, meta, created_ms)"
-            " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET version = excluded.version,"
-            " state = excluded.state, meta = excluded.meta, created_ms = excluded.created_ms",
-            (trip_id, version, state, meta_json, now_ms),
-        )
-        if prune_log_up_to_version is None:
-            return 0
-        cursor = db.execute(
-            "DELETE FROM trip_updates WHERE trip_id = ? AND version <= ?",
-            (trip_id, prune_log_up_to_version),
-        )
-        return cursor.rowcount
-
-    return op
+    return SaveSnapshot(trip_id, version, state, meta_json, now_ms, prune_log_up_to_version)
 
 
 # -- outcomes and conflicts ----------------------------------------------------
@@ -286,18 +250,7 @@ def put_outcome(trip_id: str, update_id: str, outcome_json: str, now_ms: int) ->
     Submit it with its ``append_update`` through ``submit_all`` so that the
     update and its outcome commit together or not at all.
     """
-
-    def op(db: Database) -> None:
-        _require_trip(db, trip_id)
-        if queries.get_outcome(db, trip_id, update_id) is not None:
-            raise DuplicateId(f"trip {trip_id!r}: update {update_id!r} already has an outcome")
-        db.execute(
-            "INSERT INTO update_outcomes (trip_id, update_id, outcome, created_ms)"
-            " VALUES (?, ?, ?, ?)",
-            (trip_id, update_id, outcome_json, now_ms),
-        )
-
-    return op
+    return PutOutcome(trip_id, update_id, outcome_json, now_ms)
 
 
 def prune_outcomes(before_ms: int) -> WriteOp[int]:
@@ -307,14 +260,14 @@ def prune_outcomes(before_ms: int) -> WriteOp[int]:
         cursor = db.execute("DELETE FROM update_outcomes WHERE created_ms < ?", (before_ms,))
         return cursor.rowcount
 
-    return op
+    return VersionNeutral(op)
 
 
 def put_conflict(trip_id: str, conflict_id: str, state_json: str, status: str) -> WriteOp[None]:
     """Store the conflict or replace its state and status."""
 
     def op(db: Database) -> None:
-        _require_trip(db, trip_id)
+        require_trip(db, trip_id)
         row = db.execute(
             "SELECT trip_id FROM trip_conflicts WHERE conflict_id = ?", (conflict_id,)
         ).fetchone()
@@ -326,7 +279,7 @@ def put_conflict(trip_id: str, conflict_id: str, state_json: str, status: str) -
             (conflict_id, trip_id, state_json, status),
         )
 
-    return op
+    return VersionNeutral(op)
 
 
 def set_conflict_status(conflict_id: str, status: str) -> WriteOp[bool]:
@@ -338,4 +291,4 @@ def set_conflict_status(conflict_id: str, status: str) -> WriteOp[bool]:
         )
         return cursor.rowcount > 0
 
-    return op
+    return VersionNeutral(op)

@@ -45,6 +45,7 @@ __all__ = [
     "permission",
     "trip_exists",
     "trip_history",
+    "trip_version",
     "trips_for_user",
     "updates_since",
 ]
@@ -231,6 +232,17 @@ def max_version(db: Database, trip_id: str) -> int:
         " coalesce((SELECT version FROM trip_snapshots WHERE trip_id = :t), 0))"
     )
     return cast(int, db.execute(sql, {"t": trip_id}).fetchone()[0])
+
+
+def trip_version(db: Database, trip_id: str) -> int | None:
+    """:func:`max_version` of a stored trip, in one statement; ``None`` if there is no such trip."""
+    sql = (
+        "SELECT max(coalesce((SELECT max(version) FROM trip_updates WHERE trip_id = :t), 0),"
+        " coalesce((SELECT version FROM trip_snapshots WHERE trip_id = :t), 0))"
+        " FROM trips WHERE trip_id = :t"
+    )
+    row = db.execute(sql, {"t": trip_id}).fetchone()
+    return None if row is None else cast(int, row[0])
 
 
 def trip_history(db: Database, trip_id: str) -> TripHistory:

@@ -6,7 +6,8 @@ Theory of operation:
   is migrated (``storage/migrations.py``) and then handed to a
   :class:`~storage.writer.BatchWriter`, whose thread alone uses it: every
   write method returns a :class:`concurrent.futures.Future` that resolves
-  once the change is committed and on disk. The ``api`` layer awaits it with
+  once the change is committed and on disk. Appends and outcomes go through
+  its bulk path, :class:`~storage.updatelog.LogBatch`. The ``api`` layer awaits it with
   ``asyncio.wrap_future``.
 - Reads run directly, in the caller's thread, on the read connection
   (``query_only``), guarded by a lock so any thread may call them. In WAL
@@ -51,6 +52,7 @@ from tripsage_sync.storage.queries import (
     Trip,
     TripHistory,
 )
+from tripsage_sync.storage.updatelog import LogBatch
 from tripsage_sync.storage.writer import MAX_BATCH_OPS, BatchWriter, WriteOp
 
 __all__ = ["BUSY_TIMEOUT_MS", "FileSizes", "Storage", "connect"]
@@ -134,7 +136,7 @@ class Storage:
             on_error.callback(self._read_db.close)
             self._read_db.execute("PRAGMA query_only = ON")
             #: The writer; its ``commit_count`` and ``queue_depth`` are metrics.
-            self.writer = BatchWriter(write_db, max_batch_ops=max_batch_ops)
+            self.writer = BatchWriter(write_db, max_batch_ops=max_batch_ops, bulk=LogBatch())
             on_error.pop_all()  # opened: the connections now belong to self
         logger.info("opened storage at schema version %d", version)
 

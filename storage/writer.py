@@ -18,6 +18,12 @@ Theory of operation:
   back alone and its future gets the exception; the others commit.
   :meth:`BatchWriter.submit_all` puts several operations in one savepoint,
   so they commit all together or not at all.
+- A :class:`BulkInsert` given to the writer may take jobs instead
+  (``storage/updatelog.py``: appends and outcomes): it writes their rows
+  together, one statement per table, before the next job that runs alone and
+  before ``COMMIT``, so the batch keeps its order. If writing them fails, the
+  transaction is rolled back and the whole batch runs again with every job
+  alone, so the failing one fails only its own future.
 - If a failure ends the whole transaction (a ``ROLLBACK`` trigger, a full
   disk), the operations that had succeeded before it were undone with it;
   they run again in a fresh transaction. Operations must therefore be pure
@@ -36,22 +42,21 @@ and :meth:`BatchWriter.close`.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Final, TypeAlias, TypeVar
+from typing import Any, Final, Protocol, TypeAlias, TypeVar
 
 from sqlite_utils import Database
 
 from tripsage_sync.storage.errors import StorageClosed
 
-__all__ = ["MAX_BATCH_OPS", "BatchWriter", "WriteOp"]
+__all__ = ["MAX_BATCH_OPS", "BatchWriter", "BulkInsert", "WriteOp"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,25 +69,53 @@ WriteOp: TypeAlias = Callable[[Database], _T]
 MAX_BATCH_OPS: Final = 256
 
 
-@dataclass(frozen=True)
+class BulkInsert(Protocol):
+    """Writes some jobs of a batch together; the writer thread calls it, in this order.
+
+    ``begin`` once the batch's transaction holds the write lock; ``accept``
+    for each job, which takes the job's rows if it is sure they can be
+    written (each of its operations then has the result ``None``); ``flush``
+    to write the rows taken, which raises if they cannot be; ``ran`` after a
+    job that ran alone succeeded; ``discard`` when the rows taken or written
+    were not committed after all (a failed flush, a lost transaction).
+    """
+
+    def begin(self, db: Database) -> None: ...
+
+    def accept(self, db: Database, ops: Sequence[WriteOp[Any]]) -> bool: ...
+
+    def flush(self, db: Database) -> None: ...
+
+    def ran(self, ops: Sequence[WriteOp[Any]]) -> None: ...
+
+    def discard(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
 class _Job:
-    op: WriteOp[Any]
+    ops: tuple[WriteOp[Any], ...]
     future: Future[Any]
+    many: bool  # submitted with submit_all: the result is the list of the ops' results
 
-
-def _run_all(ops: tuple[WriteOp[object], ...], db: Database) -> list[object]:
-    return [op(db) for op in ops]
+    def bulk_result(self) -> object:
+        return [None] * len(self.ops) if self.many else None
 
 
 class BatchWriter:
     """The single writer thread; see the module docstring."""
 
     def __init__(
-        self, db: Database, *, max_batch_ops: int = MAX_BATCH_OPS, name: str = "storage-writer"
+        self,
+        db: Database,
+        *,
+        max_batch_ops: int = MAX_BATCH_OPS,
+        bulk: BulkInsert | None = None,
+        name: str = "storage-writer",
     ) -> None:
         if max_batch_ops < 1:
             raise ValueError("max_batch_ops must be at least 1")
         self._db = db
+        self._bulk = bulk
         self._max_batch_ops = max_batch_ops
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._lock = threading.Lock()  # guards _closed against submit/close races
@@ -105,6 +138,11 @@ class BatchWriter:
         return self._ops
 
     @property
+    def native_id(self) -> int | None:
+        """The writer thread's kernel thread id (``/proc/self/task/<id>``: its CPU time)."""
+        return self._thread.native_id
+
+    @property
     def queue_depth(self) -> int:
         """Operations waiting for the thread (approximate)."""
         return self._queue.qsize()
@@ -114,20 +152,23 @@ class BatchWriter:
 
         Raises :class:`StorageClosed` after :meth:`close`.
         """
-        future: Future[_T] = Future()
-        future.set_running_or_notify_cancel()  # uncancellable: a write is never dropped
-        with self._lock:
-            if self._closed:
-                raise StorageClosed("storage writer is closed")
-            self._queue.put(_Job(op, future))
-        return future
+        return self._submit((op,), many=False)
 
     def submit_all(self, ops: Iterable[WriteOp[object]]) -> Future[list[object]]:
         """Queue ``ops`` as one atomic unit: all commit or none does.
 
         The future holds their results in order, or the first exception.
         """
-        return self.submit(functools.partial(_run_all, tuple(ops)))
+        return self._submit(tuple(ops), many=True)
+
+    def _submit(self, ops: tuple[WriteOp[Any], ...], *, many: bool) -> Future[Any]:
+        future: Future[Any] = Future()
+        future.set_running_or_notify_cancel()  # uncancellable: a write is never dropped
+        with self._lock:
+            if self._closed:
+                raise StorageClosed("storage writer is closed")
+            self._queue.put(_Job(ops, future, many))
+        return future
 
     def close(self, timeout_s: float | None = None) -> None:
         """Refuse new writes, commit those queued, stop the thread, close the connection.
@@ -170,8 +211,9 @@ class BatchWriter:
                 except queue.Empty:
                     break
             try:
+                bulk = True
                 while jobs:
-                    jobs = self._commit(jobs)
+                    jobs, bulk = self._commit(jobs, bulk=bulk)
             except BaseException:
                 # A bug in the writer itself: fail loudly, and leave no future
                 # hanging, neither in this batch nor in the queue.
@@ -182,6 +224,8 @@ class BatchWriter:
     def _fail_all(self, jobs: list[_Job]) -> None:
         with self._lock:
             self._closed = True
+        if self._bulk is not None:
+            self._bulk.discard()
         with contextlib.suppress(sqlite3.Error):
             self._db.rollback()
         while True:
@@ -195,44 +239,55 @@ class BatchWriter:
             if not job.future.done():
                 job.future.set_exception(StorageClosed("storage writer crashed"))
 
-    def _commit(self, jobs: list[_Job]) -> list[_Job]:
-        """Run ``jobs`` in one transaction; return those to run again, if any."""
-        db = self._db
+    def _commit(self, jobs: list[_Job], *, bulk: bool) -> tuple[list[_Job], bool]:
+        """Run ``jobs`` in one transaction; return those to run again, and whether in bulk."""
+        conn = self._db.conn
         started = time.perf_counter()
+        rows = self._bulk if bulk else None
         try:
-            db.execute("BEGIN IMMEDIATE")
+            conn.execute("BEGIN IMMEDIATE")
+            if rows is not None:
+                rows.begin(self._db)
         except sqlite3.Error as exc:
             logger.error(
                 "storage writer could not begin a transaction for %d ops: %s", len(jobs), exc
             )
-            for job in jobs:
-                job.future.set_exception(exc)
-            return []
+            if conn.in_transaction:
+                self._db.rollback()
+            self._resolve([], [(job, exc) for job in jobs])
+            return [], True
         done: list[tuple[_Job, object]] = []
         failed: list[tuple[_Job, Exception]] = []
+        taken: list[_Job] = []  # accepted by ``rows``, not yet flushed
         for index, job in enumerate(jobs):
-            try:
-                with db.atomic():  # a SAVEPOINT, since a transaction is open
-                    result = job.op(db)
-            except Exception as exc:  # noqa: BLE001 - delivered to the submitter's future
-                failed.append((job, exc))
-                if not db.conn.in_transaction:
-                    # The failure took the whole transaction with it.
-                    logger.warning(
-                        "a failing write ended its transaction; running %d others again",
-                        len(done) + len(jobs) - index - 1,
-                    )
-                    self._resolve([], failed)
-                    return [ok for ok, _ in done] + jobs[index + 1 :]
-            else:
-                done.append((job, result))
+            if rows is not None and rows.accept(self._db, job.ops):
+                taken.append(job)
+                continue
+            if taken:
+                if not self._flush(rows, taken, done):
+                    return jobs, False
+                taken = []
+            if not self._run_alone(job, done, failed):
+                # The failure took the whole transaction with it.
+                logger.warning(
+                    "a failing write ended its transaction; running %d others again",
+                    len(done) + len(jobs) - index - 1,
+                )
+                if self._bulk is not None:
+                    self._bulk.discard()
+                self._resolve([], failed)
+                return [ok for ok, _ in done] + jobs[index + 1 :], True
+        if taken and not self._flush(rows, taken, done):
+            return jobs, False
         try:
-            db.execute("COMMIT")
+            conn.execute("COMMIT")
         except sqlite3.Error as exc:
             logger.error("storage writer could not commit %d ops: %s", len(jobs), exc)
-            db.rollback()
+            if self._bulk is not None:
+                self._bulk.discard()
+            self._db.rollback()
             self._resolve([], [(job, exc) for job in jobs])
-            return []
+            return [], True
         self._commits += 1
         self._ops += len(done)
         if logger.isEnabledFor(logging.DEBUG):
@@ -243,7 +298,51 @@ class BatchWriter:
                 (time.perf_counter() - started) * 1000,
             )
         self._resolve(done, failed)
-        return []
+        return [], True
+
+    def _run_alone(
+        self, job: _Job, done: list[tuple[_Job, object]], failed: list[tuple[_Job, Exception]]
+    ) -> bool:
+        """Run ``job`` in its own savepoint; ``False`` if it failed and ended the transaction."""
+        db = self._db
+        conn = db.conn
+        conn.execute("SAVEPOINT write_op")
+        try:
+            results = [op(db) for op in job.ops]
+        except BaseException as exc:
+            # A RAISE(ROLLBACK) trigger, say, can end the whole transaction, savepoint too.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK TO write_op")
+                conn.execute("RELEASE write_op")
+            if not isinstance(exc, Exception):
+                raise
+            failed.append((job, exc))  # delivered to the submitter's future
+            return conn.in_transaction
+        conn.execute("RELEASE write_op")
+        if self._bulk is not None:
+            self._bulk.ran(job.ops)
+        done.append((job, results if job.many else results[0]))
+        return True
+
+    def _flush(
+        self, rows: BulkInsert | None, taken: list[_Job], done: list[tuple[_Job, object]]
+    ) -> bool:
+        """Write the rows of the ``taken`` jobs; ``False`` if that failed and was rolled back."""
+        assert rows is not None  # only jobs it accepted are taken
+        try:
+            rows.flush(self._db)
+        except Exception as exc:  # noqa: BLE001 - the batch runs again, each job alone
+            logger.warning(
+                "writing %d jobs in bulk failed (%s); running the batch again, each job alone",
+                len(taken),
+                type(exc).__name__,
+            )
+            rows.discard()
+            if self._db.conn.in_transaction:
+                self._db.rollback()
+            return False
+        done.extend((job, job.bulk_result()) for job in taken)
+        return True
 
     @staticmethod
     def _resolve(done: list[tuple[_Job, object]], failed: list[tuple[_Job, Exception]]) -> None:
