@@ -42,7 +42,6 @@ __all__ = [
     "edit_list",
     "edit_text",
     "json_type",
-    "kind_at",
     "kind_of_value",
     "read_field",
     "read_kind_and_field",
@@ -89,16 +88,6 @@ def check_kind(name: str, kind: FieldKind | None, value: JSON) -> None:
         raise InvalidValue(f"{name} holds {wanted} values")
 
 
-def kind_at(root: Map[Any], name: str) -> FieldKind | None:
-    """The kind of field ``name`` in ``root``; None when it does not exist."""
-    if name not in root:
-        return None
-    shared = root[name]
-    if isinstance(shared, Text):
-        return FieldKind.TEXT
-    return FieldKind.LIST if isinstance(shared, Array) else FieldKind.SCALAR
-
-
 def to_shared(kind: FieldKind, value: JSON) -> Any:
     """The value as stored in the root map: Y.Text, Y.Array or the plain value."""
     if kind is FieldKind.TEXT:
@@ -108,32 +97,29 @@ def to_shared(kind: FieldKind, value: JSON) -> Any:
 
 def read_field(root: Map[Any], name: str) -> JSON:
     """The field as plain JSON; a stored value that is not JSON is our own bug."""
-    try:
-        return normalise_json(read_raw(root, name))
-    except InvalidValue as exc:
-        raise InvalidState(f"{name}: stored value is not JSON: {exc}") from exc
+    return read_kind_and_field(root, name)[1]
 
 
 def read_kind_and_field(root: Map[Any], name: str) -> tuple[FieldKind | None, JSON]:
-    """:func:`kind_at` and :func:`read_field` in one lookup."""
+    """Field ``name``'s kind (None when it does not exist) and value, in one lookup."""
     if name not in root:
         return None, None
     shared = root[name]
     if isinstance(shared, Text):
         return FieldKind.TEXT, str(shared)
     kind = FieldKind.LIST if isinstance(shared, Array) else FieldKind.SCALAR
-    raw = shared.to_py() if isinstance(shared, Array) else shared
     try:
-        return kind, normalise_json(raw)
+        return kind, normalise_json(_raw(shared))
     except InvalidValue as exc:
         raise InvalidState(f"{name}: stored value is not JSON: {exc}") from exc
 
 
 def read_raw(root: Map[Any], name: str) -> object:
     """The value under ``name`` as Python: Y.Text as str, Y.Array as list."""
-    if name not in root:
-        return None
-    shared = root[name]
+    return _raw(root[name]) if name in root else None
+
+
+def _raw(shared: object) -> object:
     if isinstance(shared, Text):
         return str(shared)
     return shared.to_py() if isinstance(shared, Array) else shared
