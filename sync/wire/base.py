@@ -6,6 +6,7 @@ reading a clock (``now_ms`` comes in).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 from datetime import UTC, datetime
@@ -50,18 +51,15 @@ def new_id(kind: str) -> str:
     return f"{kind}-{_prefix}-{next(_counter)}"
 
 
-# The last second formatted (every event has a timestamp; most fall in the same second).
-_last_second: list[tuple[int, str]] = [(-1, "")]
-
-
 def iso_ms(now_ms: int) -> str:
     """``2025-05-28T01:30:00.000Z`` for a Unix time in milliseconds."""
     seconds, millis = divmod(now_ms, 1000)
-    cached_second, stamp = _last_second[0]
-    if cached_second != seconds:
-        stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        _last_second[0] = (seconds, stamp)
-    return f"{stamp}.{millis:03d}Z"
+    return f"{_iso_second(seconds)}.{millis:03d}Z"
+
+
+@functools.lru_cache(maxsize=4)  # every event has a timestamp; most fall in one second
+def _iso_second(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def parse_iso_ms(value: str) -> int:
