@@ -34,7 +34,8 @@ quiet spell at once, later ones gathered per session for at most
 stream costs one ``batch`` frame per subscriber per window rather than one
 frame per chunk. Each chunk is still its own event, in order; anything else
 published to the session (a completion, a message, a tool event) and a
-joiner's catch-up wait for the gathered chunks to go first.
+joiner's catch-up wait for the gathered chunks to go first, and so does a
+drain's ``connection_close`` (``Services.drain_hooks``).
 ``chat_message_complete`` stores ``finalContent`` and ``metadata`` as the
 assistant message, then publishes the completion (with ``seq``). Tool and status events go to
 ``chat:{sessionId}``, ``agent-status:{sessionId}`` and ``agent:{ownerId}``
@@ -138,6 +139,7 @@ class ChatFeature:
         services.implicit_channel_providers.append(self.relay.agent_channels)
         services.join_hooks.append(self._on_join)
         services.on_disconnect.append(self.indicators.on_disconnect)
+        services.drain_hooks.append(self.relay.flush_all)
         self.timer.start(
             typing_ended=self.indicators.ended,
             chunks_due=self.relay.publish_chunks,

@@ -189,6 +189,11 @@ class AgentRelay:
         """Publish the session's gathered chunks now: what comes next must follow them."""
         return self.send_chunks(session_id, self.pacer.take(session_id))
 
+    def flush_all(self) -> None:
+        """Publish every session's gathered chunks now (the server is about to drain)."""
+        for session_id in self.pacer.sessions_holding():
+            self.flush(session_id)
+
     def send_chunks(self, session_id: str, chunks: Iterable[Chunk]) -> int:
         """Publish each chunk (encoded once) to ``chat:{sessionId}``, in order."""
         delivered = 0

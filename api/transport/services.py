@@ -76,6 +76,9 @@ class Services:
     # of a reply being streamed) is queued before any event published later.
     join_hooks: list[Callable[[Connection], None]] = field(default_factory=list)
 
+    # Called when a drain starts, before any client is told: what is held back for a
+    # moment (chat chunks being gathered) goes out ahead of ``connection_close``.
+    drain_hooks: list[Callable[[], None]] = field(default_factory=list)
     # Called (by api.cli.Server) to make the process exit after a maintenance drain.
     request_exit: Callable[[], None] | None = None
     # Trip edits back off while storage fails (api/trips/rooms.py reports every commit).
@@ -182,6 +185,8 @@ async def shutdown_services(
 ) -> None:
     """Steps 1-2 of the shutdown; ``reconnect_after_s`` defaults to the setting."""
     hub = services.hub
+    for hook in services.drain_hooks:
+        hook()
     if hub.accepting or hub.connections or hub.peers():
         await hub.drain(
             reason,

@@ -131,6 +131,10 @@ class ChunkPacer:
         out, window.held = window.held, []
         return out
 
+    def sessions_holding(self) -> list[str]:
+        """Sessions with held chunks (each to :meth:`take` before the server drains)."""
+        return [session_id for session_id, window in self.windows.items() if window.held]
+
     def next_deadline_ms(self) -> int | None:
         """When :meth:`due` has work next (``None``: no window is open)."""
         while self._deadlines:

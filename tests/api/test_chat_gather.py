@@ -7,6 +7,8 @@ event, a completion, the end of an HTTP request), not by the timer.
 
 from __future__ import annotations
 
+import asyncio
+import signal
 from collections.abc import Callable
 
 import pytest
@@ -116,3 +118,23 @@ async def test_chunks_posted_over_http_go_out_before_the_response(
     got = [await alice.recv_type("chat_message_chunk") for _ in range(3)]
     assert [c["payload"]["content"] for c in got] == ["a", "b", "c"]
     await alice.close()
+
+
+async def test_gathered_chunks_go_out_before_the_shutdown_drain(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    server = server_factory(chat_chunk_gather_s=60)
+    alice = await connect(server, "alice", "s-1")
+    agent = await connect_agent(server)
+    for index in range(3):
+        await agent.send(chunk("s-1", "reply", index, f"p{index} "))
+    assert (await alice.recv_type("chat_message_chunk"))["payload"]["chunkIndex"] == 0
+    await handled(agent)  # 1 and 2 are held for the window
+
+    assert server.process is not None
+    server.process.send_signal(signal.SIGTERM)
+    await alice.recv_type("connection_close")
+    assert stream_seen(alice) == [("chat_message_chunk", i) for i in range(3)]
+    for client in (alice, agent):
+        await client.close()
+    await asyncio.to_thread(server.stop)
