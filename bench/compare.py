@@ -8,11 +8,13 @@ Runs, in one sitting on this machine (so only ratios measured together count):
 3. chat, ``bench/chat_stream.py --scenario paced --rate 200`` (2,000 chunks, 100 subscribers);
 4. memory, ``bench/room_memory.py`` (2,000 trips opened once and unloaded) and
    ``bench/idle_connections.py`` (``--connections`` idle authenticated JSON sockets);
+5. the churn soak, ``bench/churn_soak.py`` (``--soak-minutes``, 12 by default);
 
 then prints one markdown table: each target, the issue's figure on commit 1a4a1e0, ours,
 the peer it is measured against, and whether it is met.
 
-    bench/compare.sh [--reps 3] [--connections 10000] [--out DIR] [--skip peers,json,...]
+    bench/compare.sh [--reps 3] [--connections 10000] [--out DIR] [--soak-minutes 12]
+                     [--skip peers,json,chat,memory,churn]
     bench/compare.sh --peers-results DIR   # reuse a matrix already run
 
 Run by hand; the table goes in notes and the README, never in tests.
@@ -47,6 +49,7 @@ ISSUE = {
     "chat": "p99 11.8 s",
     "rooms": "never unloaded (~16 KiB per trip kept)",
     "idle-json": "~81 KiB per connection",
+    "churn": "+86 % RSS in 12 min, CPU 59 -> 93 %",
 }
 
 
@@ -233,7 +236,29 @@ def memory_rows(connections: int) -> list[Row]:
             "-",
             idle["kb_per_connection"] <= 15 and idle["still_open"] == connections,
         ),
-        Row("churn soak: RSS drift < 5 %, CPU flat", "+86 % RSS in 12 min", "-", "-", None),
+    ]
+
+
+def churn_rows(minutes: float) -> list[Row]:
+    """The churn soak: drift after warm-up, CPU per update flat, memory given back."""
+    r = last_json(run([PYTHON, "bench/churn_soak.py", "--minutes", f"{minutes:g}", "--json"]))
+    first, second = r["cpu_us_per_update_first_half"], r["cpu_us_per_update_second_half"]
+    flat = first is not None and second is not None and second <= 1.1 * first
+    met = (
+        r["drift_pct"] < 5
+        and flat
+        and r["settled_vs_baseline_pct"] <= 10
+        and r["failure_count"] == 0
+    )
+    return [
+        Row(
+            f"churn soak ({minutes:g} min): RSS drift < 5 %, CPU flat, back near baseline",
+            ISSUE["churn"],
+            f"{r['confirmed']:,} updates, drift {r['drift_pct']:+.1f} %, CPU {first} -> {second}"
+            f" us/update, after unload {r['settled_vs_baseline_pct']:+.1f} % of baseline",
+            "-",
+            met,
+        )
     ]
 
 
@@ -243,7 +268,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=10_000)
     parser.add_argument("--peers-results", type=Path, help="reuse this matrix' results")
     parser.add_argument("--out", type=Path, help="where the matrix writes (default: a temp dir)")
-    parser.add_argument("--skip", default="", help="comma-separated: peers,json,chat,memory")
+    parser.add_argument("--soak-minutes", type=float, default=12.0, help="the churn soak's length")
+    parser.add_argument("--skip", default="", help="comma-separated: peers,json,chat,memory,churn")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     rows: list[Row] = []
@@ -262,6 +288,7 @@ def main() -> None:
         ("json", json_rows),
         ("chat", chat_rows),
         ("memory", lambda: memory_rows(args.connections)),
+        ("churn", lambda: churn_rows(args.soak_minutes)),
     ]
     for name, step in steps:
         if name not in skip:
