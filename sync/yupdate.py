@@ -41,6 +41,7 @@ from typing import Final
 from tripsage_sync.sync.errors import InvalidMessage
 
 __all__ = [
+    "ANY_REF",
     "ID",
     "ByteReader",
     "DecodedUpdate",
