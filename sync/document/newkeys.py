@@ -32,7 +32,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from tripsage_sync.sync.conflicts import JSON, InvalidValue, is_field_name, validate_value
+from tripsage_sync.sync.conflicts import (
+    JSON,
+    MAX_VALUE_BYTES,
+    InvalidValue,
+    is_field_name,
+    normalise_json,
+    validate_value,
+)
 from tripsage_sync.sync.document.schema import ROOT_MAP, TEXT_FIELDS
 from tripsage_sync.sync.document.state import DocState
 from tripsage_sync.sync.yupdate import ANY_REF, MalformedUpdate, Struct, decode_update
@@ -41,6 +48,9 @@ __all__ = ["NewKeys", "new_keys"]
 
 _PLAIN: Final = (str, int, float, bool, type(None))
 _REPLACED: Final = "\ufffd"  # what the reader decodes invalid UTF-8 to
+# A string this long is within MAX_VALUE_BYTES as JSON: at most 12 bytes a character
+# (an astral one, escaped as a surrogate pair), and the quotes.
+_SHORT_STRING: Final = (MAX_VALUE_BYTES - 2) // 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +110,9 @@ def new_keys(state: DocState, manual_fields: frozenset[str], update: bytes) -> N
         if not isinstance(raw, _PLAIN) or (isinstance(raw, str) and _REPLACED in raw):
             return None
         try:
-            values[name] = validate_value(raw)
+            # A short scalar is far within the size limit: only long strings are measured.
+            short = not isinstance(raw, str) or len(raw) <= _SHORT_STRING
+            values[name] = normalise_json(raw) if short else validate_value(raw)
         except InvalidValue:
             return None
         written[name] = [struct]
