@@ -45,7 +45,7 @@ async def next_update(ws: Any) -> bytes:
 async def test_changes_committed_within_the_gather_interval_reach_a_peer_in_one_frame(
     server_factory: Callable[..., ServerProcess],
 ) -> None:
-    server = server_factory(yjs_update_gather_s=1.0)
+    server = server_factory(yjs_peer_frames_per_s=2)  # 2 peers: a frame a second
     await create_trip(server, fields={"name": "Europe"}, collaborators={"bob": "editor"})
     writer, doc = await synced_peer(server, "alice")
     reader, _ = await synced_peer(server, "bob")
