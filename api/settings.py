@@ -62,6 +62,7 @@ class Settings:
     chat_stream_idle_timeout_s: float = 300.0
     chat_chunk_reorder_window_s: float = 2.0
     chat_chunk_gather_s: float = 0.025
+    yjs_peer_frames_per_s: int = 10_000
     shutdown_grace_s: float = 5.0
     reconnect_after_s: float = 5.0
     manual_fields: tuple[str, ...] = ("budget",)
@@ -126,6 +127,8 @@ class Settings:
             raise SettingsError(f"{ENV_PREFIX}CHAT_CHUNK_REORDER_WINDOW_S must be 0 to 60")
         if not 0 <= self.chat_chunk_gather_s <= 60:
             raise SettingsError(f"{ENV_PREFIX}CHAT_CHUNK_GATHER_S must be 0 to 60")
+        if self.yjs_peer_frames_per_s < 0:
+            raise SettingsError(f"{ENV_PREFIX}YJS_PEER_FRAMES_PER_S must be 0 or more")
         if self.peer_timeout_s <= self.ping_interval_s:
             raise SettingsError(
                 "TRIPSAGE_PEER_TIMEOUT_S must be longer than TRIPSAGE_PING_INTERVAL_S"
@@ -217,6 +220,10 @@ DOCS: Final[dict[str, str]] = {
     "chat_chunk_gather_s": "Seconds a streamed chunk may wait for the next ones, so that a"
     " subscriber gets several in one batch frame (the first after a pause goes at once;"
     " 0 = each at once)",
+    "yjs_peer_frames_per_s": "Update frames a trip room may send its Yjs peers per second,"
+    " counted once per peer: a room of N peers merges the changes committed meanwhile into"
+    " one frame at most every N / this many seconds (the first after a pause goes at once;"
+    " 0 = one frame per loop iteration)",
     "shutdown_grace_s": "Seconds clients get to drain on shutdown (sent as gracePeriod)",
     "reconnect_after_s": "reconnectAfter sent in connection_close on shutdown",
     "manual_fields": "Trip fields that need manual conflict resolution by default",

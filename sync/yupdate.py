@@ -41,6 +41,7 @@ from typing import Final
 from tripsage_sync.sync.errors import InvalidMessage
 
 __all__ = [
+    "ANY_REF",
     "ID",
     "ByteReader",
     "DecodedUpdate",
@@ -113,11 +114,11 @@ class ByteReader:
         self.pos = 0
 
     def byte(self) -> int:
-        if self.pos >= len(self.data):
+        pos = self.pos
+        if pos >= len(self.data):
             raise MalformedUpdate("Truncated Yjs update")
-        value = self.data[self.pos]
-        self.pos += 1
-        return value
+        self.pos = pos + 1
+        return self.data[pos]
 
     def take(self, n: int) -> bytes:
         if n < 0 or self.pos + n > len(self.data):
@@ -127,6 +128,10 @@ class ByteReader:
         return chunk
 
     def varuint(self) -> int:
+        data, pos = self.data, self.pos
+        if pos < len(data) and data[pos] < 0x80:  # most numbers of an update: one byte
+            self.pos = pos + 1
+            return data[pos]
         value = shift = 0
         for _ in range(MAX_VARUINT_BYTES):
             byte = self.byte()

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -27,10 +29,8 @@ from tripsage_sync.sync.errors import CLOSE_GOING_AWAY
 from tripsage_sync.sync.session import Ownership
 
 if TYPE_CHECKING:
-    from concurrent.futures import Future
-
     from starlette.routing import BaseRoute
-__all__ = ["Feature", "Services", "shutdown_services"]
+__all__ = ["Feature", "Services", "WriteLanding", "shutdown_services"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,56 @@ class Feature(Protocol):
     async def start(self, services: Services) -> None: ...
 
     async def stop(self) -> None: ...
+
+
+class WriteLanding:
+    """Brings storage writer results to the event loop: one wakeup for a whole batch.
+
+    ``asyncio.wrap_future`` wakes the loop once per future (a ``call_soon_threadsafe``,
+    a write to its self-pipe); the writer resolves a group commit's futures one
+    after another, so :meth:`wait` queues each result as it lands and wakes the
+    loop only for the first of a run: the loop then hands out every result queued
+    by then, in the order they landed. One event loop per instance (a future
+    awaited from another loop is wrapped the usual way).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._landed: list[tuple[Future[Any], asyncio.Future[Any]]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def wait(self, future: Future[T]) -> asyncio.Future[T]:
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif loop is not self._loop:
+            return asyncio.wrap_future(future)
+        waiter: asyncio.Future[T] = loop.create_future()
+        future.add_done_callback(lambda done: self._land(done, waiter))
+        return waiter
+
+    def _land(self, future: Future[Any], waiter: asyncio.Future[Any]) -> None:
+        """Called in the thread that resolved ``future`` (the writer), or at once if done."""
+        with self._lock:
+            self._landed.append((future, waiter))
+            first = len(self._landed) == 1
+        if first and self._loop is not None:
+            try:
+                self._loop.call_soon_threadsafe(self._deliver)
+            except RuntimeError:  # the loop is closed: nobody waits any more
+                logger.debug("write landed after its event loop closed")
+
+    def _deliver(self) -> None:
+        with self._lock:
+            landed, self._landed = self._landed, []
+        for future, waiter in landed:
+            if waiter.cancelled():
+                continue
+            exc = future.exception()
+            if exc is not None:
+                waiter.set_exception(exc)
+            else:
+                waiter.set_result(future.result())
 
 
 @dataclass
@@ -83,6 +133,7 @@ class Services:
     request_exit: Callable[[], None] | None = None
     # Trip edits back off while storage fails (api/trips/rooms.py reports every commit).
     storage_backoff: StorageBackoff = field(init=False)
+    landing: WriteLanding = field(init=False, default_factory=WriteLanding)
 
     def __post_init__(self) -> None:
         self.started_at_s = self.clock.now_ms() / 1000
@@ -120,8 +171,8 @@ class Services:
             self.hub.metrics.received("other", 0)
 
     async def write(self, future: Future[T]) -> T:
-        """Await a storage writer future (resolved after the commit)."""
-        return await asyncio.wrap_future(future)
+        """Await a storage writer future (resolved after the commit; see :class:`WriteLanding`)."""
+        return await self.landing.wait(future)
 
     def count_outcome(self, type_: str) -> None:
         self.hub.metrics.count(self.hub.metrics.outcomes, type_)

@@ -126,7 +126,7 @@ class TripBroadcast:
         self, room: TripRoom, result: ApplyResult, exclude: Connection | None
     ) -> None:
         if result.change is not None:
-            if self._audience(room, exclude):  # else nothing to build (a trip of one)
+            if self.has_audience(room, exclude):  # else nothing to build (a trip of one)
                 self.publish(
                     room,
                     change_payload(room.trip_id, result.change, now=self.clock.now_ms()),
@@ -144,7 +144,7 @@ class TripBroadcast:
                 resolution_required_payload(result.conflict_raised),
             )
 
-    def _audience(self, room: TripRoom, exclude: Connection | None) -> bool:
+    def has_audience(self, room: TripRoom, exclude: Connection | None) -> bool:
         """Whether a subscriber of the trip other than ``exclude`` would get its events."""
         return any(conn is not exclude for conn in self.hub.channels.get(channel(room.trip_id), ()))
 

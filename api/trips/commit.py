@@ -71,8 +71,9 @@ class TripCommits:
             writes.extend(room.writes_for(None, conflict=conflict))
         async with room.durable(self.services, writes):
             if change is not None:
-                payload = change_payload(room.trip_id, change, now=self.clock.now_ms())
-                broadcast.publish(room, payload)
+                if broadcast.has_audience(room, None):  # else nothing to build (peers only)
+                    payload = change_payload(room.trip_id, change, now=self.clock.now_ms())
+                    broadcast.publish(room, payload)
                 broadcast.run_change_hooks(room, change, origin)
             for conflict, detected in result.conflicts:
                 if detected is not None:

@@ -196,7 +196,7 @@ class TripRoom:
                     self._count_committed(services, writes)
                     if backoff.succeeded():
                         logger.warning("storage works again: trip edits are accepted")
-            if previous is not None:
+            if previous is not None and not previous.done():
                 await asyncio.shield(previous)
             if failure is not None:
                 logger.error(

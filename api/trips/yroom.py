@@ -8,7 +8,9 @@ them to the trip feature (:class:`api.trips.feature.TripFeature`):
   a sync step 1 at once, everyone every awareness state;
 - a change committed by anyone (the trip's change hook) is queued and sent to
   the room's peers in version order, the changes of one burst merged into one
-  update frame encoded once (:meth:`YRooms.flush`);
+  update frame encoded once (:meth:`YRooms.flush`); a room of N peers sends at
+  most one such frame every N / ``yjs_peer_frames_per_s`` seconds (the first
+  after a pause at once);
 - JSON clients appear to peers as awareness states the server makes
   (``{user: {id, name}, currentField}``, owner ``server``); a peer's awareness
   is relayed with ``user.id``/``user.name`` re-stamped from the token, and its
@@ -57,6 +59,8 @@ class YRoom:
     json_client_ids: dict[str, int] = field(default_factory=dict)  # JSON connection -> id
     pending: list[tuple[bytes, object | None]] = field(default_factory=list)  # (update, origin)
     flush_scheduled: bool = False
+    flush_timer: asyncio.TimerHandle | None = None
+    flushed_at: float = float("-inf")  # loop time of the last frame sent
     # Peers whose update storage could not take, asked for it again by ``resync``.
     held: dict[str, YjsConnection] = field(default_factory=dict)
     told: set[str] = field(default_factory=set)  # held peers told so, until an update lands
@@ -74,16 +78,19 @@ class YRooms:
     def __init__(self, trips: TripFeature) -> None:
         self.trips = trips
         self.clock = trips.clock
+        self.frames_per_s = trips.settings.yjs_peer_frames_per_s
         self.rooms: dict[str, YRoom] = {}
 
     def room_of(self, conn: YjsConnection) -> YRoom:
         return self.rooms.setdefault(conn.room.trip_id, YRoom(conn.room.trip_id))
 
     def stop(self) -> None:
-        """Cancel the pending resyncs."""
+        """Cancel the pending resyncs and flushes."""
         for yroom in self.rooms.values():
             if yroom.resync is not None:
                 yroom.resync.cancel()
+            if yroom.flush_timer is not None:
+                yroom.flush_timer.cancel()
 
     # -- joining and leaving ----------------------------------------------------------
 
@@ -139,6 +146,8 @@ class YRooms:
             return
         if yroom.resync is not None:
             yroom.resync.cancel()
+        if yroom.flush_timer is not None:
+            yroom.flush_timer.cancel()
         del self.rooms[room.trip_id]
 
     # -- document updates ---------------------------------------------------------------
@@ -165,21 +174,39 @@ class YRooms:
             self.flush(yroom)
         elif not yroom.flush_scheduled:
             yroom.flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush, yroom)
+            loop = asyncio.get_running_loop()
+            wait_s = yroom.flushed_at + self.interval_s(yroom) - loop.time()
+            if wait_s > 0:  # a frame went out lately: gather for the rest of the interval
+                yroom.flush_timer = loop.call_later(wait_s, self.flush, yroom)
+            else:  # after a pause: with what commits in this loop iteration
+                loop.call_soon(self.flush, yroom)
+
+    def interval_s(self, yroom: YRoom) -> float:
+        """The shortest time between two update frames of ``yroom`` (see ``flush``)."""
+        if not self.frames_per_s:
+            return 0.0
+        return len(yroom.peers) / self.frames_per_s
 
     def flush(self, yroom: YRoom) -> None:
         """Send the changes committed since the last flush as one update, encoded once.
 
         Commits share fsyncs, so their broadcasts come in bursts; merging a burst
         (Y.mergeUpdates) sends each peer one frame instead of one per change. A
+        frame costs the server once for every peer, so under a steady stream of
+        commits a room of N peers sends one frame every N / ``yjs_peer_frames_per_s``
+        seconds (100 peers: 10 ms by default; 10 peers: 1 ms), whatever the rate. A
         peer gets its own changes back only inside a merge of several origins
         (harmless: applying an update twice is a no-op, and y-websocket-server
         echoes every update).
         """
         yroom.flush_scheduled = False
+        if yroom.flush_timer is not None:
+            yroom.flush_timer.cancel()
+            yroom.flush_timer = None
         pending, yroom.pending = yroom.pending, []
         if not pending:
             return
+        yroom.flushed_at = asyncio.get_running_loop().time()
         updates = [update for update, _ in pending]
         merged = updates[0] if len(updates) == 1 else merge_updates(*updates)
         origins = {origin for _, origin in pending}

@@ -15,6 +15,7 @@ each with its part of the theory:
 :mod:`.outcome`            the sender's outcome, worded for people
 :mod:`.conflict`           pending manual conflicts; resolving and expiring them
 :mod:`.shadow`             the observed shadow Doc that sees peers' raw bytes
+:mod:`.newkeys`            a peer's update that only adds new keys, vetted from its bytes
 :mod:`.remote`             vetting and applying a Yjs peer's update
 :mod:`.trip`               :class:`TripDocument`, the facade over the parts
 :mod:`.desk`               the optimistic-update path: facts in, intents out

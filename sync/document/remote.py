@@ -1,5 +1,9 @@
 """Updates from Yjs peers: vet the raw bytes in the shadow, then apply and record them.
 
+An update that only adds new plain keys is vetted from its bytes alone and
+applied to the live doc once (:mod:`sync.document.newkeys`); every other
+update takes the path below, refusals included.
+
 A peer's update is applied to the shadow first (:mod:`sync.document.shadow`);
 it is refused, and nothing applied, unless it keeps the schema: writes only
 into ``trip``; a key's kind never changes; text and list fields stay, with
@@ -38,6 +42,7 @@ from tripsage_sync.sync.conflicts import (
     validate_value,
 )
 from tripsage_sync.sync.document.conflict import ManualConflicts
+from tripsage_sync.sync.document.newkeys import NewKeys, new_keys
 from tripsage_sync.sync.document.results import (
     MalformedRemoteUpdate,
     RemoteResult,
@@ -46,6 +51,7 @@ from tripsage_sync.sync.document.results import (
 from tripsage_sync.sync.document.schema import ROOT_MAP, TEXT_FIELDS, FieldKind, read_raw
 from tripsage_sync.sync.document.shadow import Shadow, new_shadow
 from tripsage_sync.sync.document.state import DocState
+from tripsage_sync.sync.errors import InvalidState
 from tripsage_sync.sync.yupdate import MalformedUpdate, Struct, decode_update, seen_values
 
 __all__ = ["EMPTY_UPDATE", "apply_remote_update"]
@@ -69,6 +75,9 @@ def apply_remote_update(
     """
     if update == EMPTY_UPDATE:
         return RemoteResult(None)
+    added = new_keys(state, conflicts.manual_fields, update)
+    if added is not None:
+        return _apply_new_keys(state, conflicts, update, added, user_id, update_id, now_ms)
     shadow = _shadow_of(state)
     shadow.reset()
     try:
@@ -78,6 +87,7 @@ def apply_remote_update(
         if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
             raise
         raise MalformedRemoteUpdate("Malformed Yjs update") from exc
+    shadow.note_pending(update)
     if not shadow.update or shadow.update == EMPTY_UPDATE:  # nothing new
         return RemoteResult(None)
     try:
@@ -85,6 +95,48 @@ def apply_remote_update(
     except RemoteUpdateRefused:
         state.shadow = None
         raise
+    stamps, raised = _stamps(state, conflicts, writes, user_id, update_id, now_ms)
+    old = {name: state.value(name) for name in shadow.edits.keys() | writes.keys()}
+    state.doc.apply_update(shadow.update)
+    state.keys().add(written)
+    return _recorded(state, old, stamps, raised, shadow.update, user_id, update_id)
+
+
+def _apply_new_keys(
+    state: DocState,
+    conflicts: ManualConflicts,
+    update: bytes,
+    added: NewKeys,
+    user_id: str,
+    update_id: str,
+    now_ms: int,
+) -> RemoteResult:
+    """Apply an update :func:`sync.document.newkeys.new_keys` vetted, to the live doc once."""
+    writes = {name: (False, value) for name, value in added.values.items()}
+    stamps, raised = _stamps(state, conflicts, writes, user_id, update_id, now_ms)
+    keys = state.keys()  # built before the update lands: it adds ``added.written`` below
+    state.doc.apply_update(update)
+    applied = state.last_update
+    if not applied:
+        raise InvalidState(f"{state.trip_id}: a vetted remote update made no change")
+    state.known_after(added.clocks, added.values)
+    keys.add(added.written)
+    if state.shadow is not None:
+        state.shadow.doc.apply_update(applied)
+    # The keys were absent (null): a key set to null changed nothing.
+    changed: dict[str, JSON] = {n: None for n, v in added.values.items() if v is not None}
+    return _appended(state, changed, stamps, raised, applied, user_id, update_id)
+
+
+def _stamps(
+    state: DocState,
+    conflicts: ManualConflicts,
+    writes: dict[str, tuple[bool, JSON]],
+    user_id: str,
+    update_id: str,
+    now_ms: int,
+) -> tuple[dict[str, Stamp], list[tuple[PendingConflict, ConflictDetected | None]]]:
+    """The stamp of each scalar write, and the manual conflicts the writes raised or joined."""
     stamps: dict[str, Stamp] = {}
     raised: list[tuple[PendingConflict, ConflictDetected | None]] = []
     for name, (concurrent, value) in writes.items():
@@ -95,12 +147,35 @@ def apply_remote_update(
         else:
             raised.append(joined)
         stamps[name] = stamp
-    old = {name: state.value(name) for name in shadow.edits.keys() | writes.keys()}
-    state.doc.apply_update(shadow.update)
-    state.keys().add(written)
+    return stamps, raised
+
+
+def _recorded(
+    state: DocState,
+    old: dict[str, JSON],
+    stamps: dict[str, Stamp],
+    raised: list[tuple[PendingConflict, ConflictDetected | None]],
+    update: bytes,
+    user_id: str,
+    update_id: str,
+) -> RemoteResult:
+    """The applied ``update`` as the next version: the fields whose value changed."""
     changed = {n: v for n, v in old.items() if not json_equal(v, state.value(n))}
+    return _appended(state, changed, stamps, raised, update, user_id, update_id)
+
+
+def _appended(
+    state: DocState,
+    changed: dict[str, JSON],
+    stamps: dict[str, Stamp],
+    raised: list[tuple[PendingConflict, ConflictDetected | None]],
+    update: bytes,
+    user_id: str,
+    update_id: str,
+) -> RemoteResult:
+    """``update`` as the next version, ``changed`` the fields it changed (their old values)."""
     recorded: dict[str, Stamp | None] = {n: stamps.get(n) for n in changed}
-    change = state.append(shadow.update, changed, user_id, update_id, "yjs", recorded, None)
+    change = state.append(update, changed, user_id, update_id, "yjs", recorded, None)
     return RemoteResult(change, tuple(raised))
 
 

@@ -10,6 +10,13 @@ or deleted, the text and list fields it edited, and the transaction's own
 update (only what was new: a re-sent update yields nothing). It notes the
 first structural refusal (nested shared types, rich text, edits below a
 field's own text or list); :mod:`sync.document.remote` checks the rest.
+
+An update whose structs or deletions cannot be integrated yet (a gap in a
+client's clock, an origin not received) waits in the shadow as *pending*:
+:meth:`Shadow.note_pending` keeps, per client, the clock the shadow waits
+for, so that the remote fast path (:mod:`sync.document.newkeys`), which
+bypasses the shadow, is not taken while the shadow could still integrate
+something the live doc never saw.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from pycrdt import (
 )
 
 from tripsage_sync.sync.document.schema import ROOT_MAP
+from tripsage_sync.sync.yupdate import ByteReader, MalformedUpdate, decode_update
 
 __all__ = ["Shadow", "new_shadow"]
 
@@ -48,6 +56,33 @@ class Shadow:
     update: bytes = b""
     edits: dict[str, str] = field(default_factory=dict)  # key -> set | delete | edit
     refusal: str | None = None
+    # client -> the clock its pending structs or deletions reach (see the module docstring)
+    awaiting: dict[int, int] = field(default_factory=dict)
+    opaque: bool = False  # an update the reader could not decode: pending unknown, for good
+
+    @property
+    def pending(self) -> bool:
+        """Whether the shadow may hold structs or deletions it has not integrated."""
+        return self.opaque or bool(self.awaiting)
+
+    def note_pending(self, update: bytes) -> None:
+        """After ``update`` was applied: what of it, or of earlier ones, still waits."""
+        awaiting = self.awaiting
+        try:
+            decoded = decode_update(update)
+        except MalformedUpdate:
+            self.opaque = True
+            return
+        for struct in decoded.structs:
+            end = struct.clock + struct.length
+            if awaiting.get(struct.client, 0) < end:
+                awaiting[struct.client] = end
+        for client, ranges in decoded.delete_set.items():
+            for start, length in ranges:
+                if awaiting.get(client, 0) < start + length:
+                    awaiting[client] = start + length
+        clocks = _clocks(self.doc.get_state())
+        self.awaiting = {c: end for c, end in awaiting.items() if clocks.get(c, 0) < end}
 
     def reset(self) -> None:
         """Forget what the last apply did, before the next one."""
@@ -80,6 +115,12 @@ class Shadow:
 
     def _refuse(self, message: str) -> None:
         self.refusal = self.refusal or message
+
+
+def _clocks(state: bytes) -> dict[int, int]:
+    """A Yjs v1 state vector: varuint count, then (client, clock) varuint pairs."""
+    reader = ByteReader(state)
+    return dict(reader.id() for _ in range(reader.count()))
 
 
 def new_shadow(state: bytes) -> Shadow:

@@ -87,11 +87,35 @@ class DocState:
         self._last_update = b""
         # Scalar fields read since the live doc last changed ("Reading" above).
         self._reads: dict[str, _Read] = {}
+        self._clocks: dict[int, int] | None = None  # the live state vector, decoded
         self.doc.observe(self._transaction_done)
 
     def _transaction_done(self, event: TransactionEvent) -> None:
         self._last_update = event.update
         self._reads = {}
+        self._clocks = None
+
+    @property
+    def last_update(self) -> bytes:
+        """The update of the live doc's latest transaction."""
+        return self._last_update
+
+    def clocks(self) -> dict[int, int]:
+        """The live doc's state vector, decoded once until its next transaction."""
+        if self._clocks is None:
+            self._clocks = state_vector(self.doc.get_state())
+        return self._clocks
+
+    def known_after(self, clocks: dict[int, int], values: dict[str, JSON]) -> None:
+        """What a caller's own transaction left: the state vector, and scalars it set.
+
+        The remote fast path (:mod:`sync.document.newkeys`) knows both from the
+        bytes it vetted; ``values`` are normalised, as :meth:`value` reads them.
+        """
+        self._clocks = clocks
+        for name, value in values.items():
+            if isinstance(value, _IMMUTABLE):
+                self._reads[name] = (FieldKind.SCALAR, value)
 
     # -- the write path ----------------------------------------------------------
 

@@ -1,0 +1,48 @@
+"""WriteLanding (api/transport/services.py): a group commit's results reach the loop together."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.storage.helpers import WriterGate
+from tests.storage.test_writer import SCHEMA, fail, insert, stored_values
+from tripsage_sync.api.transport.services import WriteLanding
+from tripsage_sync.storage.sqlite import connect
+from tripsage_sync.storage.writer import BatchWriter
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def writer(tmp_path: Path) -> Iterator[BatchWriter]:
+    db = connect(tmp_path / "w.db")
+    db.executescript(SCHEMA)
+    writer = BatchWriter(db)
+    try:
+        yield writer
+    finally:
+        writer.close()
+
+
+async def test_a_batch_lands_whole_with_results_errors_and_cancelled_waiters(
+    writer: BatchWriter, tmp_path: Path
+) -> None:
+    landing = WriteLanding()
+    gate = WriterGate(writer)  # the next submits pile up: one batch
+    waiters = [landing.wait(writer.submit(insert(f"v{i}"))) for i in range(20)]
+    failing = landing.wait(writer.submit(fail))
+    abandoned = landing.wait(writer.submit(insert("abandoned")))
+    abandoned.cancel()  # its caller gave up; the write still commits
+    gate.release()
+    assert await asyncio.gather(*waiters) == list(range(1, 21))
+    with pytest.raises(ValueError, match="refused"):
+        await failing
+    assert stored_values(tmp_path / "w.db") == [f"v{i}" for i in range(20)] + ["abandoned"]
+    # A future already resolved lands too, and a later batch on its own.
+    done = writer.submit(insert("late"))
+    done.result(5)
+    assert await landing.wait(done) == 22
