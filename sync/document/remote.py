@@ -79,17 +79,19 @@ def apply_remote_update(
     if added is not None:
         return _apply_new_keys(state, conflicts, update, added, user_id, update_id, now_ms)
     shadow = _shadow_of(state)
-    shadow.reset()
-    try:
-        shadow.doc.apply_update(update)
-    except BaseException as exc:  # pycrdt panics are BaseException (PanicException)
-        state.shadow = None
-        if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
-            raise
-        raise MalformedRemoteUpdate("Malformed Yjs update") from exc
+    had_pending = shadow.pending
+    _apply_to_shadow(state, shadow, update)
     shadow.note_pending(update)
     if not shadow.update or shadow.update == EMPTY_UPDATE:  # nothing new
         return RemoteResult(None)
+    if had_pending:
+        # Structs that waited were integrated now, but pycrdt may have reported them
+        # to the observer in the transaction that left them pending (a key set by a
+        # peer's second update, received before its first): vet everything this
+        # transaction integrated, in one go, on a fresh shadow of the live doc.
+        integrated = shadow.update
+        shadow = new_shadow(state.doc.get_update())
+        _apply_to_shadow(state, shadow, integrated)
     try:
         writes, written = _check(state, conflicts.manual_fields, shadow, update)
     except RemoteUpdateRefused:
@@ -177,6 +179,17 @@ def _appended(
     recorded: dict[str, Stamp | None] = {n: stamps.get(n) for n in changed}
     change = state.append(update, changed, user_id, update_id, "yjs", recorded, None)
     return RemoteResult(change, tuple(raised))
+
+
+def _apply_to_shadow(state: DocState, shadow: Shadow, update: bytes) -> None:
+    shadow.reset()
+    try:
+        shadow.doc.apply_update(update)
+    except BaseException as exc:  # pycrdt panics are BaseException (PanicException)
+        state.shadow = None
+        if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
+            raise
+        raise MalformedRemoteUpdate("Malformed Yjs update") from exc
 
 
 def _shadow_of(state: DocState) -> Shadow:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pycrdt import Doc, Map, Text
 
-from tripsage_sync.sync.document import LogEntry, TripDocument
+from tripsage_sync.sync.document import LogEntry, RemoteUpdateRefused, TripDocument
 from tripsage_sync.sync.document.newkeys import new_keys
 
 
@@ -150,3 +151,23 @@ def test_two_peers_interleaved_converge_and_restore(ops: list[Any], interleave: 
     entries = [LogEntry(e.version, e.update, e.meta) for e in doc.changes_since(0)]
     restored = TripDocument.restore("t1", frozenset({"budget"}), None, entries, [])
     assert (restored.fields(), restored.version) == (doc.fields(), doc.version)
+
+
+def test_keys_of_a_peers_second_update_received_first_are_vetted_and_recorded() -> None:
+    doc = new_trip()
+    peer = peer_of(doc, 7)
+    first, second = set_key(peer, "a", 1), set_key(peer, "b", 2)
+    early = doc.apply_remote_update(second, user_id="bob", update_id="y1", now_ms=2000)
+    assert early.change is None
+    result = doc.apply_remote_update(first, user_id="bob", update_id="y2", now_ms=2001)
+    assert result.change is not None
+    assert {n: c.new_value for n, c in result.change.changes.items()} == {"a": 1, "b": 2}
+
+    doc = new_trip()
+    peer = peer_of(doc, 7)
+    first, second = set_key(peer, "a", 1), set_key(peer, "__proto__", 2)
+    early = doc.apply_remote_update(second, user_id="bob", update_id="y1", now_ms=2000)
+    assert early.change is None
+    with pytest.raises(RemoteUpdateRefused):
+        doc.apply_remote_update(first, user_id="bob", update_id="y2", now_ms=2001)
+    assert "__proto__" not in doc.state_update().decode("latin-1")
