@@ -26,11 +26,13 @@ are compressed when the peer negotiated it.
 from __future__ import annotations
 
 import struct
-from typing import Final
+from typing import Any, Final
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request
 from websockets.protocol import OPEN
+
+from tripsage_sync.api.transport.waits import Flag, Inbox
 
 __all__ = ["COMPRESS_MIN_BYTES", "SCOPE_KEY", "DirectWriter", "frame_header"]
 
@@ -52,7 +54,18 @@ def frame_header(first: int, length: int) -> bytes:
 
 
 class DirectWriter(WebSocketsSansIOProtocol):
-    """uvicorn's websockets-sansio protocol, able to write messages without an await."""
+    """uvicorn's websockets-sansio protocol, able to write messages without an await.
+
+    Its receive queue and ``writable`` event are the deque-free stand-ins of
+    :mod:`api.transport.waits`, and the handshake's request and response (their
+    headers) are dropped once the response is sent: an idle socket keeps less.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue = Inbox()  # type: ignore[assignment]
+        self.writable = Flag()  # type: ignore[assignment]
+        self.writable.set()
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
@@ -60,6 +73,12 @@ class DirectWriter(WebSocketsSansIOProtocol):
         scope = self.__dict__.get("scope")
         if scope is not None:
             scope["extensions"][SCOPE_KEY] = self
+
+    def start_keepalive(self) -> None:
+        # uvicorn calls this right after it wrote the handshake response: nothing reads the
+        # handshake's request or response any more (the app has its ASGI scope).
+        self.request = self.response = None  # type: ignore[assignment]
+        super().start_keepalive()
 
     def can_write(self) -> bool:
         """Messages may be written now: the socket is open and its buffer below the mark."""

@@ -315,6 +315,7 @@ class WebSocketProtocol(DirectWriter):
     # -- liveness -----------------------------------------------------------------------
 
     def start_keepalive(self) -> None:
+        super().start_keepalive()
         loop = self.loop
         wheel = self.wheels.get(loop)
         if wheel is None:
