@@ -21,20 +21,37 @@ a message is compressed only when its RSV1 bit is set) and leaves the
 compression context untouched; Node's ``ws`` server has the same 1 KiB
 threshold. Longer messages go through websockets' own serializer, so they
 are compressed when the peer negotiated it.
+
+Dispatch, too, is direct: an upgrade whose path a function ``WebSocketRoute`` of
+the (unwrapped, middleware-free) Starlette app matches is handed to that route's
+endpoint at once (:meth:`DirectWriter.run_asgi`), as Starlette's router would,
+with ``path_params``, ``endpoint``, ``app`` and ``router`` in the scope. Skipped
+are the layers that do nothing for a WebSocket but hold coroutines, closures and
+a second ``WebSocket`` for the connection's lifetime (``ServerErrorMiddleware``,
+``ExceptionMiddleware``, the router, ``websocket_session``; about 5 KB a socket).
+The app's exception handlers answer HTTP requests only: an exception a WebSocket
+endpoint lets out is logged and answered by uvicorn's own rules (a 500 before the
+handshake), as it is through Starlette. Any other app or route takes the
+ordinary ASGI path.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
+from starlette.applications import Starlette
+from starlette.routing import Match, WebSocketRoute
+from starlette.websockets import WebSocket
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request
 from websockets.protocol import OPEN
 
 from tripsage_sync.api.transport.waits import Flag, Inbox
 
-__all__ = ["COMPRESS_MIN_BYTES", "SCOPE_KEY", "DirectWriter", "frame_header"]
+__all__ = ["COMPRESS_MIN_BYTES", "SCOPE_KEY", "DirectWriter", "direct_endpoint", "frame_header"]
 
 # Where the protocol puts itself in the ASGI scope's extensions, for the app's writers.
 SCOPE_KEY: Final = "tripsage.direct_writer"
@@ -42,6 +59,31 @@ SCOPE_KEY: Final = "tripsage.direct_writer"
 COMPRESS_MIN_BYTES: Final = 1024
 _TEXT: Final = 0x81  # FIN + text (RFC 6455 5.2, 5.6)
 _BINARY: Final = 0x82  # FIN + binary
+
+
+Endpoint = Callable[[WebSocket], Awaitable[None]]
+
+
+def direct_endpoint(app: object, scope: dict[str, Any]) -> Endpoint | None:
+    """The function endpoint Starlette's router would run for the WebSocket ``scope``
+    (the scope completed as the router completes it), or ``None``: the ordinary path."""
+    if not isinstance(app, Starlette) or app.user_middleware:
+        return None
+    for route in app.router.routes:
+        match, child = route.matches(scope)
+        if match is Match.NONE:
+            continue
+        plain = getattr(getattr(route, "app", None), "__qualname__", "").startswith(
+            "websocket_session."
+        )  # a function endpoint without route middleware
+        if match is not Match.FULL or not isinstance(route, WebSocketRoute) or not plain:
+            return None
+        scope.update(child)
+        scope["app"] = app
+        scope.setdefault("router", app.router)
+        endpoint: Endpoint = route.endpoint
+        return endpoint
+    return None
 
 
 def frame_header(first: int, length: int) -> bytes:
@@ -57,8 +99,9 @@ class DirectWriter(WebSocketsSansIOProtocol):
     """uvicorn's websockets-sansio protocol, able to write messages without an await.
 
     Its receive queue and ``writable`` event are the deque-free stand-ins of
-    :mod:`api.transport.waits`, and the handshake's request and response (their
-    headers) are dropped once the response is sent: an idle socket keeps less.
+    :mod:`api.transport.waits`, and the handshake's request and response and the
+    scope's request headers are dropped once the response is sent: an idle socket
+    keeps less.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -74,10 +117,37 @@ class DirectWriter(WebSocketsSansIOProtocol):
         if scope is not None:
             scope["extensions"][SCOPE_KEY] = self
 
+    async def run_asgi(self) -> None:
+        """The app for this upgrade: a route's endpoint directly (the module docstring),
+        else the whole app as uvicorn runs it; the same outcomes as uvicorn's."""
+        endpoint = direct_endpoint(self.app, self.scope)  # type: ignore[arg-type]
+        if endpoint is None:
+            await super().run_asgi()
+            return
+        try:
+            await endpoint(WebSocket(self.scope, self.receive, self.send))  # type: ignore[arg-type]
+        except ClientDisconnected:
+            pass
+        except BaseException:
+            self.logger.exception("Exception in ASGI application\n")
+            self.send_500_response()
+        else:
+            if not self.handshake_complete:
+                self.logger.error("ASGI callable returned without completing handshake.")
+                self.send_500_response()
+        if self.close_timer is None:
+            self.transport.close()
+
     def start_keepalive(self) -> None:
         # uvicorn calls this right after it wrote the handshake response: nothing reads the
-        # handshake's request or response any more (the app has its ASGI scope).
+        # handshake's request or response any more, nor the request headers in the scope
+        # (our endpoints read Origin, Host, Authorization and X-Forwarded-For before they
+        # accept). websockets' parser keeps the request alive: its headers are emptied.
+        self.request.headers.clear()
         self.request = self.response = None  # type: ignore[assignment]
+        headers = self.scope["headers"]
+        if isinstance(headers, list):
+            headers.clear()
         super().start_keepalive()
 
     def can_write(self) -> bool:

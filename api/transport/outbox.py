@@ -179,7 +179,8 @@ class Outbox(Generic[ItemT]):
         self._may_close = may_close
         # False once a close started or the transport was lost: ``put`` refuses.
         self.open = True
-        self._queue: deque[ItemT | Close] = deque()
+        # Made by the first item, dropped when written out (an empty deque is 760 bytes).
+        self._queue: deque[ItemT | Close] | None = None
         self._transport = find_transport(websocket)
         self._direct = find_protocol(websocket)
         self._framing: Framing[ItemT] | None = None  # set by ``start``
@@ -191,7 +192,7 @@ class Outbox(Generic[ItemT]):
         self._carry: str | bytes | None = None
 
     def __len__(self) -> int:
-        return len(self._queue)
+        return 0 if self._queue is None else len(self._queue)
 
     def start(self, framing: Framing[ItemT]) -> None:
         """Begin writing, with ``framing``: what was queued before goes first."""
@@ -225,20 +226,25 @@ class Outbox(Generic[ItemT]):
         """Queue ``item``; never blocks. ``False`` if not queued (closed, dropped, full)."""
         if not self.open:
             return False
-        if len(self._queue) >= self.size:
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = deque()
+        elif len(queue) >= self.size:
             if droppable:
                 return False
-            self.log.warning("slow consumer: %d frames queued; closing", len(self._queue))
+            self.log.warning("slow consumer: %d frames queued; closing", len(queue))
             self.metrics.slow_consumers += 1
-            self._queue.clear()
+            queue.clear()
             self.close(CLOSE_GOING_AWAY, "slow consumer")
             return False
-        self._queue.append(item)
+        queue.append(item)
         self._wake()
         return True
 
     def put_first(self, *items: ItemT) -> None:
         """Queue ``items``, in order, ahead of everything queued (not limited)."""
+        if self._queue is None:
+            self._queue = deque()
         self._queue.extendleft(reversed(items))
         self._wake()
 
@@ -278,6 +284,8 @@ class Outbox(Generic[ItemT]):
                     direct.write_now(b"".join(chunks))
         if queue or self._carry is not None:
             self._start_writer()
+        else:
+            self._queue = None  # written out
 
     def close(self, code: int, reason: str, *final: ItemT) -> bool:
         """Send ``final`` after the queued items, then close with ``code``.
@@ -288,6 +296,8 @@ class Outbox(Generic[ItemT]):
             return False
         self.open = False
         self.log.info("closing: code=%d reason=%s", code, reason, extra={"code": code})
+        if self._queue is None:
+            self._queue = deque()
         self._queue.extend(final)
         self._queue.append(Close(code, reason))
         self._wake()
@@ -312,11 +322,15 @@ class Outbox(Generic[ItemT]):
             # Cleared before the task ends, in the same step as the empty queue was seen:
             # whatever is queued after this starts the fast path or a new writer.
             self._task = None
+            if not self._queue:
+                self._queue = None  # written out
             if over:
                 self._over()
 
     async def _write_queued(self) -> bool:
         """Write until the queue is empty (``False``) or the writer is over (``True``)."""
+        if self._queue is None:
+            self._queue = deque()
         ws, queue, timeout = self.websocket, self._queue, self.send_timeout_s
         framing = self._framing
         assert framing is not None, "the writer runs only after start()"
