@@ -19,8 +19,9 @@ A message shorter than :data:`COMPRESS_MIN_BYTES` is framed here (RFC 6455
 uncompressed, which permessage-deflate allows for any message (RFC 7692 6:
 a message is compressed only when its RSV1 bit is set) and leaves the
 compression context untouched; Node's ``ws`` server has the same 1 KiB
-threshold. Longer messages go through websockets' own serializer, so they
-are compressed when the peer negotiated it.
+threshold; the same message to many sockets is framed once
+(:func:`plain_frame`). Longer messages go through websockets' own serializer,
+so they are compressed when the peer negotiated it.
 
 Dispatch, too, is direct: an upgrade whose path a function ``WebSocketRoute`` of
 the (unwrapped, middleware-free) Starlette app matches is handed to that route's
@@ -37,9 +38,12 @@ ordinary ASGI path.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import struct
+import weakref
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from starlette.applications import Starlette
 from starlette.routing import Match, WebSocketRoute
@@ -51,7 +55,14 @@ from websockets.protocol import OPEN
 
 from tripsage_sync.api.transport.waits import Flag, Inbox
 
-__all__ = ["COMPRESS_MIN_BYTES", "SCOPE_KEY", "DirectWriter", "direct_endpoint", "frame_header"]
+__all__ = [
+    "COMPRESS_MIN_BYTES",
+    "SCOPE_KEY",
+    "DirectWriter",
+    "direct_endpoint",
+    "frame_header",
+    "plain_frame",
+]
 
 # Where the protocol puts itself in the ASGI scope's extensions, for the app's writers.
 SCOPE_KEY: Final = "tripsage.direct_writer"
@@ -93,6 +104,83 @@ def frame_header(first: int, length: int) -> bytes:
     if length < 65536:
         return struct.pack("!BBH", first, 126, length)
     return struct.pack("!BBQ", first, 127, length)
+
+
+class Flushable(Protocol):
+    """A writer with a fast-path flush (:class:`api.transport.outbox.Outbox`)."""
+
+    log: logging.LoggerAdapter[logging.Logger]
+
+    def flush(self) -> None: ...
+
+
+class Flushes:
+    """The fast-path flushes due in one loop iteration: one ``call_soon`` for all of
+    them (a broadcast to 1,000 sockets schedules one callback, not 1,000)."""
+
+    __slots__ = ("pending",)
+
+    def __init__(self) -> None:
+        self.pending: list[Flushable] = []
+
+    def add(self, writer: Flushable) -> None:
+        if not self.pending:
+            asyncio.get_running_loop().call_soon(self.run)
+        self.pending.append(writer)
+
+    def run(self) -> None:
+        pending, self.pending = self.pending, []
+        for writer in pending:
+            try:
+                writer.flush()
+            except Exception:  # one connection's failure must not keep the others' frames
+                writer.log.exception("flush failed")
+
+
+_FLUSHES: Final[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Flushes]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def flushes(loop: asyncio.AbstractEventLoop) -> Flushes:
+    """The loop's one :class:`Flushes`."""
+    found = _FLUSHES.get(loop)
+    if found is None:
+        found = _FLUSHES[loop] = Flushes()
+    return found
+
+
+class _LastFrame:
+    """The last message framed uncompressed, and its frame (:func:`plain_frame`)."""
+
+    __slots__ = ("framed", "message")
+
+    def __init__(self) -> None:
+        self.message: str | bytes | None = None
+        self.framed = b""
+
+
+_LAST_FRAME: Final = _LastFrame()
+
+
+def plain_frame(message: str | bytes) -> bytes:
+    """One uncompressed frame holding ``message`` (text for a str, else binary).
+
+    A broadcast hands the same object to every subscriber's queue and the fast path
+    writes them one after the other, so the last frame made is kept: the message is
+    encoded and framed once, not once a socket. (A str that cannot be encoded raises
+    ``ValueError``, and nothing is kept.)
+    """
+    last = _LAST_FRAME
+    if message is last.message:
+        return last.framed
+    if isinstance(message, str):
+        data, first = message.encode(), _TEXT
+    else:
+        data, first = message, _BINARY
+    framed = frame_header(first, len(data)) + data
+    last.message, last.framed = message, framed
+    return framed
 
 
 class DirectWriter(WebSocketsSansIOProtocol):
@@ -206,10 +294,12 @@ class DirectWriter(WebSocketsSansIOProtocol):
 
     def message_bytes(self, message: str | bytes) -> bytes:
         """The wire bytes of one whole message (see the module docstring)."""
+        if not self.conn.extensions:
+            return plain_frame(message)
         text = isinstance(message, str)
         data = message.encode() if isinstance(message, str) else message
-        if len(data) < COMPRESS_MIN_BYTES or not self.conn.extensions:
-            return frame_header(_TEXT if text else _BINARY, len(data)) + data
+        if len(data) < COMPRESS_MIN_BYTES:
+            return plain_frame(message)
         if text:
             self.conn.send_text(data)
         else:

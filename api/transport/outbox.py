@@ -21,8 +21,8 @@ stopped when the connection ends (:meth:`Outbox.stop`):
   endpoints merge consecutive events into a ``batch``; Yjs frames go as they
   are) and accounts for it once sent.
 - The fast path: what is queued during one event-loop iteration is written at
-  the end of it (one ``call_soon`` per connection and iteration, no task
-  switch), all frames in one ``transport.write``
+  the end of it (one ``call_soon`` per iteration for all connections,
+  :class:`api.transport.direct.Flushes`; no task switch), all frames in one ``transport.write``
   (:class:`api.transport.direct.DirectWriter`), when the socket can take it
   at once.
 - Otherwise a *writer task* sends one frame at a time through ASGI, and ends
@@ -51,7 +51,7 @@ from typing import Any, Final, Generic, Protocol, TypeVar
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from tripsage_sync.api.transport.direct import SCOPE_KEY, DirectWriter
+from tripsage_sync.api.transport.direct import SCOPE_KEY, DirectWriter, flushes
 from tripsage_sync.api.transport.metrics import Metrics
 from tripsage_sync.sync.errors import CLOSE_GOING_AWAY, CLOSE_SERVER_ERROR
 
@@ -148,6 +148,7 @@ class Outbox(Generic[ItemT]):
         "_done",
         "_finished",
         "_flush_due",
+        "_flushes",
         "_framing",
         "_may_close",
         "_queue",
@@ -188,6 +189,7 @@ class Outbox(Generic[ItemT]):
         self._done = False  # the writer is over: the close frame went, or it gave up
         self._finished: asyncio.Future[None] | None = None  # ``finish`` waits on it
         self._flush_due = False  # a fast-path flush is scheduled for this iteration
+        self._flushes = flushes(asyncio.get_running_loop())
         # A frame the fast path could not encode: the writer sends it (and fails).
         self._carry: str | bytes | None = None
 
@@ -257,12 +259,12 @@ class Outbox(Generic[ItemT]):
             self._start_writer()
         elif not self._flush_due:
             self._flush_due = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            self._flushes.add(self)
 
     def _start_writer(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._write())
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
         """The fast path (module docstring): every queued frame, in one write."""
         self._flush_due = False
         if self._task is not None or self._done:
