@@ -108,7 +108,7 @@ class _Frames:
 
 
 class YjsConnection:
-    """One y-websocket peer: a reader (``run``), a writer task and a keepalive timer."""
+    """One y-websocket peer: a reader (``run``), an outbox and a keepalive timer."""
 
     def __init__(
         self,
