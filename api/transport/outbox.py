@@ -45,7 +45,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Generic, Protocol, TypeVar
 
@@ -63,6 +63,7 @@ __all__ = [
     "cancel_and_wait",
     "find_protocol",
     "find_transport",
+    "receiver",
 ]
 
 logger = logging.getLogger(__name__)
@@ -99,6 +100,17 @@ def find_protocol(websocket: WebSocket) -> DirectWriter | None:
     extensions = websocket.scope.get("extensions") or {}
     owner = extensions.get(SCOPE_KEY)
     return owner if isinstance(owner, DirectWriter) else None
+
+
+def receiver(websocket: WebSocket) -> Callable[[], Awaitable[Mapping[str, Any]]]:
+    """How to read ``websocket``'s next ASGI message: our protocol's own ``receive``
+    (uvicorn's queue, :func:`find_protocol`) when it is there, skipping Starlette's
+    wrapper and its state checks (one coroutine and a few checks a frame); else
+    Starlette's. The caller reads until ``websocket.disconnect`` and then stops."""
+    direct = find_protocol(websocket)
+    if direct is not None:
+        return direct.receive
+    return websocket.receive
 
 
 def find_transport(websocket: WebSocket) -> asyncio.Transport | None:

@@ -23,7 +23,7 @@ from starlette.websockets import WebSocket
 from tripsage_sync.api.clock import Clock
 from tripsage_sync.api.settings import Settings
 from tripsage_sync.api.transport.link import ConnectionLog
-from tripsage_sync.api.transport.outbox import CLOSE_RELEASE_S, Close, Outbox
+from tripsage_sync.api.transport.outbox import CLOSE_RELEASE_S, Close, Outbox, receiver
 from tripsage_sync.api.transport.services import Services
 from tripsage_sync.api.transport.waits import Flag
 from tripsage_sync.api.trips.rooms import TripRoom
@@ -219,8 +219,9 @@ class YjsConnection:
 
     async def _read_loop(self) -> None:
         limit = self.settings.max_message_size
+        receive = receiver(self.websocket)
         while True:
-            message = await self.websocket.receive()
+            message = await receive()
             if message["type"] == "websocket.disconnect":
                 return
             if not self.open:
