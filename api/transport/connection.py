@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-Three tasks per connection, all owned by :meth:`Connection.run`:
+One task per connection (uvicorn's, running :meth:`Connection.run`), and what it owns:
 
 - the *reader* (the ``run`` task itself) receives frames and hands each to
   :meth:`sync.session.Session.receive_frame`, which decides everything about it
@@ -11,7 +11,8 @@ Three tasks per connection, all owned by :meth:`Connection.run`:
   returns intents; :meth:`Connection._carry_out` carries them out in order:
   claim the chat session, bind the user, join channels, put the welcome first on
   the wire, dispatch each message to its handler;
-- the *writer* drains one bounded outbound queue to the socket; the *timer*
+- the *writer* drains one bounded outbound queue to the socket (a task only while a
+  backlog waits); the *timer* (a loop timer handle, no task)
   carries out what :meth:`sync.session.Session.tick` asks at each deadline
   (authentication, heartbeats, idle, the token's lifetime). Both are the
   outbound half, :class:`api.transport.link.Link`, whose module docstring tells
@@ -31,7 +32,7 @@ from starlette.websockets import WebSocket
 from tripsage_sync.api.transport.facts import SERVER_VERSION, ShellFacts
 from tripsage_sync.api.transport.host import Host
 from tripsage_sync.api.transport.link import Frames, Link, Solo
-from tripsage_sync.api.transport.outbox import CLOSE_RELEASE_S, cancel_and_wait
+from tripsage_sync.api.transport.outbox import CLOSE_RELEASE_S
 from tripsage_sync.sync.channels import Channel
 from tripsage_sync.sync.errors import (
     CLOSE_GOING_AWAY,
@@ -104,10 +105,8 @@ class Connection(Link):
     # -- inbound ----------------------------------------------------------------------
 
     async def run(self) -> None:
-        writer = asyncio.create_task(
-            self.outbox.run(Frames(self, self.hub.metrics)), name=f"writer-{self.id}"
-        )
-        timer = asyncio.create_task(self._timer(), name=f"timer-{self.id}")
+        self.outbox.start(Frames(self, self.hub.metrics))
+        self.start_timer()
         self.hub.admit(self)
         self.log.info(
             "connected from %s to %s",
@@ -123,12 +122,14 @@ class Connection(Link):
                 CLOSE_SERVER_ERROR, "server error", error=ServerError("Internal server error")
             )
         finally:
-            timer.cancel()
+            self.stop_timer()
             if self.session.state is State.CLOSING:
                 # We started the close: let the writer flush up to the close frame.
                 try:
-                    await asyncio.wait_for(asyncio.shield(writer), CLOSE_RELEASE_S)
-                except (TimeoutError, asyncio.CancelledError):
+                    flushed = await self.outbox.finish(CLOSE_RELEASE_S)
+                except asyncio.CancelledError:
+                    flushed = False
+                if not flushed:
                     self.abort()
             else:  # the peer closed or vanished: nothing more can be sent
                 self.session.close(CLOSE_GOING_AWAY)
@@ -143,7 +144,7 @@ class Connection(Link):
             self.log.info(
                 "closed (code=%s)", self.session.close_code, extra={"code": self.session.close_code}
             )
-            await cancel_and_wait(writer, timer)
+            await self.outbox.stop()
 
     async def _read_loop(self) -> None:
         ws = self.websocket

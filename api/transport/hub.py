@@ -30,6 +30,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from tripsage_sync.api.clock import SYSTEM_CLOCK, Clock
 from tripsage_sync.api.settings import Settings
 from tripsage_sync.api.transport.metrics import LiveConnections, Metrics
+from tripsage_sync.api.transport.waits import Flag
 from tripsage_sync.sync.errors import RateLimited
 from tripsage_sync.sync.ratelimit import Decision, KeyedLimiter
 from tripsage_sync.sync.session import Session
@@ -57,7 +58,7 @@ class Subscriber(Protocol):
     def session(self) -> Session: ...
 
     @property
-    def closed(self) -> asyncio.Event: ...
+    def closed(self) -> Flag: ...
 
     @property
     def queued(self) -> int: ...
@@ -77,7 +78,7 @@ class Peer(Protocol):
     """A connection the hub drains on shutdown without routing to it (a Yjs peer)."""
 
     @property
-    def closed(self) -> asyncio.Event: ...
+    def closed(self) -> Flag: ...
 
     def close(self, code: int, reason: str) -> None: ...
 

@@ -8,8 +8,9 @@
   the transport, and every close we start is followed by an abort after
   :data:`api.transport.outbox.CLOSE_RELEASE_S`, so a peer that never reads again
   cannot hold a socket;
-- the *timer* carries out what :meth:`sync.session.Session.tick` decides at each
-  deadline: the authentication timeout, heartbeats, the close of connections
+- the *timer* (one loop timer handle, no task: :meth:`Link.start_timer`) carries out
+  what :meth:`sync.session.Session.tick` decides at each deadline: the
+  authentication timeout, heartbeats, the close of connections
   silent for two heartbeat intervals, and the token's lifetime
   (:class:`sync.session.TokenLifetime`): ``auth_expiring`` before ``exp``,
   ``connection_error`` ``TOKEN_EXPIRED`` and close 3000 at it unless
@@ -28,7 +29,6 @@ response, ``connection_established``) never does.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from dataclasses import dataclass
@@ -43,6 +43,7 @@ from tripsage_sync.api.transport.facts import session_policy
 from tripsage_sync.api.transport.metrics import Metrics
 from tripsage_sync.api.transport.outbox import Close as CloseMarker
 from tripsage_sync.api.transport.outbox import Outbox
+from tripsage_sync.api.transport.waits import Flag
 from tripsage_sync.sync.channels import Principal
 from tripsage_sync.sync.errors import SyncError
 from tripsage_sync.sync.events import connection_close, error_event
@@ -171,8 +172,9 @@ class Link:
             auth_timeout_s=self.settings.auth_timeout_s,
             policy=session_policy(self.settings),
         )
-        self.closed = asyncio.Event()
-        self._wake = asyncio.Event()
+        self.closed = Flag()
+        self._timer: asyncio.Handle | None = None  # the next tick, while the timer runs
+        self._timer_on = False
         self.log = ConnectionLog(logger, {"conn": self.id})
         self.outbox: Outbox[str | Solo] = Outbox(
             websocket,
@@ -182,9 +184,16 @@ class Link:
             log=self.log,
             may_close=self.session.close,
         )
-        self.round_trips = RoundTrips()
+        self._round_trips: RoundTrips | None = None  # made at the first heartbeat
         # Presence and similar state that later features attach to a connection.
         self.attachments: dict[str, Any] = {}
+
+    @property
+    def round_trips(self) -> RoundTrips:
+        """Heartbeat round trips (sync/health.py), kept from the first heartbeat on."""
+        if self._round_trips is None:
+            self._round_trips = RoundTrips()
+        return self._round_trips
 
     @property
     def principal(self) -> Principal:
@@ -260,24 +269,48 @@ class Link:
 
     # -- timers ---------------------------------------------------------------------
 
-    async def _timer(self) -> None:
-        while self.session.accepting:
-            now = self.clock.now_ms()
-            deadline: int | None = None
+    def start_timer(self) -> None:
+        """Carry out the session's deadlines from now on: a tick at the end of this loop
+        iteration, then one at each deadline it names (or sooner, when a state change moves
+        it: :meth:`_tick_soon`)."""
+        self._timer_on = True
+        self._tick_soon()
+
+    def stop_timer(self) -> None:
+        self._timer_on = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _tick_soon(self) -> None:
+        """The next deadline may have moved: tick again at the end of this iteration."""
+        if self._timer_on:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = asyncio.get_running_loop().call_soon(self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        if not (self._timer_on and self.session.accepting):
+            return
+        now = self.clock.now_ms()
+        deadline: int | None = None
+        try:
             for intent in self.session.tick(now):
                 if isinstance(intent, SetDeadline):
                     deadline = intent.at_ms
                 else:
                     self.carry_out(intent, now)
-            if deadline is None:  # a close was decided: the timer's work is done
-                return
-            # Sleep until the next deadline, or until a state change wakes us.
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):  # not wait_for: it can swallow a cancel
-                async with asyncio.timeout(
-                    max(0.0, (deadline - self.clock.now_ms()) / 1000) + 0.005
-                ):
-                    await self._wake.wait()
+        except Exception:
+            self.log.exception("timer failed")
+            self._timer_on = False
+            return
+        if deadline is None or not self._timer_on:  # a close was decided: the timer is done
+            return
+        if self._timer is not None:  # a state change while ticking asked for a tick
+            self._timer.cancel()
+        delay_s = max(0.0, (deadline - self.clock.now_ms()) / 1000) + 0.005
+        self._timer = asyncio.get_running_loop().call_later(delay_s, self._tick)
 
     def carry_out(self, intent: Immediate, now: int) -> None:
         """Carry out one of the session's intents that need nothing awaited."""
@@ -297,7 +330,7 @@ class Link:
             case SendHeartbeat():
                 self.send_heartbeat(now)
             case SetDeadline():
-                self._wake.set()  # the timer takes the new deadline
+                self._tick_soon()  # the timer takes the new deadline
             case WarnExpiring() as warning:
                 self.log.info("token expires in %d ms", warning.expires_at_ms - now)
                 self.send(warning.event(now))
@@ -342,4 +375,4 @@ class Link:
             return
         self.log.info("token refreshed")
         self.send(answer)
-        self._wake.set()  # the timer's next deadline moved
+        self._tick_soon()  # the timer's next deadline moved

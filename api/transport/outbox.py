@@ -4,7 +4,8 @@ Theory of operation
 -------------------
 Every WebSocket connection (:class:`api.transport.connection.Connection`, the JSON
 endpoints; :class:`api.trips.ypeer.YjsConnection`, y-websocket peers) owns one
-:class:`Outbox` and runs :meth:`Outbox.run` as its writer task:
+:class:`Outbox`, started with its :class:`Framing` (:meth:`Outbox.start`) and
+stopped when the connection ends (:meth:`Outbox.stop`):
 
 - :meth:`Outbox.put` never blocks the producer. When the queue already holds
   ``size`` items the connection is a slow consumer: a droppable item
@@ -15,22 +16,23 @@ endpoints; :class:`api.trips.ypeer.YjsConnection`, y-websocket peers) owns one
 - :meth:`Outbox.close` queues the final frames (an error, ``connection_close``)
   and a close marker after what is already queued, and schedules an abort of
   the transport :data:`CLOSE_RELEASE_S` (+1 s) later: a peer that never reads
-  again cannot hold a socket.
+  again cannot hold a socket. :meth:`Outbox.finish` waits for the close frame.
 - A :class:`Framing` turns the head of the queue into one wire frame (the JSON
   endpoints merge consecutive events into a ``batch``; Yjs frames go as they
   are) and accounts for it once sent.
 - The fast path: what is queued during one event-loop iteration is written at
-  the end of it (one ``call_soon`` per connection and iteration, no task
-  switch), all frames in one ``transport.write``
+  the end of it (one ``call_soon`` per iteration for all connections,
+  :class:`api.transport.direct.Flushes`; no task switch), all frames in one ``transport.write``
   (:class:`api.transport.direct.DirectWriter`), when the socket can take it
-  at once and the writer task is idle.
-- Otherwise :meth:`Outbox.run`, the writer task, sends one frame at a time
-  through ASGI: before the connection is set up, while the transport is
-  paused (the peer reads slowly), and for the close. A send that stalls
-  longer than ``send_timeout_s`` aborts the transport; the close marker ends
-  the loop with the close frame. A writer that fails for any other reason (a
-  frame it cannot encode) closes with 1011 and aborts the transport: never a
-  reader without a writer.
+  at once.
+- Otherwise a *writer task* sends one frame at a time through ASGI, and ends
+  when the queue is empty: before the connection is set up, while the
+  transport is paused (the peer reads slowly), and for the close. An idle
+  connection has no writer task (a task and its coroutines are a few
+  kilobytes a socket). A send that stalls longer than ``send_timeout_s``
+  aborts the transport; the close marker ends the writing with the close
+  frame. A writer that fails for any other reason (a frame it cannot encode)
+  closes with 1011 and aborts the transport: never a reader without a writer.
 
 The owner's state machine has a say in every close through ``may_close``
 (:meth:`sync.session.Session.close` for the JSON endpoints): a close it refuses
@@ -43,13 +45,13 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Generic, Protocol, TypeVar
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from tripsage_sync.api.transport.direct import SCOPE_KEY, DirectWriter
+from tripsage_sync.api.transport.direct import SCOPE_KEY, DirectWriter, flushes
 from tripsage_sync.api.transport.metrics import Metrics
 from tripsage_sync.sync.errors import CLOSE_GOING_AWAY, CLOSE_SERVER_ERROR
 
@@ -61,6 +63,7 @@ __all__ = [
     "cancel_and_wait",
     "find_protocol",
     "find_transport",
+    "receiver",
 ]
 
 logger = logging.getLogger(__name__)
@@ -97,6 +100,17 @@ def find_protocol(websocket: WebSocket) -> DirectWriter | None:
     extensions = websocket.scope.get("extensions") or {}
     owner = extensions.get(SCOPE_KEY)
     return owner if isinstance(owner, DirectWriter) else None
+
+
+def receiver(websocket: WebSocket) -> Callable[[], Awaitable[Mapping[str, Any]]]:
+    """How to read ``websocket``'s next ASGI message: our protocol's own ``receive``
+    (uvicorn's queue, :func:`find_protocol`) when it is there, skipping Starlette's
+    wrapper and its state checks (one coroutine and a few checks a frame); else
+    Starlette's. The caller reads until ``websocket.disconnect`` and then stops."""
+    direct = find_protocol(websocket)
+    if direct is not None:
+        return direct.receive
+    return websocket.receive
 
 
 def find_transport(websocket: WebSocket) -> asyncio.Transport | None:
@@ -138,7 +152,27 @@ def _always(code: int) -> bool:
 
 
 class Outbox(Generic[ItemT]):
-    """A bounded outbound queue with a slow-consumer policy, and its writer loop."""
+    """A bounded outbound queue with a slow-consumer policy, and its writer."""
+
+    __slots__ = (
+        "_carry",
+        "_direct",
+        "_done",
+        "_finished",
+        "_flush_due",
+        "_flushes",
+        "_framing",
+        "_may_close",
+        "_queue",
+        "_task",
+        "_transport",
+        "log",
+        "metrics",
+        "open",
+        "send_timeout_s",
+        "size",
+        "websocket",
+    )
 
     def __init__(
         self,
@@ -158,71 +192,114 @@ class Outbox(Generic[ItemT]):
         self._may_close = may_close
         # False once a close started or the transport was lost: ``put`` refuses.
         self.open = True
-        self._queue: deque[ItemT | Close] = deque()
-        self._ready = asyncio.Event()
+        # Made by the first item, dropped when written out (an empty deque is 760 bytes).
+        self._queue: deque[ItemT | Close] | None = None
         self._transport = find_transport(websocket)
         self._direct = find_protocol(websocket)
-        self._framing: Framing[ItemT] | None = None  # the writer's, once it runs
-        self._idle = False  # the writer task waits for items: the fast path may write
+        self._framing: Framing[ItemT] | None = None  # set by ``start``
+        self._task: asyncio.Task[None] | None = None  # the writer task, while it runs
+        self._done = False  # the writer is over: the close frame went, or it gave up
+        self._finished: asyncio.Future[None] | None = None  # ``finish`` waits on it
         self._flush_due = False  # a fast-path flush is scheduled for this iteration
+        self._flushes = flushes(asyncio.get_running_loop())
         # A frame the fast path could not encode: the writer sends it (and fails).
         self._carry: str | bytes | None = None
 
     def __len__(self) -> int:
-        return len(self._queue)
+        return 0 if self._queue is None else len(self._queue)
+
+    def start(self, framing: Framing[ItemT]) -> None:
+        """Begin writing, with ``framing``: what was queued before goes first."""
+        self._framing = framing
+        if self._queue:
+            self._wake()
+
+    async def stop(self) -> None:
+        """The connection is over: stop the writer task, if one runs, and wait for it."""
+        self._over()
+        if self._task is not None:
+            await cancel_and_wait(self._task)
+
+    async def finish(self, timeout_s: float) -> bool:
+        """Wait at most ``timeout_s`` for the writer to be over (after a close: the close
+        frame sent). ``False`` if it was not."""
+        if not self._done:
+            if self._finished is None:
+                self._finished = asyncio.get_running_loop().create_future()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout_s):
+                    await asyncio.shield(self._finished)
+        return self._done
+
+    def _over(self) -> None:
+        self._done = True
+        if self._finished is not None and not self._finished.done():
+            self._finished.set_result(None)
 
     def put(self, item: ItemT, *, droppable: bool = False) -> bool:
         """Queue ``item``; never blocks. ``False`` if not queued (closed, dropped, full)."""
         if not self.open:
             return False
-        if len(self._queue) >= self.size:
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = deque()
+        elif len(queue) >= self.size:
             if droppable:
                 return False
-            self.log.warning("slow consumer: %d frames queued; closing", len(self._queue))
+            self.log.warning("slow consumer: %d frames queued; closing", len(queue))
             self.metrics.slow_consumers += 1
-            self._queue.clear()
+            queue.clear()
             self.close(CLOSE_GOING_AWAY, "slow consumer")
             return False
-        self._queue.append(item)
+        queue.append(item)
         self._wake()
         return True
 
     def put_first(self, *items: ItemT) -> None:
         """Queue ``items``, in order, ahead of everything queued (not limited)."""
+        if self._queue is None:
+            self._queue = deque()
         self._queue.extendleft(reversed(items))
         self._wake()
 
     def _wake(self) -> None:
         """Have the queue written: by the fast path at the end of this loop iteration when
-        it can be, else by the writer task."""
-        if self._direct is None or not self._idle:
-            self._ready.set()
+        it can be, else by the writer task (which takes what is queued while it runs)."""
+        if self._framing is None or self._task is not None or self._done:
+            return
+        if self._direct is None:
+            self._start_writer()
         elif not self._flush_due:
             self._flush_due = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            self._flushes.add(self)
 
-    def _flush(self) -> None:
+    def _start_writer(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._write())
+
+    def flush(self) -> None:
         """The fast path (module docstring): every queued frame, in one write."""
         self._flush_due = False
+        if self._task is not None or self._done:
+            return  # the writer task takes it
         direct, framing, queue = self._direct, self._framing, self._queue
-        if not self._idle or direct is None or framing is None or not direct.can_write():
-            self._ready.set()  # the writer task sends it (or is sending already)
-            return
-        chunks: list[bytes] = []
-        try:
-            while queue and not isinstance(queue[0], Close):
-                frame = framing.frame(queue.popleft(), queue)  # type: ignore[arg-type]
-                try:
-                    chunks.append(direct.message_bytes(frame))
-                except ValueError:  # a text that cannot be encoded (a lone surrogate)
-                    self._carry = frame  # the writer sends it, fails and closes with 1011
-                    break
-                framing.sent(frame)
-        finally:
-            if chunks:
-                direct.write_now(b"".join(chunks))
+        if direct is not None and framing is not None and direct.can_write():
+            chunks: list[bytes] = []
+            try:
+                while queue and not isinstance(queue[0], Close):
+                    frame = framing.frame(queue.popleft(), queue)  # type: ignore[arg-type]
+                    try:
+                        chunks.append(direct.message_bytes(frame))
+                    except ValueError:  # a text that cannot be encoded (a lone surrogate)
+                        self._carry = frame  # the writer sends it, fails and closes with 1011
+                        break
+                    framing.sent(frame)
+            finally:
+                if chunks:
+                    direct.write_now(b"".join(chunks))
         if queue or self._carry is not None:
-            self._ready.set()
+            self._start_writer()
+        else:
+            self._queue = None  # written out
 
     def close(self, code: int, reason: str, *final: ItemT) -> bool:
         """Send ``final`` after the queued items, then close with ``code``.
@@ -233,9 +310,11 @@ class Outbox(Generic[ItemT]):
             return False
         self.open = False
         self.log.info("closing: code=%d reason=%s", code, reason, extra={"code": code})
+        if self._queue is None:
+            self._queue = deque()
         self._queue.extend(final)
         self._queue.append(Close(code, reason))
-        self._ready.set()
+        self._wake()
         if self._transport is not None:
             asyncio.get_running_loop().call_later(CLOSE_RELEASE_S + 1, self.abort)
         return True
@@ -247,18 +326,29 @@ class Outbox(Generic[ItemT]):
         if self._transport is not None:
             self._transport.abort()
 
-    async def run(self, framing: Framing[ItemT]) -> None:
-        """The writer task: send frames until the close marker, a stall or a lost peer."""
+    async def _write(self) -> None:
+        """The writer task: send frames until the queue is empty, the close marker, a
+        stall or a lost peer."""
+        over = False
+        try:
+            over = await self._write_queued()
+        finally:
+            # Cleared before the task ends, in the same step as the empty queue was seen:
+            # whatever is queued after this starts the fast path or a new writer.
+            self._task = None
+            if not self._queue:
+                self._queue = None  # written out
+            if over:
+                self._over()
+
+    async def _write_queued(self) -> bool:
+        """Write until the queue is empty (``False``) or the writer is over (``True``)."""
+        if self._queue is None:
+            self._queue = deque()
         ws, queue, timeout = self.websocket, self._queue, self.send_timeout_s
-        self._framing = framing
-        while True:
-            while not queue and self._carry is None:
-                self._ready.clear()
-                self._idle = True
-                try:
-                    await self._ready.wait()
-                finally:
-                    self._idle = False
+        framing = self._framing
+        assert framing is not None, "the writer runs only after start()"
+        while queue or self._carry is not None:
             frame, self._carry = self._carry, None
             if frame is None:
                 item = queue.popleft()
@@ -268,7 +358,7 @@ class Outbox(Generic[ItemT]):
                     with contextlib.suppress(Exception):
                         async with asyncio.timeout(timeout):
                             await ws.close(item.code, item.reason)
-                    return
+                    return True
                 frame = framing.frame(item, queue)
             try:
                 async with asyncio.timeout(timeout):
@@ -282,12 +372,12 @@ class Outbox(Generic[ItemT]):
                 self.open = False
                 self._may_close(CLOSE_GOING_AWAY)
                 self.abort()
-                return
+                return True
             except (OSError, WebSocketDisconnect):  # the peer went away mid-send
                 self.log.debug("send failed", exc_info=True)
                 self.open = False
                 self.abort()
-                return
+                return True
             except Exception:
                 # Our bug (e.g. a frame that cannot be encoded): the writer is dead, so the
                 # connection must go too, never stay half-open with a reader and no writer.
@@ -298,5 +388,6 @@ class Outbox(Generic[ItemT]):
                     async with asyncio.timeout(timeout):
                         await ws.close(CLOSE_SERVER_ERROR, "server error")
                 self.abort()
-                return
+                return True
             framing.sent(frame)
+        return False

@@ -239,6 +239,7 @@ class WebSocketProtocol(DirectWriter):
     peer_timeout_s: ClassVar[float] = 13.0
     message_limit: ClassVar[int] = 1_048_576
     wheels: ClassVar[dict[asyncio.AbstractEventLoop, LivenessWheel]] = {}
+    __slots__ = ("_draining", "_last_ping", "last_heard")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -315,6 +316,7 @@ class WebSocketProtocol(DirectWriter):
     # -- liveness -----------------------------------------------------------------------
 
     def start_keepalive(self) -> None:
+        super().start_keepalive()
         loop = self.loop
         wheel = self.wheels.get(loop)
         if wheel is None:

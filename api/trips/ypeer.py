@@ -1,4 +1,4 @@
-"""One y-websocket peer: its reader, its writer task and its keepalive timer.
+"""One y-websocket peer: its reader, its writer and its keepalive timer.
 
 A :class:`YjsConnection` reads the peer's frames (:mod:`sync.ysync`), refuses
 what it cannot take (text frames, frames over ``TRIPSAGE_MAX_MESSAGE_SIZE``, a
@@ -23,8 +23,9 @@ from starlette.websockets import WebSocket
 from tripsage_sync.api.clock import Clock
 from tripsage_sync.api.settings import Settings
 from tripsage_sync.api.transport.link import ConnectionLog
-from tripsage_sync.api.transport.outbox import CLOSE_RELEASE_S, Close, Outbox, cancel_and_wait
+from tripsage_sync.api.transport.outbox import CLOSE_RELEASE_S, Close, Outbox, receiver
 from tripsage_sync.api.transport.services import Services
+from tripsage_sync.api.transport.waits import Flag
 from tripsage_sync.api.trips.rooms import TripRoom
 from tripsage_sync.sync.channels import Principal
 from tripsage_sync.sync.errors import CLOSE_RATE_LIMITED, CLOSE_SERVER_ERROR
@@ -107,7 +108,7 @@ class _Frames:
 
 
 class YjsConnection:
-    """One y-websocket peer: a reader (``run``), a writer task and a keepalive timer."""
+    """One y-websocket peer: a reader (``run``), an outbox and a keepalive timer."""
 
     def __init__(
         self,
@@ -126,7 +127,7 @@ class YjsConnection:
         self.room = room
         self.permission = permission
         self.id = new_id("yjs")
-        self.closed = asyncio.Event()
+        self.closed = Flag()
         self.log = ConnectionLog(logger, {"conn": self.id, "user": principal.user_id})
         self.outbox: Outbox[bytes] = Outbox(
             websocket,
@@ -137,6 +138,7 @@ class YjsConnection:
         )
         self._frames = _Frames(self.clock)
         self.token = TokenLifetime(expires_at_ms, warning_s=0)  # no warning event in y-protocols
+        self._keepalive_timer: asyncio.Handle | None = None
 
     @property
     def open(self) -> bool:
@@ -167,25 +169,30 @@ class YjsConnection:
         metrics.count(metrics.auth_failures, "TOKEN_EXPIRED")
         self.close(CLOSE_UNAUTHORIZED, "token expired", auth_denied_frame("token expired"))
 
-    async def _keepalive(self) -> None:
+    def _keepalive(self) -> None:
+        """The keepalive timer (a loop timer handle, no task): an empty awareness frame when
+        the peer heard nothing for ``heartbeat_interval_s``, the close at the token's expiry."""
+        self._keepalive_timer = None
+        if not self.open:
+            return
         interval_s = self.settings.heartbeat_interval_s
-        while self.open:
-            if isinstance(self.token.due(self.clock.now_ms()), CloseExpired):
-                self._expire()
-                return
-            idle_s = self.clock.monotonic() - self._frames.last_sent_s
-            if idle_s >= interval_s:
-                self.enqueue(KEEPALIVE_FRAME, droppable=True)
-                self._frames.last_sent_s = self.clock.monotonic()
-                idle_s = 0.0
-            expires_in_s = (self.token.deadline_ms - self.clock.now_ms()) / 1000 + 0.005
-            await asyncio.sleep(min(interval_s - idle_s, max(0.0, expires_in_s)))
+        if isinstance(self.token.due(self.clock.now_ms()), CloseExpired):
+            self._expire()
+            return
+        idle_s = self.clock.monotonic() - self._frames.last_sent_s
+        if idle_s >= interval_s:
+            self.enqueue(KEEPALIVE_FRAME, droppable=True)
+            self._frames.last_sent_s = self.clock.monotonic()
+            idle_s = 0.0
+        expires_in_s = (self.token.deadline_ms - self.clock.now_ms()) / 1000 + 0.005
+        delay_s = min(interval_s - idle_s, max(0.0, expires_in_s))
+        self._keepalive_timer = asyncio.get_running_loop().call_later(delay_s, self._keepalive)
 
     # -- the connection -----------------------------------------------------------------
 
     async def run(self) -> None:
-        writer = asyncio.create_task(self.outbox.run(self._frames), name=f"writer-{self.id}")
-        keepalive = asyncio.create_task(self._keepalive(), name=f"keepalive-{self.id}")
+        self.outbox.start(self._frames)
+        self._keepalive_timer = asyncio.get_running_loop().call_soon(self._keepalive)
         self.log.info("y-websocket peer joined trip %s as %s", self.room.trip_id, self.permission)
         try:
             self.feature.join(self)
@@ -194,22 +201,27 @@ class YjsConnection:
             self.log.exception("y-websocket connection failed")
             self.close(CLOSE_SERVER_ERROR, "server error")
         finally:
-            keepalive.cancel()
+            if self._keepalive_timer is not None:
+                self._keepalive_timer.cancel()
+                self._keepalive_timer = None
             self.feature.leave(self)
             if not self.open:  # we started the close: let the writer flush up to it
                 try:
-                    await asyncio.wait_for(asyncio.shield(writer), CLOSE_RELEASE_S)
-                except (TimeoutError, asyncio.CancelledError):
+                    flushed = await self.outbox.finish(CLOSE_RELEASE_S)
+                except asyncio.CancelledError:
+                    flushed = False
+                if not flushed:
                     self.abort()
             self.outbox.open = False
             self.closed.set()
             self.log.info("closed")
-            await cancel_and_wait(writer, keepalive)
+            await self.outbox.stop()
 
     async def _read_loop(self) -> None:
         limit = self.settings.max_message_size
+        receive = receiver(self.websocket)
         while True:
-            message = await self.websocket.receive()
+            message = await receive()
             if message["type"] == "websocket.disconnect":
                 return
             if not self.open:

@@ -54,7 +54,8 @@ async def test_a_writer_that_fails_closes_its_connection_with_1011(
     outbox.put("bad \ud800")
     outbox.put("never sent")
     with caplog.at_level(logging.WARNING):
-        await asyncio.wait_for(outbox.run(_Framing()), 5)
+        outbox.start(_Framing())
+        assert await outbox.finish(5)
     assert [m.get("text") for m in sent if m["type"] == "websocket.send"] == ["fine"]
     assert sent[-1] == {"type": "websocket.close", "code": 1011, "reason": "server error"}
     assert refused == [1011]
