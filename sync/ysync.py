@@ -201,12 +201,20 @@ def sync_update_frame(update: bytes) -> bytes:
 
 
 def awareness_frame(entries: list[AwarenessEntry]) -> bytes:
-    body = bytearray(encode_var_uint(len(entries)))
-    for entry in entries:
-        body += encode_var_uint(entry.client_id) + encode_var_uint(entry.clock)
-        state = json.dumps(entry.state, separators=(",", ":")).encode()
-        body += _var_bytes(state)
-    return bytes([MESSAGE_AWARENESS]) + _var_bytes(bytes(body))
+    return _awareness_frame(
+        len(entries), [encode_entry(e.client_id, e.clock, e.state) for e in entries]
+    )
+
+
+def encode_entry(client_id: int, clock: int, state: dict[str, Any] | None) -> bytes:
+    """One entry of an awareness frame: client, clock, the state as JSON."""
+    encoded = json.dumps(state, separators=(",", ":")).encode()
+    return encode_var_uint(client_id) + encode_var_uint(clock) + _var_bytes(encoded)
+
+
+def _awareness_frame(count: int, encoded: list[bytes]) -> bytes:
+    body = encode_var_uint(count) + b"".join(encoded)
+    return bytes([MESSAGE_AWARENESS]) + _var_bytes(body)
 
 
 def auth_denied_frame(reason: str) -> bytes:
@@ -214,32 +222,59 @@ def auth_denied_frame(reason: str) -> bytes:
     return bytes([MESSAGE_AUTH, AUTH_PERMISSION_DENIED]) + _var_bytes(reason.encode())
 
 
-@dataclass
+@dataclass(slots=True)
 class _Slot:
     owner: str
     clock: int
     state: dict[str, Any] | None
+    encoded: bytes = b""  # the entry as sent (encode_entry), made once per state
 
 
 @dataclass
 class AwarenessTable:
-    """Awareness states of one room, by awareness client id (see the module docstring)."""
+    """Awareness states of one room, by awareness client id (see the module docstring).
+
+    Each state is encoded once, when it is set: a joining peer's frame of every
+    state (:meth:`current_frame`) joins those bytes, and is itself kept until
+    the table changes, so that a room of N peers does not encode N states for
+    each of N joins.
+    """
 
     slots: dict[int, _Slot] = field(default_factory=dict)
+    _owned: dict[str, set[int]] = field(default_factory=dict)  # owner -> its client ids
+    _frame: bytes | None = None  # current_frame(), until the table changes
+
+    def _set(self, client_id: int, slot: _Slot, clock: int, state: dict[str, Any] | None) -> None:
+        slot.clock, slot.state = clock, state
+        slot.encoded = b"" if state is None else encode_entry(client_id, clock, state)
+        self._frame = None
+
+    def _add(self, client_id: int, owner: str, clock: int) -> _Slot:
+        slot = self.slots[client_id] = _Slot(owner, clock, None)
+        self._owned.setdefault(owner, set()).add(client_id)
+        return slot
+
+    def _drop(self, client_id: int) -> None:
+        slot = self.slots.pop(client_id)
+        owned = self._owned.get(slot.owner)
+        if owned is not None:
+            owned.discard(client_id)
+            if not owned:
+                del self._owned[slot.owner]
+        self._frame = None
 
     def receive(
         self, owner: str, entries: tuple[AwarenessEntry, ...], user: dict[str, Any]
     ) -> list[AwarenessEntry]:
         """Apply a peer's entries; the accepted ones, identity-stamped, to broadcast."""
         accepted = []
-        owned = sum(1 for slot in self.slots.values() if slot.owner == owner)
         for entry in entries:
             slot = self.slots.get(entry.client_id)
             if slot is None:
+                owned = len(self._owned.get(owner, ()))
                 if entry.state is None or owned >= MAX_AWARENESS_CLIENTS_PER_PEER:
                     continue
-                owned += 1
-                slot = self.slots[entry.client_id] = _Slot(owner, -1, None)
+                slot = self._add(entry.client_id, owner, -1)
             elif slot.owner != owner:
                 continue  # another connection's client id: not this peer's to change
             newer = entry.clock > slot.clock
@@ -247,7 +282,7 @@ class AwarenessTable:
             if not (newer or removal):
                 continue
             state = None if entry.state is None else {**entry.state, "user": _stamp(entry, user)}
-            slot.clock, slot.state = entry.clock, state
+            self._set(entry.client_id, slot, entry.clock, state)
             accepted.append(AwarenessEntry(entry.client_id, entry.clock, state))
         return accepted
 
@@ -260,24 +295,23 @@ class AwarenessTable:
             if state is None:
                 return None
             # y-protocols takes a new client's state only from clock 1 on
-            slot = self.slots[client_id] = _Slot(owner, 0, None)
+            slot = self._add(client_id, owner, 0)
         if slot.state == state:
             return None
-        slot.clock += 1
-        slot.state = state
+        self._set(client_id, slot, slot.clock + 1, state)
         entry = AwarenessEntry(client_id, slot.clock, state)
         if state is None:
-            del self.slots[client_id]
+            self._drop(client_id)
         return entry
 
     def remove_owner(self, owner: str) -> list[AwarenessEntry]:
         """Forget a connection's states; the removals to broadcast."""
         removed = []
-        for client_id, slot in list(self.slots.items()):
-            if slot.owner == owner:
-                del self.slots[client_id]
-                if slot.state is not None:
-                    removed.append(AwarenessEntry(client_id, slot.clock, None))
+        for client_id in sorted(self._owned.get(owner, ())):
+            slot = self.slots[client_id]
+            self._drop(client_id)
+            if slot.state is not None:
+                removed.append(AwarenessEntry(client_id, slot.clock, None))
         return removed
 
     def current(self) -> list[AwarenessEntry]:
@@ -288,8 +322,17 @@ class AwarenessTable:
             if slot.state is not None
         ]
 
+    def current_frame(self) -> bytes | None:
+        """:func:`awareness_frame` of :meth:`current`, or None when no state is present."""
+        if self._frame is None:
+            encoded = [self.slots[c].encoded for c in sorted(self.slots)]
+            encoded = [e for e in encoded if e]
+            self._frame = _awareness_frame(len(encoded), encoded) if encoded else b""
+        return self._frame or None
+
     def states_of(self, owner: str) -> list[dict[str, Any]]:
-        return [s.state for s in self.slots.values() if s.owner == owner and s.state is not None]
+        slots = [self.slots[c] for c in self._owned.get(owner, ())]
+        return [s.state for s in slots if s.state is not None]
 
 
 def server_client_id(key: str, taken: set[int]) -> int:

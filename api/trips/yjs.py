@@ -73,6 +73,7 @@ import asyncio
 import contextlib
 import logging
 import re
+from collections import Counter
 from typing import Final
 
 from starlette.routing import BaseRoute, WebSocketRoute
@@ -109,6 +110,7 @@ class YjsFeature:
         self.settings = trips.settings
         self.yrooms = YRooms(trips)
         self.connections: dict[str, YjsConnection] = {}
+        self.per_user: Counter[str] = Counter()  # connections of each user
         self.limiter = KeyedLimiter(self.settings.rate_limit_yjs_frames_per_min)
 
     def routes(self) -> list[BaseRoute]:
@@ -178,19 +180,21 @@ class YjsFeature:
             logger.info("y-websocket peer %s refused for a trip", principal.user_id)
             await self._refuse(websocket, CLOSE_FORBIDDEN, "forbidden")
             return
-        user_count = hub.user_connection_count(principal.user_id) + sum(
-            1 for c in self.connections.values() if c.principal.user_id == principal.user_id
-        )
+        user_count = hub.user_connection_count(principal.user_id) + self.per_user[principal.user_id]
         if user_count >= settings.max_connections_per_user:
             await self._refuse(websocket, CLOSE_TRY_AGAIN_LATER, "too many connections")
             return
         await websocket.accept()
         conn = YjsConnection(websocket, self, principal, room, permission, verified.expires_at_ms)
         self.connections[conn.id] = conn
+        self.per_user[principal.user_id] += 1
         try:
             await conn.run()
         finally:
             self.connections.pop(conn.id, None)
+            self.per_user[principal.user_id] -= 1
+            if not self.per_user[principal.user_id]:
+                del self.per_user[principal.user_id]
 
     @staticmethod
     async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:

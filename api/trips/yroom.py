@@ -112,9 +112,9 @@ class YRooms:
         self.trips.join_presence(conn.room, member, conn.id)  # runs on_presence
         if conn.permission in EDITORS:
             conn.enqueue(sync_step1_frame(conn.room.doc.doc.get_state()))
-        current = yroom.awareness.current()
-        if current:
-            conn.enqueue(awareness_frame(current), droppable=True)
+        current = yroom.awareness.current_frame()
+        if current is not None:
+            conn.enqueue(current, droppable=True)
 
     def leave(self, conn: YjsConnection) -> None:
         yroom = self.rooms.get(conn.room.trip_id)

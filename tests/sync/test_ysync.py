@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tripsage_sync.sync.ysync import (
     AwarenessEntry,
@@ -73,3 +75,36 @@ def test_leaving_owner_and_server_states() -> None:
     assert table.remove_owner("c1") == [AwarenessEntry(5, 4, None)]
     assert table.set_server_state(77, "server", None) == AwarenessEntry(77, 2, None)
     assert table.current() == []
+
+
+OWNERS = ("c1", "c2", "server")
+operations = st.lists(
+    st.tuples(
+        st.sampled_from(("receive", "server", "leave")),
+        st.sampled_from(OWNERS),
+        st.integers(1, 4),  # client id
+        st.integers(0, 5),  # clock
+        st.one_of(st.none(), st.fixed_dictionaries({"f": st.integers(0, 3)})),
+    ),
+    max_size=30,
+)
+
+
+@given(operations)
+def test_the_joiners_frame_is_every_present_state_after_any_changes(
+    ops: list[tuple[str, str, int, int, dict[str, int] | None]],
+) -> None:
+    """current_frame(), encoded once per state and kept until a change, is every state's frame."""
+    table = AwarenessTable()
+    for op, owner, client_id, clock, state in ops:
+        if op == "receive":
+            table.receive(owner, (AwarenessEntry(client_id, clock, state),), ALICE)
+        elif op == "server":
+            table.set_server_state(100 + client_id, "server", state)
+        else:
+            table.remove_owner(owner)
+        current = table.current()
+        assert table.current_frame() == (awareness_frame(current) if current else None)
+        for who in OWNERS:
+            mine = [s.state for s in table.slots.values() if s.owner == who and s.state]
+            assert sorted(map(str, table.states_of(who))) == sorted(map(str, mine))
