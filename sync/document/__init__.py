@@ -18,6 +18,7 @@ each with its part of the theory:
 :mod:`.remote`             vetting and applying a Yjs peer's update
 :mod:`.trip`               :class:`TripDocument`, the facade over the parts
 :mod:`.desk`               the optimistic-update path: facts in, intents out
+:mod:`.idfilter`           which update ids may have a stored outcome (Bloom)
 =========================  ==================================================
 
 Callers import from here: ``from sync.document import TripDocument, ...``.
@@ -45,6 +46,7 @@ from tripsage_sync.sync.document.desk import (
     persist_failed,
     receive_update,
 )
+from tripsage_sync.sync.document.idfilter import IdFilter
 from tripsage_sync.sync.document.results import (
     ApplyResult,
     Change,
@@ -80,6 +82,7 @@ __all__ = [
     "FieldChange",
     "FieldKind",
     "FollowUp",
+    "IdFilter",
     "Intent",
     "LogEntry",
     "MalformedRemoteUpdate",
