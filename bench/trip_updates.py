@@ -157,7 +157,23 @@ def create_trips(port: int, authority: JwtAuthority, by_trip: dict[str, list[str
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process, from /proc (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return _stat_cpu(Path(f"/proc/{pid}/stat"))
+
+
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """User + system CPU time of each thread of a process, by ``name-tid``."""
+    threads = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            threads[f"{name}-{task.name}"] = _stat_cpu(task / "stat")
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+    return threads
+
+
+def _stat_cpu(stat: Path) -> float:
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -187,11 +203,16 @@ def scenario(
     for pipe in pipes:
         if pipe.recv() != "ready":
             raise SystemExit("a worker failed to start")
-    cpu_start = cpu_seconds(pid)
+    cpu_start, threads_start = cpu_seconds(pid), thread_cpu_seconds(pid)
     for pipe in pipes:
         pipe.send("go")
     reports = [pipe.recv() for pipe in pipes]
     server_cpu = cpu_seconds(pid) - cpu_start
+    threads = {
+        name: cpu - threads_start.get(name, 0.0)
+        for name, cpu in thread_cpu_seconds(pid).items()
+        if cpu - threads_start.get(name, 0.0) > 0
+    }
     for pipe in pipes:
         pipe.send("close")
     for process in workers:
@@ -210,6 +231,7 @@ def scenario(
         "p99_ms": round(latencies[min(total - 1, int(total * 0.99))], 1),
         "server_cpu_pct": round(100 * server_cpu / elapsed),
         "server_cpu_us_per_update": round(1e6 * server_cpu / total),
+        "threads_us_per_update": {n: round(1e6 * cpu / total) for n, cpu in threads.items()},
     }
 
 
@@ -221,6 +243,9 @@ def main() -> None:
     parser.add_argument("--procs", type=int, default=1, help="load generator processes")
     parser.add_argument(
         "--pin", action="store_true", help="server on CPU 0, load generator on the others"
+    )
+    parser.add_argument(
+        "--threads", action="store_true", help="also the server's CPU per update by thread"
     )
     parser.add_argument(
         "--scenario", choices=("both", "one-trip", "trips"), default="both", help="which to run"
@@ -269,6 +294,9 @@ def main() -> None:
             f"{r['seconds']} | {r['updates_per_s']} | {r['p50_ms']} | {r['p99_ms']} | "
             f"{r['server_cpu_pct']}% | {r['server_cpu_us_per_update']} |"
         )
+    if args.threads:
+        for r in results:
+            print(f"{r['scenario']}: server CPU us/update by thread {r['threads_us_per_update']}")
 
 
 if __name__ == "__main__":
