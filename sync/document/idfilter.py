@@ -63,7 +63,10 @@ class IdFilter:
             self._stages.append(stage)
         stage.count += 1
         bits, mask = stage.bits, stage.mask
-        for position in _positions(id_, mask):
+        h = hash(id_) & _MASK_64
+        first, step = h & 0xFFFFFFFF, (h >> 32) | 1  # odd: every probe differs in 2**n bits
+        for i in range(PROBES):
+            position = (first + i * step) & mask
             bits[position >> 3] |= 1 << (position & 7)
 
     def may_hold(self, id_: str) -> bool:
@@ -84,9 +87,3 @@ class IdFilter:
     def nbytes(self) -> int:
         """Memory of the bit arrays."""
         return sum(len(stage.bits) for stage in self._stages)
-
-
-def _positions(id_: str, mask: int) -> list[int]:
-    h = hash(id_) & _MASK_64
-    first, step = h & 0xFFFFFFFF, (h >> 32) | 1  # odd: every probe differs in 2**n bits
-    return [(first + i * step) & mask for i in range(PROBES)]
