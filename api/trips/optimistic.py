@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import assert_never
+from typing import Final, assert_never
 
 from tripsage_sync.api.transport.connection import Connection
 from tripsage_sync.api.trips.events import (
@@ -55,6 +55,10 @@ from tripsage_sync.sync.wire import (
 __all__ = ["OptimisticUpdates"]
 
 logger = logging.getLogger(__name__)
+
+# A room's filter of stored update ids (sync/document/idfilter.py) is built from at most
+# this many (about 4 us each, once, on the loop); a trip with more asks storage every time.
+FILTER_MAX_IDS: Final = 25_000
 
 
 class OptimisticUpdates(TripPart):
@@ -108,7 +112,9 @@ class OptimisticUpdates(TripPart):
         """Whether storage may hold an outcome for ``update_id``: a read of storage is
         needed only then (nearly every id is new; sync/document/idfilter.py)."""
         if room.outcome_ids is None:  # ids stored before the room was loaded
-            room.outcome_ids = IdFilter(self.trips.services.store.outcome_ids(room.trip_id))
+            ids = self.trips.services.store.outcome_ids(room.trip_id, FILTER_MAX_IDS + 1)
+            too_many = len(ids) > FILTER_MAX_IDS  # the build would stall the loop
+            room.outcome_ids = IdFilter.everything() if too_many else IdFilter(ids)
         return room.outcome_ids.may_hold(update_id)
 
 

@@ -16,7 +16,9 @@ When a stage holds its capacity, a new stage of twice the capacity takes the
 next ids; a lookup asks every stage. So a trip's filter costs about 1.3 bytes per
 id it holds, and the false-positive rate stays near 1 % whatever it holds.
 
-The shell builds one per live trip room from the ids storage holds and adds
+The shell builds one per live trip room from the ids storage holds (about 4 us an
+id, once; a trip holding more than it will load gets :meth:`IdFilter.everything`
+and storage is asked every time, as before) and adds
 every id whose outcome it is about to store; an id it adds too early (its commit
 then failed) or that storage dropped since is only a "maybe", never a wrong "no".
 """
@@ -48,15 +50,26 @@ class _Stage:
 class IdFilter:
     """A set of ids that answers :meth:`may_hold` with no false negatives."""
 
-    __slots__ = ("_stages",)
+    __slots__ = ("_everything", "_stages")
 
     def __init__(self, ids: Iterable[str] = ()) -> None:
         held = list(ids)
+        self._everything = False
         self._stages = [_Stage(max(MIN_CAPACITY, 2 * len(held)))]
         for id_ in held:
             self.add(id_)
 
+    @classmethod
+    def everything(cls) -> IdFilter:
+        """A filter that answers "maybe" for every id (when building one would cost more
+        than it saves: a trip with more ids than the shell loads)."""
+        answer = cls()
+        answer._everything = True
+        return answer
+
     def add(self, id_: str) -> None:
+        if self._everything:
+            return
         stage = self._stages[-1]
         if stage.count >= stage.capacity:
             stage = _Stage(2 * stage.capacity)
@@ -71,6 +84,8 @@ class IdFilter:
 
     def may_hold(self, id_: str) -> bool:
         """False only if ``id_`` was never added."""
+        if self._everything:
+            return True
         h = hash(id_) & _MASK_64
         first, step = h & 0xFFFFFFFF, (h >> 32) | 1
         for stage in self._stages:

@@ -34,3 +34,12 @@ def test_past_its_capacity_it_grows_and_still_answers_no_for_nearly_every_new_id
 
 def test_an_empty_filter_holds_nothing() -> None:
     assert not IdFilter().may_hold("u1")
+
+
+def test_the_filter_of_everything_is_a_maybe_for_every_id_and_stays_small() -> None:
+    everything = IdFilter.everything()
+    size = everything.nbytes
+    for n in range(3 * MIN_CAPACITY):
+        everything.add(f"user-{n}")
+    assert everything.may_hold("never-added")
+    assert everything.nbytes == size
