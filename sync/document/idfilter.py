@@ -9,12 +9,13 @@ memory; only a "maybe" (an id added before, or about one in a hundred new ids)
 needs the read.
 
 Theory of operation: a scalable Bloom filter. Each stage is a bit array of a
-power of two bits, about 10 a member, probed at :data:`PROBES` positions by
+power of two bits, at least 10 a member, probed at :data:`PROBES` positions by
 double hashing (Kirsch and Mitzenmacher) from Python's own ``hash`` of the id,
 which is stable within one process, the filter's whole life (it is never stored).
 When a stage holds its capacity, a new stage of twice the capacity takes the
-next ids; a lookup asks every stage. So a trip's filter costs about 1.3 bytes per
-id it holds, and the false-positive rate stays near 1 % whatever it holds.
+next ids; a lookup asks every stage. So a trip's filter costs 512 bytes at first and
+about 2-4 bytes per id it holds (10,000 ids: 32 KB), and the false-positive rate
+stays under about 1 % whatever it holds.
 
 The shell builds one per live trip room from the ids storage holds (about 4 us an
 id, once; a trip holding more than it will load gets :meth:`IdFilter.everything`
@@ -32,7 +33,7 @@ __all__ = ["PROBES", "IdFilter"]
 
 PROBES: Final = 7  # bit positions an id sets; 7 at ~10 bits a member is ~1 % false positives
 BITS_PER_ID: Final = 10
-MIN_CAPACITY: Final = 1024  # ids in the first stage, at least
+MIN_CAPACITY: Final = 256  # ids in the first stage, at least (512 bytes)
 _MASK_64: Final = (1 << 64) - 1
 
 
