@@ -28,8 +28,11 @@ def free_port() -> int:
         return port
 
 
-def start_server(port: int, db: Path, **settings: str) -> subprocess.Popen[bytes]:
-    """Start the server; ``settings`` are extra ``TRIPSAGE_*`` values by name."""
+def start_server(
+    port: int, db: Path, *, pin_cpu: int | None = None, **settings: str
+) -> subprocess.Popen[bytes]:
+    """Start the server (on CPU ``pin_cpu`` alone when given, with ``taskset``);
+    ``settings`` are extra ``TRIPSAGE_*`` values by name."""
     env = {
         **os.environ,
         "TRIPSAGE_JWT_SECRET": SECRET,
@@ -40,8 +43,10 @@ def start_server(port: int, db: Path, **settings: str) -> subprocess.Popen[bytes
         "TRIPSAGE_LOG_LEVEL": "warning",
         **{"TRIPSAGE_" + name.upper(): value for name, value in settings.items()},
     }
+    pin = [] if pin_cpu is None else ["taskset", "-c", str(pin_cpu)]
     proc = subprocess.Popen(
         [
+            *pin,
             sys.executable,
             "-m",
             "tripsage_sync.api.cli",

@@ -14,7 +14,16 @@ own CPU time (utime + stime of its process, from ``/proc/<pid>/stat``, the
 delta over the timed part of the scenario) per confirmed update, so that a load
 generator that cannot offer enough load does not hide the server's cost.
 
+The editors are driven by ``--procs`` worker processes (each one event loop
+with its share of the editors), so that the load generator is not one Python
+process decoding every broadcast: in the one-trip scenario each update reaches
+49 other editors. The parent starts the server, creates the trips, starts the
+workers, waits until every editor is connected and joined, then lets them all
+go at once and gathers their latencies. ``--pin`` puts the server on CPU 0 and
+the workers on the other CPUs.
+
     .venv/bin/python bench/trip_updates.py [--updates 40] [--editors 50] [--trips 100]
+        [--procs 1] [--pin]
 
 Run by hand; numbers go in notes, never in tests.
 """
@@ -23,22 +32,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import multiprocessing as mp
 import os
 import statistics
 import sys
 import tempfile
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.benchserver import SECRET, free_port, start_server
 from tripsage_sync.api.transport.auth import JwtAuthority
+
+OUTCOMES = frozenset(
+    ("optimistic_update_confirmed", "optimistic_update_rejected", "optimistic_update_rollback")
+)
 
 
 class Editor:
@@ -49,17 +64,18 @@ class Editor:
 
     async def recv_type(self, *types: str) -> dict[str, Any]:
         while True:
-            message: dict[str, Any] = json.loads(await self.ws.recv())
-            if message.get("type") in ("trip_update_broadcast",):
+            message: dict[str, Any] = orjson.loads(await self.ws.recv(decode=False))
+            kind = message.get("type")
+            if kind == "trip_update_broadcast":
                 self.version = max(self.version, message["payload"]["version"])
-            if message.get("type") in types:
+            if kind in types:
                 return message
 
     async def run(self, updates: int) -> None:
         for i in range(updates):
             sent = time.perf_counter()
             await self.ws.send(
-                json.dumps(
+                orjson.dumps(
                     {
                         "type": "optimistic_update_start",
                         "payload": {
@@ -73,13 +89,9 @@ class Editor:
                             ),
                         },
                     }
-                )
+                ).decode()
             )
-            outcome = await self.recv_type(
-                "optimistic_update_confirmed",
-                "optimistic_update_rejected",
-                "optimistic_update_rollback",
-            )
+            outcome = await self.recv_type(*OUTCOMES)
             if outcome["type"] != "optimistic_update_confirmed":
                 raise SystemExit(f"unexpected outcome: {outcome}")
             self.latencies_ms.append((time.perf_counter() - sent) * 1000)
@@ -89,62 +101,128 @@ class Editor:
 async def open_editor(
     port: int, authority: JwtAuthority, user: str, trip: str, field: str
 ) -> Editor:
-    ws = await connect(f"ws://127.0.0.1:{port}/ws/chat/bench-{user}", max_size=None)
-    await ws.send(json.dumps({"token": authority.mint(user, now_s=time.time())}))
+    ws = await connect(
+        f"ws://127.0.0.1:{port}/ws/chat/bench-{user}",
+        max_size=None,
+        max_queue=None,  # never stop reading: a paused editor would not see its close frame
+        open_timeout=60,
+        ping_interval=None,  # behind a saturated server a pong waits its turn
+    )
+    await ws.send(orjson.dumps({"token": authority.mint(user, now_s=time.time())}).decode())
     editor = Editor(ws, user, trip, field)
     await editor.recv_type("connection_established")
-    await ws.send(json.dumps({"type": "collaboration_session_start", "payload": {"tripId": trip}}))
+    await ws.send(
+        orjson.dumps({"type": "collaboration_session_start", "payload": {"tripId": trip}}).decode()
+    )
     await editor.recv_type("collaboration_session_started")
     return editor
 
 
-async def create_trip(
-    http: httpx.AsyncClient, authority: JwtAuthority, owner: str, trip: str, editors: list[str]
+async def drive(port: int, layout: list[tuple[str, str]], updates: int, pipe: Connection) -> None:
+    """One worker: open its editors, say ready, wait for go, run, send back what it measured."""
+    authority = JwtAuthority(SECRET)
+    editors = [await open_editor(port, authority, user, trip, f"f_{user}") for user, trip in layout]
+    pipe.send("ready")
+    await asyncio.get_running_loop().run_in_executor(None, pipe.recv)  # "go"
+    start = time.perf_counter()
+    await asyncio.gather(*(e.run(updates) for e in editors))
+    end = time.perf_counter()
+    pipe.send((start, end, [x for e in editors for x in e.latencies_ms]))
+    await asyncio.get_running_loop().run_in_executor(None, pipe.recv)  # "close": all are done
+    await asyncio.gather(*(e.ws.close() for e in editors))
+
+
+def worker(
+    port: int, layout: list[tuple[str, str]], updates: int, cpus: set[int] | None, pipe: Connection
 ) -> None:
-    headers = {"Authorization": f"Bearer {authority.mint(owner, now_s=time.time())}"}
-    response = await http.post(
-        "/api/trips",
-        headers=headers,
-        json={"tripId": trip, "fields": {}, "manualResolutionFields": []},
-    )
-    response.raise_for_status()
-    for user in editors:
-        put = await http.put(
-            f"/api/trips/{trip}/collaborators/{user}",
-            headers=headers,
-            json={"permissionLevel": "editor"},
-        )
-        put.raise_for_status()
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+    asyncio.run(drive(port, layout, updates, pipe))
+
+
+def create_trips(port: int, authority: JwtAuthority, by_trip: dict[str, list[str]]) -> None:
+    headers = {"Authorization": f"Bearer {authority.mint('owner', now_s=time.time())}"}
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers) as http:
+        for trip, users in by_trip.items():
+            response = http.post(
+                "/api/trips", json={"tripId": trip, "fields": {}, "manualResolutionFields": []}
+            )
+            response.raise_for_status()
+            for user in users:
+                put = http.put(
+                    f"/api/trips/{trip}/collaborators/{user}", json={"permissionLevel": "editor"}
+                )
+                put.raise_for_status()
 
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process, from /proc (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return _stat_cpu(Path(f"/proc/{pid}/stat"))
+
+
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """User + system CPU time of each thread of a process, by ``name-tid``."""
+    threads = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            threads[f"{name}-{task.name}"] = _stat_cpu(task / "stat")
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+    return threads
+
+
+def _stat_cpu(stat: Path) -> float:
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def scenario(
-    port: int, pid: int, name: str, layout: list[tuple[str, str]], updates: int
+def scenario(
+    port: int,
+    pid: int,
+    name: str,
+    layout: list[tuple[str, str]],
+    updates: int,
+    procs: int,
+    cpus: set[int] | None,
 ) -> dict[str, Any]:
-    authority = JwtAuthority(SECRET)
     by_trip: dict[str, list[str]] = {}
     for user, trip in layout:
         by_trip.setdefault(trip, []).append(user)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-        for trip, users in by_trip.items():
-            await create_trip(http, authority, "owner", trip, users)
-    editors = [await open_editor(port, authority, user, trip, f"f_{user}") for user, trip in layout]
-    start, cpu_start = time.perf_counter(), cpu_seconds(pid)
-    await asyncio.gather(*(e.run(updates) for e in editors))
-    elapsed = time.perf_counter() - start
+    create_trips(port, JwtAuthority(SECRET), by_trip)
+    context = mp.get_context("spawn")
+    pipes, workers = [], []
+    for share in (layout[i::procs] for i in range(procs)):
+        if not share:
+            continue
+        ours, theirs = context.Pipe()
+        process = context.Process(target=worker, args=(port, share, updates, cpus, theirs))
+        process.start()
+        pipes.append(ours)
+        workers.append(process)
+    for pipe in pipes:
+        if pipe.recv() != "ready":
+            raise SystemExit("a worker failed to start")
+    cpu_start, threads_start = cpu_seconds(pid), thread_cpu_seconds(pid)
+    for pipe in pipes:
+        pipe.send("go")
+    reports = [pipe.recv() for pipe in pipes]
     server_cpu = cpu_seconds(pid) - cpu_start
-    for e in editors:
-        await e.ws.close()
-    latencies = sorted(x for e in editors for x in e.latencies_ms)
+    threads = {
+        name: cpu - threads_start.get(name, 0.0)
+        for name, cpu in thread_cpu_seconds(pid).items()
+        if cpu - threads_start.get(name, 0.0) > 0
+    }
+    for pipe in pipes:
+        pipe.send("close")
+    for process in workers:
+        process.join(60)
+    elapsed = max(end for _, end, _ in reports) - min(start for start, _, _ in reports)
+    latencies = sorted(x for _, _, share in reports for x in share)
     total = len(latencies)
     return {
         "scenario": name,
-        "editors": len(editors),
+        "editors": len(layout),
         "trips": len(by_trip),
         "confirmed": total,
         "seconds": round(elapsed, 2),
@@ -153,35 +231,55 @@ async def scenario(
         "p99_ms": round(latencies[min(total - 1, int(total * 0.99))], 1),
         "server_cpu_pct": round(100 * server_cpu / elapsed),
         "server_cpu_us_per_update": round(1e6 * server_cpu / total),
+        "threads_us_per_update": {n: round(1e6 * cpu / total) for n, cpu in threads.items()},
     }
 
 
-async def main() -> None:
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--updates", type=int, default=40, help="updates per editor")
     parser.add_argument("--editors", type=int, default=50)
     parser.add_argument("--trips", type=int, default=100)
+    parser.add_argument("--procs", type=int, default=1, help="load generator processes")
+    parser.add_argument(
+        "--pin", action="store_true", help="server on CPU 0, load generator on the others"
+    )
+    parser.add_argument(
+        "--threads", action="store_true", help="also the server's CPU per update by thread"
+    )
+    parser.add_argument(
+        "--scenario", choices=("both", "one-trip", "trips"), default="both", help="which to run"
+    )
     args = parser.parse_args()
     port = free_port()
+    cpus = (os.sched_getaffinity(0) - {0}) or None if args.pin else None
     with tempfile.TemporaryDirectory() as tmp:
-        proc = start_server(port, Path(tmp) / "bench.db", max_connections_per_user="1000")
+        proc = start_server(
+            port,
+            Path(tmp) / "bench.db",
+            pin_cpu=0 if args.pin else None,
+            max_connections_per_user="1000",
+        )
+        results = []
         try:
-            results = [
-                await scenario(
-                    port,
-                    proc.pid,
-                    "one-trip",
-                    [(f"e{i}", "t-shared") for i in range(args.editors)],
-                    args.updates,
-                ),
-                await scenario(
-                    port,
-                    proc.pid,
-                    f"{args.trips}-trips",
-                    [(f"u{i}", f"t-{i}") for i in range(args.trips)],
-                    args.updates,
-                ),
-            ]
+            if args.scenario in ("both", "one-trip"):
+                layout = [(f"e{i}", "t-shared") for i in range(args.editors)]
+                results.append(
+                    scenario(port, proc.pid, "one-trip", layout, args.updates, args.procs, cpus)
+                )
+            if args.scenario in ("both", "trips"):
+                layout = [(f"u{i}", f"t-{i}") for i in range(args.trips)]
+                results.append(
+                    scenario(
+                        port,
+                        proc.pid,
+                        f"{args.trips}-trips",
+                        layout,
+                        args.updates,
+                        args.procs,
+                        cpus,
+                    )
+                )
         finally:
             proc.terminate()
             proc.wait(20)
@@ -196,7 +294,10 @@ async def main() -> None:
             f"{r['seconds']} | {r['updates_per_s']} | {r['p50_ms']} | {r['p99_ms']} | "
             f"{r['server_cpu_pct']}% | {r['server_cpu_us_per_update']} |"
         )
+    if args.threads:
+        for r in results:
+            print(f"{r['scenario']}: server CPU us/update by thread {r['threads_us_per_update']}")
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

@@ -41,6 +41,7 @@ __all__ = [
     "latest_snapshot",
     "log_stats",
     "max_version",
+    "outcome_ids",
     "pending_conflicts",
     "permission",
     "trip_exists",
@@ -264,6 +265,13 @@ def log_stats(db: Database, trip_id: str) -> LogStats:
 def get_outcome(db: Database, trip_id: str, update_id: str) -> str | None:
     sql = "SELECT outcome FROM update_outcomes WHERE trip_id = ? AND update_id = ?"
     return cast(str | None, _scalar(db, sql, (trip_id, update_id)))
+
+
+def outcome_ids(db: Database, trip_id: str, limit: int) -> list[str]:
+    """Up to ``limit`` update ids of a trip that have a stored outcome (from the primary
+    key's index)."""
+    sql = "SELECT update_id FROM update_outcomes WHERE trip_id = ? LIMIT ?"
+    return [cast(str, row[0]) for row in db.execute(sql, (trip_id, limit))]
 
 
 def pending_conflicts(db: Database, trip_id: str | None = None) -> list[PendingConflict]:

@@ -340,6 +340,10 @@ class Storage:
         with self._reading() as db:
             return queries.get_outcome(db, trip_id, update_id)
 
+    def outcome_ids(self, trip_id: str, limit: int) -> list[str]:
+        with self._reading() as db:
+            return queries.outcome_ids(db, trip_id, limit)
+
     def pending_conflicts(self, trip_id: str | None = None) -> list[PendingConflict]:
         with self._reading() as db:
             return queries.pending_conflicts(db, trip_id)

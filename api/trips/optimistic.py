@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import assert_never
+from typing import Final, assert_never
 
 from tripsage_sync.api.transport.connection import Connection
 from tripsage_sync.api.trips.events import (
@@ -29,6 +29,7 @@ from tripsage_sync.sync.document import (
     AwaitInFlightOutcome,
     Broadcast,
     Compact,
+    IdFilter,
     Intent,
     NoteOwnVersion,
     Persist,
@@ -54,6 +55,10 @@ from tripsage_sync.sync.wire import (
 __all__ = ["OptimisticUpdates"]
 
 logger = logging.getLogger(__name__)
+
+# A room's filter of stored update ids (sync/document/idfilter.py) is built from at most
+# this many (about 4 us each, once, on the loop); a trip with more asks storage every time.
+FILTER_MAX_IDS: Final = 25_000
 
 
 class OptimisticUpdates(TripPart):
@@ -87,7 +92,7 @@ class OptimisticUpdates(TripPart):
             permission = exc
         inflight = None if room is None else room.inflight.get(update.update_id)
         stored = None
-        if room is not None and inflight is None:
+        if room is not None and inflight is None and self._may_be_stored(room, update.update_id):
             stored = self.trips.services.store.get_outcome(room.trip_id, update.update_id)
         facts = UpdateFacts(
             user_id=conn.principal.user_id,
@@ -102,6 +107,15 @@ class OptimisticUpdates(TripPart):
         reply = _Reply(self, conn, message.id, update, room, inflight, received)
         for intent in receive_update(update, facts):
             await reply.carry_out(intent)
+
+    def _may_be_stored(self, room: TripRoom, update_id: str) -> bool:
+        """Whether storage may hold an outcome for ``update_id``: a read of storage is
+        needed only then (nearly every id is new; sync/document/idfilter.py)."""
+        if room.outcome_ids is None:  # ids stored before the room was loaded
+            ids = self.trips.services.store.outcome_ids(room.trip_id, FILTER_MAX_IDS + 1)
+            too_many = len(ids) > FILTER_MAX_IDS  # the build would stall the loop
+            room.outcome_ids = IdFilter.everything() if too_many else IdFilter(ids)
+        return room.outcome_ids.may_hold(update_id)
 
 
 @dataclass
@@ -164,6 +178,8 @@ class _Reply:
         outcome = outcome_event(result, room.trip_id, self._processing_ms())
         waiter: asyncio.Future[OutcomePayload] = asyncio.get_running_loop().create_future()
         room.inflight[update_id] = waiter
+        if room.outcome_ids is not None:  # before its commit: a failed one is only a "maybe"
+            room.outcome_ids.add(update_id)
         writes = room.writes_for(
             result.change,
             outcome=(update_id, stored_outcome(outcome)),
@@ -181,9 +197,9 @@ class _Reply:
                             trips.saw_own(self.conn, room.trip_id, version)
                         case SendOutcome(answered):
                             processing_ms = self._processing_ms()
-                            outcome = outcome_event(
-                                answered, room.trip_id, processing_ms
-                            ).model_copy(update={"processingTime": processing_ms})
+                            if answered is not result:  # the stored one is built from result
+                                outcome = outcome_event(answered, room.trip_id, processing_ms)
+                            outcome = outcome.model_copy(update={"processingTime": processing_ms})
                             self._send_outcome(outcome)
                         case _:
                             assert_never(follow_up)

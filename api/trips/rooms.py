@@ -54,7 +54,7 @@ from tripsage_sync.storage.errors import is_unavailable
 from tripsage_sync.storage.writer import WriteOp
 from tripsage_sync.sync.channels import Principal
 from tripsage_sync.sync.conflicts import PendingConflict
-from tripsage_sync.sync.document import EDITORS, Change, TripDocument
+from tripsage_sync.sync.document import EDITORS, Change, IdFilter, TripDocument
 from tripsage_sync.sync.errors import NotFound, PermissionDenied
 from tripsage_sync.sync.presence import Presence
 from tripsage_sync.sync.wire import OutcomePayload
@@ -90,6 +90,8 @@ class TripRoom:
     # version -> wall time it was appended (or loaded), for retention.
     appended_ms: dict[int, int] = field(default_factory=dict)
     inflight: dict[str, asyncio.Future[OutcomePayload]] = field(default_factory=dict)
+    # The update ids that may have a stored outcome, built on first use (api/trips/optimistic.py).
+    outcome_ids: IdFilter | None = None
     timer: asyncio.TimerHandle | None = None
     since_snapshot: int = 0
     holds: int = 0  # writes of the room not yet finished (see ``held``)

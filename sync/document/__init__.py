@@ -19,6 +19,7 @@ each with its part of the theory:
 :mod:`.remote`             vetting and applying a Yjs peer's update
 :mod:`.trip`               :class:`TripDocument`, the facade over the parts
 :mod:`.desk`               the optimistic-update path: facts in, intents out
+:mod:`.idfilter`           which update ids may have a stored outcome (Bloom)
 =========================  ==================================================
 
 Callers import from here: ``from sync.document import TripDocument, ...``.
@@ -46,6 +47,7 @@ from tripsage_sync.sync.document.desk import (
     persist_failed,
     receive_update,
 )
+from tripsage_sync.sync.document.idfilter import IdFilter
 from tripsage_sync.sync.document.results import (
     ApplyResult,
     Change,
@@ -81,6 +83,7 @@ __all__ = [
     "FieldChange",
     "FieldKind",
     "FollowUp",
+    "IdFilter",
     "Intent",
     "LogEntry",
     "MalformedRemoteUpdate",

@@ -182,7 +182,8 @@ class Session:
 
     def receive_frame(self, data: str | bytes, now_ms: int, facts: Facts) -> list[Intent]:
         """One client frame: what to count, refuse, send, close, dispatch (in order)."""
-        size = len(data.encode() if isinstance(data, str) else data)
+        # str.isascii() is O(1) in CPython: encode only texts with other characters.
+        size = len(data) if not isinstance(data, str) or data.isascii() else len(data.encode())
         self.frame_received(size, now_ms)
         if not self.accepting:
             return [Received("ignored", size)]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any, ClassVar, Final
 
+import orjson
 from pydantic import BaseModel, ConfigDict
 
 from tripsage_sync.sync.wire.eventpayload import EventPayload
@@ -100,8 +101,16 @@ OUTCOME_PAYLOADS: Final[dict[str, type[OutcomePayload]]] = {
 
 
 def stored_outcome(payload: OutcomePayload) -> str:
-    """The JSON an outcome is stored as (by ``updateId``, for a re-send)."""
-    return json.dumps({"type": payload.EVENT_TYPE, "payload": payload.wire()})
+    """The JSON an outcome is stored as (by ``updateId``, for a re-send).
+
+    orjson, as :func:`sync.wire.event.encode`: what it refuses (a lone surrogate, an int
+    over 64 bits) goes through ``json.dumps`` as before. Either reads back the same.
+    """
+    data = {"type": payload.EVENT_TYPE, "payload": payload.wire()}
+    try:
+        return orjson.dumps(data).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(data)
 
 
 def read_outcome(stored: str) -> OutcomePayload:

@@ -188,3 +188,29 @@ async def test_a_conflict_of_an_unloaded_trip_can_still_be_resolved(
     assert not any(m.get("type") == "error" for m in bob.seen)
     await bob.close()
     assert (await get_trip(server))["fields"]["budget"] == 2800
+
+
+async def test_a_resend_to_a_reloaded_room_gets_the_stored_outcome_once(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    # The reloaded room knows the update ids stored before it (api/trips/optimistic.py).
+    server = server_factory(room_idle_unload_s=IDLE_S)
+    await create_trip(server, fields=FIELDS)
+    alice, started = await join(server, "alice")
+    version = started["payload"]["version"]
+    await alice.send(update("once", "budget", 2500, version))
+    first = await alice.recv_type(*OUTCOMES)
+    assert first["type"] == "optimistic_update_confirmed", first
+    await alice.close()
+    before = value(await metrics_until(server, lambda s: value(s, LOADED) == 0), UNLOADED)
+    again, rejoined = await join(server, "alice")  # loads the room anew
+    await again.send(update("once", "budget", 2500, version))
+    second = await again.recv_type(*OUTCOMES)
+    first["payload"].pop("processingTime")
+    second["payload"].pop("processingTime")
+    assert second == {**second, "type": first["type"], "payload": first["payload"]}
+    await again.send(update("next", "budget", 2600, rejoined["payload"]["version"]))
+    assert (await again.recv_type(*OUTCOMES))["payload"]["serverVersion"] == version + 2
+    await again.close()
+    await metrics_until(server, unloaded(before + 1, loaded=0))
+    assert (await get_trip(server, "alice"))["version"] == version + 2
