@@ -102,14 +102,14 @@ class TripBroadcast:
                     versions[room.trip_id] = max(versions[room.trip_id], payload.version)
 
     def publish_presence(self, room: TripRoom) -> None:
-        now = self.clock.now_ms()
-        payload = TripCollaboratorPresencePayload(
-            tripId=room.trip_id,
-            activeCollaborators=room.presence.active_collaborators(now, iso_ms),
-        )
-        event = make_event(payload, now_ms=now)
         members = self.hub.subscribers(channel(room.trip_id))
-        self.hub.send_many(members, event, droppable=True)
+        if members:  # else nothing to build (a room of Yjs peers only)
+            now = self.clock.now_ms()
+            payload = TripCollaboratorPresencePayload(
+                tripId=room.trip_id,
+                activeCollaborators=room.presence.active_collaborators(now, iso_ms),
+            )
+            self.hub.send_many(members, make_event(payload, now_ms=now), droppable=True)
         for hook in self.presence_hooks:
             hook(room)
 
