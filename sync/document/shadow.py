@@ -14,6 +14,7 @@ field's own text or list); :mod:`sync.document.remote` checks the rest.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -88,5 +89,20 @@ def new_shadow(state: bytes) -> Shadow:
     doc.apply_update(state)
     shadow = Shadow(doc)
     root = doc.get(ROOT_MAP, type=Map)
-    shadow.subscriptions = [doc.observe(shadow.on_transaction), root.observe_deep(shadow.on_events)]
+    # The callbacks hold the shadow weakly: pycrdt keeps them in the Rust document, out
+    # of the garbage collector's sight, and a strong reference back would make the
+    # cycle shadow -> doc -> callback -> shadow that is never collected.
+    ref = weakref.ref(shadow)
+
+    def on_transaction(event: TransactionEvent) -> None:
+        target = ref()
+        if target is not None:
+            target.on_transaction(event)
+
+    def on_events(events: list[Any]) -> None:
+        target = ref()
+        if target is not None:
+            target.on_events(events)
+
+    shadow.subscriptions = [doc.observe(on_transaction), root.observe_deep(on_events)]
     return shadow

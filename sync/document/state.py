@@ -70,6 +70,28 @@ _Read = tuple[FieldKind | None, JSON]  # a field's kind (None: absent) and value
 _IMMUTABLE: Final = (str, int, float, bool, type(None))
 
 
+class _Seen:
+    """What the live doc's observer keeps: its latest update and the reads since.
+
+    The observer is this object's method, not the :class:`DocState`'s: pycrdt keeps
+    the callback in the Rust document, out of the garbage collector's sight, so a
+    callback that referred back to the DocState would make an uncollectable cycle
+    (DocState -> Doc -> callback -> DocState) and every unloaded room would stay.
+    """
+
+    __slots__ = ("reads", "update")
+
+    def __init__(self) -> None:
+        # The update of the live doc's latest transaction ("Scalar writes" above).
+        self.update = b""
+        # Scalar fields read since the live doc last changed ("Reading" above).
+        self.reads: dict[str, _Read] = {}
+
+    def transaction_done(self, event: TransactionEvent) -> None:
+        self.update = event.update
+        self.reads = {}
+
+
 class DocState:
     """The live Doc, the retained history and the write path of one trip."""
 
@@ -83,15 +105,8 @@ class DocState:
         self.history: FieldHistory = {}
         self.shadow: Shadow | None = None
         self.root_keys: RootKeys | None = None  # built on first use, then kept up to date
-        # The update of the live doc's latest transaction ("Scalar writes" above).
-        self._last_update = b""
-        # Scalar fields read since the live doc last changed ("Reading" above).
-        self._reads: dict[str, _Read] = {}
-        self.doc.observe(self._transaction_done)
-
-    def _transaction_done(self, event: TransactionEvent) -> None:
-        self._last_update = event.update
-        self._reads = {}
+        self._seen = _Seen()
+        self.doc.observe(self._seen.transaction_done)
 
     # -- the write path ----------------------------------------------------------
 
@@ -115,16 +130,17 @@ class DocState:
     ) -> Change:
         """A scalar set whose value was already decided, made on the live doc."""
         old = {name: self.value(name)}
-        reads, self._last_update = self._reads, b""
+        seen = self._seen
+        reads, seen.update = seen.reads, b""
         self.root[name] = value
-        update = self._last_update
+        update = seen.update
         if not update:
             raise InvalidState(f"{self.trip_id}: a write to {name} made no update")
         # Only ``name`` changed, to ``value`` (pycrdt gives scalars back exactly as set).
         reads.pop(name, None)
         if isinstance(value, _IMMUTABLE):
             reads[name] = (FieldKind.SCALAR, normalise_json(value))
-        self._reads = reads
+        seen.reads = reads
         self.mirror(update)
         return self.append(update, old, user_id, update_id, kind, {name: stamp}, self.doc.client_id)
 
@@ -202,11 +218,12 @@ class DocState:
         return self._read(name)[0]
 
     def _read(self, name: str) -> _Read:
-        read = self._reads.get(name)
+        reads = self._seen.reads
+        read = reads.get(name)
         if read is None:
             read = read_kind_and_field(self.root, name)
             if read[0] is not FieldKind.TEXT and isinstance(read[1], _IMMUTABLE):
-                self._reads[name] = read  # shared by callers: immutable values only
+                reads[name] = read  # shared by callers: immutable values only
         return read
 
     def value_at(self, version: int, name: str) -> JSON:
