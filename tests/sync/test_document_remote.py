@@ -249,7 +249,11 @@ def test_a_dropped_document_is_garbage_with_its_shadow() -> None:
             received_ts_ms=2000,
         )
     )
-    update = edit(peer_of(doc), lambda root: root.__setitem__("budget", 5))
+
+    def change(root: Map[Any]) -> None:
+        root["budget"] = 5
+
+    update = edit(peer_of(doc), change)
     assert doc.apply_remote_update(update, user_id="bob", update_id="y1", now_ms=3000).change
     state = doc._state
     assert state.shadow is not None
