@@ -257,7 +257,11 @@ def test_a_dropped_document_is_garbage_with_its_shadow() -> None:
     assert doc.apply_remote_update(update, user_id="bob", update_id="y1", now_ms=3000).change
     state = doc._state
     assert state.shadow is not None
-    refs = [weakref.ref(doc), weakref.ref(state), weakref.ref(state.shadow)]
+    refs: list[weakref.ref[object]] = [
+        weakref.ref(doc),
+        weakref.ref(state),
+        weakref.ref(state.shadow),
+    ]
     del doc, state
     gc.collect()
     assert [ref() for ref in refs] == [None, None, None]
