@@ -105,4 +105,12 @@ def new_shadow(state: bytes) -> Shadow:
             target.on_events(events)
 
     shadow.subscriptions = [doc.observe(on_transaction), root.observe_deep(on_events)]
+    # pycrdt's wrappers refer to the Doc (a cycle through Rust too): dropping the
+    # subscriptions with the shadow frees its Doc.
+    weakref.finalize(shadow, _drop_all, list(shadow.subscriptions))
     return shadow
+
+
+def _drop_all(subscriptions: list[Subscription]) -> None:
+    for subscription in subscriptions:
+        subscription.drop()

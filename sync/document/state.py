@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import weakref
 from typing import Any, Final
 
 from pycrdt import Doc, Map, TransactionEvent
@@ -77,6 +78,8 @@ class _Seen:
     the callback in the Rust document, out of the garbage collector's sight, so a
     callback that referred back to the DocState would make an uncollectable cycle
     (DocState -> Doc -> callback -> DocState) and every unloaded room would stay.
+    With no cycle through it, the DocState is freed when its room is dropped, and
+    its finalizer drops the subscription, which frees the Doc.
     """
 
     __slots__ = ("reads", "update")
@@ -106,7 +109,9 @@ class DocState:
         self.shadow: Shadow | None = None
         self.root_keys: RootKeys | None = None  # built on first use, then kept up to date
         self._seen = _Seen()
-        self.doc.observe(self._seen.transaction_done)
+        # pycrdt's own observer wrapper refers to the Doc (Doc -> Rust -> callback -> Doc):
+        # the subscription is dropped with the DocState, else the Doc is never freed.
+        weakref.finalize(self, self.doc.observe(self._seen.transaction_done).drop)
 
     # -- the write path ----------------------------------------------------------
 
