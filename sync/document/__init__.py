@@ -64,6 +64,7 @@ from tripsage_sync.sync.document.results import (
     UpdateRequest,
 )
 from tripsage_sync.sync.document.schema import ROOT_MAP, TEXT_FIELDS, FieldKind
+from tripsage_sync.sync.document.state import OlderEntries
 from tripsage_sync.sync.document.trip import TripDocument
 
 __all__ = [
@@ -84,6 +85,7 @@ __all__ = [
     "LogEntry",
     "MalformedRemoteUpdate",
     "NoteOwnVersion",
+    "OlderEntries",
     "Outcome",
     "Persist",
     "RefusalReason",

@@ -21,6 +21,20 @@ Forks
     version is the snapshot plus the entries up to it, replayed into a fresh
     Doc (``merge_updates`` is super-linear in pycrdt, so it is never used).
 
+Window
+    In a running server the log since the base is in storage too, so memory
+    keeps only a recent window of it (:meth:`DocState.keep_recent`): once
+    there are ``2 * keep`` entries, the oldest are dropped and ``window``, a
+    snapshot of the doc at the newest dropped version, stands in for them.
+    Each field's stamp history keeps its last write at or before the base, its
+    last write at or before the window, and every write after. The few reads
+    of versions between the base and the window (a fork or a stamp at an old
+    base, a replay for ``sync_request``, a compaction) ask ``older`` for the
+    stored entries; the hot path (forks at recent versions, the current
+    stamps) never does, so neither memory nor the cost of an update grows
+    with the trip's history. Without ``older`` (no storage behind), every
+    entry is kept.
+
 Scalar writes
     Scalar sets need no fork (:meth:`DocState.write`): the value is decided
     before it is written, so the live doc writes it with its own
@@ -46,6 +60,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import weakref
+from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 from pycrdt import Doc, Map, TransactionEvent
@@ -62,13 +77,25 @@ from tripsage_sync.sync.document.shadow import Shadow
 from tripsage_sync.sync.errors import InvalidState
 from tripsage_sync.sync.yupdate import RootKeys, decode_update
 
-__all__ = ["META_FORMAT", "DocState", "FieldHistory", "derive_client_id", "state_vector"]
+__all__ = [
+    "META_FORMAT",
+    "DocState",
+    "FieldHistory",
+    "OlderEntries",
+    "derive_client_id",
+    "entry_stamps",
+    "state_vector",
+]
 
 META_FORMAT: Final = 1
 
 FieldHistory = dict[str, list[tuple[int, Stamp | None]]]  # field -> (version, stamp) ascending
 _Read = tuple[FieldKind | None, JSON]  # a field's kind (None: absent) and value
 _IMMUTABLE: Final = (str, int, float, bool, type(None))
+_Write = tuple[int, Stamp | None]  # a field's write: (version, stamp)
+# The stored log entries with ``after < version <= up_to``, ascending (the shell reads
+# them from storage; see "Window" above).
+OlderEntries = Callable[[int, int], list[LogEntry]]
 
 
 class _Seen:
@@ -104,7 +131,10 @@ class DocState:
         self.doc = Doc[Any](client_id=derive_client_id(trip_id, "live", set()))
         self.root = self.doc.get(ROOT_MAP, type=Map)
         self.base = Snapshot(0, b"", {})
+        self.window = self.base  # the doc where ``entries`` start ("Window" above)
         self.entries: list[LogEntry] = []
+        self.keep = 0  # entries kept in memory; 0: every one
+        self.older: OlderEntries | None = None
         self.history: FieldHistory = {}
         self.shadow: Shadow | None = None
         self.root_keys: RootKeys | None = None  # built on first use, then kept up to date
@@ -122,13 +152,59 @@ class DocState:
         if base_version == self.version:
             fork.apply_update(self.doc.get_update())
             return fork
-        if self.base.state:
-            fork.apply_update(self.base.state)
-        for entry in self.entries:
+        if base_version >= self.window.version:
+            start: Snapshot = self.window
+            entries: list[LogEntry] = self.entries
+        else:  # below the window ("Window" above)
+            start, entries = self.base, self.stored(self.base.version, base_version)
+        if start.state:
+            fork.apply_update(start.state)
+        for entry in entries:
             if entry.version > base_version:
                 break
             fork.apply_update(entry.update)
         return fork
+
+    def log_after(self, version: int) -> Iterator[LogEntry]:
+        """The entries after ``version`` (at or above the base) up to the current one."""
+        if version < self.window.version:
+            yield from self.stored(version, self.window.version)
+        for entry in self.entries:
+            if entry.version > version:
+                yield entry
+
+    def stored(self, after: int, up_to: int) -> list[LogEntry]:
+        """The entries in ``(after, up_to]`` below the window, read through ``older``."""
+        if after >= up_to:
+            return []
+        if self.older is None:
+            raise InvalidState(f"{self.trip_id}: entries below the window without storage")
+        entries = self.older(after, up_to)
+        if [e.version for e in entries] != list(range(after + 1, up_to + 1)):
+            raise InvalidState(f"{self.trip_id}: stored log ({after}..{up_to}] has gaps")
+        return entries
+
+    def keep_recent(self, keep: int, older: OlderEntries) -> None:
+        """Keep about ``keep`` entries in memory; ``older`` reads the rest ("Window" above)."""
+        self.keep, self.older = max(0, keep), older
+        self._trim()
+
+    def _trim(self) -> None:
+        if not self.keep or len(self.entries) < 2 * self.keep:
+            return
+        cut = self.entries[-self.keep - 1].version
+        self.window = Snapshot(cut, self.fork(cut, "window").get_update(), {})
+        self.entries = [e for e in self.entries if e.version > cut]
+        base = self.base.version
+        for history in self.history.values():
+            upto_cut = bisect.bisect_right(history, cut, key=_version_of)
+            if upto_cut <= 1:
+                continue
+            upto_base = bisect.bisect_right(history, base, key=_version_of)
+            kept = [history[upto_base - 1]] if upto_base else []
+            if upto_cut > upto_base:
+                kept.append(history[upto_cut - 1])
+            history[:upto_cut] = kept
 
     def write(
         self, name: str, value: JSON, stamp: Stamp, user_id: str, update_id: str, kind: str
@@ -198,6 +274,8 @@ class DocState:
         }
         self.entries.append(LogEntry(self.version, update, meta))
         self.note(self.version, stamps)
+        if self.keep and len(self.entries) >= 2 * self.keep:
+            self._trim()
         changes = {n: FieldChange(old[n], self.value(n), FIELD_PATH_PREFIX + n) for n in stamps}
         return Change(self.version, update, meta, changes, user_id)
 
@@ -241,8 +319,22 @@ class DocState:
             return None
         if history[-1][0] <= version:  # the common case: the current stamp
             return history[-1][1]
+        write = self.last_write(name, version)
+        return None if write is None else write[1]
+
+    def last_write(self, name: str, version: int) -> _Write | None:
+        """``name``'s last (version, stamp) at or before ``version``; ``None``: not written."""
+        history = self.history.get(name, [])
         i = bisect.bisect_right(history, version, key=_version_of)
-        return history[i - 1][1] if i else None
+        write = history[i - 1] if i else None
+        base = self.base.version
+        if base < version < self.window.version and (write is None or write[0] <= base):
+            # Writes between the base and the window were dropped from memory: read them.
+            for entry in reversed(self.stored(base, version)):
+                stamps = entry_stamps(entry.meta)
+                if name in stamps:
+                    return entry.version, stamps[name]
+        return write
 
     def current_stamp(self, name: str) -> Stamp:
         stamp = self.stamp_at(name, self.version)
@@ -286,3 +378,11 @@ def state_vector(state: bytes) -> dict[int, int]:
     count = numbers[0] if numbers else 0
     pairs = numbers[1 : 1 + 2 * count]
     return dict(zip(pairs[0::2], pairs[1::2], strict=True))
+
+
+def entry_stamps(meta: dict[str, JSON]) -> dict[str, Stamp | None]:
+    """The fields a log entry wrote, with their stamps (``None``: text and lists)."""
+    fields = meta.get("fields")
+    if not isinstance(fields, dict):
+        raise InvalidState("log entry meta without fields")
+    return {n: None if s is None else Stamp.from_json(s) for n, s in fields.items()}
