@@ -71,7 +71,7 @@ class Settings:
     room_idle_unload_s: float = 300.0
     history_retention_days: float = 30.0
     compact_every_updates: int = 500
-    history_window_updates: int = 1000
+    history_window_updates: int = 256
     storage_retry_initial_ms: int = 1000
     storage_retry_max_ms: int = 30_000
     log_level: str = "info"
