@@ -2,7 +2,10 @@
 
 The document keeps its base snapshot and the log entries after it
 (:class:`~sync.document.state.DocState`); the doc at any retained version is
-the snapshot plus the entries up to it, replayed into a fresh Doc.
+the snapshot plus the entries up to it, replayed into a fresh Doc. In a
+running server memory holds only a recent window of those entries ("Window" in
+:mod:`sync.document.state`); a replay or snapshot below it reads the stored
+entries once, through the shell's ``older``.
 :func:`compact` moves the base forward: updates made at an older version are
 then decided against the base snapshot ("Bases" in
 :mod:`sync.document.optimistic`). A snapshot's meta keeps, per field, the
