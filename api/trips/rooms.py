@@ -64,7 +64,6 @@ __all__ = ["EDITORS", "PERMISSIONS", "RoomBroken", "RoomRegistry", "TripRoom"]
 logger = logging.getLogger(__name__)
 
 PERMISSIONS: Final = ("viewer", "editor", "owner")
-APPEND_RUN_VERSIONS: Final = 64  # versions per entry of ``TripRoom.appended_ms``
 
 
 class RoomBroken(Exception):
@@ -88,10 +87,7 @@ class TripRoom:
     presence: Presence
     clock: Clock
     broken: bool = False
-    # For retention: the first version of each run of APPEND_RUN_VERSIONS -> the wall time
-    # the run's latest version was appended (or loaded). Compaction keeps a whole run
-    # while its latest version is recent: a little more history than needed, never less,
-    # in memory that grows by one entry per run instead of one per update.
+    # version -> wall time it was appended (or loaded), for retention.
     appended_ms: dict[int, int] = field(default_factory=dict)
     inflight: dict[str, asyncio.Future[OutcomePayload]] = field(default_factory=dict)
     timer: asyncio.TimerHandle | None = None
@@ -139,7 +135,7 @@ class TripRoom:
             )
             self._kinds[append] = "append"
             writes.append(append)
-            self.note_appended(change.version, now)
+            self.appended_ms[change.version] = now
         if outcome is not None:
             update_id, outcome_json = outcome
             writes.append(ops.put_outcome(self.trip_id, update_id, outcome_json, now))
@@ -154,14 +150,6 @@ class TripRoom:
             self._kinds[settled] = "conflict_resolved"
             writes.append(settled)
         return writes
-
-    def note_appended(self, version: int, now: int) -> None:
-        """``version`` was appended at ``now`` (see ``appended_ms``)."""
-        # Runs start in version order, so the last key is the latest run's.
-        start = next(reversed(self.appended_ms), None)
-        if start is None or not start <= version < start + APPEND_RUN_VERSIONS:
-            start = version
-        self.appended_ms[start] = now
 
     def _count_committed(self, services: Services, writes: list[WriteOp[object]]) -> None:
         metrics = services.metrics
@@ -305,7 +293,7 @@ class RoomRegistry:
         room = self.adopt(trip_id, doc, trip.owner_id, store.collaborators(trip_id))
         now = self.services.clock.now_ms()
         # Loaded history counts as appended now: it is kept the whole retention period.
-        room.appended_ms = {doc.base_version + 1: now} if doc.version > doc.base_version else {}
+        room.appended_ms = {v: now for v in range(doc.base_version + 1, doc.version + 1)}
         logger.info("trip %s loaded at version %d", trip_id, doc.version)
         return room
 
