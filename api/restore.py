@@ -14,13 +14,36 @@ from tripsage_sync.storage.sqlite import Storage
 from tripsage_sync.sync.conflicts import AUTO_RESOLVE_AFTER_MS
 from tripsage_sync.sync.document import LogEntry, Snapshot, TripDocument
 
-__all__ = ["restore_document"]
+__all__ = ["keep_recent", "restore_document"]
+
+
+def keep_recent(store: Storage, doc: TripDocument, entries: int) -> None:
+    """Keep about ``entries`` of ``doc``'s log in memory, the older ones read from ``store``.
+
+    ``entries`` is ``Settings.history_window_updates``; 0 keeps the whole log in memory.
+    """
+    if entries <= 0:
+        return
+    trip_id = doc.trip_id
+
+    def older(after: int, up_to: int) -> list[LogEntry]:
+        rows = store.updates_since(trip_id, after, up_to)
+        return [LogEntry(u.version, u.update, json.loads(u.meta_json)) for u in rows]
+
+    doc.keep_recent(entries, older)
 
 
 def restore_document(
-    store: Storage, trip: Trip, *, auto_resolve_after_ms: int = AUTO_RESOLVE_AFTER_MS
+    store: Storage,
+    trip: Trip,
+    *,
+    auto_resolve_after_ms: int = AUTO_RESOLVE_AFTER_MS,
+    keep_entries: int = 0,
 ) -> TripDocument:
-    """Rebuild a trip's document from SQLite: snapshot, logged updates, pending conflicts."""
+    """Rebuild a trip's document from SQLite: snapshot, logged updates, pending conflicts.
+
+    ``keep_entries``: see :func:`keep_recent`.
+    """
     history = store.trip_history(trip.trip_id)
     snapshot = None
     if history.snapshot is not None:
@@ -28,7 +51,7 @@ def restore_document(
         snapshot = Snapshot(snap.version, snap.state, json.loads(snap.meta_json))
     log = [LogEntry(u.version, u.update, json.loads(u.meta_json)) for u in history.updates]
     pending = [json.loads(c.state_json) for c in store.pending_conflicts(trip.trip_id)]
-    return TripDocument.restore(
+    doc = TripDocument.restore(
         trip.trip_id,
         frozenset(json.loads(trip.manual_fields_json)),
         snapshot,
@@ -36,3 +59,5 @@ def restore_document(
         pending,
         auto_resolve_after_ms=auto_resolve_after_ms,
     )
+    keep_recent(store, doc, keep_entries)
+    return doc

@@ -72,6 +72,7 @@ class Settings:
     room_idle_unload_s: float = 300.0
     history_retention_days: float = 30.0
     compact_every_updates: int = 500
+    history_window_updates: int = 256
     storage_retry_initial_ms: int = 1000
     storage_retry_max_ms: int = 30_000
     log_level: str = "info"
@@ -106,6 +107,8 @@ class Settings:
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be at least 1")
+        if self.history_window_updates < 0:
+            raise SettingsError(f"{ENV_PREFIX}HISTORY_WINDOW_UPDATES must not be negative")
         if self.storage_retry_max_ms < self.storage_retry_initial_ms:
             raise SettingsError(
                 "TRIPSAGE_STORAGE_RETRY_MAX_MS must be at least TRIPSAGE_STORAGE_RETRY_INITIAL_MS"
@@ -234,6 +237,8 @@ DOCS: Final[dict[str, str]] = {
     " pending work before it is unloaded from memory (loaded again on next use)",
     "history_retention_days": "Days of update history kept for clients that were offline",
     "compact_every_updates": "Updates between snapshots of a trip",
+    "history_window_updates": "Updates of a loaded trip's history kept in memory (up to twice"
+    " as many); older ones are read from storage when a client needs them. 0: keep them all",
     "storage_retry_initial_ms": "While storage fails (disk full): first retryAfter of refused"
     " edits, doubled by every failed retry",
     "storage_retry_max_ms": "Largest retryAfter while storage fails",

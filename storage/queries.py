@@ -211,13 +211,16 @@ def permission(db: Database, trip_id: str, user_id: str) -> str | None:
 # -- update log and snapshots --------------------------------------------------
 
 
-def updates_since(db: Database, trip_id: str, after_version: int) -> list[LoggedUpdate]:
-    """Logged updates with ``version > after_version``, in version order."""
+def updates_since(
+    db: Database, trip_id: str, after_version: int, up_to_version: int | None = None
+) -> list[LoggedUpdate]:
+    """Logged updates with ``after_version < version [<= up_to_version]``, in version order."""
     sql = (
         'SELECT version, "update", meta FROM trip_updates'
-        " WHERE trip_id = ? AND version > ? ORDER BY version"
+        " WHERE trip_id = ? AND version > ? AND version <= ? ORDER BY version"
     )
-    return [LoggedUpdate._make(row) for row in db.execute(sql, (trip_id, after_version))]
+    up_to = (1 << 62) if up_to_version is None else up_to_version
+    return [LoggedUpdate._make(row) for row in db.execute(sql, (trip_id, after_version, up_to))]
 
 
 def latest_snapshot(db: Database, trip_id: str) -> Snapshot | None:

@@ -315,9 +315,11 @@ class Storage:
         with self._reading() as db:
             return queries.permission(db, trip_id, user_id)
 
-    def updates_since(self, trip_id: str, after_version: int) -> list[LoggedUpdate]:
+    def updates_since(
+        self, trip_id: str, after_version: int, up_to_version: int | None = None
+    ) -> list[LoggedUpdate]:
         with self._reading() as db:
-            return queries.updates_since(db, trip_id, after_version)
+            return queries.updates_since(db, trip_id, after_version, up_to_version)
 
     def latest_snapshot(self, trip_id: str) -> Snapshot | None:
         with self._reading() as db:

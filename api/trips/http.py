@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from tripsage_sync.api.restore import keep_recent
 from tripsage_sync.api.transport.http_body import read_body
 from tripsage_sync.api.transport.services import Services
 from tripsage_sync.api.trips.feature import TripFeature
@@ -177,6 +178,8 @@ class TripHttp:
             return _http_error(
                 InvalidMessage("A trip with this id exists", details={"tripId": trip_id}), 409
             )
+        store = self.trips.services.store
+        keep_recent(store, doc, self.trips.settings.history_window_updates)
         room = self.trips.registry.adopt(
             trip_id, doc, principal.user_id, {principal.user_id: "owner"}
         )

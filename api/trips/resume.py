@@ -90,10 +90,11 @@ def resume_events(
     elif since_version < doc.base_version:
         reason = "history_compacted"
     changes: list[Change] = []
-    if reason is None:
+    if reason is None and until_version - since_version > limit:
+        # One change per version: known too long without replaying (or reading) it.
+        reason = "too_many_changes"
+    elif reason is None:
         changes = [c for c in doc.changes_since(since_version) if c.version <= until_version]
-        if len(changes) > limit:
-            reason, changes = "too_many_changes", []
     events: list[ServerEvent[ResumePayload]] = [
         make_event(
             change_payload(trip_id, c, now=now, replayed=True), now_ms=now, session_id=session_id

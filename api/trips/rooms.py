@@ -229,6 +229,7 @@ class TripRoom:
                 services.store,
                 trip,
                 auto_resolve_after_ms=services.settings.conflict_auto_resolve_ms,
+                keep_entries=services.settings.history_window_updates,
             )
         except Exception:
             logger.exception("trip %s: reload failed; the room will be loaded anew", self.trip_id)
@@ -284,8 +285,12 @@ class RoomRegistry:
         trip = store.get_trip(trip_id)
         if trip is None:
             raise NotFound("Trip not found", details={"tripId": trip_id})
+        settings = self.services.settings
         doc = restore_document(
-            store, trip, auto_resolve_after_ms=self.services.settings.conflict_auto_resolve_ms
+            store,
+            trip,
+            auto_resolve_after_ms=settings.conflict_auto_resolve_ms,
+            keep_entries=settings.history_window_updates,
         )
         room = self.adopt(trip_id, doc, trip.owner_id, store.collaborators(trip_id))
         now = self.services.clock.now_ms()

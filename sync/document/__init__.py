@@ -10,6 +10,7 @@ each with its part of the theory:
 :mod:`.schema`             the Yjs schema of a trip; reading and editing values
 :mod:`.results`            requests, changes, snapshots and outcomes
 :mod:`.state`              the live Doc, versions, forks and the write path
+:mod:`.clientids`          client ids derived per trip and key, state vectors decoded
 :mod:`.history`            restore, snapshot, compact, read retained versions
 :mod:`.optimistic`         deciding a JSON client's update: bases, merge, LWW
 :mod:`.outcome`            the sender's outcome, worded for people
@@ -67,6 +68,7 @@ from tripsage_sync.sync.document.results import (
     UpdateRequest,
 )
 from tripsage_sync.sync.document.schema import ROOT_MAP, TEXT_FIELDS, FieldKind
+from tripsage_sync.sync.document.state import OlderEntries
 from tripsage_sync.sync.document.trip import TripDocument
 
 __all__ = [
@@ -88,6 +90,7 @@ __all__ = [
     "LogEntry",
     "MalformedRemoteUpdate",
     "NoteOwnVersion",
+    "OlderEntries",
     "Outcome",
     "Persist",
     "RefusalReason",

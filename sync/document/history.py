@@ -2,7 +2,10 @@
 
 The document keeps its base snapshot and the log entries after it
 (:class:`~sync.document.state.DocState`); the doc at any retained version is
-the snapshot plus the entries up to it, replayed into a fresh Doc.
+the snapshot plus the entries up to it, replayed into a fresh Doc. In a
+running server memory holds only a recent window of those entries ("Window" in
+:mod:`sync.document.state`); a replay or snapshot below it reads the stored
+entries once, through the shell's ``older``.
 :func:`compact` moves the base forward: updates made at an older version are
 then decided against the base snapshot ("Bases" in
 :mod:`sync.document.optimistic`). A snapshot's meta keeps, per field, the
@@ -13,6 +16,7 @@ last_write_wins exactly as the one that wrote it. :func:`values_at` and
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable
 
 from pycrdt import Map
@@ -20,7 +24,7 @@ from pycrdt import Map
 from tripsage_sync.sync.conflicts import FIELD_PATH_PREFIX, JSON, Stamp, json_equal
 from tripsage_sync.sync.document.results import Change, FieldChange, LogEntry, Snapshot
 from tripsage_sync.sync.document.schema import ROOT_MAP, read_field
-from tripsage_sync.sync.document.state import META_FORMAT, DocState
+from tripsage_sync.sync.document.state import META_FORMAT, DocState, entry_stamps
 from tripsage_sync.sync.errors import InvalidState
 
 __all__ = ["changes_since", "compact", "restore", "snapshot_at", "values_at"]
@@ -30,7 +34,8 @@ def restore(state: DocState, snapshot: Snapshot | None, log: Iterable[LogEntry])
     """Load persisted state into a fresh ``state``; entries at or below the snapshot are skipped."""
     if snapshot is not None:
         state.doc.apply_update(snapshot.state)
-        state.base, state.version = snapshot, snapshot.version
+        state.base = state.window = snapshot
+        state.version = snapshot.version
         for name, (version, stamp) in _snapshot_fields(snapshot.meta).items():
             state.history[name] = [(version, stamp)]
     for entry in sorted(log, key=lambda e: e.version):
@@ -41,17 +46,25 @@ def restore(state: DocState, snapshot: Snapshot | None, log: Iterable[LogEntry])
         state.doc.apply_update(entry.update)
         state.entries.append(entry)
         state.version = entry.version
-        state.note(entry.version, _entry_stamps(entry.meta))
+        state.note(entry.version, entry_stamps(entry.meta))
 
 
 def snapshot_at(state: DocState, version: int) -> Snapshot:
     """The full state at a retained ``version``, with each field's last (version, stamp)."""
     doc_state = state.fork(version, "snapshot").get_update()
+    base = state.base.version
+    dropped: dict[str, tuple[int, Stamp | None]] = {}
+    if base < version < state.window.version:  # writes dropped from memory: one read
+        for entry in state.stored(base, version):
+            dropped.update((n, (entry.version, s)) for n, s in entry_stamps(entry.meta).items())
     fields: dict[str, JSON] = {}
     for name, history in state.history.items():
-        known = [(v, s) for v, s in history if v <= version]
-        if known:
-            v, s = known[-1]
+        i = bisect.bisect_right(history, version, key=_version_of)
+        write = history[i - 1] if i else None
+        if name in dropped and (write is None or write[0] <= base):
+            write = dropped[name]
+        if write is not None:
+            v, s = write
             fields[name] = {"version": v, "stamp": None if s is None else s.to_json()}
     return Snapshot(version, doc_state, {"format": META_FORMAT, "fields": fields})
 
@@ -63,11 +76,13 @@ def compact(state: DocState, keep_since_version: int | None = None) -> Snapshot:
         raise InvalidState(f"cannot compact at {version}")
     snapshot = snapshot_at(state, version)
     state.base = snapshot
+    if version >= state.window.version:
+        state.window = snapshot
     state.entries = [e for e in state.entries if e.version > version]
-    for history in state.history.values():
-        older = [i for i, (v, _) in enumerate(history) if v <= version]
-        if older:
-            del history[: older[-1]]
+    last = _snapshot_fields(snapshot.meta)
+    for name, history in state.history.items():
+        later = history[bisect.bisect_right(history, version, key=_version_of) :]
+        history[:] = [last[name], *later] if name in last else later
     return snapshot
 
 
@@ -95,9 +110,7 @@ def changes_since(state: DocState, since_version: int) -> list[Change]:
     fork = state.fork(since_version, "read")
     root = fork.get(ROOT_MAP, type=Map)
     out: list[Change] = []
-    for entry in state.entries:
-        if entry.version <= since_version:
-            continue
+    for entry in state.log_after(since_version):
         listed = entry.meta.get("fields")
         names = sorted(listed) if isinstance(listed, dict) and listed else None
         before = {n: read_field(root, n) for n in (names or root.keys())}
@@ -123,13 +136,6 @@ def changes_since(state: DocState, since_version: int) -> list[Change]:
     return out
 
 
-def _entry_stamps(meta: dict[str, JSON]) -> dict[str, Stamp | None]:
-    fields = meta.get("fields")
-    if not isinstance(fields, dict):
-        raise InvalidState("log entry meta without fields")
-    return {n: None if s is None else Stamp.from_json(s) for n, s in fields.items()}
-
-
 def _snapshot_fields(meta: dict[str, JSON]) -> dict[str, tuple[int, Stamp | None]]:
     fields = meta.get("fields")
     if not isinstance(fields, dict):
@@ -143,3 +149,7 @@ def _snapshot_fields(meta: dict[str, JSON]) -> dict[str, tuple[int, Stamp | None
             raise InvalidState(f"snapshot meta for {name} has no version")
         out[name] = (version, None if stamp is None else Stamp.from_json(stamp))
     return out
+
+
+def _version_of(write: tuple[int, Stamp | None]) -> int:
+    return write[0]

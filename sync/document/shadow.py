@@ -21,6 +21,7 @@ something the live doc never saw.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -129,5 +130,28 @@ def new_shadow(state: bytes) -> Shadow:
     doc.apply_update(state)
     shadow = Shadow(doc)
     root = doc.get(ROOT_MAP, type=Map)
-    shadow.subscriptions = [doc.observe(shadow.on_transaction), root.observe_deep(shadow.on_events)]
+    # The callbacks hold the shadow weakly: pycrdt keeps them in the Rust document, out
+    # of the garbage collector's sight, and a strong reference back would make the
+    # cycle shadow -> doc -> callback -> shadow that is never collected.
+    ref = weakref.ref(shadow)
+
+    def on_transaction(event: TransactionEvent) -> None:
+        target = ref()
+        if target is not None:
+            target.on_transaction(event)
+
+    def on_events(events: list[Any]) -> None:
+        target = ref()
+        if target is not None:
+            target.on_events(events)
+
+    shadow.subscriptions = [doc.observe(on_transaction), root.observe_deep(on_events)]
+    # pycrdt's wrappers refer to the Doc (a cycle through Rust too): dropping the
+    # subscriptions with the shadow frees its Doc.
+    weakref.finalize(shadow, _drop_all, list(shadow.subscriptions))
     return shadow
+
+
+def _drop_all(subscriptions: list[Subscription]) -> None:
+    for subscription in subscriptions:
+        subscription.drop()

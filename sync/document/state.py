@@ -21,6 +21,20 @@ Forks
     version is the snapshot plus the entries up to it, replayed into a fresh
     Doc (``merge_updates`` is super-linear in pycrdt, so it is never used).
 
+Window
+    In a running server the log since the base is in storage too, so memory
+    keeps only a recent window of it (:meth:`DocState.keep_recent`): once
+    there are ``2 * keep`` entries, the oldest are dropped and ``window``, a
+    snapshot of the doc at the newest dropped version, stands in for them.
+    Each field's stamp history keeps its last write at or before the base, its
+    last write at or before the window, and every write after. The few reads
+    of versions between the base and the window (a fork or a stamp at an old
+    base, a replay for ``sync_request``, a compaction) ask ``older`` for the
+    stored entries; the hot path (forks at recent versions, the current
+    stamps) never does, so neither memory nor the cost of an update grows
+    with the trip's history. Without ``older`` (no storage behind), every
+    entry is kept.
+
 Scalar writes
     Scalar sets need no fork (:meth:`DocState.write`): the value is decided
     before it is written, so the live doc writes it with its own
@@ -44,12 +58,14 @@ root map's item index (:mod:`sync.yupdate`), when those exist.
 from __future__ import annotations
 
 import bisect
-import hashlib
+import weakref
+from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 from pycrdt import Doc, Map, TransactionEvent
 
 from tripsage_sync.sync.conflicts import FIELD_PATH_PREFIX, JSON, Stamp, normalise_json
+from tripsage_sync.sync.document.clientids import derive_client_id, state_vector
 from tripsage_sync.sync.document.results import Change, FieldChange, LogEntry, Snapshot
 from tripsage_sync.sync.document.schema import (
     ROOT_MAP,
@@ -61,13 +77,51 @@ from tripsage_sync.sync.document.shadow import Shadow
 from tripsage_sync.sync.errors import InvalidState
 from tripsage_sync.sync.yupdate import RootKeys, decode_update
 
-__all__ = ["META_FORMAT", "DocState", "FieldHistory", "derive_client_id", "state_vector"]
+__all__ = [
+    "META_FORMAT",
+    "DocState",
+    "FieldHistory",
+    "OlderEntries",
+    "derive_client_id",
+    "entry_stamps",
+    "state_vector",
+]
 
 META_FORMAT: Final = 1
 
 FieldHistory = dict[str, list[tuple[int, Stamp | None]]]  # field -> (version, stamp) ascending
 _Read = tuple[FieldKind | None, JSON]  # a field's kind (None: absent) and value
 _IMMUTABLE: Final = (str, int, float, bool, type(None))
+_Write = tuple[int, Stamp | None]  # a field's write: (version, stamp)
+# The stored log entries with ``after < version <= up_to``, ascending (the shell reads
+# them from storage; see "Window" above).
+OlderEntries = Callable[[int, int], list[LogEntry]]
+
+
+class _Seen:
+    """What the live doc's observer keeps: its latest update and the reads since.
+
+    The observer is this object's method, not the :class:`DocState`'s: pycrdt keeps
+    the callback in the Rust document, out of the garbage collector's sight, so a
+    callback that referred back to the DocState would make an uncollectable cycle
+    (DocState -> Doc -> callback -> DocState) and every unloaded room would stay.
+    With no cycle through it, the DocState is freed when its room is dropped, and
+    its finalizer drops the subscription, which frees the Doc.
+    """
+
+    __slots__ = ("clocks", "reads", "update")
+
+    def __init__(self) -> None:
+        # The update of the live doc's latest transaction ("Scalar writes" above).
+        self.update = b""
+        # Scalar fields read since the live doc last changed ("Reading" above).
+        self.reads: dict[str, _Read] = {}
+        self.clocks: dict[int, int] | None = None  # the live state vector, decoded
+
+    def transaction_done(self, event: TransactionEvent) -> None:
+        self.update = event.update
+        self.reads = {}
+        self.clocks = None
 
 
 class DocState:
@@ -79,32 +133,29 @@ class DocState:
         self.doc = Doc[Any](client_id=derive_client_id(trip_id, "live", set()))
         self.root = self.doc.get(ROOT_MAP, type=Map)
         self.base = Snapshot(0, b"", {})
+        self.window = self.base  # the doc where ``entries`` start ("Window" above)
         self.entries: list[LogEntry] = []
+        self.keep = 0  # entries kept in memory; 0: every one
+        self.older: OlderEntries | None = None
         self.history: FieldHistory = {}
         self.shadow: Shadow | None = None
         self.root_keys: RootKeys | None = None  # built on first use, then kept up to date
-        # The update of the live doc's latest transaction ("Scalar writes" above).
-        self._last_update = b""
-        # Scalar fields read since the live doc last changed ("Reading" above).
-        self._reads: dict[str, _Read] = {}
-        self._clocks: dict[int, int] | None = None  # the live state vector, decoded
-        self.doc.observe(self._transaction_done)
-
-    def _transaction_done(self, event: TransactionEvent) -> None:
-        self._last_update = event.update
-        self._reads = {}
-        self._clocks = None
+        self._seen = _Seen()
+        # pycrdt's own observer wrapper refers to the Doc (Doc -> Rust -> callback -> Doc):
+        # the subscription is dropped with the DocState, else the Doc is never freed.
+        weakref.finalize(self, self.doc.observe(self._seen.transaction_done).drop)
 
     @property
     def last_update(self) -> bytes:
         """The update of the live doc's latest transaction."""
-        return self._last_update
+        return self._seen.update
 
     def clocks(self) -> dict[int, int]:
         """The live doc's state vector, decoded once until its next transaction."""
-        if self._clocks is None:
-            self._clocks = state_vector(self.doc.get_state())
-        return self._clocks
+        seen = self._seen
+        if seen.clocks is None:
+            seen.clocks = state_vector(self.doc.get_state())
+        return seen.clocks
 
     def known_after(self, clocks: dict[int, int], values: dict[str, JSON]) -> None:
         """What a caller's own transaction left: the state vector, and scalars it set.
@@ -112,10 +163,11 @@ class DocState:
         The remote fast path (:mod:`sync.document.newkeys`) knows both from the
         bytes it vetted; ``values`` are normalised, as :meth:`value` reads them.
         """
-        self._clocks = clocks
+        seen = self._seen
+        seen.clocks = clocks
         for name, value in values.items():
             if isinstance(value, _IMMUTABLE):
-                self._reads[name] = (FieldKind.SCALAR, value)
+                seen.reads[name] = (FieldKind.SCALAR, value)
 
     # -- the write path ----------------------------------------------------------
 
@@ -126,29 +178,76 @@ class DocState:
         if base_version == self.version:
             fork.apply_update(self.doc.get_update())
             return fork
-        if self.base.state:
-            fork.apply_update(self.base.state)
-        for entry in self.entries:
+        if base_version >= self.window.version:
+            start: Snapshot = self.window
+            entries: list[LogEntry] = self.entries
+        else:  # below the window ("Window" above)
+            start, entries = self.base, self.stored(self.base.version, base_version)
+        if start.state:
+            fork.apply_update(start.state)
+        for entry in entries:
             if entry.version > base_version:
                 break
             fork.apply_update(entry.update)
         return fork
+
+    def log_after(self, version: int) -> Iterator[LogEntry]:
+        """The entries after ``version`` (at or above the base) up to the current one."""
+        if version < self.window.version:
+            yield from self.stored(version, self.window.version)
+        for entry in self.entries:
+            if entry.version > version:
+                yield entry
+
+    def stored(self, after: int, up_to: int) -> list[LogEntry]:
+        """The entries in ``(after, up_to]`` below the window, read through ``older``."""
+        if after >= up_to:
+            return []
+        if self.older is None:
+            raise InvalidState(f"{self.trip_id}: entries below the window without storage")
+        entries = self.older(after, up_to)
+        if [e.version for e in entries] != list(range(after + 1, up_to + 1)):
+            raise InvalidState(f"{self.trip_id}: stored log ({after}..{up_to}] has gaps")
+        return entries
+
+    def keep_recent(self, keep: int, older: OlderEntries) -> None:
+        """Keep about ``keep`` entries in memory; ``older`` reads the rest ("Window" above)."""
+        self.keep, self.older = max(0, keep), older
+        self._trim()
+
+    def _trim(self) -> None:
+        if not self.keep or len(self.entries) < 2 * self.keep:
+            return
+        cut = self.entries[-self.keep - 1].version
+        self.window = Snapshot(cut, self.fork(cut, "window").get_update(), {})
+        self.entries = [e for e in self.entries if e.version > cut]
+        base = self.base.version
+        for history in self.history.values():
+            upto_cut = bisect.bisect_right(history, cut, key=_version_of)
+            if upto_cut <= 1:
+                continue
+            upto_base = bisect.bisect_right(history, base, key=_version_of)
+            kept = [history[upto_base - 1]] if upto_base else []
+            if upto_cut > upto_base:
+                kept.append(history[upto_cut - 1])
+            history[:upto_cut] = kept
 
     def write(
         self, name: str, value: JSON, stamp: Stamp, user_id: str, update_id: str, kind: str
     ) -> Change:
         """A scalar set whose value was already decided, made on the live doc."""
         old = {name: self.value(name)}
-        reads, self._last_update = self._reads, b""
+        seen = self._seen
+        reads, seen.update = seen.reads, b""
         self.root[name] = value
-        update = self._last_update
+        update = seen.update
         if not update:
             raise InvalidState(f"{self.trip_id}: a write to {name} made no update")
         # Only ``name`` changed, to ``value`` (pycrdt gives scalars back exactly as set).
         reads.pop(name, None)
         if isinstance(value, _IMMUTABLE):
             reads[name] = (FieldKind.SCALAR, normalise_json(value))
-        self._reads = reads
+        seen.reads = reads
         self.mirror(update)
         return self.append(update, old, user_id, update_id, kind, {name: stamp}, self.doc.client_id)
 
@@ -201,6 +300,8 @@ class DocState:
         }
         self.entries.append(LogEntry(self.version, update, meta))
         self.note(self.version, stamps)
+        if self.keep and len(self.entries) >= 2 * self.keep:
+            self._trim()
         changes = {n: FieldChange(old[n], self.value(n), FIELD_PATH_PREFIX + n) for n in stamps}
         return Change(self.version, update, meta, changes, user_id)
 
@@ -226,11 +327,12 @@ class DocState:
         return self._read(name)[0]
 
     def _read(self, name: str) -> _Read:
-        read = self._reads.get(name)
+        reads = self._seen.reads
+        read = reads.get(name)
         if read is None:
             read = read_kind_and_field(self.root, name)
             if read[0] is not FieldKind.TEXT and isinstance(read[1], _IMMUTABLE):
-                self._reads[name] = read  # shared by callers: immutable values only
+                reads[name] = read  # shared by callers: immutable values only
         return read
 
     def value_at(self, version: int, name: str) -> JSON:
@@ -243,8 +345,22 @@ class DocState:
             return None
         if history[-1][0] <= version:  # the common case: the current stamp
             return history[-1][1]
+        write = self.last_write(name, version)
+        return None if write is None else write[1]
+
+    def last_write(self, name: str, version: int) -> _Write | None:
+        """``name``'s last (version, stamp) at or before ``version``; ``None``: not written."""
+        history = self.history.get(name, [])
         i = bisect.bisect_right(history, version, key=_version_of)
-        return history[i - 1][1] if i else None
+        write = history[i - 1] if i else None
+        base = self.base.version
+        if base < version < self.window.version and (write is None or write[0] <= base):
+            # Writes between the base and the window were dropped from memory: read them.
+            for entry in reversed(self.stored(base, version)):
+                stamps = entry_stamps(entry.meta)
+                if name in stamps:
+                    return entry.version, stamps[name]
+        return write
 
     def current_stamp(self, name: str) -> Stamp:
         stamp = self.stamp_at(name, self.version)
@@ -264,27 +380,9 @@ def _version_of(entry: tuple[int, Stamp | None]) -> int:
     return entry[0]
 
 
-def derive_client_id(trip_id: str, key: str, taken: set[int]) -> int:
-    """A 32-bit non-zero client id from (trip, key), re-salted until not ``taken``."""
-    salt = 0
-    while True:
-        material = f"{trip_id}\x1f{key}\x1f{salt}".encode()
-        client_id = int.from_bytes(hashlib.blake2b(material, digest_size=4).digest(), "big")
-        if client_id != 0 and client_id not in taken:
-            return client_id
-        salt += 1
-
-
-def state_vector(state: bytes) -> dict[int, int]:
-    """Decode a Yjs v1 state vector: varuint count, then (client, clock) varuint pairs."""
-    numbers: list[int] = []
-    value = shift = 0
-    for byte in state:
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            numbers.append(value)
-            value = shift = 0
-    count = numbers[0] if numbers else 0
-    pairs = numbers[1 : 1 + 2 * count]
-    return dict(zip(pairs[0::2], pairs[1::2], strict=True))
+def entry_stamps(meta: dict[str, JSON]) -> dict[str, Stamp | None]:
+    """The fields a log entry wrote, with their stamps (``None``: text and lists)."""
+    fields = meta.get("fields")
+    if not isinstance(fields, dict):
+        raise InvalidState("log entry meta without fields")
+    return {n: None if s is None else Stamp.from_json(s) for n, s in fields.items()}

@@ -50,7 +50,7 @@ from tripsage_sync.sync.document.schema import (
     read_field,
     to_shared,
 )
-from tripsage_sync.sync.document.state import DocState
+from tripsage_sync.sync.document.state import DocState, OlderEntries
 
 __all__ = ["CREATE_UPDATE_ID", "TripDocument"]
 
@@ -196,6 +196,14 @@ class TripDocument:
         return self._conflicts.in_deadline_order()
 
     # -- history ---------------------------------------------------------------
+
+    def keep_recent(self, entries: int, older: OlderEntries) -> None:
+        """Keep about ``entries`` log entries in memory; ``older`` reads older stored ones.
+
+        ``older(after, up_to)`` returns the stored entries with ``after < version <=
+        up_to``; it is called only for versions below the window (:mod:`.state`).
+        """
+        self._state.keep_recent(entries, older)
 
     def snapshot(self) -> Snapshot:
         """The full state and meta at :attr:`version` (retention is unchanged)."""

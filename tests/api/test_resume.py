@@ -150,3 +150,40 @@ async def test_sync_request_refused_without_leaking_existence(server: ServerProc
     assert [e["type"] for e in await sync_request(admin, 0)][-1] == "sync_complete"
     await eve.close()
     await admin.close()
+
+
+@pytest.mark.parametrize(("window", "restart"), [(0, False), (1, False), (1, True)])
+async def test_history_below_the_memory_window_is_read_from_storage(
+    server_factory: Callable[..., ServerProcess], window: int, restart: bool
+) -> None:
+    # With a window of 1 the room keeps one or two log entries in memory: replays and
+    # updates at old versions read the rest from SQLite, and answer as with all (0).
+    server = server_factory(history_window_updates=window)
+    await create_trip(server, collaborators={"bob": "editor", "carol": "viewer"})
+    alice, _ = await join(server, "alice")
+    carol, _ = await join(server, "carol")
+    await make_edits(alice)
+    live = [await carol.recv_type("trip_update_broadcast") for _ in EDITS]
+    if restart:  # a room loaded from storage, not created here
+        server.stop()
+        server.start()
+        alice, _ = await join(server, "alice")
+    bob, _, _ = await open_client(server, "bob", "s-bob")
+    *changes, marker = await sync_request(bob, 1)
+    assert [e["payload"]["version"] for e in changes] == [2, 3, 4, 5, 6]
+    for replayed, original in zip(changes, live, strict=True):
+        for key in ("tripId", "updatedBy", "updateType", "changes", "version"):
+            assert replayed["payload"][key] == original["payload"][key], key
+    assert marker["payload"]["changes"] == 5
+    # Made at version 3, where notes was "Bring a hat.": merged into the current text.
+    late_text = update("late-1", "notes", "Bring a red hat.", 3, previous="Bring a hat.")
+    await alice.send(late_text)
+    outcome = await alice.recv_type(*OUTCOMES)
+    assert outcome["type"] == "optimistic_update_confirmed", outcome
+    # Made at version 2 (destination "Rome", changed since) with a wrong previousValue.
+    await alice.send(update("late-2", "destination", "Oslo", 2, previous="Nice"))
+    outcome = await alice.recv_type(*OUTCOMES)
+    assert outcome["type"] == "optimistic_update_rollback", outcome
+    assert outcome["payload"]["rollbackReason"] == "stale_previous_value", outcome
+    for client in (alice, bob, carol):
+        await client.close()

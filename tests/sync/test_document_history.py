@@ -5,12 +5,23 @@ They back ``sync_request``: the replay must equal what was broadcast live.
 
 from __future__ import annotations
 
+import copy
+from dataclasses import replace
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.sync.test_document_properties import FAR_FUTURE_MS, MANUAL, _draw_update
+from tests.sync.test_document_properties import INITIAL as PROPERTY_TRIP
 from tripsage_sync.sync.conflicts import JSON, Stamp
-from tripsage_sync.sync.document import Change, LogEntry, TripDocument, UpdateRequest
+from tripsage_sync.sync.document import (
+    ApplyResult,
+    Change,
+    LogEntry,
+    TripDocument,
+    UpdateRequest,
+)
 from tripsage_sync.sync.document.state import DocState
 from tripsage_sync.sync.errors import InvalidState
 
@@ -122,3 +133,62 @@ def test_stamp_at_is_the_last_write_at_or_before_the_version(
     known = [s for v, s in zip(versions, stamps, strict=True) if v <= asked]
     assert state.stamp_at("f", asked) == (known[-1] if known else None)
     assert state.stamp_at("g", asked) is None
+
+
+# -- a window of the log in memory, the rest read from "storage" -------------------------
+
+
+def _bare(change: Change) -> Change:
+    # pycrdt encodes an object's keys in hash order (per map): bytes may differ.
+    return replace(change, update=b"")
+
+
+def _same(result: ApplyResult) -> ApplyResult:
+    return replace(result, change=None if result.change is None else _bare(result.change))
+
+
+def _entry(change: Change) -> LogEntry:
+    return LogEntry(change.version, change.update, change.meta)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_a_window_decides_and_replays_as_the_whole_history(data: st.DataObject) -> None:
+    """Keeping 2 entries in memory and reading older ones changes no decision or replay."""
+    whole, created = TripDocument.create(
+        TRIP, PROPERTY_TRIP, MANUAL, created_by="owner", now_ms=1_000
+    )
+    window, _ = TripDocument.create(TRIP, PROPERTY_TRIP, MANUAL, created_by="owner", now_ms=1_000)
+    stored = [_entry(created)]  # what the shell appends to storage
+
+    def older(after: int, up_to: int) -> list[LogEntry]:
+        assert window.base_version <= after < up_to  # storage keeps what is above the base
+        return [e for e in stored if after < e.version <= up_to]
+
+    window.keep_recent(2, older)
+    views = {whole.version: whole.fields()}
+    for i in range(data.draw(st.integers(min_value=1, max_value=14))):
+        base = data.draw(st.sampled_from(sorted(views)))
+        update = _draw_update(data, f"u{i}", base, views[base])
+        a = whole.apply_optimistic(copy.deepcopy(update))  # each its own copy
+        b = window.apply_optimistic(copy.deepcopy(update))
+        assert _same(a) == _same(b)
+        expired = whole.expire_conflicts(FAR_FUTURE_MS)
+        assert [_same(r) for r in window.expire_conflicts(FAR_FUTURE_MS)] == [
+            _same(r) for r in expired
+        ]
+        stored.extend(_entry(r.change) for r in [a, *expired] if r.change is not None)
+        views[whole.version] = whole.fields()
+        if data.draw(st.integers(0, 4)) == 0:  # a compaction somewhere in the history
+            keep = data.draw(st.integers(whole.base_version, whole.version))
+            x, y = window.compact(keep), whole.compact(keep)
+            assert (x.version, x.meta) == (y.version, y.meta)
+            views = {v: f for v, f in views.items() if v >= keep}
+    assert window.fields() == whole.fields()
+    assert window.snapshot().meta == whole.snapshot().meta
+    for since in range(whole.base_version, whole.version + 1):
+        assert [_bare(c) for c in window.changes_since(since)] == [
+            _bare(c) for c in whole.changes_since(since)
+        ]
+        assert window.values_at(since) == whole.values_at(since)
+    assert len(window._state.entries) < 4

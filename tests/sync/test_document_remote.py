@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -230,3 +232,38 @@ def test_keys_with_separators_are_fields_on_both_protocols() -> None:
         "v1.2": 7
     }
     assert "v1.3" not in doc.fields()
+
+
+def test_a_dropped_document_is_garbage_with_its_shadow() -> None:
+    # pycrdt keeps observers in the Rust document, out of the collector's sight: an
+    # observer referring back to its owner would keep every unloaded room forever.
+    doc = new_trip()
+    doc.apply_optimistic(
+        UpdateRequest(
+            update_id="u1",
+            user_id="alice",
+            field_name="name",
+            optimistic_value="Asia",
+            expected_version=1,
+            client_ts_ms=2000,
+            received_ts_ms=2000,
+        )
+    )
+
+    def change(root: Map[Any]) -> None:
+        root["budget"] = 5
+
+    update = edit(peer_of(doc), change)
+    assert doc.apply_remote_update(update, user_id="bob", update_id="y1", now_ms=3000).change
+    state = doc._state
+    assert state.shadow is not None
+    refs: list[weakref.ref[object]] = [
+        weakref.ref(doc),
+        weakref.ref(state),
+        weakref.ref(state.doc),
+        weakref.ref(state.shadow),
+        weakref.ref(state.shadow.doc),
+    ]
+    del doc, state
+    gc.collect()
+    assert [ref() for ref in refs] == [None] * len(refs)
