@@ -114,14 +114,13 @@ class TripCommits:
             return
         room.since_snapshot = 0
         horizon = self.clock.now_ms() - int(settings.history_retention_days * 86_400_000)
-        recent = [v for v, at in room.appended_ms.items() if at >= horizon]
-        keep = min(recent) - 1 if recent else room.doc.version
+        first_recent = room.appended.first_at_or_after(horizon)
+        keep = first_recent - 1 if first_recent is not None else room.doc.version
         keep = max(keep, room.doc.base_version)
         if keep <= room.doc.base_version:
             return
         snapshot = room.doc.compact(keep)
-        for version in [v for v in room.appended_ms if v <= snapshot.version]:
-            del room.appended_ms[version]
+        room.appended.prune(snapshot.version)
         try:
             with room.held():  # not unloaded before its snapshot is stored
                 pruned = await self.services.write(

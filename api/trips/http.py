@@ -183,7 +183,7 @@ class TripHttp:
         room = self.trips.registry.adopt(
             trip_id, doc, principal.user_id, {principal.user_id: "owner"}
         )
-        room.appended_ms[change.version] = now
+        room.appended.add(change.version, now)
         logger.info("trip %s created by %s", trip_id, principal.user_id)
         return JSONResponse(self._trip_json(room), status_code=201)
 

@@ -54,7 +54,7 @@ from tripsage_sync.storage.errors import is_unavailable
 from tripsage_sync.storage.writer import WriteOp
 from tripsage_sync.sync.channels import Principal
 from tripsage_sync.sync.conflicts import PendingConflict
-from tripsage_sync.sync.document import EDITORS, Change, IdFilter, TripDocument
+from tripsage_sync.sync.document import EDITORS, SPANS, AppendTimes, Change, IdFilter, TripDocument
 from tripsage_sync.sync.errors import NotFound, PermissionDenied
 from tripsage_sync.sync.presence import Presence
 from tripsage_sync.sync.wire import OutcomePayload
@@ -87,8 +87,8 @@ class TripRoom:
     presence: Presence
     clock: Clock
     broken: bool = False
-    # version -> wall time it was appended (or loaded), for retention.
-    appended_ms: dict[int, int] = field(default_factory=dict)
+    # When the retained versions were appended (or loaded), for retention, in spans.
+    appended: AppendTimes = field(default_factory=AppendTimes)
     inflight: dict[str, asyncio.Future[OutcomePayload]] = field(default_factory=dict)
     # The update ids that may have a stored outcome, built on first use (api/trips/optimistic.py).
     outcome_ids: IdFilter | None = None
@@ -137,7 +137,7 @@ class TripRoom:
             )
             self._kinds[append] = "append"
             writes.append(append)
-            self.appended_ms[change.version] = now
+            self.appended.add(change.version, now)
         if outcome is not None:
             update_id, outcome_json = outcome
             writes.append(ops.put_outcome(self.trip_id, update_id, outcome_json, now))
@@ -236,7 +236,7 @@ class TripRoom:
             self.broken = True
             return
         self.doc = doc
-        self.appended_ms = {v: at for v, at in self.appended_ms.items() if v <= doc.version}
+        self.appended.truncate(doc.version)
         logger.info("trip %s: back at stored version %d", self.trip_id, doc.version)
 
 
@@ -295,7 +295,7 @@ class RoomRegistry:
         room = self.adopt(trip_id, doc, trip.owner_id, store.collaborators(trip_id))
         now = self.services.clock.now_ms()
         # Loaded history counts as appended now: it is kept the whole retention period.
-        room.appended_ms = {v: now for v in range(doc.base_version + 1, doc.version + 1)}
+        room.appended.add_range(doc.base_version + 1, doc.version, now)
         logger.info("trip %s loaded at version %d", trip_id, doc.version)
         return room
 
@@ -316,6 +316,7 @@ class RoomRegistry:
                 lock_ttl_ms=int(settings.field_lock_ttl_s * 1000),
             ),
             used_ms=self.services.clock.now_ms(),
+            appended=AppendTimes(int(settings.history_retention_days * 86_400_000 / SPANS)),
         )
         self.rooms[trip_id] = room
         self._on_adopt(room)

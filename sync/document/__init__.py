@@ -21,6 +21,7 @@ each with its part of the theory:
 :mod:`.trip`               :class:`TripDocument`, the facade over the parts
 :mod:`.desk`               the optimistic-update path: facts in, intents out
 :mod:`.idfilter`           which update ids may have a stored outcome (Bloom)
+:mod:`.appended`           when retained versions were appended, in bounded spans
 =========================  ==================================================
 
 Callers import from here: ``from sync.document import TripDocument, ...``.
@@ -28,6 +29,7 @@ Callers import from here: ``from sync.document import TripDocument, ...``.
 
 from __future__ import annotations
 
+from tripsage_sync.sync.document.appended import SPANS, AppendTimes
 from tripsage_sync.sync.document.desk import (
     EDITORS,
     AwaitInFlightOutcome,
@@ -74,7 +76,9 @@ from tripsage_sync.sync.document.trip import TripDocument
 __all__ = [
     "EDITORS",
     "ROOT_MAP",
+    "SPANS",
     "TEXT_FIELDS",
+    "AppendTimes",
     "ApplyResult",
     "AwaitInFlightOutcome",
     "Broadcast",
