@@ -101,7 +101,8 @@ def apply_remote_update(
     old = {name: state.value(name) for name in shadow.edits.keys() | writes.keys()}
     state.doc.apply_update(shadow.update)
     state.keys().add(written)
-    return _recorded(state, old, stamps, raised, shadow.update, user_id, update_id)
+    changed = {n: v for n, v in old.items() if not json_equal(v, state.value(n))}
+    return _appended(state, changed, stamps, raised, shadow.update, user_id, update_id)
 
 
 def _apply_new_keys(
@@ -150,20 +151,6 @@ def _stamps(
             raised.append(joined)
         stamps[name] = stamp
     return stamps, raised
-
-
-def _recorded(
-    state: DocState,
-    old: dict[str, JSON],
-    stamps: dict[str, Stamp],
-    raised: list[tuple[PendingConflict, ConflictDetected | None]],
-    update: bytes,
-    user_id: str,
-    update_id: str,
-) -> RemoteResult:
-    """The applied ``update`` as the next version: the fields whose value changed."""
-    changed = {n: v for n, v in old.items() if not json_equal(v, state.value(n))}
-    return _appended(state, changed, stamps, raised, update, user_id, update_id)
 
 
 def _appended(

@@ -36,6 +36,17 @@ async def handled(agent: Client) -> None:
     await agent.recv_type("connection_heartbeat")
 
 
+async def three_chunks_one_sent(server: ServerProcess) -> tuple[Client, Client]:
+    """Alice subscribed to s-1, the agent streamed 3 chunks: 0 went at once, 1 and 2 wait."""
+    alice = await connect(server, "alice", "s-1")
+    agent = await connect_agent(server)
+    for index in range(3):
+        await agent.send(chunk("s-1", "reply", index, f"p{index} "))
+    assert (await alice.recv_type("chat_message_chunk"))["payload"]["chunkIndex"] == 0
+    await handled(agent)
+    return alice, agent
+
+
 def stream_seen(client: Client) -> list[tuple[str, object]]:
     return [
         (m["type"], m["payload"].get("chunkIndex"))
@@ -48,13 +59,7 @@ async def test_what_follows_gathered_chunks_waits_for_them(
     server_factory: Callable[..., ServerProcess],
 ) -> None:
     server = server_factory(chat_chunk_gather_s=60)
-    alice = await connect(server, "alice", "s-1")
-    agent = await connect_agent(server)
-    for index in range(3):
-        await agent.send(chunk("s-1", "reply", index, f"p{index} "))
-    # The first chunk after a pause goes at once; 1 and 2 wait for the window.
-    assert (await alice.recv_type("chat_message_chunk"))["payload"]["chunkIndex"] == 0
-    await handled(agent)
+    alice, agent = await three_chunks_one_sent(server)
     await assert_quiet(alice, "chat_message_chunk")
 
     # A joiner: the others get the gathered chunks first, the joiner the content so far once.
@@ -124,12 +129,7 @@ async def test_gathered_chunks_go_out_before_the_shutdown_drain(
     server_factory: Callable[..., ServerProcess],
 ) -> None:
     server = server_factory(chat_chunk_gather_s=60)
-    alice = await connect(server, "alice", "s-1")
-    agent = await connect_agent(server)
-    for index in range(3):
-        await agent.send(chunk("s-1", "reply", index, f"p{index} "))
-    assert (await alice.recv_type("chat_message_chunk"))["payload"]["chunkIndex"] == 0
-    await handled(agent)  # 1 and 2 are held for the window
+    alice, agent = await three_chunks_one_sent(server)
 
     assert server.process is not None
     server.process.send_signal(signal.SIGTERM)
