@@ -57,7 +57,7 @@ from tripsage_sync.sync.conflicts import PendingConflict
 from tripsage_sync.sync.document import EDITORS, SPANS, AppendTimes, Change, IdFilter, TripDocument
 from tripsage_sync.sync.errors import NotFound, PermissionDenied
 from tripsage_sync.sync.presence import Presence
-from tripsage_sync.sync.wire import OutcomePayload
+from tripsage_sync.sync.wire import OutcomePayload, json_text
 
 __all__ = ["EDITORS", "PERMISSIONS", "RoomBroken", "RoomRegistry", "TripRoom"]
 
@@ -131,7 +131,7 @@ class TripRoom:
                 self.trip_id,
                 change.version,
                 change.update,
-                json.dumps(change.meta),
+                json_text(change.meta),
                 now,
                 contiguous=True,
             )

@@ -10,7 +10,8 @@ One module a concern, each with its part of the theory:
 * :mod:`.outcome`: the payloads of an optimistic update's outcome, stored and read back;
 * :mod:`.refusal`: the outcome of an optimistic update that fails validation;
 * :mod:`.eventpayload`: the base of server event payloads (the model names the type);
-* :mod:`.event`: server event envelopes, built and encoded once.
+* :mod:`.event`: server event envelopes, built and encoded once;
+* :mod:`.jsontext`: JSON text of plain data, by orjson where it can.
 
 Callers import from here: ``from sync.wire import parse_client_message, ...``.
 """
@@ -82,6 +83,7 @@ from tripsage_sync.sync.wire.event import (
     make_event,
 )
 from tripsage_sync.sync.wire.eventpayload import EVENT_PAYLOADS, EventPayload
+from tripsage_sync.sync.wire.jsontext import json_text
 from tripsage_sync.sync.wire.outcome import (
     OUTCOME_PAYLOADS,
     ConflictingUpdate,
@@ -235,6 +237,7 @@ __all__ = [
     "encode",
     "invalid_update_payload",
     "iso_ms",
+    "json_text",
     "make_event",
     "message_id_of",
     "new_id",

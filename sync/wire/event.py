@@ -11,15 +11,14 @@ text is shared by every recipient.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Generic
 
-import orjson
 from typing_extensions import TypeVar
 
 from tripsage_sync.sync.wire.base import iso_ms, new_id
 from tripsage_sync.sync.wire.eventpayload import EventPayload
+from tripsage_sync.sync.wire.jsontext import json_text
 from tripsage_sync.sync.wire.payload import AuthResponse
 
 __all__ = ["ServerEvent", "encode", "make_event"]
@@ -76,11 +75,4 @@ def encode(event: ServerEvent | AuthResponse) -> str:
     if event.userId is not None:
         data["userId"] = event.userId
     data["payload"] = event.payload.wire()
-    try:
-        # The same JSON as json.dumps below, several times faster (floats may be
-        # spelled differently: 1e16 for 1e+16, the same number).
-        return orjson.dumps(data).decode()
-    except orjson.JSONEncodeError:
-        # What orjson refuses (a lone surrogate, an int over 64 bits, a key that is not
-        # a str) goes as before: the writer then fails on it as it always did.
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return json_text(data)

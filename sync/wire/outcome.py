@@ -15,10 +15,10 @@ from __future__ import annotations
 import json
 from typing import Any, ClassVar, Final
 
-import orjson
 from pydantic import BaseModel, ConfigDict
 
 from tripsage_sync.sync.wire.eventpayload import EventPayload
+from tripsage_sync.sync.wire.jsontext import json_text
 
 __all__ = [
     "OUTCOME_PAYLOADS",
@@ -103,14 +103,9 @@ OUTCOME_PAYLOADS: Final[dict[str, type[OutcomePayload]]] = {
 def stored_outcome(payload: OutcomePayload) -> str:
     """The JSON an outcome is stored as (by ``updateId``, for a re-send).
 
-    orjson, as :func:`sync.wire.event.encode`: what it refuses (a lone surrogate, an int
-    over 64 bits) goes through ``json.dumps`` as before. Either reads back the same.
+    By orjson where it can (:mod:`sync.wire.jsontext`); either reads back the same.
     """
-    data = {"type": payload.EVENT_TYPE, "payload": payload.wire()}
-    try:
-        return orjson.dumps(data).decode()
-    except orjson.JSONEncodeError:
-        return json.dumps(data)
+    return json_text({"type": payload.EVENT_TYPE, "payload": payload.wire()})
 
 
 def read_outcome(stored: str) -> OutcomePayload:
