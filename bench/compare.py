@@ -4,7 +4,8 @@ Runs, in one sitting on this machine (so only ratios measured together count):
 
 1. the peers matrix (``bench/peers.sh``: this server as ``py`` beside y-websocket-server,
    Hocuspocus+SQLite and pycrdt-websocket, server pinned to CPU 0), medians of ``--reps``;
-2. the JSON path, ``bench/trip_updates.py`` (one trip with 50 editors; 100 trips);
+2. the JSON path, ``bench/trip_updates.py --procs 2 --pin`` (one trip with 50 editors; 100
+   trips; the server on CPU 0, two load generator processes on the other core);
 3. chat, ``bench/chat_stream.py --scenario paced --rate 200`` (2,000 chunks, 100 subscribers);
 4. memory, ``bench/room_memory.py`` (2,000 trips opened once and unloaded) and
    ``bench/idle_connections.py`` (``--connections`` idle authenticated JSON sockets);
@@ -168,7 +169,10 @@ def markdown_rows(text: str) -> list[dict[str, str]]:
 
 def json_rows() -> list[Row]:
     rows = []
-    results = {r["scenario"]: r for r in markdown_rows(run([PYTHON, "bench/trip_updates.py"]))}
+    results = {
+        r["scenario"]: r
+        for r in markdown_rows(run([PYTHON, "bench/trip_updates.py", "--procs", "2", "--pin"]))
+    }
     for name, rate, deliveries in (("one-trip", 3000, 49), ("100-trips", 10_000, 0)):
         r = results.get(name)
         if r is None:
