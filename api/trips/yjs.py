@@ -24,7 +24,8 @@ one document:
 
 Handshake: sync step 1 from the server (editors only: a viewer has nothing
 to give), the peer's step 1 answered with step 2, then every awareness state
-at once. One bounded outbound queue and writer task per connection
+at once. One bounded outbound queue per connection, written at the end of each
+loop iteration and by a writer task only while a backlog waits
 (:class:`api.transport.outbox.Outbox`, as for the JSON endpoints): awareness frames are
 dropped when it is full, document frames never are: the peer is closed as a
 slow consumer and resyncs. On shutdown the hub's drain closes every peer with
