@@ -66,6 +66,12 @@ class YRoom:
     told: set[str] = field(default_factory=set)  # held peers told so, until an update lands
     resync: asyncio.TimerHandle | None = None
 
+    def cancel_timers(self) -> None:
+        """Cancel the pending resync and flush (the room stops or goes)."""
+        for timer in (self.resync, self.flush_timer):
+            if timer is not None:
+                timer.cancel()
+
     def send_all(self, frame: bytes, *, exclude: object = None, droppable: bool = False) -> None:
         for peer in tuple(self.peers.values()):
             if peer is not exclude:
@@ -87,10 +93,7 @@ class YRooms:
     def stop(self) -> None:
         """Cancel the pending resyncs and flushes."""
         for yroom in self.rooms.values():
-            if yroom.resync is not None:
-                yroom.resync.cancel()
-            if yroom.flush_timer is not None:
-                yroom.flush_timer.cancel()
+            yroom.cancel_timers()
 
     # -- joining and leaving ----------------------------------------------------------
 
@@ -144,10 +147,7 @@ class YRooms:
         yroom = self.rooms.get(room.trip_id)
         if yroom is None or yroom.peers:
             return
-        if yroom.resync is not None:
-            yroom.resync.cancel()
-        if yroom.flush_timer is not None:
-            yroom.flush_timer.cancel()
+        yroom.cancel_timers()
         del self.rooms[room.trip_id]
 
     # -- document updates ---------------------------------------------------------------
