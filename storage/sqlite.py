@@ -126,15 +126,15 @@ class Storage:
         busy_timeout_ms: int = BUSY_TIMEOUT_MS,
     ) -> None:
         self.path = Path(path)
+        self._busy_timeout_ms = busy_timeout_ms
         self._read_lock = threading.Lock()
         self._closed = False
         with contextlib.ExitStack() as on_error:
             write_db = connect(self.path, busy_timeout_ms=busy_timeout_ms)
             on_error.callback(write_db.close)
             version = migrate(write_db)
-            self._read_db = connect(self.path, busy_timeout_ms=busy_timeout_ms)
+            self._read_db = self._connect_reader()
             on_error.callback(self._read_db.close)
-            self._read_db.execute("PRAGMA query_only = ON")
             #: The writer; its ``commit_count`` and ``queue_depth`` are metrics.
             self.writer = BatchWriter(write_db, max_batch_ops=max_batch_ops, bulk=LogBatch())
             on_error.pop_all()  # opened: the connections now belong to self
@@ -173,10 +173,25 @@ class Storage:
             finally:
                 self._read_db.execute("COMMIT")
 
+    def _connect_reader(self) -> Database:
+        db = connect(self.path, busy_timeout_ms=self._busy_timeout_ms)
+        db.execute("PRAGMA query_only = ON")
+        return db
+
     def shrink_memory(self) -> None:
-        """Free the read connection's page cache (``PRAGMA shrink_memory``)."""
-        with self._reading() as db:
-            db.execute("PRAGMA shrink_memory")
+        """Free what the read connection holds: it is closed and opened anew.
+
+        Besides its page cache, ``sqlite3`` keeps a connection's statement cache
+        and a list of weak references to every cursor it made (pruned only every
+        200 cursors): small objects made while rooms were loading, which would
+        keep whole allocator arenas of the unloaded rooms' memory from going back.
+        """
+        with self._read_lock:
+            if self._closed:
+                raise StorageClosed("storage is closed")
+            fresh = self._connect_reader()
+            stale, self._read_db = self._read_db, fresh
+        stale.close()
 
     # -- writes: each returns a Future resolved once durable ----------------
 
