@@ -23,7 +23,7 @@ go at once and gathers their latencies. ``--pin`` puts the server on CPU 0 and
 the workers on the other CPUs.
 
     .venv/bin/python bench/trip_updates.py [--updates 40] [--editors 50] [--trips 100]
-        [--procs 1] [--pin]
+        [--procs 1] [--pin] [--batching]
 
 Run by hand; numbers go in notes, never in tests.
 """
@@ -61,10 +61,17 @@ class Editor:
         self.ws, self.user, self.trip, self.field = ws, user, trip, field
         self.latencies_ms: list[float] = []
         self.version = 1
+        self.pending: list[dict[str, Any]] = []  # the rest of a batch frame
 
     async def recv_type(self, *types: str) -> dict[str, Any]:
         while True:
-            message: dict[str, Any] = orjson.loads(await self.ws.recv(decode=False))
+            if not self.pending:
+                message: dict[str, Any] = orjson.loads(await self.ws.recv(decode=False))
+                if message.get("type") == "batch":
+                    self.pending = list(reversed(message["payload"]["messages"]))
+                    continue
+            else:
+                message = self.pending.pop()
             kind = message.get("type")
             if kind == "trip_update_broadcast":
                 self.version = max(self.version, message["payload"]["version"])
@@ -99,7 +106,7 @@ class Editor:
 
 
 async def open_editor(
-    port: int, authority: JwtAuthority, user: str, trip: str, field: str
+    port: int, authority: JwtAuthority, user: str, trip: str, field: str, features: list[str]
 ) -> Editor:
     ws = await connect(
         f"ws://127.0.0.1:{port}/ws/chat/bench-{user}",
@@ -108,7 +115,8 @@ async def open_editor(
         open_timeout=60,
         ping_interval=None,  # behind a saturated server a pong waits its turn
     )
-    await ws.send(orjson.dumps({"token": authority.mint(user, now_s=time.time())}).decode())
+    token = authority.mint(user, now_s=time.time())
+    await ws.send(orjson.dumps({"token": token, "features": features}).decode())
     editor = Editor(ws, user, trip, field)
     await editor.recv_type("connection_established")
     await ws.send(
@@ -118,10 +126,15 @@ async def open_editor(
     return editor
 
 
-async def drive(port: int, layout: list[tuple[str, str]], updates: int, pipe: Connection) -> None:
+async def drive(
+    port: int, layout: list[tuple[str, str]], updates: int, features: list[str], pipe: Connection
+) -> None:
     """One worker: open its editors, say ready, wait for go, run, send back what it measured."""
     authority = JwtAuthority(SECRET)
-    editors = [await open_editor(port, authority, user, trip, f"f_{user}") for user, trip in layout]
+    editors = [
+        await open_editor(port, authority, user, trip, f"f_{user}", features)
+        for user, trip in layout
+    ]
     pipe.send("ready")
     await asyncio.get_running_loop().run_in_executor(None, pipe.recv)  # "go"
     start = time.perf_counter()
@@ -133,11 +146,16 @@ async def drive(port: int, layout: list[tuple[str, str]], updates: int, pipe: Co
 
 
 def worker(
-    port: int, layout: list[tuple[str, str]], updates: int, cpus: set[int] | None, pipe: Connection
+    port: int,
+    layout: list[tuple[str, str]],
+    updates: int,
+    features: list[str],
+    cpus: set[int] | None,
+    pipe: Connection,
 ) -> None:
     if cpus:
         os.sched_setaffinity(0, cpus)
-    asyncio.run(drive(port, layout, updates, pipe))
+    asyncio.run(drive(port, layout, updates, features, pipe))
 
 
 def create_trips(port: int, authority: JwtAuthority, by_trip: dict[str, list[str]]) -> None:
@@ -185,6 +203,7 @@ def scenario(
     updates: int,
     procs: int,
     cpus: set[int] | None,
+    features: list[str],
 ) -> dict[str, Any]:
     by_trip: dict[str, list[str]] = {}
     for user, trip in layout:
@@ -196,7 +215,9 @@ def scenario(
         if not share:
             continue
         ours, theirs = context.Pipe()
-        process = context.Process(target=worker, args=(port, share, updates, cpus, theirs))
+        process = context.Process(
+            target=worker, args=(port, share, updates, features, cpus, theirs)
+        )
         process.start()
         pipes.append(ours)
         workers.append(process)
@@ -248,11 +269,17 @@ def main() -> None:
         "--threads", action="store_true", help="also the server's CPU per update by thread"
     )
     parser.add_argument(
+        "--batching",
+        action="store_true",
+        help="editors ask for message_batching (events that meet go in one batch frame)",
+    )
+    parser.add_argument(
         "--scenario", choices=("both", "one-trip", "trips"), default="both", help="which to run"
     )
     args = parser.parse_args()
     port = free_port()
     cpus = (os.sched_getaffinity(0) - {0}) or None if args.pin else None
+    features = ["message_batching"] if args.batching else []
     with tempfile.TemporaryDirectory() as tmp:
         proc = start_server(
             port,
@@ -265,7 +292,9 @@ def main() -> None:
             if args.scenario in ("both", "one-trip"):
                 layout = [(f"e{i}", "t-shared") for i in range(args.editors)]
                 results.append(
-                    scenario(port, proc.pid, "one-trip", layout, args.updates, args.procs, cpus)
+                    scenario(
+                        port, proc.pid, "one-trip", layout, args.updates, args.procs, cpus, features
+                    )
                 )
             if args.scenario in ("both", "trips"):
                 layout = [(f"u{i}", f"t-{i}") for i in range(args.trips)]
@@ -278,6 +307,7 @@ def main() -> None:
                         args.updates,
                         args.procs,
                         cpus,
+                        features,
                     )
                 )
         finally:

@@ -32,6 +32,10 @@ Theory of operation:
 - Futures are resolved only after ``COMMIT`` returned, and with
   ``synchronous=FULL`` a returned ``COMMIT`` is on disk: a resolved future is
   durable. All the writes of a batch share that one fsync (group commit).
+- Whoever waits for many futures from another thread (the event loop) may
+  :meth:`BatchWriter.add_listener`: the thread calls each listener once per
+  commit with every future it has just resolved, so that the waiter wakes
+  once per batch instead of once per future (``api/transport/services.py``).
 - :meth:`BatchWriter.close` refuses new writes, lets the thread drain and
   commit everything already queued, joins it and closes the connection.
 
@@ -56,7 +60,7 @@ from sqlite_utils import Database
 
 from tripsage_sync.storage.errors import StorageClosed
 
-__all__ = ["MAX_BATCH_OPS", "BatchWriter", "BulkInsert", "WriteOp"]
+__all__ = ["MAX_BATCH_OPS", "BatchWriter", "BulkInsert", "Resolved", "WriteOp"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +68,9 @@ _T = TypeVar("_T")
 
 #: A write operation: runs on the write connection inside a savepoint.
 WriteOp: TypeAlias = Callable[[Database], _T]
+
+#: A listener: called in the writer thread with the futures one batch resolved.
+Resolved: TypeAlias = Callable[[list[Future[Any]]], None]
 
 #: Most operations committed by one transaction (one fsync).
 MAX_BATCH_OPS: Final = 256
@@ -123,9 +130,18 @@ class BatchWriter:
         self._db_closed = False
         self._commits = 0
         self._ops = 0
+        self._listeners: list[Resolved] = []
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
         logger.info("storage writer started (at most %d ops per commit)", max_batch_ops)
+
+    def add_listener(self, listener: Resolved) -> None:
+        """Call ``listener`` (in the writer thread) with each batch of resolved futures.
+
+        Add listeners before submitting: a batch resolved meanwhile may miss one.
+        A listener must be quick and must not raise (what it raises is logged).
+        """
+        self._listeners.append(listener)
 
     @property
     def commit_count(self) -> int:
@@ -235,9 +251,8 @@ class BatchWriter:
                 break
             if item is not None:
                 jobs.append(item)
-        for job in jobs:
-            if not job.future.done():
-                job.future.set_exception(StorageClosed("storage writer crashed"))
+        crashed = [(job, StorageClosed("storage writer crashed")) for job in jobs]
+        self._resolve([], [(job, exc) for job, exc in crashed if not job.future.done()])
 
     def _commit(self, jobs: list[_Job], *, bulk: bool) -> tuple[list[_Job], bool]:
         """Run ``jobs`` in one transaction; return those to run again, and whether in bulk."""
@@ -344,9 +359,18 @@ class BatchWriter:
         done.extend((job, job.bulk_result()) for job in taken)
         return True
 
-    @staticmethod
-    def _resolve(done: list[tuple[_Job, object]], failed: list[tuple[_Job, Exception]]) -> None:
+    def _resolve(
+        self, done: list[tuple[_Job, object]], failed: list[tuple[_Job, Exception]]
+    ) -> None:
         for job, result in done:
             job.future.set_result(result)
         for job, exc in failed:
             job.future.set_exception(exc)
+        if not self._listeners or not (done or failed):
+            return
+        futures = [job.future for job, _ in done] + [job.future for job, _ in failed]
+        for listener in self._listeners:
+            try:
+                listener(futures)
+            except Exception:
+                logger.exception("a storage writer listener failed")

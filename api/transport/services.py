@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from tripsage_sync.api.transport.connection import Connection, Dispatch
 from tripsage_sync.api.transport.hub import Hub
 from tripsage_sync.api.transport.metrics import Metrics
 from tripsage_sync.storage.sqlite import Storage
+from tripsage_sync.storage.writer import BatchWriter
 from tripsage_sync.sync.backoff import StorageBackoff
 from tripsage_sync.sync.channels import Channel, Facts, Principal, authorize_read
 from tripsage_sync.sync.errors import CLOSE_GOING_AWAY
@@ -56,50 +56,58 @@ class WriteLanding:
     """Brings storage writer results to the event loop: one wakeup for a whole batch.
 
     ``asyncio.wrap_future`` wakes the loop once per future (a ``call_soon_threadsafe``,
-    a write to its self-pipe); the writer resolves a group commit's futures one
-    after another, so :meth:`wait` queues each result as it lands and wakes the
-    loop only for the first of a run: the loop then hands out every result queued
-    by then, in the order they landed. One event loop per instance (a future
-    awaited from another loop is wrapped the usual way).
+    a write to its self-pipe) and costs a callback and a lock per future. The landing
+    instead listens to the writer (:meth:`storage.writer.BatchWriter.add_listener`):
+    :meth:`wait` notes the future's waiter, and once per commit the writer thread
+    hands over every future it resolved; the loop then settles their waiters, in the
+    order they were resolved. Only the loop thread touches the waiters. One event
+    loop per instance (a future awaited from another loop is wrapped the usual way).
     """
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._landed: list[tuple[Future[Any], asyncio.Future[Any]]] = []
+    def __init__(self, writer: BatchWriter) -> None:
+        self._waiting: dict[Future[Any], asyncio.Future[Any]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        writer.add_listener(self._landed)
 
     def wait(self, future: Future[T]) -> asyncio.Future[T]:
+        """A waiter for ``future``, one of the writer's (resolved or not)."""
         loop = asyncio.get_running_loop()
         if self._loop is None:
             self._loop = loop
         elif loop is not self._loop:
             return asyncio.wrap_future(future)
         waiter: asyncio.Future[T] = loop.create_future()
-        future.add_done_callback(lambda done: self._land(done, waiter))
+        if future.done():  # its batch was handed over before, or is being handed now
+            _settle(future, waiter)
+        else:  # the writer resolves it later, and hands it to _deliver after that
+            self._waiting[future] = waiter
         return waiter
 
-    def _land(self, future: Future[Any], waiter: asyncio.Future[Any]) -> None:
-        """Called in the thread that resolved ``future`` (the writer), or at once if done."""
-        with self._lock:
-            self._landed.append((future, waiter))
-            first = len(self._landed) == 1
-        if first and self._loop is not None:
-            try:
-                self._loop.call_soon_threadsafe(self._deliver)
-            except RuntimeError:  # the loop is closed: nobody waits any more
-                logger.debug("write landed after its event loop closed")
+    def _landed(self, futures: list[Future[Any]]) -> None:
+        """Called in the writer thread once per commit."""
+        if self._loop is None:
+            return  # nobody waited through this landing yet
+        try:
+            self._loop.call_soon_threadsafe(self._deliver, futures)
+        except RuntimeError:  # the loop is closed: nobody waits any more
+            logger.debug("write landed after its event loop closed")
 
-    def _deliver(self) -> None:
-        with self._lock:
-            landed, self._landed = self._landed, []
-        for future, waiter in landed:
-            if waiter.cancelled():
-                continue
-            exc = future.exception()
-            if exc is not None:
-                waiter.set_exception(exc)
-            else:
-                waiter.set_result(future.result())
+    def _deliver(self, futures: list[Future[Any]]) -> None:
+        waiting = self._waiting
+        for future in futures:
+            waiter = waiting.pop(future, None)
+            if waiter is not None:
+                _settle(future, waiter)
+
+
+def _settle(future: Future[Any], waiter: asyncio.Future[Any]) -> None:
+    if waiter.cancelled():
+        return
+    exc = future.exception()
+    if exc is not None:
+        waiter.set_exception(exc)
+    else:
+        waiter.set_result(future.result())
 
 
 @dataclass
@@ -133,9 +141,10 @@ class Services:
     request_exit: Callable[[], None] | None = None
     # Trip edits back off while storage fails (api/trips/rooms.py reports every commit).
     storage_backoff: StorageBackoff = field(init=False)
-    landing: WriteLanding = field(init=False, default_factory=WriteLanding)
+    landing: WriteLanding = field(init=False)
 
     def __post_init__(self) -> None:
+        self.landing = WriteLanding(self.store.writer)
         self.started_at_s = self.clock.now_ms() / 1000
         self.storage_backoff = StorageBackoff(
             self.settings.storage_retry_initial_ms, self.settings.storage_retry_max_ms

@@ -26,6 +26,8 @@ import math
 import re
 from typing import Final, TypeAlias
 
+import orjson
+
 from tripsage_sync.sync.errors import InvalidMessage
 
 __all__ = [
@@ -86,7 +88,12 @@ def normalise_json(value: object) -> JSON:
 def validate_value(value: object) -> JSON:
     """A value a peer may write: :func:`normalise_json` within :data:`MAX_VALUE_BYTES`."""
     normalised = _normalise(value, 0)
-    if len(canonical_json(normalised).encode()) > MAX_VALUE_BYTES:
+    # The limit counts JSON with non-ASCII characters escaped (at most 3 bytes of it
+    # per byte of UTF-8): spelled so only when the UTF-8 spelling may be over a third.
+    if (
+        len(_canonical_bytes(normalised)) * 3 > MAX_VALUE_BYTES
+        and len(_escaped(normalised)) > MAX_VALUE_BYTES
+    ):
         raise InvalidValue(f"values are limited to {MAX_VALUE_BYTES} bytes of JSON")
     return normalised
 
@@ -128,7 +135,22 @@ def _check_str(value: str) -> str:
 
 
 def canonical_json(value: JSON) -> str:
-    """One spelling per JSON value: keys sorted, ``true`` distinct from ``1``."""
+    """One spelling per JSON value: keys sorted, ``true`` distinct from ``1``.
+
+    Compared only with other spellings of this process (never stored): orjson
+    writes it, ``json.dumps`` what orjson refuses (an int over 64 bits).
+    """
+    return _canonical_bytes(value).decode()
+
+
+def _canonical_bytes(value: JSON) -> bytes:
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        return _escaped(value).encode()
+
+
+def _escaped(value: JSON) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
