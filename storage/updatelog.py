@@ -36,6 +36,7 @@ future.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any, Final, Generic, TypeVar, cast
 
@@ -211,9 +212,18 @@ class LogBatch:
         self._updates: list[tuple[str, int, bytes, str, int]] = []
         self._outcomes: list[tuple[str, str, str, int]] = []
         self._outcome_keys: set[tuple[str, str]] = set()
+        # One cursor for the batch's statements (see BatchWriter: no weakref per statement).
+        self._cursor: sqlite3.Cursor | None = None
+
+    def _cursor_of(self, db: Database) -> sqlite3.Cursor:
+        cursor = self._cursor
+        if cursor is None or cursor.connection is not db.conn:
+            cursor = self._cursor = db.conn.cursor()
+        return cursor
 
     def begin(self, db: Database) -> None:
-        data_version = cast(int, db.conn.execute("PRAGMA data_version").fetchone()[0])
+        cursor = self._cursor_of(db)
+        data_version = cast(int, cursor.execute("PRAGMA data_version").fetchone()[0])
         if data_version != self._data_version or len(self._versions) > MAX_CACHED_TRIPS:
             self._versions.clear()  # another connection committed: what we knew may be wrong
             self._data_version = data_version
@@ -254,10 +264,11 @@ class LogBatch:
         updates, outcomes = self._updates, self._outcomes
         self._updates, self._outcomes = [], []
         self._outcome_keys.clear()
+        cursor = self._cursor_of(db)
         if updates:
-            db.conn.executemany(INSERT_UPDATE_SQL, updates)
+            cursor.executemany(INSERT_UPDATE_SQL, updates)
         if outcomes:
-            db.conn.executemany(INSERT_OUTCOME_SQL, outcomes)
+            cursor.executemany(INSERT_OUTCOME_SQL, outcomes)
 
     def ran(self, ops: Sequence[Any]) -> None:
         versions = self._versions

@@ -131,6 +131,10 @@ class BatchWriter:
         self._commits = 0
         self._ops = 0
         self._listeners: list[Resolved] = []
+        # The writer's own statements go through one cursor: sqlite3 keeps a weak
+        # reference to every cursor a connection makes (pruned every 200), small
+        # objects that would outlive the memory around them.
+        self._cursor = db.conn.cursor()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
         logger.info("storage writer started (at most %d ops per commit)", max_batch_ops)
@@ -236,6 +240,7 @@ class BatchWriter:
                 logger.exception("storage writer crashed; failing every queued write")
                 self._fail_all(jobs)
                 raise
+            del item  # nothing of the batch is kept while the queue is empty
 
     def _fail_all(self, jobs: list[_Job]) -> None:
         with self._lock:
@@ -256,11 +261,11 @@ class BatchWriter:
 
     def _commit(self, jobs: list[_Job], *, bulk: bool) -> tuple[list[_Job], bool]:
         """Run ``jobs`` in one transaction; return those to run again, and whether in bulk."""
-        conn = self._db.conn
+        conn, cursor = self._db.conn, self._cursor
         started = time.perf_counter()
         rows = self._bulk if bulk else None
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            cursor.execute("BEGIN IMMEDIATE")
             if rows is not None:
                 rows.begin(self._db)
         except sqlite3.Error as exc:
@@ -295,7 +300,7 @@ class BatchWriter:
         if taken and not self._flush(rows, taken, done):
             return jobs, False
         try:
-            conn.execute("COMMIT")
+            cursor.execute("COMMIT")
         except sqlite3.Error as exc:
             logger.error("storage writer could not commit %d ops: %s", len(jobs), exc)
             if self._bulk is not None:
@@ -320,20 +325,20 @@ class BatchWriter:
     ) -> bool:
         """Run ``job`` in its own savepoint; ``False`` if it failed and ended the transaction."""
         db = self._db
-        conn = db.conn
-        conn.execute("SAVEPOINT write_op")
+        conn, cursor = db.conn, self._cursor
+        cursor.execute("SAVEPOINT write_op")
         try:
             results = [op(db) for op in job.ops]
         except BaseException as exc:
             # A RAISE(ROLLBACK) trigger, say, can end the whole transaction, savepoint too.
             if conn.in_transaction:
-                conn.execute("ROLLBACK TO write_op")
-                conn.execute("RELEASE write_op")
+                cursor.execute("ROLLBACK TO write_op")
+                cursor.execute("RELEASE write_op")
             if not isinstance(exc, Exception):
                 raise
             failed.append((job, exc))  # delivered to the submitter's future
             return conn.in_transaction
-        conn.execute("RELEASE write_op")
+        cursor.execute("RELEASE write_op")
         if self._bulk is not None:
             self._bulk.ran(job.ops)
         done.append((job, results if job.many else results[0]))

@@ -92,6 +92,8 @@ class KeyedLimiter:
     _calls: int = 0
 
     def take(self, key: str, now_s: float) -> Decision:
+        if self.limit <= 0:  # 0 disables the limit: no bucket to keep per key
+            return Decision(True, 0, self.window_s, 0, 0.0, 0.0)
         self._calls += 1
         if self._calls % PRUNE_EVERY == 0:
             self.prune(now_s)

@@ -40,8 +40,9 @@ MAX_SUB_CHARS: Final = 128
 ROLES: Final = frozenset(get_args(Role))
 # An exp past 9999-12-31 (it would not print as a timestamp) counts as that moment.
 MAX_EXPIRES_AT_MS: Final = 253_402_300_799_999
-# Verified tokens remembered until their exp (a few hundred bytes each).
-VERIFIED_TOKENS: Final = 1024
+# Verified tokens remembered until their exp: a few, the latest (each one kept is a few
+# small objects that outlive their connection and keep allocator arenas from going back).
+VERIFIED_TOKENS: Final = 16
 
 
 def new_secret() -> str:

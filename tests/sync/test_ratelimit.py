@@ -39,3 +39,9 @@ def test_keyed_limiter_isolates_keys_and_prunes() -> None:
     assert limiter.take("b", 0.0).allowed
     limiter.prune(1000.0)
     assert limiter.buckets == {}
+
+
+def test_a_disabled_limit_keeps_no_bucket_per_key() -> None:
+    limiter = KeyedLimiter(limit=0)
+    assert all(limiter.take(f"user-{i}", 1.0).allowed for i in range(100))
+    assert limiter.buckets == {}
