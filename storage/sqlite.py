@@ -7,8 +7,8 @@ Theory of operation:
   :class:`~storage.writer.BatchWriter`, whose thread alone uses it: every
   write method returns a :class:`concurrent.futures.Future` that resolves
   once the change is committed and on disk. Appends and outcomes go through
-  its bulk path, :class:`~storage.updatelog.LogBatch`. The ``api`` layer awaits it with
-  ``asyncio.wrap_future``.
+  its bulk path, :class:`~storage.updatelog.LogBatch`. The ``api`` layer awaits them
+  through the writer's listener (:meth:`~storage.writer.BatchWriter.add_listener`).
 - Reads run directly, in the caller's thread, on the read connection
   (``query_only``), guarded by a lock so any thread may call them. In WAL
   mode a reader never waits for the writer and sees the last commit; reads
@@ -35,7 +35,6 @@ import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
-from types import TracebackType
 from typing import Final, NamedTuple, TypeVar, cast
 
 from sqlite_utils import Database
@@ -151,12 +150,7 @@ class Storage:
     def __enter__(self) -> Storage:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     @contextlib.contextmanager
@@ -179,13 +173,8 @@ class Storage:
         return db
 
     def shrink_memory(self) -> None:
-        """Free what the read connection holds: it is closed and opened anew.
-
-        Besides its page cache, ``sqlite3`` keeps a connection's statement cache
-        and a list of weak references to every cursor it made (pruned only every
-        200 cursors): small objects made while rooms were loading, which would
-        keep whole allocator arenas of the unloaded rooms' memory from going back.
-        """
+        """Open the read connection anew: its page cache, statement cache and the weakref
+        ``sqlite3`` keeps per cursor would pin allocator arenas of unloaded rooms."""
         with self._read_lock:
             if self._closed:
                 raise StorageClosed("storage is closed")
