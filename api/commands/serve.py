@@ -12,7 +12,6 @@ import logging
 import socket
 import sys
 import time
-from typing import Final
 
 import uvicorn
 
@@ -26,14 +25,6 @@ from tripsage_sync.api.transport.services import Services, shutdown_services
 __all__ = ["Server", "serve"]
 
 logger = logging.getLogger(__name__)
-
-# The cyclic collector's thresholds once serving (Python's default: 700, 10, 10). An
-# update allocates a few hundred objects and frees nearly all of them by reference
-# counting; at 700 the youngest generation was collected every few updates and an
-# older one often enough to stall a broadcast (trip_updates, 100 trips: CPU per update
-# 178 -> 166 us, p99 43 -> 25 ms). Cycles still go, a little later: 20,000 gained a
-# little more CPU but held 4 MB more under churn (churn_soak), 5,000 about 1.5 MB.
-GC_THRESHOLDS: Final = (5_000, 20, 20)
 
 
 class Server(uvicorn.Server):
@@ -62,7 +53,6 @@ class Server(uvicorn.Server):
         # (one took 30-60 ms in the middle of a 100-peer run: every broadcast waited).
         gc.collect()
         gc.freeze()
-        gc.set_threshold(*GC_THRESHOLDS)
         services = self._services()
         if services is not None:  # a maintenance drain ends the process (api/ops/feature.py)
             services.request_exit = self._request_exit
