@@ -14,7 +14,7 @@ WebSocket connections live only until then unless refreshed in-band
 A verified token is remembered (up to :data:`VERIFIED_TOKENS` of them, the oldest
 forgotten first) until its ``exp``: a client reconnecting, or calling the REST API
 with the same Bearer token, is not verified again (PyJWT prepares the key on every
-call, about 40 us, and its allocations would outlive the request).
+call; with it gone, 2,000 REST opens left fewer allocator arenas behind).
 """
 
 from __future__ import annotations
