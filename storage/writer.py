@@ -256,8 +256,8 @@ class BatchWriter:
                 break
             if item is not None:
                 jobs.append(item)
-        crashed = [(job, StorageClosed("storage writer crashed")) for job in jobs]
-        self._resolve([], [(job, exc) for job, exc in crashed if not job.future.done()])
+        pending = [job for job in jobs if not job.future.done()]
+        self._resolve([], [(job, StorageClosed("storage writer crashed")) for job in pending])
 
     def _commit(self, jobs: list[_Job], *, bulk: bool) -> tuple[list[_Job], bool]:
         """Run ``jobs`` in one transaction; return those to run again, and whether in bulk."""
