@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import sqlite3
 
+import psycopg
+
 __all__ = [
     "AlreadyExists",
     "DuplicateId",
@@ -44,11 +46,12 @@ def is_unavailable(exc: BaseException) -> bool:
     """Whether a failed write says the database cannot be written now (transient).
 
     ``SQLITE_FULL``, ``SQLITE_IOERR``, ``SQLITE_BUSY``/``LOCKED`` and
-    ``SQLITE_READONLY`` are ``OperationalError``s; a closed writer cannot
-    write either. Constraint failures and this module's refusals are about
-    the write itself.
+    ``SQLITE_READONLY`` are ``OperationalError``s, and so is psycopg's lost
+    or refused connection to PostgreSQL; a closed writer cannot write
+    either. Constraint failures and this module's refusals are about the
+    write itself.
     """
-    return isinstance(exc, sqlite3.OperationalError | StorageClosed)
+    return isinstance(exc, sqlite3.OperationalError | psycopg.OperationalError | StorageClosed)
 
 
 class StorageError(Exception):

@@ -22,9 +22,8 @@ stored versions, so the version cache survives it.
 
 from __future__ import annotations
 
-from sqlite_utils import Database
-
 from tripsage_sync.storage import queries
+from tripsage_sync.storage.connection import Connection
 from tripsage_sync.storage.errors import AlreadyExists, DuplicateId, UnknownRow
 from tripsage_sync.storage.updatelog import (
     AppendUpdate,
@@ -53,7 +52,7 @@ __all__ = [
 ]
 
 
-def _require_chat_session(db: Database, session_id: str) -> None:
+def _require_chat_session(db: Connection, session_id: str) -> None:
     if queries.chat_session_owner(db, session_id) is None:
         raise UnknownRow(f"no chat session {session_id!r}")
 
@@ -64,7 +63,7 @@ def _require_chat_session(db: Database, session_id: str) -> None:
 def set_meta_if_absent(key: str, value: str) -> WriteOp[str]:
     """Store ``value`` unless ``key`` has one; the result is the stored value."""
 
-    def op(db: Database) -> str:
+    def op(db: Connection) -> str:
         db.execute(
             "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT DO NOTHING", (key, value)
         )
@@ -81,7 +80,7 @@ def set_meta_if_absent(key: str, value: str) -> WriteOp[str]:
 def claim_chat_session(session_id: str, user_id: str, now_ms: int) -> WriteOp[str]:
     """Create the session owned by ``user_id`` unless it exists; the result is its owner."""
 
-    def op(db: Database) -> str:
+    def op(db: Connection) -> str:
         db.execute(
             "INSERT INTO chat_sessions (session_id, owner_id, created_ms) VALUES (?, ?, ?)"
             " ON CONFLICT DO NOTHING",
@@ -95,7 +94,7 @@ def claim_chat_session(session_id: str, user_id: str, now_ms: int) -> WriteOp[st
 
 
 def share_chat_session(session_id: str, user_id: str) -> WriteOp[None]:
-    def op(db: Database) -> None:
+    def op(db: Connection) -> None:
         _require_chat_session(db, session_id)
         db.execute(
             "INSERT INTO chat_session_members (session_id, user_id) VALUES (?, ?)"
@@ -109,7 +108,7 @@ def share_chat_session(session_id: str, user_id: str) -> WriteOp[None]:
 def unshare_chat_session(session_id: str, user_id: str) -> WriteOp[bool]:
     """The result says whether the user was a member."""
 
-    def op(db: Database) -> bool:
+    def op(db: Connection) -> bool:
         cursor = db.execute(
             "DELETE FROM chat_session_members WHERE session_id = ? AND user_id = ?",
             (session_id, user_id),
@@ -135,7 +134,7 @@ def append_chat_message(
     :class:`DuplicateId`.
     """
 
-    def op(db: Database) -> int:
+    def op(db: Connection) -> int:
         _require_chat_session(db, session_id)
         row = db.execute(
             "SELECT seq, session_id FROM chat_messages WHERE message_id = ?", (message_id,)
@@ -145,14 +144,13 @@ def append_chat_message(
             if stored_session != session_id:
                 raise DuplicateId(f"chat message id {message_id!r} belongs to another session")
             return int(seq)
-        cursor = db.execute(
+        row = db.execute(
             "INSERT INTO chat_messages"
             " (message_id, session_id, role, user_id, content, payload, created_ms)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING seq",
             (message_id, session_id, role, user_id, content, payload_json, now_ms),
-        )
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
+        ).fetchone()
+        return int(row[0])
 
     return VersionNeutral(op)
 
@@ -163,7 +161,7 @@ def append_chat_message(
 def create_trip(trip_id: str, owner_id: str, manual_fields_json: str, now_ms: int) -> WriteOp[None]:
     """Create a trip; :class:`AlreadyExists` if the id is taken."""
 
-    def op(db: Database) -> None:
+    def op(db: Connection) -> None:
         if queries.trip_exists(db, trip_id):
             raise AlreadyExists(f"trip {trip_id!r} already exists")
         db.execute(
@@ -177,11 +175,11 @@ def create_trip(trip_id: str, owner_id: str, manual_fields_json: str, now_ms: in
 def set_collaborator(trip_id: str, user_id: str, permission: str) -> WriteOp[None]:
     """Add the collaborator or change their permission."""
 
-    def op(db: Database) -> None:
+    def op(db: Connection) -> None:
         require_trip(db, trip_id)
         db.execute(
             "INSERT INTO trip_collaborators (trip_id, user_id, permission) VALUES (?, ?, ?)"
-            " ON CONFLICT DO UPDATE SET permission = excluded.permission",
+            " ON CONFLICT (trip_id, user_id) DO UPDATE SET permission = excluded.permission",
             (trip_id, user_id, permission),
         )
 
@@ -191,7 +189,7 @@ def set_collaborator(trip_id: str, user_id: str, permission: str) -> WriteOp[Non
 def remove_collaborator(trip_id: str, user_id: str) -> WriteOp[bool]:
     """The result says whether the user was a collaborator."""
 
-    def op(db: Database) -> bool:
+    def op(db: Connection) -> bool:
         cursor = db.execute(
             "DELETE FROM trip_collaborators WHERE trip_id = ? AND user_id = ?", (trip_id, user_id)
         )
@@ -256,7 +254,7 @@ def put_outcome(trip_id: str, update_id: str, outcome_json: str, now_ms: int) ->
 def prune_outcomes(before_ms: int) -> WriteOp[int]:
     """Forget outcomes recorded before ``before_ms``; the result is how many."""
 
-    def op(db: Database) -> int:
+    def op(db: Connection) -> int:
         cursor = db.execute("DELETE FROM update_outcomes WHERE created_ms < ?", (before_ms,))
         return cursor.rowcount
 
@@ -266,7 +264,7 @@ def prune_outcomes(before_ms: int) -> WriteOp[int]:
 def put_conflict(trip_id: str, conflict_id: str, state_json: str, status: str) -> WriteOp[None]:
     """Store the conflict or replace its state and status."""
 
-    def op(db: Database) -> None:
+    def op(db: Connection) -> None:
         require_trip(db, trip_id)
         row = db.execute(
             "SELECT trip_id FROM trip_conflicts WHERE conflict_id = ?", (conflict_id,)
@@ -275,7 +273,8 @@ def put_conflict(trip_id: str, conflict_id: str, state_json: str, status: str) -
             raise DuplicateId(f"conflict {conflict_id!r} belongs to another trip")
         db.execute(
             "INSERT INTO trip_conflicts (conflict_id, trip_id, state, status) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT DO UPDATE SET state = excluded.state, status = excluded.status",
+            " ON CONFLICT (conflict_id) DO UPDATE"
+            " SET state = excluded.state, status = excluded.status",
             (conflict_id, trip_id, state_json, status),
         )
 
@@ -285,7 +284,7 @@ def put_conflict(trip_id: str, conflict_id: str, state_json: str, status: str) -
 def set_conflict_status(conflict_id: str, status: str) -> WriteOp[bool]:
     """The result says whether the conflict exists."""
 
-    def op(db: Database) -> bool:
+    def op(db: Connection) -> bool:
         cursor = db.execute(
             "UPDATE trip_conflicts SET status = ? WHERE conflict_id = ?", (status, conflict_id)
         )

@@ -1,13 +1,14 @@
 """Read queries and the row types they return.
 
-Theory of operation: each function takes a ``sqlite_utils.Database`` and
-runs plain SQL on it, so the same query serves two callers. The
-:class:`storage.sqlite.Storage` facade runs them on its read connection,
-where WAL gives each statement (or each read transaction) a consistent
-snapshot of the last commit; write operations in ``storage/ops.py`` run them
-on the write connection inside their transaction, where they see their own
-batch. Hand-written SQL rather than ``Table`` helpers: these run on hot
-paths and every statement here hits a primary key or an index.
+Theory of operation: each function takes a
+:class:`~storage.connection.Connection` and runs plain SQL on it that both
+engines run, so the same query serves two callers and two engines. A store
+(``storage/store.py``) runs them on its read connection, where each
+statement (or each read transaction) sees a consistent snapshot of the last
+commit; write operations in ``storage/ops.py`` run them on the write
+connection inside their transaction, where they see their own batch.
+Hand-written SQL rather than ``Table`` helpers: these run on hot paths and
+every statement here hits a primary key or an index.
 
 Rows come back as named tuples of ``str``, ``int`` and ``bytes``; JSON
 columns are returned as the ``str`` they were stored as.
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from typing import Final, NamedTuple, cast
 
-from sqlite_utils import Database
+from tripsage_sync.storage.connection import Connection
 
 __all__ = [
     "CONFLICT_PENDING",
@@ -105,7 +106,7 @@ class PendingConflict(NamedTuple):
     state_json: str
 
 
-def _scalar(db: Database, sql: str, params: tuple[object, ...]) -> object:
+def _scalar(db: Connection, sql: str, params: tuple[object, ...]) -> object:
     row = db.execute(sql, params).fetchone()
     return None if row is None else row[0]
 
@@ -113,25 +114,25 @@ def _scalar(db: Database, sql: str, params: tuple[object, ...]) -> object:
 # -- meta ------------------------------------------------------------------
 
 
-def get_meta(db: Database, key: str) -> str | None:
+def get_meta(db: Connection, key: str) -> str | None:
     return cast(str | None, _scalar(db, "SELECT value FROM meta WHERE key = ?", (key,)))
 
 
 # -- chat sessions and messages ----------------------------------------------
 
 
-def chat_session_owner(db: Database, session_id: str) -> str | None:
+def chat_session_owner(db: Connection, session_id: str) -> str | None:
     sql = "SELECT owner_id FROM chat_sessions WHERE session_id = ?"
     return cast(str | None, _scalar(db, sql, (session_id,)))
 
 
-def chat_session_members(db: Database, session_id: str) -> set[str]:
+def chat_session_members(db: Connection, session_id: str) -> set[str]:
     """Users the session is shared with; the owner is not listed."""
     sql = "SELECT user_id FROM chat_session_members WHERE session_id = ?"
     return {cast(str, row[0]) for row in db.execute(sql, (session_id,))}
 
 
-def chat_messages(db: Database, session_id: str, after_seq: int, limit: int) -> list[ChatMessage]:
+def chat_messages(db: Connection, session_id: str, after_seq: int, limit: int) -> list[ChatMessage]:
     """At most ``limit`` messages of the session with ``seq > after_seq``, oldest first."""
     sql = (
         "SELECT seq, message_id, session_id, role, user_id, content, payload, created_ms"
@@ -141,7 +142,7 @@ def chat_messages(db: Database, session_id: str, after_seq: int, limit: int) -> 
 
 
 def chat_messages_before(
-    db: Database, session_id: str, before_seq: int, limit: int
+    db: Connection, session_id: str, before_seq: int, limit: int
 ) -> list[ChatMessage]:
     """The ``limit`` messages of the session just before ``before_seq``, oldest first."""
     sql = (
@@ -152,7 +153,7 @@ def chat_messages_before(
     return [ChatMessage._make(row) for row in reversed(rows)]
 
 
-def chat_message(db: Database, message_id: str) -> ChatMessage | None:
+def chat_message(db: Connection, message_id: str) -> ChatMessage | None:
     sql = (
         "SELECT seq, message_id, session_id, role, user_id, content, payload, created_ms"
         " FROM chat_messages WHERE message_id = ?"
@@ -161,7 +162,7 @@ def chat_message(db: Database, message_id: str) -> ChatMessage | None:
     return None if row is None else ChatMessage._make(row)
 
 
-def chat_message_seq(db: Database, message_id: str) -> int | None:
+def chat_message_seq(db: Connection, message_id: str) -> int | None:
     sql = "SELECT seq FROM chat_messages WHERE message_id = ?"
     return cast(int | None, _scalar(db, sql, (message_id,)))
 
@@ -169,22 +170,22 @@ def chat_message_seq(db: Database, message_id: str) -> int | None:
 # -- trips and collaborators ---------------------------------------------------
 
 
-def trip_exists(db: Database, trip_id: str) -> bool:
+def trip_exists(db: Connection, trip_id: str) -> bool:
     return _scalar(db, "SELECT 1 FROM trips WHERE trip_id = ?", (trip_id,)) is not None
 
 
-def get_trip(db: Database, trip_id: str) -> Trip | None:
+def get_trip(db: Connection, trip_id: str) -> Trip | None:
     sql = "SELECT trip_id, owner_id, manual_fields, created_ms FROM trips WHERE trip_id = ?"
     row = db.execute(sql, (trip_id,)).fetchone()
     return None if row is None else Trip._make(row)
 
 
-def trip_ids(db: Database) -> list[str]:
+def trip_ids(db: Connection) -> list[str]:
     """Every trip's id, sorted (maintenance: ``tripsage-sync db compact``)."""
     return [cast(str, row[0]) for row in db.execute("SELECT trip_id FROM trips ORDER BY trip_id")]
 
 
-def trips_for_user(db: Database, user_id: str) -> list[Trip]:
+def trips_for_user(db: Connection, user_id: str) -> list[Trip]:
     """Trips the user owns or collaborates on, oldest first."""
     sql = (
         "SELECT trip_id, owner_id, manual_fields, created_ms FROM trips WHERE owner_id = ?"
@@ -196,13 +197,13 @@ def trips_for_user(db: Database, user_id: str) -> list[Trip]:
     return [Trip._make(row) for row in db.execute(sql, (user_id, user_id))]
 
 
-def collaborators(db: Database, trip_id: str) -> dict[str, str]:
+def collaborators(db: Connection, trip_id: str) -> dict[str, str]:
     """``{user_id: permission}``; the owner is listed only if added as a collaborator."""
     sql = "SELECT user_id, permission FROM trip_collaborators WHERE trip_id = ?"
     return {cast(str, user): cast(str, perm) for user, perm in db.execute(sql, (trip_id,))}
 
 
-def permission(db: Database, trip_id: str, user_id: str) -> str | None:
+def permission(db: Connection, trip_id: str, user_id: str) -> str | None:
     """The collaborator's stored permission; ownership is ``Trip.owner_id``."""
     sql = "SELECT permission FROM trip_collaborators WHERE trip_id = ? AND user_id = ?"
     return cast(str | None, _scalar(db, sql, (trip_id, user_id)))
@@ -212,7 +213,7 @@ def permission(db: Database, trip_id: str, user_id: str) -> str | None:
 
 
 def updates_since(
-    db: Database, trip_id: str, after_version: int, up_to_version: int | None = None
+    db: Connection, trip_id: str, after_version: int, up_to_version: int | None = None
 ) -> list[LoggedUpdate]:
     """Logged updates with ``after_version < version [<= up_to_version]``, in version order."""
     sql = (
@@ -223,40 +224,40 @@ def updates_since(
     return [LoggedUpdate._make(row) for row in db.execute(sql, (trip_id, after_version, up_to))]
 
 
-def latest_snapshot(db: Database, trip_id: str) -> Snapshot | None:
+def latest_snapshot(db: Connection, trip_id: str) -> Snapshot | None:
     sql = "SELECT version, state, meta FROM trip_snapshots WHERE trip_id = ?"
     row = db.execute(sql, (trip_id,)).fetchone()
     return None if row is None else Snapshot._make(row)
 
 
-def max_version(db: Database, trip_id: str) -> int:
+#: The highest stored version of trip ``?`` (given twice), in SQL both engines run.
+_MAX_VERSION: Final = (
+    "(SELECT coalesce(max(v), 0) FROM ("
+    "SELECT max(version) AS v FROM trip_updates WHERE trip_id = ?"
+    " UNION ALL SELECT version FROM trip_snapshots WHERE trip_id = ?) AS versions)"
+)
+
+
+def max_version(db: Connection, trip_id: str) -> int:
     """The highest version stored for the trip, logged or snapshotted; 0 if none."""
-    sql = (
-        "SELECT max(coalesce((SELECT max(version) FROM trip_updates WHERE trip_id = :t), 0),"
-        " coalesce((SELECT version FROM trip_snapshots WHERE trip_id = :t), 0))"
-    )
-    return cast(int, db.execute(sql, {"t": trip_id}).fetchone()[0])
+    return cast(int, db.execute(f"SELECT {_MAX_VERSION}", (trip_id, trip_id)).fetchone()[0])
 
 
-def trip_version(db: Database, trip_id: str) -> int | None:
+def trip_version(db: Connection, trip_id: str) -> int | None:
     """:func:`max_version` of a stored trip, in one statement; ``None`` if there is no such trip."""
-    sql = (
-        "SELECT max(coalesce((SELECT max(version) FROM trip_updates WHERE trip_id = :t), 0),"
-        " coalesce((SELECT version FROM trip_snapshots WHERE trip_id = :t), 0))"
-        " FROM trips WHERE trip_id = :t"
-    )
-    row = db.execute(sql, {"t": trip_id}).fetchone()
+    sql = f"SELECT {_MAX_VERSION} FROM trips WHERE trip_id = ?"
+    row = db.execute(sql, (trip_id, trip_id, trip_id)).fetchone()
     return None if row is None else cast(int, row[0])
 
 
-def trip_history(db: Database, trip_id: str) -> TripHistory:
+def trip_history(db: Connection, trip_id: str) -> TripHistory:
     """The snapshot and the updates after it; run inside one read transaction."""
     snapshot = latest_snapshot(db, trip_id)
     after = 0 if snapshot is None else snapshot.version
     return TripHistory(snapshot, updates_since(db, trip_id, after))
 
 
-def log_stats(db: Database, trip_id: str) -> LogStats:
+def log_stats(db: Connection, trip_id: str) -> LogStats:
     sql = 'SELECT count(*), coalesce(sum(length("update")), 0) FROM trip_updates WHERE trip_id = ?'
     count, total = db.execute(sql, (trip_id,)).fetchone()
     return LogStats(cast(int, count), cast(int, total))
@@ -265,24 +266,24 @@ def log_stats(db: Database, trip_id: str) -> LogStats:
 # -- outcomes and conflicts ----------------------------------------------------
 
 
-def get_outcome(db: Database, trip_id: str, update_id: str) -> str | None:
+def get_outcome(db: Connection, trip_id: str, update_id: str) -> str | None:
     sql = "SELECT outcome FROM update_outcomes WHERE trip_id = ? AND update_id = ?"
     return cast(str | None, _scalar(db, sql, (trip_id, update_id)))
 
 
-def outcome_ids(db: Database, trip_id: str, limit: int) -> list[str]:
+def outcome_ids(db: Connection, trip_id: str, limit: int) -> list[str]:
     """Up to ``limit`` update ids of a trip that have a stored outcome (from the primary
     key's index)."""
     sql = "SELECT update_id FROM update_outcomes WHERE trip_id = ? LIMIT ?"
     return [cast(str, row[0]) for row in db.execute(sql, (trip_id, limit))]
 
 
-def pending_conflicts(db: Database, trip_id: str | None = None) -> list[PendingConflict]:
+def pending_conflicts(db: Connection, trip_id: str | None = None) -> list[PendingConflict]:
     """Conflicts with status :data:`CONFLICT_PENDING`, of one trip or of all."""
     sql = "SELECT trip_id, conflict_id, state FROM trip_conflicts WHERE status = ?"
     params: tuple[str, ...] = (CONFLICT_PENDING,)
     if trip_id is not None:
         sql += " AND trip_id = ?"
         params += (trip_id,)
-    sql += " ORDER BY trip_id, rowid"
+    sql += " ORDER BY trip_id, conflict_id"
     return [PendingConflict._make(row) for row in db.execute(sql, params)]

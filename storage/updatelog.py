@@ -18,15 +18,22 @@ far are written, so the batch keeps its order and a refusal is the same error
 in the same place.
 
 The versions in memory are right because of where they are used. The writer
-holds the write lock (``BEGIN IMMEDIATE``) for the whole batch, and at its
-start ``PRAGMA data_version`` says whether any other connection (another
-process, a second :class:`Storage` on the file) committed since our last
-batch: if one did, the cache is emptied. A trip missing from the cache is
-read once (``queries.trip_version``), which also proves the trip exists.
-Within our own batches the cache follows every write: accepted appends and
-appends that ran alone set it, a snapshot raises it, a :class:`VersionNeutral`
-operation leaves it, and any other operation, a failed bulk write or a
-transaction that did not commit empties it.
+holds the write lock for the whole batch, and at its start the transactor
+says whether any other connection (another process, a second store on the
+same database) may have committed since our last batch
+(:meth:`~storage.connection.Transactor.others_committed`: SQLite's ``PRAGMA
+data_version``; always, for PostgreSQL, whose other nodes write too): if one
+may have, the cache is emptied. A trip missing from the cache is read once
+(``queries.trip_version``), which also proves the trip exists. Within our
+own batches the cache follows every write: accepted appends and appends that
+ran alone set it, a snapshot raises it, a :class:`VersionNeutral` operation
+leaves it, and any other operation, a failed bulk write or a transaction that
+did not commit empties it.
+
+Where two connections race on one version anyway (PostgreSQL's writers do
+not lock each other out), the primary key refuses the second row: the bulk
+write fails and the batch runs again, job by job, so the append that lost
+gets :class:`VersionConflict` as it would alone.
 
 A bulk write that fails (a duplicate outcome, an outcome of an unknown trip,
 a full disk) rolls the transaction back and the writer runs the batch again,
@@ -36,13 +43,11 @@ future.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Sequence
-from typing import Any, Final, Generic, TypeVar, cast
-
-from sqlite_utils import Database
+from typing import Any, Final, Generic, TypeVar
 
 from tripsage_sync.storage import queries
+from tripsage_sync.storage.connection import Connection, Transactor
 from tripsage_sync.storage.errors import DuplicateId, StaleSnapshot, UnknownRow, VersionConflict
 
 __all__ = [
@@ -73,10 +78,10 @@ class VersionNeutral(Generic[_T]):
 
     __slots__ = ("__weakref__", "_op")
 
-    def __init__(self, op: Callable[[Database], _T]) -> None:
+    def __init__(self, op: Callable[[Connection], _T]) -> None:
         self._op = op
 
-    def __call__(self, db: Database) -> _T:
+    def __call__(self, db: Connection) -> _T:
         return self._op(db)
 
 
@@ -84,7 +89,7 @@ class VersionNeutral(Generic[_T]):
 MAX_CACHED_TRIPS: Final = 10_000
 
 
-def require_trip(db: Database, trip_id: str) -> None:
+def require_trip(db: Connection, trip_id: str) -> None:
     if not queries.trip_exists(db, trip_id):
         raise UnknownRow(f"no trip {trip_id!r}")
 
@@ -122,7 +127,7 @@ class AppendUpdate:
     def row(self) -> tuple[str, int, bytes, str, int]:
         return (self.trip_id, self.version, self.update, self.meta_json, self.now_ms)
 
-    def __call__(self, db: Database) -> None:
+    def __call__(self, db: Connection) -> None:
         require_trip(db, self.trip_id)
         refusal = self.refusal(queries.max_version(db, self.trip_id))
         if refusal is not None:
@@ -156,7 +161,7 @@ class SaveSnapshot:
         self.now_ms = now_ms
         self.prune_up_to = prune
 
-    def __call__(self, db: Database) -> int:
+    def __call__(self, db: Connection) -> int:
         trip_id, version = self.trip_id, self.version
         require_trip(db, trip_id)
         stored = queries.latest_snapshot(db, trip_id)
@@ -164,8 +169,9 @@ class SaveSnapshot:
             raise StaleSnapshot(trip_id, version, stored.version)
         db.execute(
             "INSERT INTO trip_snapshots (trip_id, version, state, meta, created_ms)"
-            " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET version = excluded.version,"
-            " state = excluded.state, meta = excluded.meta, created_ms = excluded.created_ms",
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (trip_id) DO UPDATE"
+            " SET version = excluded.version, state = excluded.state, meta = excluded.meta,"
+            " created_ms = excluded.created_ms",
             (trip_id, version, self.state, self.meta_json, self.now_ms),
         )
         if self.prune_up_to is None:
@@ -191,7 +197,7 @@ class PutOutcome:
     def row(self) -> tuple[str, str, str, int]:
         return (self.trip_id, self.update_id, self.outcome_json, self.now_ms)
 
-    def __call__(self, db: Database) -> None:
+    def __call__(self, db: Connection) -> None:
         require_trip(db, self.trip_id)
         if queries.get_outcome(db, self.trip_id, self.update_id) is not None:
             raise DuplicateId(
@@ -208,27 +214,15 @@ class LogBatch:
 
     def __init__(self) -> None:
         self._versions: dict[str, int] = {}  # trip -> highest stored version, in this transaction
-        self._data_version: int | None = None
         self._updates: list[tuple[str, int, bytes, str, int]] = []
         self._outcomes: list[tuple[str, str, str, int]] = []
         self._outcome_keys: set[tuple[str, str]] = set()
-        # One cursor for the batch's statements (see BatchWriter: no weakref per statement).
-        self._cursor: sqlite3.Cursor | None = None
 
-    def _cursor_of(self, db: Database) -> sqlite3.Cursor:
-        cursor = self._cursor
-        if cursor is None or cursor.connection is not db.conn:
-            cursor = self._cursor = db.conn.cursor()
-        return cursor
-
-    def begin(self, db: Database) -> None:
-        cursor = self._cursor_of(db)
-        data_version = cast(int, cursor.execute("PRAGMA data_version").fetchone()[0])
-        if data_version != self._data_version or len(self._versions) > MAX_CACHED_TRIPS:
+    def begin(self, tx: Transactor) -> None:
+        if tx.others_committed() or len(self._versions) > MAX_CACHED_TRIPS:
             self._versions.clear()  # another connection committed: what we knew may be wrong
-            self._data_version = data_version
 
-    def accept(self, db: Database, ops: Sequence[Any]) -> bool:
+    def accept(self, tx: Transactor, ops: Sequence[Any]) -> bool:
         for op in ops:
             if type(op) is not AppendUpdate and type(op) is not PutOutcome:
                 return False
@@ -242,7 +236,7 @@ class LogBatch:
                 if current is None:
                     current = versions.get(trip_id)
                     if current is None:
-                        current = queries.trip_version(db, trip_id)
+                        current = queries.trip_version(tx.db, trip_id)
                         if current is None:
                             return False  # no such trip: alone, it is refused with UnknownRow
                         versions[trip_id] = current  # true now: no row of it is waiting
@@ -260,15 +254,14 @@ class LogBatch:
             (self._updates if type(op) is AppendUpdate else self._outcomes).append(op.row())
         return True
 
-    def flush(self, db: Database) -> None:
+    def flush(self, tx: Transactor) -> None:
         updates, outcomes = self._updates, self._outcomes
         self._updates, self._outcomes = [], []
         self._outcome_keys.clear()
-        cursor = self._cursor_of(db)
         if updates:
-            cursor.executemany(INSERT_UPDATE_SQL, updates)
+            tx.executemany(INSERT_UPDATE_SQL, updates)
         if outcomes:
-            cursor.executemany(INSERT_OUTCOME_SQL, outcomes)
+            tx.executemany(INSERT_OUTCOME_SQL, outcomes)
 
     def ran(self, ops: Sequence[Any]) -> None:
         versions = self._versions

@@ -3,17 +3,18 @@
 Theory of operation:
 
 - Callers :meth:`BatchWriter.submit` a *write operation*, a callable taking
-  the write connection (a ``sqlite_utils.Database``), and get a
+  the write connection (a :class:`~storage.connection.Connection`), and get a
   :class:`concurrent.futures.Future` for its result. Futures are marked
   running at once, so they cannot be cancelled: a submitted write always runs
   (``asyncio.wrap_future`` cancelling its wrapper does not cancel the write).
   The queue is unbounded; the writer never drops an operation. Backpressure
   belongs to the callers (``STYLE.md`` convention 5).
 - The thread takes everything queued, up to ``max_batch_ops``, and runs the
-  batch inside one ``BEGIN IMMEDIATE ... COMMIT``. ``IMMEDIATE`` takes the
-  write lock up front (waiting out other processes with ``busy_timeout``),
-  so the transaction can never fail half-way with ``SQLITE_BUSY_SNAPSHOT``
-  as a deferred ``BEGIN`` would.
+  batch inside one transaction, begun and ended by the engine's
+  :class:`~storage.connection.Transactor` (SQLite: ``BEGIN IMMEDIATE``, which
+  takes the write lock up front, waiting out other processes with
+  ``busy_timeout``, so the transaction can never fail half-way with
+  ``SQLITE_BUSY_SNAPSHOT`` as a deferred ``BEGIN`` would).
 - Each operation runs inside its own ``SAVEPOINT``: one that raises is rolled
   back alone and its future gets the exception; the others commit.
   :meth:`BatchWriter.submit_all` puts several operations in one savepoint,
@@ -29,9 +30,10 @@ Theory of operation:
   they run again in a fresh transaction. Operations must therefore be pure
   functions of the database state and must not issue transaction control
   statements themselves.
-- Futures are resolved only after ``COMMIT`` returned, and with
-  ``synchronous=FULL`` a returned ``COMMIT`` is on disk: a resolved future is
-  durable. All the writes of a batch share that one fsync (group commit).
+- Futures are resolved only after ``COMMIT`` returned, and a returned
+  ``COMMIT`` is on disk (SQLite ``synchronous=FULL``, PostgreSQL
+  ``synchronous_commit=on``): a resolved future is durable. All the writes
+  of a batch share that one fsync (group commit).
 - Whoever waits for many futures from another thread (the event loop) may
   :meth:`BatchWriter.add_listener`: the thread calls each listener once per
   commit with every future it has just resolved, so that the waiter wakes
@@ -48,7 +50,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -56,8 +57,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, TypeAlias, TypeVar
 
-from sqlite_utils import Database
-
+from tripsage_sync.storage.connection import Connection, Transactor
 from tripsage_sync.storage.errors import StorageClosed
 
 __all__ = ["MAX_BATCH_OPS", "BatchWriter", "BulkInsert", "Resolved", "WriteOp"]
@@ -67,7 +67,7 @@ logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 #: A write operation: runs on the write connection inside a savepoint.
-WriteOp: TypeAlias = Callable[[Database], _T]
+WriteOp: TypeAlias = Callable[[Connection], _T]
 
 #: A listener: called in the writer thread with the futures one batch resolved.
 Resolved: TypeAlias = Callable[[list[Future[Any]]], None]
@@ -87,11 +87,11 @@ class BulkInsert(Protocol):
     were not committed after all (a failed flush, a lost transaction).
     """
 
-    def begin(self, db: Database) -> None: ...
+    def begin(self, tx: Transactor) -> None: ...
 
-    def accept(self, db: Database, ops: Sequence[WriteOp[Any]]) -> bool: ...
+    def accept(self, tx: Transactor, ops: Sequence[WriteOp[Any]]) -> bool: ...
 
-    def flush(self, db: Database) -> None: ...
+    def flush(self, tx: Transactor) -> None: ...
 
     def ran(self, ops: Sequence[WriteOp[Any]]) -> None: ...
 
@@ -113,7 +113,7 @@ class BatchWriter:
 
     def __init__(
         self,
-        db: Database,
+        tx: Transactor,
         *,
         max_batch_ops: int = MAX_BATCH_OPS,
         bulk: BulkInsert | None = None,
@@ -121,7 +121,7 @@ class BatchWriter:
     ) -> None:
         if max_batch_ops < 1:
             raise ValueError("max_batch_ops must be at least 1")
-        self._db = db
+        self._tx = tx
         self._bulk = bulk
         self._max_batch_ops = max_batch_ops
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
@@ -131,10 +131,6 @@ class BatchWriter:
         self._commits = 0
         self._ops = 0
         self._listeners: list[Resolved] = []
-        # The writer's own statements go through one cursor: sqlite3 keeps a weak
-        # reference to every cursor a connection makes (pruned every 200), small
-        # objects that would outlive the memory around them.
-        self._cursor = db.conn.cursor()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
         logger.info("storage writer started (at most %d ops per commit)", max_batch_ops)
@@ -207,7 +203,7 @@ class BatchWriter:
             raise TimeoutError(f"storage writer still draining after {timeout_s} s")
         if not self._db_closed:
             self._db_closed = True
-            self._db.close()
+            self._tx.close()
             logger.info(
                 "storage writer closed after %d commits of %d ops", self._commits, self._ops
             )
@@ -247,8 +243,8 @@ class BatchWriter:
             self._closed = True
         if self._bulk is not None:
             self._bulk.discard()
-        with contextlib.suppress(sqlite3.Error):
-            self._db.rollback()
+        with contextlib.suppress(self._tx.error):
+            self._tx.rollback()
         while True:
             try:
                 item = self._queue.get_nowait()
@@ -261,26 +257,25 @@ class BatchWriter:
 
     def _commit(self, jobs: list[_Job], *, bulk: bool) -> tuple[list[_Job], bool]:
         """Run ``jobs`` in one transaction; return those to run again, and whether in bulk."""
-        conn, cursor = self._db.conn, self._cursor
+        tx = self._tx
         started = time.perf_counter()
         rows = self._bulk if bulk else None
         try:
-            cursor.execute("BEGIN IMMEDIATE")
+            tx.begin()
             if rows is not None:
-                rows.begin(self._db)
-        except sqlite3.Error as exc:
+                rows.begin(tx)
+        except tx.error as exc:
             logger.error(
                 "storage writer could not begin a transaction for %d ops: %s", len(jobs), exc
             )
-            if conn.in_transaction:
-                self._db.rollback()
+            tx.rollback()
             self._resolve([], [(job, exc) for job in jobs])
             return [], True
         done: list[tuple[_Job, object]] = []
         failed: list[tuple[_Job, Exception]] = []
         taken: list[_Job] = []  # accepted by ``rows``, not yet flushed
         for index, job in enumerate(jobs):
-            if rows is not None and rows.accept(self._db, job.ops):
+            if rows is not None and rows.accept(tx, job.ops):
                 taken.append(job)
                 continue
             if taken:
@@ -300,12 +295,12 @@ class BatchWriter:
         if taken and not self._flush(rows, taken, done):
             return jobs, False
         try:
-            cursor.execute("COMMIT")
-        except sqlite3.Error as exc:
+            tx.commit()
+        except tx.error as exc:
             logger.error("storage writer could not commit %d ops: %s", len(jobs), exc)
             if self._bulk is not None:
                 self._bulk.discard()
-            self._db.rollback()
+            tx.rollback()
             self._resolve([], [(job, exc) for job in jobs])
             return [], True
         self._commits += 1
@@ -324,21 +319,20 @@ class BatchWriter:
         self, job: _Job, done: list[tuple[_Job, object]], failed: list[tuple[_Job, Exception]]
     ) -> bool:
         """Run ``job`` in its own savepoint; ``False`` if it failed and ended the transaction."""
-        db = self._db
-        conn, cursor = db.conn, self._cursor
-        cursor.execute("SAVEPOINT write_op")
+        tx = self._tx
+        db = tx.db
+        tx.savepoint()
         try:
             results = [op(db) for op in job.ops]
         except BaseException as exc:
             # A RAISE(ROLLBACK) trigger, say, can end the whole transaction, savepoint too.
-            if conn.in_transaction:
-                cursor.execute("ROLLBACK TO write_op")
-                cursor.execute("RELEASE write_op")
+            if tx.in_transaction:
+                tx.rollback_to()
             if not isinstance(exc, Exception):
                 raise
             failed.append((job, exc))  # delivered to the submitter's future
-            return conn.in_transaction
-        cursor.execute("RELEASE write_op")
+            return tx.in_transaction
+        tx.release()
         if self._bulk is not None:
             self._bulk.ran(job.ops)
         done.append((job, results if job.many else results[0]))
@@ -350,7 +344,7 @@ class BatchWriter:
         """Write the rows of the ``taken`` jobs; ``False`` if that failed and was rolled back."""
         assert rows is not None  # only jobs it accepted are taken
         try:
-            rows.flush(self._db)
+            rows.flush(self._tx)
         except Exception as exc:  # noqa: BLE001 - the batch runs again, each job alone
             logger.warning(
                 "writing %d jobs in bulk failed (%s); running the batch again, each job alone",
@@ -358,8 +352,7 @@ class BatchWriter:
                 type(exc).__name__,
             )
             rows.discard()
-            if self._db.conn.in_transaction:
-                self._db.rollback()
+            self._tx.rollback()
             return False
         done.extend((job, job.bulk_result()) for job in taken)
         return True

@@ -12,7 +12,7 @@ from tests.storage.helpers import WriterGate
 from tests.storage.test_writer import SCHEMA, fail, insert, stored_values
 from tripsage_sync.api.transport.services import WriteLanding
 from tripsage_sync.storage.errors import StorageClosed
-from tripsage_sync.storage.sqlite import connect
+from tripsage_sync.storage.sqlite import SqliteTransactor, connect
 from tripsage_sync.storage.writer import BatchWriter
 
 pytestmark = pytest.mark.anyio
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.anyio
 def writer(tmp_path: Path) -> Iterator[BatchWriter]:
     db = connect(tmp_path / "w.db")
     db.executescript(SCHEMA)
-    writer = BatchWriter(db)
+    writer = BatchWriter(SqliteTransactor(db))
     try:
         yield writer
     finally:
@@ -59,7 +59,7 @@ async def test_a_write_resolved_while_its_waiter_is_made_still_lands(writer: Bat
 async def test_a_crashed_writer_fails_every_waiter(tmp_path: Path) -> None:
     db = connect(tmp_path / "c.db")
     db.executescript(SCHEMA)
-    writer = BatchWriter(db)
+    writer = BatchWriter(SqliteTransactor(db))
     landing = WriteLanding(writer)
     gate = WriterGate(writer)
     waiters = [landing.wait(writer.submit(insert(f"c{i}"))) for i in range(3)]

@@ -1,4 +1,8 @@
-"""Fixtures for the storage tests: real SQLite files under ``tmp_path``, no mocks."""
+"""Fixtures for the storage tests: real SQLite files under ``tmp_path`` and a real
+PostgreSQL (``tests/services.py``), no mocks.
+
+``store`` is the SQLite store; ``any_store`` is each engine in turn, for the
+tests of what every engine must do alike (``test_ops.py``)."""
 
 from __future__ import annotations
 
@@ -7,7 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.services import fresh_postgres_url, need_postgres
 from tripsage_sync.storage import Storage
+from tripsage_sync.storage.postgres import PostgresStorage
+from tripsage_sync.storage.store import Store
 
 
 @pytest.fixture
@@ -29,3 +36,28 @@ def trip(store: Storage) -> str:
     """A stored trip owned by ``alice``."""
     store.create_trip("trip-1", "alice", '{"fields": []}', 1_000).result()
     return "trip-1"
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A running PostgreSQL for the whole session (each test takes a schema of its own)."""
+    yield from need_postgres()
+
+
+@pytest.fixture
+def pg_url(postgres_url: str) -> str:
+    """The URL of an empty database of this test's own (a fresh schema)."""
+    return fresh_postgres_url(postgres_url)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_store(request: pytest.FixtureRequest, db_path: Path) -> Iterator[Store]:
+    store: Store
+    if request.param == "sqlite":
+        store = Storage(db_path)
+    else:
+        store = PostgresStorage(request.getfixturevalue("pg_url"))
+    try:
+        yield store
+    finally:
+        store.close()

@@ -11,8 +11,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Final
 
-from sqlite_utils import Database
-
+from tripsage_sync.storage.connection import Connection
 from tripsage_sync.storage.writer import BatchWriter
 
 __all__ = ["REPO_ROOT", "WriterGate", "run_python"]
@@ -31,7 +30,7 @@ class WriterGate:
         if not self._entered.wait(WAIT_S):
             raise TimeoutError("writer never ran the gate")
 
-    def _hold(self, db: Database) -> None:
+    def _hold(self, db: Connection) -> None:
         self._entered.set()
         if not self._release.wait(WAIT_S):
             raise TimeoutError("gate never released")

@@ -1,4 +1,7 @@
-"""Write operations, checked through the Storage facade and its reads."""
+"""Write operations, checked through a store's facade and its reads, on every engine.
+
+Each test here runs on SQLite and on PostgreSQL (``any_store``): what one
+engine does, the other must do the same."""
 
 from __future__ import annotations
 
@@ -24,22 +27,28 @@ from tripsage_sync.storage import (
     VersionConflict,
     ops,
 )
+from tripsage_sync.storage.store import Store
 
 
-def append(store: Storage, trip: str, *versions: int) -> None:
+@pytest.fixture
+def store(any_store: Store) -> Store:
+    return any_store
+
+
+def append(store: Store, trip: str, *versions: int) -> None:
     for version in versions:
         store.append_update(trip, version, f"u{version}".encode(), f'{{"v": {version}}}', 2_000)
     store.submit(lambda db: None).result()  # FIFO: every append above is done
 
 
-def logged_versions(store: Storage, trip: str) -> list[int]:
+def logged_versions(store: Store, trip: str) -> list[int]:
     return [update.version for update in store.updates_since(trip, 0)]
 
 
 # -- meta ----------------------------------------------------------------------
 
 
-def test_set_meta_if_absent_keeps_the_first_value(store: Storage) -> None:
+def test_set_meta_if_absent_keeps_the_first_value(store: Store) -> None:
     assert store.get_meta("jwt_secret") is None
     assert store.set_meta_if_absent("jwt_secret", "first").result() == "first"
     assert store.set_meta_if_absent("jwt_secret", "second").result() == "first"
@@ -49,7 +58,7 @@ def test_set_meta_if_absent_keeps_the_first_value(store: Storage) -> None:
 # -- trips and collaborators ---------------------------------------------------
 
 
-def test_create_trip_refuses_an_existing_id(store: Storage, trip: str) -> None:
+def test_create_trip_refuses_an_existing_id(store: Store, trip: str) -> None:
     with pytest.raises(AlreadyExists):
         store.create_trip(trip, "mallory", "{}", 2_000).result()
     stored = store.get_trip(trip)
@@ -62,7 +71,7 @@ def test_create_trip_refuses_an_existing_id(store: Storage, trip: str) -> None:
     assert store.get_trip("nope") is None
 
 
-def test_collaborators(store: Storage, trip: str) -> None:
+def test_collaborators(store: Store, trip: str) -> None:
     store.create_trip("trip-2", "bob", "{}", 2_000).result()
     store.create_trip("trip-3", "carol", "{}", 3_000).result()
     store.set_collaborator(trip, "bob", "view").result()
@@ -84,7 +93,7 @@ def test_collaborators(store: Storage, trip: str) -> None:
 # -- update log and snapshots --------------------------------------------------
 
 
-def test_updates_come_back_in_version_order(store: Storage, trip: str) -> None:
+def test_updates_come_back_in_version_order(store: Store, trip: str) -> None:
     append(store, trip, 1, 2, 3)
     assert store.updates_since(trip, 0) == [
         LoggedUpdate(1, b"u1", '{"v": 1}'),
@@ -98,7 +107,7 @@ def test_updates_come_back_in_version_order(store: Storage, trip: str) -> None:
     assert store.log_stats(trip) == (3, 6)
 
 
-def test_duplicate_version_is_refused_not_overwritten(store: Storage, trip: str) -> None:
+def test_duplicate_version_is_refused_not_overwritten(store: Store, trip: str) -> None:
     append(store, trip, 1, 2)
     with pytest.raises(VersionConflict) as raised:
         store.append_update(trip, 2, b"other", "{}", 3_000).result()
@@ -108,7 +117,7 @@ def test_duplicate_version_is_refused_not_overwritten(store: Storage, trip: str)
     assert store.updates_since(trip, 1) == [LoggedUpdate(2, b"u2", '{"v": 2}')]
 
 
-def test_a_contiguous_append_needs_its_predecessor(store: Storage, trip: str) -> None:
+def test_a_contiguous_append_needs_its_predecessor(store: Store, trip: str) -> None:
     """The trip log never gets a gap: an update whose predecessor never committed is refused."""
     append(store, trip, 1, 2)
     with pytest.raises(VersionConflict) as raised:
@@ -120,14 +129,14 @@ def test_a_contiguous_append_needs_its_predecessor(store: Storage, trip: str) ->
     assert logged_versions(store, trip) == [4]
 
 
-def test_append_update_checks_its_arguments_and_trip(store: Storage) -> None:
+def test_append_update_checks_its_arguments_and_trip(store: Store) -> None:
     with pytest.raises(ValueError, match="at least 1"):
         store.append_update("nope", 0, b"", "{}", 0)
     with pytest.raises(UnknownRow):
         store.append_update("nope", 1, b"", "{}", 0).result()
 
 
-def test_snapshot_and_prune(store: Storage, trip: str) -> None:
+def test_snapshot_and_prune(store: Store, trip: str) -> None:
     append(store, trip, *range(1, 11))
     assert store.save_snapshot(trip, 6, b"state6", '{"s": 6}', 3_000, 6).result() == 6
     assert store.latest_snapshot(trip) == Snapshot(6, b"state6", '{"s": 6}')
@@ -140,14 +149,14 @@ def test_snapshot_and_prune(store: Storage, trip: str) -> None:
         store.append_update(trip, 5, b"late", "{}", 4_000).result()
 
 
-def test_snapshot_without_prune_keeps_the_log(store: Storage, trip: str) -> None:
+def test_snapshot_without_prune_keeps_the_log(store: Store, trip: str) -> None:
     append(store, trip, 1, 2, 3)
     assert store.save_snapshot(trip, 2, b"s", "{}", 3_000).result() == 0
     assert logged_versions(store, trip) == [1, 2, 3]
     assert [u.version for u in store.trip_history(trip).updates] == [3]
 
 
-def test_stale_snapshot_is_refused_and_prunes_nothing(store: Storage, trip: str) -> None:
+def test_stale_snapshot_is_refused_and_prunes_nothing(store: Store, trip: str) -> None:
     append(store, trip, 1, 2, 3, 4)
     store.save_snapshot(trip, 3, b"s3", "{}", 3_000).result()
     with pytest.raises(StaleSnapshot):
@@ -156,7 +165,7 @@ def test_stale_snapshot_is_refused_and_prunes_nothing(store: Storage, trip: str)
     assert logged_versions(store, trip) == [1, 2, 3, 4]
 
 
-def test_snapshot_and_prune_are_one_transaction(store: Storage, trip: str) -> None:
+def test_snapshot_and_prune_are_one_transaction(store: Store, trip: str) -> None:
     append(store, trip, 1, 2, 3)
     unit = [
         ops.save_snapshot(trip, 3, b"s3", "{}", 3_000, 3),
@@ -168,7 +177,7 @@ def test_snapshot_and_prune_are_one_transaction(store: Storage, trip: str) -> No
     assert logged_versions(store, trip) == [1, 2, 3]
 
 
-def test_pruning_past_the_snapshot_is_refused(store: Storage, trip: str) -> None:
+def test_pruning_past_the_snapshot_is_refused(store: Store, trip: str) -> None:
     with pytest.raises(ValueError, match="prune"):
         store.save_snapshot(trip, 3, b"s", "{}", 0, 4)
 
@@ -176,7 +185,7 @@ def test_pruning_past_the_snapshot_is_refused(store: Storage, trip: str) -> None
 # -- outcomes ------------------------------------------------------------------
 
 
-def test_update_and_outcome_commit_together(store: Storage, trip: str) -> None:
+def test_update_and_outcome_commit_together(store: Store, trip: str) -> None:
     first = [
         ops.append_update(trip, 1, b"u1", "{}", 2_000),
         ops.put_outcome(trip, "upd-1", '{"accepted": 1}', 2_000),
@@ -196,7 +205,7 @@ def test_update_and_outcome_commit_together(store: Storage, trip: str) -> None:
     assert store.get_outcome(trip, "upd-2") is None
 
 
-def test_prune_outcomes(store: Storage, trip: str) -> None:
+def test_prune_outcomes(store: Store, trip: str) -> None:
     store.put_outcome(trip, "old", "{}", 1_000).result()
     store.put_outcome(trip, "new", "{}", 5_000).result()
     assert store.prune_outcomes(before_ms=5_000).result() == 1
@@ -207,7 +216,7 @@ def test_prune_outcomes(store: Storage, trip: str) -> None:
 # -- conflicts -----------------------------------------------------------------
 
 
-def test_pending_conflicts(store: Storage, trip: str) -> None:
+def test_pending_conflicts(store: Store, trip: str) -> None:
     store.create_trip("trip-2", "bob", "{}", 2_000).result()
     store.put_conflict(trip, "c1", '{"n": 1}', CONFLICT_PENDING).result()
     store.put_conflict("trip-2", "c2", '{"n": 2}', CONFLICT_PENDING).result()
@@ -229,14 +238,14 @@ def test_pending_conflicts(store: Storage, trip: str) -> None:
 # -- chat sessions and messages ----------------------------------------------
 
 
-def test_chat_session_claim_is_first_wins(store: Storage) -> None:
+def test_chat_session_claim_is_first_wins(store: Store) -> None:
     assert store.chat_session_owner("s1") is None
     assert store.claim_chat_session("s1", "alice", 1_000).result() == "alice"
     assert store.claim_chat_session("s1", "bob", 2_000).result() == "alice"
     assert store.chat_session_owner("s1") == "alice"
 
 
-def test_concurrent_claims_agree_on_one_owner(store: Storage) -> None:
+def test_concurrent_claims_agree_on_one_owner(store: Store) -> None:
     gate = WriterGate(store.writer)
     owners: list[str] = []
     lock = threading.Lock()
@@ -256,7 +265,7 @@ def test_concurrent_claims_agree_on_one_owner(store: Storage) -> None:
     assert set(owners) == {store.chat_session_owner("s1")}
 
 
-def test_chat_session_sharing(store: Storage) -> None:
+def test_chat_session_sharing(store: Store) -> None:
     store.claim_chat_session("s1", "alice", 1_000).result()
     store.share_chat_session("s1", "bob").result()
     store.share_chat_session("s1", "bob").result()
@@ -270,7 +279,7 @@ def test_chat_session_sharing(store: Storage) -> None:
         store.share_chat_session("nope", "bob").result()
 
 
-def test_chat_messages(store: Storage) -> None:
+def test_chat_messages(store: Store) -> None:
     store.claim_chat_session("s1", "alice", 1_000).result()
     store.claim_chat_session("s2", "bob", 1_000).result()
     seqs = [

@@ -11,15 +11,15 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlite_utils import Database
 
 from tests.storage.helpers import REPO_ROOT, run_python
 from tripsage_sync.storage import Snapshot, Storage, StorageClosed, VersionConflict
+from tripsage_sync.storage.connection import Connection
 from tripsage_sync.storage.errors import is_unavailable
 
 
 def test_pragmas_are_set(store: Storage, db_path: Path) -> None:
-    def pragmas(db: Database) -> tuple[str, int, int, int]:
+    def pragmas(db: Connection) -> tuple[str, int, int, int]:
         return (
             db.execute("PRAGMA journal_mode").fetchone()[0],
             db.execute("PRAGMA synchronous").fetchone()[0],
@@ -37,7 +37,7 @@ def test_pragmas_are_set(store: Storage, db_path: Path) -> None:
 
 
 def test_foreign_keys_are_enforced(store: Storage) -> None:
-    def orphan(db: Database) -> None:
+    def orphan(db: Connection) -> None:
         db.execute(
             'INSERT INTO trip_updates (trip_id, version, "update", meta, created_ms)'
             " VALUES ('nope', 1, x'00', '{}', 0)"
@@ -179,7 +179,7 @@ def test_refusals_of_one_write_are_not_unavailability(store: Storage, trip: str)
         store.append_update(trip, 1, b"again", "{}", 2).result()
     assert not is_unavailable(conflict.value)
 
-    def orphan(db: Database) -> None:
+    def orphan(db: Connection) -> None:
         db.execute(
             'INSERT INTO trip_updates (trip_id, version, "update", meta, created_ms)'
             " VALUES ('nope', 1, x'00', '{}', 0)"

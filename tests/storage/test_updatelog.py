@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlite_utils import Database
 
 from tests.storage.helpers import WriterGate
 from tripsage_sync.storage import Storage, ops
+from tripsage_sync.storage.connection import Connection
 from tripsage_sync.storage.errors import DuplicateId, UnknownRow, VersionConflict
 from tripsage_sync.storage.migrations import migrate
-from tripsage_sync.storage.sqlite import connect
+from tripsage_sync.storage.sqlite import SqliteTransactor, connect
 from tripsage_sync.storage.writer import BatchWriter, WriteOp
 
 
@@ -182,7 +182,7 @@ def test_versions_follow_snapshots_and_other_writes(store: Storage, trips: list[
         store.submit(append("a", 2)).result()
     store.submit(append("a", 6)).result()
 
-    def sneak(db: Database) -> None:  # a write the bulk path knows nothing of
+    def sneak(db: Connection) -> None:  # a write the bulk path knows nothing of
         db.execute("INSERT INTO trip_updates VALUES ('a', 9, x'00', '{}', 0)")
 
     gate = WriterGate(store.writer)
@@ -278,7 +278,9 @@ def test_one_batch_matches_the_writes_one_by_one(
             bulk = _outcomes(futures)
         db = connect(paths[1])
         migrate(db)
-        writer = BatchWriter(db, max_batch_ops=1)  # no bulk path, one write per commit
+        writer = BatchWriter(
+            SqliteTransactor(db), max_batch_ops=1
+        )  # no bulk path, one write per commit
         try:
             writer.submit_all(edit("a", 2, "warm")).result()
             alone = _outcomes([writer.submit_all(writes) for writes in batch])

@@ -9,11 +9,11 @@ from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
-from sqlite_utils import Database
 
 from tests.storage.helpers import WriterGate
+from tripsage_sync.storage.connection import Connection
 from tripsage_sync.storage.errors import StorageClosed
-from tripsage_sync.storage.sqlite import connect
+from tripsage_sync.storage.sqlite import SqliteTransactor, connect
 from tripsage_sync.storage.writer import BatchWriter, WriteOp
 
 SCHEMA = """
@@ -33,7 +33,7 @@ def path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def writer(path: Path) -> Iterator[BatchWriter]:
-    writer = BatchWriter(connect(path))
+    writer = BatchWriter(SqliteTransactor(connect(path)))
     try:
         yield writer
     finally:
@@ -41,15 +41,14 @@ def writer(path: Path) -> Iterator[BatchWriter]:
 
 
 def insert(value: str) -> WriteOp[int]:
-    def op(db: Database) -> int:
-        rowid = db.execute("INSERT INTO items (value) VALUES (?)", (value,)).lastrowid
-        assert rowid is not None
-        return rowid
+    def op(db: Connection) -> int:
+        row = db.execute("INSERT INTO items (value) VALUES (?) RETURNING id", (value,)).fetchone()
+        return int(row[0])
 
     return op
 
 
-def fail(db: Database) -> None:
+def fail(db: Connection) -> None:
     raise ValueError("refused")
 
 
@@ -96,7 +95,7 @@ def test_concurrent_submits_share_commits(writer: BatchWriter, path: Path) -> No
 
 
 def test_batch_size_is_bounded(path: Path) -> None:
-    writer = BatchWriter(connect(path), max_batch_ops=10)
+    writer = BatchWriter(SqliteTransactor(connect(path)), max_batch_ops=10)
     try:
         gate = WriterGate(writer)
         futures = [writer.submit(insert(str(n))) for n in range(25)]
@@ -173,7 +172,7 @@ def test_futures_cannot_be_cancelled(writer: BatchWriter, path: Path) -> None:
 
 
 def test_close_drains_the_queue(path: Path) -> None:
-    writer = BatchWriter(connect(path))
+    writer = BatchWriter(SqliteTransactor(connect(path)))
     gate = WriterGate(writer)
     futures = [writer.submit(insert(str(n))) for n in range(300)]
     closer = threading.Thread(target=writer.close)
@@ -189,7 +188,7 @@ def test_close_drains_the_queue(path: Path) -> None:
 
 
 def test_close_from_an_operation_is_refused(writer: BatchWriter) -> None:
-    def close_self(db: Database) -> None:
+    def close_self(db: Connection) -> None:
         writer.close()
 
     with pytest.raises(RuntimeError, match="close"):
@@ -200,6 +199,6 @@ def test_max_batch_ops_must_be_positive(path: Path) -> None:
     db = connect(path)
     try:
         with pytest.raises(ValueError, match="max_batch_ops"):
-            BatchWriter(db, max_batch_ops=0)
+            BatchWriter(SqliteTransactor(db), max_batch_ops=0)
     finally:
         db.close()

@@ -1,0 +1,213 @@
+"""The PostgreSQL store: the shared durable store of a cluster (``docs/cluster.md``).
+
+Theory of operation:
+
+- :class:`PostgresStorage` is a :class:`~storage.store.Store` like the SQLite
+  one: one writer thread with its own connection, group-committing every
+  write (``storage/writer.py``), and one read connection behind a lock. The
+  write operations and queries are the SQLite ones (``storage/ops.py``,
+  ``storage/queries.py``): :class:`PgConnection` runs their SQL, spelling
+  ``?`` placeholders as psycopg's ``%s``.
+- Durability: a returned ``COMMIT`` is flushed to PostgreSQL's WAL
+  (``synchronous_commit`` is set ``on`` for our sessions, whatever the
+  server's default), so a resolved future survives kill -9 of any node; the
+  commit is the point of no return.
+- Several nodes write at once. The update log's version cache is emptied at
+  every batch (:meth:`PgTransactor.others_committed`), and where two nodes
+  append the same version of a trip the primary key refuses the second:
+  ``storage/updatelog.py`` turns that into :class:`VersionConflict`.
+- A lost connection (PostgreSQL restarted, a network cut) fails the reads
+  and writes that were using it, with errors that
+  :func:`~storage.errors.is_unavailable` recognizes, and the next read or
+  batch connects again: no restart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Final
+
+import psycopg
+from psycopg.pq import TransactionStatus
+
+from tripsage_sync.storage.errors import StorageClosed, StorageError
+from tripsage_sync.storage.pgschema import pg_migrate, pg_schema_version
+from tripsage_sync.storage.store import FileSizes, Store
+from tripsage_sync.storage.updatelog import LogBatch
+from tripsage_sync.storage.writer import MAX_BATCH_OPS, BatchWriter
+
+__all__ = ["CONNECT_TIMEOUT_S", "PgConnection", "PgTransactor", "PostgresStorage", "pg_connect"]
+
+logger = logging.getLogger(__name__)
+
+#: How long opening a connection may take before it fails.
+CONNECT_TIMEOUT_S: Final = 5
+
+
+@functools.lru_cache(maxsize=512)
+def _pg_sql(sql: str) -> str:
+    """``?`` placeholders as psycopg spells them (our SQL has no literal ``?`` or ``%``)."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+def pg_connect(url: str, *, read_only: bool = False) -> psycopg.Connection[Any]:
+    """Open ``url`` in autocommit mode (transactions are those we open), durable commits."""
+    conn = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+    try:
+        conn.execute("SET synchronous_commit = on")
+        if read_only:
+            conn.execute("SET default_transaction_read_only = on")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+class PgConnection:
+    """A psycopg connection as the storage SQL uses it (``storage/connection.py``)."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> psycopg.Cursor[Any]:
+        return self.conn.execute(_pg_sql(sql), parameters)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]], /) -> None:
+        with self.conn.cursor() as cursor:
+            cursor.executemany(_pg_sql(sql), rows)
+
+    @property
+    def usable(self) -> bool:
+        return not self.conn.closed and not self.conn.broken
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class PgTransactor:
+    """The writer thread's transactions on PostgreSQL; connects again after a lost link."""
+
+    error = psycopg.Error
+
+    def __init__(self, url: str, db: PgConnection) -> None:
+        self._url = url
+        self._db = db
+
+    @property
+    def db(self) -> PgConnection:
+        return self._db
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._db.conn.info.transaction_status != TransactionStatus.IDLE
+
+    def begin(self) -> None:
+        if not self._db.usable:
+            self._db.close()
+            self._db = PgConnection(pg_connect(self._url))
+            logger.info("storage writer connected to PostgreSQL again")
+        self._db.execute("BEGIN")
+
+    def commit(self) -> None:
+        self._db.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self._db.usable and self.in_transaction:
+            self._db.execute("ROLLBACK")
+
+    def savepoint(self) -> None:
+        self._db.execute("SAVEPOINT write_op")
+
+    def release(self) -> None:
+        self._db.execute("RELEASE write_op")
+
+    def rollback_to(self) -> None:
+        self._db.execute("ROLLBACK TO write_op")
+        self._db.execute("RELEASE write_op")
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]], /) -> None:
+        self._db.executemany(sql, rows)
+
+    def others_committed(self) -> bool:
+        """Always: other nodes write to the same database."""
+        return True
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class PostgresStorage(Store):
+    """The PostgreSQL store; see the module docstring."""
+
+    _BEGIN_READ: ClassVar[str] = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+    _read_db: PgConnection
+
+    def __init__(self, url: str, *, max_batch_ops: int = MAX_BATCH_OPS) -> None:
+        super().__init__()
+        self.url = url
+        with contextlib.ExitStack() as on_error:
+            write_db = PgConnection(pg_connect(url))
+            on_error.callback(write_db.close)
+            version = pg_migrate(write_db)
+            self._read_db = PgConnection(pg_connect(url, read_only=True))
+            on_error.callback(self._read_db.close)
+            #: The writer; its ``commit_count`` and ``queue_depth`` are metrics.
+            self.writer = BatchWriter(
+                PgTransactor(url, write_db), max_batch_ops=max_batch_ops, bulk=LogBatch()
+            )
+            on_error.pop_all()
+        logger.info("opened PostgreSQL storage at schema version %d", version)
+
+    @property
+    def path(self) -> str:
+        """Where the data is, for humans: the URL without its password."""
+        info = self._read_db.conn.info
+        return f"postgresql://{info.user}@{info.host}:{info.port}/{info.dbname}"
+
+    def _before_read(self) -> None:
+        """A new read connection if the old one was lost (under the read lock)."""
+        if not self._read_db.usable:
+            self._read_db.close()
+            self._read_db = PgConnection(pg_connect(self.url, read_only=True))
+            logger.info("storage reader connected to PostgreSQL again")
+
+    def _close_reader(self) -> None:
+        self._read_db.close()
+
+    def shrink_memory(self) -> None:
+        """Nothing to give back: the server holds the pages, not this process."""
+        with self._read_lock:
+            if self._closed:
+                raise StorageClosed("storage is closed")
+
+    def schema_version(self) -> int:
+        with self._reading() as db:
+            return pg_schema_version(db)
+
+    def integrity_check(self) -> list[str]:
+        """PostgreSQL enforces every key and reference itself: only its own catalog errors."""
+        with self._reading() as db:
+            db.execute("SELECT count(*) FROM trips").fetchone()
+        return []
+
+    def backup(self, path: str | Path) -> None:
+        raise StorageError("back up a PostgreSQL database with pg_dump, or `db copy` to a file")
+
+    def sizes(self) -> FileSizes:
+        with self._reading() as db:
+            total, block = db.execute(
+                "SELECT pg_database_size(current_database()), current_setting('block_size')::bigint"
+            ).fetchone()
+        return FileSizes(
+            db_bytes=int(total),
+            wal_bytes=0,
+            page_size=int(block),
+            page_count=int(total) // int(block),
+            freelist_count=0,
+        )
