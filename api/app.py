@@ -22,8 +22,8 @@ import asyncio
 import contextlib
 import logging
 import math
-import sqlite3
 from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -48,8 +48,8 @@ from tripsage_sync.api.trips.optimistic import OptimisticUpdates
 from tripsage_sync.api.trips.resume import ResumeFeature
 from tripsage_sync.api.trips.yjs import YjsFeature
 from tripsage_sync.api.web.feature import WebFeature
-from tripsage_sync.storage.errors import StorageClosed, is_unavailable
-from tripsage_sync.storage.sqlite import Storage
+from tripsage_sync.storage import Store, open_store
+from tripsage_sync.storage.errors import UNAVAILABLE, is_unavailable
 
 __all__ = ["JWT_SECRET_META_KEY", "create_app", "resolve_secret"]
 
@@ -58,7 +58,7 @@ logger = logging.getLogger(__name__)
 JWT_SECRET_META_KEY = "jwt_secret"
 
 
-def resolve_secret(settings: Settings, store: Storage) -> str:
+def resolve_secret(settings: Settings, store: Store) -> str:
     if settings.jwt_secret:
         return settings.jwt_secret
     return store.set_meta_if_absent(JWT_SECRET_META_KEY, new_secret()).result()
@@ -129,7 +129,7 @@ def create_app(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        store = Storage(settings.db)
+        store = open_store(settings.store_location)
         try:
             secret = resolve_secret(settings, store)
             authority = JwtAuthority(
@@ -151,7 +151,7 @@ def create_app(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> Starlette:
                 for feature in plugged:
                     await feature.start(services)
                     started.append(feature)
-                logger.info("serving database %s", settings.db)
+                logger.info("serving database %s as node %s", store.where, settings.node)
                 yield
                 await shutdown_services(services)
             finally:
@@ -167,5 +167,5 @@ def create_app(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> Starlette:
     ]
     for feature in plugged:
         routes.extend(feature.routes())
-    handlers = {sqlite3.OperationalError: storage_unavailable, StorageClosed: storage_unavailable}
+    handlers: dict[Any, Any] = {error: storage_unavailable for error in UNAVAILABLE}
     return Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)

@@ -11,7 +11,7 @@ secret: ``TRIPSAGE_JWT_SECRET`` or the one kept in the database);
 (``api/chat/demo_agent.py``) in-process, connected over loopback.
 ``maintenance`` announces maintenance through a running server
 (``POST /api/maintenance``), which drains and exits at the scheduled time;
-``db check|compact|backup`` are the database tools of :mod:`api.ops.dbtools`.
+``db check|compact|backup|migrate|copy`` are the database tools (:mod:`api.commands.db`).
 ``watch`` joins a trip with :class:`client.SyncClient` and prints its
 changes and presence until interrupted.
 
@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     maint.add_argument("--db", default=None, help="database whose secret to use (TRIPSAGE_DB)")
     maint.set_defaults(func=maintenance)
 
-    db = commands.add_parser("db", help="database tools: check, compact, backup")
+    db = commands.add_parser("db", help="database tools: check, compact, backup, migrate, copy")
     db_commands = db.add_subparsers(dest="db_command", required=True)
     db_check = db_commands.add_parser(
         "check", help="integrity, schema version and sizes; exit 1 if corrupt"
@@ -126,7 +126,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     db_backup.add_argument("target", help="the backup file to write")
     db_backup.add_argument("--force", action="store_true", help="overwrite the target")
-    for sub in (db_check, db_compact, db_backup):
+    db_migrate = db_commands.add_parser(
+        "migrate", help="create or upgrade the schema (PostgreSQL: TRIPSAGE_DATABASE_URL)"
+    )
+    db_migrate.add_argument(
+        "--url", default=None, help="postgresql:// URL (default TRIPSAGE_DATABASE_URL)"
+    )
+    db_copy = db_commands.add_parser(
+        "copy", help="copy every row into another database (SQLite <-> PostgreSQL), resumable"
+    )
+    db_copy.add_argument("--from", dest="source", required=True, help="SQLite file or URL")
+    db_copy.add_argument("--to", dest="target", required=True, help="postgresql:// URL or file")
+    for sub in (db_check, db_compact, db_backup, db_migrate):
         sub.add_argument("--db", default=None, help="default ./tripsage.db (TRIPSAGE_DB)")
     db.set_defaults(func=db_command.db)
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 
 from tripsage_sync.storage.queries import Trip
-from tripsage_sync.storage.sqlite import Storage
+from tripsage_sync.storage.store import Store
 from tripsage_sync.sync.conflicts import AUTO_RESOLVE_AFTER_MS
 from tripsage_sync.sync.document import LogEntry, Snapshot, TripDocument
 
 __all__ = ["keep_recent", "restore_document"]
 
 
-def keep_recent(store: Storage, doc: TripDocument, entries: int) -> None:
+def keep_recent(store: Store, doc: TripDocument, entries: int) -> None:
     """Keep about ``entries`` of ``doc``'s log in memory, the older ones read from ``store``.
 
     ``entries`` is ``Settings.history_window_updates``; 0 keeps the whole log in memory.
@@ -34,7 +34,7 @@ def keep_recent(store: Storage, doc: TripDocument, entries: int) -> None:
 
 
 def restore_document(
-    store: Storage,
+    store: Store,
     trip: Trip,
     *,
     auto_resolve_after_ms: int = AUTO_RESOLVE_AFTER_MS,

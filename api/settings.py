@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Final
@@ -19,6 +21,9 @@ from typing import Any, Final
 __all__ = ["DOCS", "ENV_PREFIX", "Settings", "SettingsError", "markdown_table"]
 
 ENV_PREFIX: Final = "TRIPSAGE_"
+_PG_SCHEMES: Final = ("postgresql://", "postgres://")
+_REDIS_SCHEMES: Final = ("redis://", "rediss://", "unix://")
+_NODE_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
 MIN_SECRET_BYTES: Final = 32
 
 
@@ -35,6 +40,9 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     db: str = "./tripsage.db"
+    database_url: str | None = field(default=None, repr=False)
+    redis_url: str | None = field(default=None, repr=False)
+    node_id: str | None = None
     jwt_secret: str | None = field(default=None, repr=False)
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
@@ -140,6 +148,12 @@ class Settings:
             raise SettingsError(
                 f"TRIPSAGE_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes (RFC 7518 3.2)"
             )
+        if self.database_url is not None and not self.database_url.startswith(_PG_SCHEMES):
+            raise SettingsError("TRIPSAGE_DATABASE_URL must be a postgresql:// URL")
+        if self.redis_url is not None and not self.redis_url.startswith(_REDIS_SCHEMES):
+            raise SettingsError("TRIPSAGE_REDIS_URL must be a redis://, rediss:// or unix:// URL")
+        if self.node_id is not None and not _NODE_ID.fullmatch(self.node_id):
+            raise SettingsError("TRIPSAGE_NODE_ID must be 1-64 letters, digits, '.', '_' or '-'")
         if self.log_format not in ("text", "json"):
             raise SettingsError("TRIPSAGE_LOG_FORMAT must be 'text' or 'json'")
         for proxy in self.trusted_proxies:
@@ -147,6 +161,29 @@ class Settings:
                 ipaddress.ip_network(proxy, strict=False)
             except ValueError as exc:
                 raise SettingsError(f"TRIPSAGE_TRUSTED_PROXIES: bad address {proxy!r}") from exc
+
+    def require_cluster_pair(self) -> None:
+        """A cluster needs both engines: PostgreSQL without Redis (or the reverse) is refused."""
+        if (self.database_url is None) != (self.redis_url is None):
+            given, missing = (
+                ("TRIPSAGE_DATABASE_URL", "TRIPSAGE_REDIS_URL")
+                if self.redis_url is None
+                else ("TRIPSAGE_REDIS_URL", "TRIPSAGE_DATABASE_URL")
+            )
+            raise SettingsError(
+                f"{given} is set but {missing} is not: cluster mode needs PostgreSQL and Redis"
+                " together (docs/cluster.md); unset both for one node on SQLite"
+            )
+
+    @property
+    def node(self) -> str:
+        """This process's name in logs, metrics and ``server_health``: ``node_id`` or host-pid."""
+        return self.node_id or f"{socket.gethostname()}-{os.getpid()}"
+
+    @property
+    def store_location(self) -> str:
+        """What the store opens: the PostgreSQL URL of a cluster, else the SQLite file."""
+        return self.database_url or self.db
 
     def limits_summary(self) -> dict[str, Any]:
         return {
@@ -188,7 +225,12 @@ def _convert(f: dataclasses.Field[Any], raw: str) -> Any:
 DOCS: Final[dict[str, str]] = {
     "host": "Address to listen on",
     "port": "TCP port",
-    "db": "SQLite database file (created if missing)",
+    "db": "SQLite database file (created if missing); unused when `TRIPSAGE_DATABASE_URL` is set",
+    "database_url": "`postgresql://` URL of the shared store of a cluster (docs/cluster.md);"
+    " needs `TRIPSAGE_REDIS_URL` too. Unset: one node on the SQLite file `TRIPSAGE_DB`",
+    "redis_url": "`redis://` URL of the cluster's bus (fan-out, presence, limits); needs"
+    " `TRIPSAGE_DATABASE_URL` too. Unset: a single node",
+    "node_id": "This node's name in logs, metrics and `server_health` (unset: host-pid)",
     "jwt_secret": "HS256 secret; unset: a random secret is created once and kept in the database",
     "jwt_issuer": "Required `iss` claim, when set",
     "jwt_audience": "Required `aud` claim, when set",

@@ -1,15 +1,19 @@
-"""Durable storage for TripSage Sync: a dumb log and index on one SQLite file.
+"""Durable storage for TripSage Sync: a dumb log and index, on one SQLite file or PostgreSQL.
 
 Layout (``STYLE.md`` "The shape"): ``api`` imports ``storage``; ``storage``
 imports neither ``sync`` nor ``api``, nor pycrdt, pydantic or asyncio. It
 stores ``bytes``, ``int`` and ``str`` (JSON as ``str``)::
 
-    storage/sqlite.py      Storage: connections, pragmas, the public facade
+    storage/store.py       Store: the facade every engine offers
+    storage/sqlite.py      Storage: the SQLite file, its connections and pragmas
+    storage/postgres.py    PostgresStorage: the shared store of a cluster
+    storage/connection.py  what the SQL and the writer need of a connection
     storage/writer.py      BatchWriter: one thread, group commit, futures
     storage/ops.py         write operations run by the writer
     storage/updatelog.py   the update log's operations, and their bulk path
     storage/queries.py     read queries and their row types
     storage/migrations.py  schema, migrations by PRAGMA user_version
+    storage/pgschema.py    the same schema in PostgreSQL's types
     storage/errors.py      the exception tree
 """
 
@@ -25,6 +29,7 @@ from tripsage_sync.storage.errors import (
     UnknownRow,
     VersionConflict,
 )
+from tripsage_sync.storage.postgres import PostgresStorage
 from tripsage_sync.storage.queries import (
     CONFLICT_PENDING,
     ChatMessage,
@@ -35,7 +40,8 @@ from tripsage_sync.storage.queries import (
     Trip,
     TripHistory,
 )
-from tripsage_sync.storage.sqlite import FileSizes, Storage
+from tripsage_sync.storage.sqlite import Storage
+from tripsage_sync.storage.store import FileSizes, Store
 from tripsage_sync.storage.writer import BatchWriter, WriteOp
 
 __all__ = [
@@ -48,15 +54,25 @@ __all__ = [
     "LogStats",
     "LoggedUpdate",
     "PendingConflict",
+    "PostgresStorage",
     "SchemaTooNew",
     "Snapshot",
     "StaleSnapshot",
     "Storage",
     "StorageClosed",
     "StorageError",
+    "Store",
     "Trip",
     "TripHistory",
     "UnknownRow",
     "VersionConflict",
     "WriteOp",
+    "open_store",
 ]
+
+
+def open_store(location: str) -> Store:
+    """The store at ``location``: a ``postgresql://`` URL, else a SQLite file's path."""
+    if location.startswith(("postgresql://", "postgres://")):
+        return PostgresStorage(location)
+    return Storage(location)

@@ -26,10 +26,12 @@ refusals of one write, so callers can back off instead of blaming the write.
 from __future__ import annotations
 
 import sqlite3
+from typing import Final
 
 import psycopg
 
 __all__ = [
+    "UNAVAILABLE",
     "AlreadyExists",
     "DuplicateId",
     "SchemaTooNew",
@@ -51,7 +53,7 @@ def is_unavailable(exc: BaseException) -> bool:
     either. Constraint failures and this module's refusals are about the
     write itself.
     """
-    return isinstance(exc, sqlite3.OperationalError | psycopg.OperationalError | StorageClosed)
+    return isinstance(exc, UNAVAILABLE)
 
 
 class StorageError(Exception):
@@ -60,6 +62,10 @@ class StorageError(Exception):
 
 class StorageClosed(StorageError):
     """The storage (or its writer) is closed: nothing was done."""
+
+
+#: What :func:`is_unavailable` recognizes (an HTTP shell maps each to a 503).
+UNAVAILABLE: Final = (sqlite3.OperationalError, psycopg.OperationalError, StorageClosed)
 
 
 class SchemaTooNew(StorageError):

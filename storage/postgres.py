@@ -34,6 +34,7 @@ from typing import Any, ClassVar, Final
 import psycopg
 from psycopg.pq import TransactionStatus
 
+from tripsage_sync.storage.connection import Connection
 from tripsage_sync.storage.errors import StorageClosed, StorageError
 from tripsage_sync.storage.pgschema import pg_migrate, pg_schema_version
 from tripsage_sync.storage.store import FileSizes, Store
@@ -157,6 +158,8 @@ class PostgresStorage(Store):
             version = pg_migrate(write_db)
             self._read_db = PgConnection(pg_connect(url, read_only=True))
             on_error.callback(self._read_db.close)
+            info = self._read_db.conn.info
+            self._where = f"postgresql://{info.user}@{info.host}:{info.port}/{info.dbname}"
             #: The writer; its ``commit_count`` and ``queue_depth`` are metrics.
             self.writer = BatchWriter(
                 PgTransactor(url, write_db), max_batch_ops=max_batch_ops, bulk=LogBatch()
@@ -165,10 +168,9 @@ class PostgresStorage(Store):
         logger.info("opened PostgreSQL storage at schema version %d", version)
 
     @property
-    def path(self) -> str:
-        """Where the data is, for humans: the URL without its password."""
-        info = self._read_db.conn.info
-        return f"postgresql://{info.user}@{info.host}:{info.port}/{info.dbname}"
+    def where(self) -> str:
+        """The URL without its password."""
+        return self._where
 
     def _before_read(self) -> None:
         """A new read connection if the old one was lost (under the read lock)."""
@@ -176,6 +178,17 @@ class PostgresStorage(Store):
             self._read_db.close()
             self._read_db = PgConnection(pg_connect(self.url, read_only=True))
             logger.info("storage reader connected to PostgreSQL again")
+
+    def after_copy(self) -> None:
+        """Chat messages came with their ``seq``: the identity continues after the highest."""
+
+        def op(db: Connection) -> None:
+            db.execute(
+                "SELECT setval(pg_get_serial_sequence('chat_messages', 'seq'),"
+                " coalesce((SELECT max(seq) FROM chat_messages), 0) + 1, false)"
+            )
+
+        self.submit(op).result()
 
     def _close_reader(self) -> None:
         self._read_db.close()

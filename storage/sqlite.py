@@ -179,6 +179,10 @@ class Storage(Store):
         db.execute("PRAGMA query_only = ON")
         return db
 
+    @property
+    def where(self) -> str:
+        return str(self.path)
+
     def _close_reader(self) -> None:
         self._read_db.close()
 

@@ -87,6 +87,15 @@ class Store(abc.ABC):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def reading(
+        self, *, transaction: bool = False
+    ) -> contextlib.AbstractContextManager[Connection]:
+        """The read connection, for storage's own tools (``storage/copy.py``)."""
+        return self._reading(transaction=transaction)
+
+    def after_copy(self) -> None:  # noqa: B027 - a hook: most engines need nothing here
+        """After rows were copied in with their keys: what the engine must catch up on."""
+
     @contextlib.contextmanager
     def _reading(self, *, transaction: bool = False) -> Iterator[Connection]:
         with self._read_lock:
@@ -281,6 +290,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def _close_reader(self) -> None: ...
+
+    @property
+    @abc.abstractmethod
+    def where(self) -> str:
+        """Where the data is, for humans and logs (never a password)."""
 
     @abc.abstractmethod
     def shrink_memory(self) -> None:

@@ -17,7 +17,7 @@ from typing import Any, Final
 from tripsage_sync.api.app import resolve_secret
 from tripsage_sync.api.settings import Settings
 from tripsage_sync.api.transport.auth import JwtAuthority
-from tripsage_sync.storage.sqlite import Storage
+from tripsage_sync.storage import open_store
 
 __all__ = [
     "admin_token",
@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 def authority(db: str | None) -> JwtAuthority:
     """The server's JWT authority: ``TRIPSAGE_JWT_SECRET`` or the secret kept in ``db``."""
     settings = Settings.from_env(db=db)
-    store = Storage(settings.db)
+    store = open_store(settings.store_location)
     try:
         secret = resolve_secret(settings, store)
     finally:

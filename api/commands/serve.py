@@ -106,6 +106,7 @@ def serve(args: argparse.Namespace) -> int:
             log_format=args.log_format,
             dev_mode=True if args.demo_agent else None,  # demo sign-in (api/web/feature.py)
         )
+        settings.require_cluster_pair()
     except SettingsError as exc:
         print(f"tripsage-sync: {exc}", file=sys.stderr)  # noqa: T201
         return 2

@@ -21,7 +21,7 @@ from tripsage_sync.api.transport.auth import JwtAuthority
 from tripsage_sync.api.transport.connection import Connection, Dispatch
 from tripsage_sync.api.transport.hub import Hub
 from tripsage_sync.api.transport.metrics import Metrics
-from tripsage_sync.storage.sqlite import Storage
+from tripsage_sync.storage.store import Store
 from tripsage_sync.storage.writer import BatchWriter
 from tripsage_sync.sync.backoff import StorageBackoff
 from tripsage_sync.sync.channels import Channel, Facts, Principal, authorize_read
@@ -113,7 +113,7 @@ def _settle(future: Future[Any], waiter: asyncio.Future[Any]) -> None:
 @dataclass
 class Services:
     settings: Settings
-    store: Storage
+    store: Store
     authority: JwtAuthority
     hub: Hub[Connection]
     # Every client message of every JSON connection: one match over the message
