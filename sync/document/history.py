@@ -27,7 +27,7 @@ from tripsage_sync.sync.document.schema import ROOT_MAP, read_field
 from tripsage_sync.sync.document.state import META_FORMAT, DocState, entry_stamps
 from tripsage_sync.sync.errors import InvalidState
 
-__all__ = ["changes_since", "compact", "restore", "snapshot_at", "values_at"]
+__all__ = ["adopt", "changes_since", "compact", "restore", "snapshot_at", "values_at"]
 
 
 def restore(state: DocState, snapshot: Snapshot | None, log: Iterable[LogEntry]) -> None:
@@ -47,6 +47,29 @@ def restore(state: DocState, snapshot: Snapshot | None, log: Iterable[LogEntry])
         state.entries.append(entry)
         state.version = entry.version
         state.note(entry.version, entry_stamps(entry.meta))
+
+
+def adopt(state: DocState, entry: LogEntry) -> Change:
+    """Apply a change another replica decided and stored (cluster mode) as the next version.
+
+    The entry is taken as it was logged: its update, its meta and its version,
+    which must be exactly the next one. The document must be the stored one at
+    the version before (no change of its own waiting for storage), so that the
+    update lands on the state it was decided on.
+    """
+    if entry.version != state.version + 1:
+        raise InvalidState(f"{state.trip_id}: cannot adopt {entry.version} at {state.version}")
+    stamps = entry_stamps(entry.meta)
+    old = {name: state.value(name) for name in stamps}
+    state.doc.apply_update(entry.update)
+    state.mirror(entry.update)
+    state.version = entry.version
+    state.entries.append(entry)
+    state.note(entry.version, stamps)
+    state.trim()
+    changes = {n: FieldChange(old[n], state.value(n), FIELD_PATH_PREFIX + n) for n in stamps}
+    updated_by = entry.meta.get("userId")
+    return Change(entry.version, entry.update, entry.meta, changes, str(updated_by or ""))
 
 
 def snapshot_at(state: DocState, version: int) -> Snapshot:

@@ -213,9 +213,9 @@ class DocState:
     def keep_recent(self, keep: int, older: OlderEntries) -> None:
         """Keep about ``keep`` entries in memory; ``older`` reads the rest ("Window" above)."""
         self.keep, self.older = max(0, keep), older
-        self._trim()
+        self.trim()
 
-    def _trim(self) -> None:
+    def trim(self) -> None:
         if not self.keep or len(self.entries) < 2 * self.keep:
             return
         cut = self.entries[-self.keep - 1].version
@@ -301,7 +301,7 @@ class DocState:
         self.entries.append(LogEntry(self.version, update, meta))
         self.note(self.version, stamps)
         if self.keep and len(self.entries) >= 2 * self.keep:
-            self._trim()
+            self.trim()
         changes = {n: FieldChange(old[n], self.value(n), FIELD_PATH_PREFIX + n) for n in stamps}
         return Change(self.version, update, meta, changes, user_id)
 

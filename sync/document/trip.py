@@ -217,6 +217,10 @@ class TripDocument:
         """Every field as plain JSON at a retained ``version`` (``base_version`` or later)."""
         return history.values_at(self._state, version)
 
+    def apply_logged(self, entry: LogEntry) -> Change:
+        """Another replica's stored change, as the next version (:func:`history.adopt`)."""
+        return history.adopt(self._state, entry)
+
     def changes_since(self, since_version: int) -> list[Change]:
         """The changes after ``since_version`` up to :attr:`version`, in version order."""
         return history.changes_since(self._state, since_version)
