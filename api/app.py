@@ -37,6 +37,7 @@ from tripsage_sync.api.ops.feature import OpsFeature
 from tripsage_sync.api.router import Router
 from tripsage_sync.api.settings import Settings
 from tripsage_sync.api.transport.auth import JwtAuthority, new_secret
+from tripsage_sync.api.transport.bus import Bus, LocalBus, RedisBus
 from tripsage_sync.api.transport.endpoints import agent_status_endpoint, chat_endpoint
 from tripsage_sync.api.transport.hub import Hub
 from tripsage_sync.api.transport.services import Feature, Services, shutdown_services
@@ -135,6 +136,11 @@ def create_app(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> Starlette:
             authority = JwtAuthority(
                 secret, issuer=settings.jwt_issuer, audience=settings.jwt_audience
             )
+            bus: Bus = (
+                RedisBus(settings.redis_url, settings.node)
+                if settings.redis_url
+                else LocalBus(settings.node)
+            )
             services = Services(
                 settings=settings,
                 store=store,
@@ -142,11 +148,13 @@ def create_app(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> Starlette:
                 hub=Hub(settings, clock=clock),
                 dispatch=router,
                 clock=clock,
+                bus=bus,
             )
             app.state.services = services
             loop = asyncio.get_running_loop()
             services.metrics.asyncio_tasks = lambda: len(asyncio.all_tasks(loop))
             started: list[Feature] = []
+            await bus.start()
             try:
                 for feature in plugged:
                     await feature.start(services)
@@ -157,6 +165,7 @@ def create_app(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> Starlette:
             finally:
                 for feature in reversed(started):
                     await feature.stop()
+                await bus.stop()
         finally:
             store.close()
             logger.info("storage flushed and closed")

@@ -29,8 +29,10 @@ import sqlite3
 from typing import Final
 
 import psycopg
+import psycopg.errors
 
 __all__ = [
+    "DUPLICATE_KEY",
     "UNAVAILABLE",
     "AlreadyExists",
     "DuplicateId",
@@ -63,6 +65,10 @@ class StorageError(Exception):
 class StorageClosed(StorageError):
     """The storage (or its writer) is closed: nothing was done."""
 
+
+#: A row whose primary key another connection wrote first (SQLite: under our write lock,
+#: never; PostgreSQL: another node's transaction that committed meanwhile).
+DUPLICATE_KEY: Final = (sqlite3.IntegrityError, psycopg.errors.UniqueViolation)
 
 #: What :func:`is_unavailable` recognizes (an HTTP shell maps each to a 503).
 UNAVAILABLE: Final = (sqlite3.OperationalError, psycopg.OperationalError, StorageClosed)

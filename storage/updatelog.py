@@ -48,7 +48,13 @@ from typing import Any, Final, Generic, TypeVar
 
 from tripsage_sync.storage import queries
 from tripsage_sync.storage.connection import Connection, Transactor
-from tripsage_sync.storage.errors import DuplicateId, StaleSnapshot, UnknownRow, VersionConflict
+from tripsage_sync.storage.errors import (
+    DUPLICATE_KEY,
+    DuplicateId,
+    StaleSnapshot,
+    UnknownRow,
+    VersionConflict,
+)
 
 __all__ = [
     "INSERT_OUTCOME_SQL",
@@ -132,7 +138,10 @@ class AppendUpdate:
         refusal = self.refusal(queries.max_version(db, self.trip_id))
         if refusal is not None:
             raise refusal
-        db.execute(INSERT_UPDATE_SQL, self.row())
+        try:
+            db.execute(INSERT_UPDATE_SQL, self.row())
+        except DUPLICATE_KEY as exc:  # another node appended it between the check and here
+            raise VersionConflict(self.trip_id, self.version, self.version) from exc
 
 
 class SaveSnapshot:
@@ -199,11 +208,13 @@ class PutOutcome:
 
     def __call__(self, db: Connection) -> None:
         require_trip(db, self.trip_id)
+        duplicate = f"trip {self.trip_id!r}: update {self.update_id!r} already has an outcome"
         if queries.get_outcome(db, self.trip_id, self.update_id) is not None:
-            raise DuplicateId(
-                f"trip {self.trip_id!r}: update {self.update_id!r} already has an outcome"
-            )
-        db.execute(INSERT_OUTCOME_SQL, self.row())
+            raise DuplicateId(duplicate)
+        try:
+            db.execute(INSERT_OUTCOME_SQL, self.row())
+        except DUPLICATE_KEY as exc:  # another node stored it between the check and here
+            raise DuplicateId(duplicate) from exc
 
 
 class LogBatch:

@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.services import need_postgres, need_redis
 from tripsage_sync.api.transport.auth import JwtAuthority
 
 SECRET = "test-secret-" + "x" * 40
@@ -108,6 +109,19 @@ class ServerProcess:
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path else ""
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A running PostgreSQL for the whole session (each test takes a schema of its own,
+    ``tests.services.fresh_postgres_url``)."""
+    yield from need_postgres()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A running Redis for the whole session."""
+    yield from need_redis()
 
 
 @pytest.fixture

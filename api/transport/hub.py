@@ -217,7 +217,7 @@ class Hub(Generic[S]):
     def subscribers(self, name: str) -> Iterable[S]:
         return tuple(self.channels.get(name, ()))
 
-    def publish(self, name: str, event: ServerEvent, *, exclude: S | None = None) -> int:
+    def publish(self, name: str, event: ServerEvent | str, *, exclude: S | None = None) -> int:
         """Send ``event`` to every subscriber of channel ``name``; encoded once."""
         members = self.channels.get(name)
         if not members:
@@ -227,18 +227,20 @@ class Hub(Generic[S]):
     def send_many(
         self,
         conns: Iterable[S],
-        event: ServerEvent,
+        event: ServerEvent | str,
         *,
         exclude: S | None = None,
         droppable: bool = False,
     ) -> int:
+        """Send ``event`` (or its encoded text, when a caller encoded it already) to each."""
         started = time.perf_counter()
-        text: str | None = None  # encoded once, for the first recipient
+        text = event if isinstance(event, str) else None  # encoded once, for the first one
         sent = 0
         for conn in tuple(conns):
             if conn is exclude:
                 continue
             if text is None:
+                assert not isinstance(event, str)
                 text = encode(event)
             if conn.enqueue(text, droppable=droppable):
                 sent += 1

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from tripsage_sync.api.clock import SYSTEM_CLOCK, Clock
 from tripsage_sync.api.settings import Settings
 from tripsage_sync.api.transport.auth import JwtAuthority
+from tripsage_sync.api.transport.bus import Bus, LocalBus
 from tripsage_sync.api.transport.connection import Connection, Dispatch
 from tripsage_sync.api.transport.hub import Hub
 from tripsage_sync.api.transport.metrics import Metrics
@@ -120,6 +121,8 @@ class Services:
     # classes (api/router.py), which knows the features that serve them.
     dispatch: Dispatch
     clock: Clock = SYSTEM_CLOCK
+    # The bus between the nodes of a cluster (api/transport/bus.py); one node: a LocalBus.
+    bus: Bus = field(default_factory=lambda: LocalBus("local"))
     started_at_s: float = field(init=False)  # wall time (s) the services were built
     # Channel namespaces' fact finders, added by features (trip permissions...).
     extra: dict[str, Any] = field(default_factory=dict)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Final
 
 from tripsage_sync.api.clock import Clock
 from tripsage_sync.api.transport.connection import Connection
@@ -26,7 +27,7 @@ from tripsage_sync.api.trips.events import (
     conflict_detected_payload,
     resolution_required_payload,
 )
-from tripsage_sync.api.trips.rooms import EDITORS, TripRoom
+from tripsage_sync.api.trips.rooms import EDITORS, Relayed, TripRoom
 from tripsage_sync.sync.collaboration import (
     ConflictResolutionRequiredPayload,
     ConflictResolvedPayload,
@@ -40,9 +41,18 @@ from tripsage_sync.sync.collaboration import (
 )
 from tripsage_sync.sync.document import ApplyResult, Change
 from tripsage_sync.sync.presence import FieldLock
-from tripsage_sync.sync.wire import iso_ms, make_event
+from tripsage_sync.sync.wire import ServerEvent, encode, iso_ms, make_event
 
-__all__ = ["ChangeHook", "PresenceHook", "TripBroadcast", "TripRoomPayload", "channel"]
+__all__ = [
+    "ALL",
+    "CHANGE",
+    "EDITORS_ONLY",
+    "ChangeHook",
+    "PresenceHook",
+    "TripBroadcast",
+    "TripRoomPayload",
+    "channel",
+]
 
 # The events published to a trip's channel.
 TripRoomPayload = (
@@ -59,6 +69,13 @@ logger = logging.getLogger(__name__)
 
 ChangeHook = Callable[[TripRoom, Change, object | None], None]
 PresenceHook = Callable[[TripRoom], None]
+
+
+#: Who a relayed event is for (``Relayed``): every subscriber of the trip, or its editors.
+ALL: Final = "all"
+EDITORS_ONLY: Final = "editors"
+#: ``trip_update_broadcast``: for everyone, and left out where the version was announced.
+CHANGE: Final = "change"
 
 
 def channel(trip_id: str) -> str:
@@ -85,6 +102,8 @@ class TripBroadcast:
         self.clock = clock
         self.change_hooks = change_hooks
         self.presence_hooks = presence_hooks
+        #: Cluster mode: tells other nodes of an event sent outside a commit (replica.py).
+        self.relay_now: Callable[[TripRoom, Relayed], None] | None = None
 
     def publish(
         self,
@@ -93,13 +112,39 @@ class TripBroadcast:
         *,
         exclude: Connection | None = None,
     ) -> None:
-        event = make_event(payload, now_ms=self.clock.now_ms())
+        made = make_event(payload, now_ms=self.clock.now_ms())
+        event: ServerEvent | str = made
+        if room.relay is not None or self.relay_now is not None:
+            event = encode(made)  # once, for the subscribers here and the other nodes
+            audience = CHANGE if isinstance(payload, TripUpdateBroadcastPayload) else ALL
+            self._relay(room, (audience, event, False))
         self.hub.publish(channel(room.trip_id), event, exclude=exclude)
         if isinstance(payload, TripUpdateBroadcastPayload):
-            for conn in self.hub.subscribers(channel(room.trip_id)):
-                versions = conn.attachments.get("trip_versions")
-                if conn is not exclude and versions and room.trip_id in versions:
-                    versions[room.trip_id] = max(versions[room.trip_id], payload.version)
+            self.advance_seen(room, payload.version, exclude)
+
+    def advance_seen(self, room: TripRoom, version: int, exclude: Connection | None) -> None:
+        """Subscribers other than ``exclude`` were sent the trip up to ``version``."""
+        for conn in self.hub.subscribers(channel(room.trip_id)):
+            versions = conn.attachments.get("trip_versions")
+            if conn is not exclude and versions and room.trip_id in versions:
+                versions[room.trip_id] = max(versions[room.trip_id], version)
+
+    def _relay(self, room: TripRoom, relayed: Relayed) -> None:
+        if room.relay is not None:  # inside a commit: goes out with it, in version order
+            room.relay.append(relayed)
+        elif self.relay_now is not None:
+            self.relay_now(room, relayed)
+
+    def encode(self, payload: TripRoomPayload) -> str:
+        return encode(make_event(payload, now_ms=self.clock.now_ms()))
+
+    def deliver(self, room: TripRoom, relayed: Relayed) -> None:
+        """An event another node broadcast to the room: to the subscribers here."""
+        audience, text, droppable = relayed
+        members = self.hub.subscribers(channel(room.trip_id))
+        if audience == EDITORS_ONLY:
+            members = [c for c in members if room.permission(c.principal.user_id) in EDITORS]
+        self.hub.send_many(members, text, droppable=droppable)
 
     def publish_presence(self, room: TripRoom) -> None:
         members = self.hub.subscribers(channel(room.trip_id))
@@ -114,7 +159,11 @@ class TripBroadcast:
             hook(room)
 
     def send_to_editors(self, room: TripRoom, payload: ConflictResolutionRequiredPayload) -> None:
-        event = make_event(payload, now_ms=self.clock.now_ms())
+        made = make_event(payload, now_ms=self.clock.now_ms())
+        event: ServerEvent | str = made
+        if room.relay is not None or self.relay_now is not None:
+            event = encode(made)
+            self._relay(room, (EDITORS_ONLY, event, False))
         editors = [
             conn
             for conn in self.hub.subscribers(channel(room.trip_id))
@@ -145,7 +194,10 @@ class TripBroadcast:
             )
 
     def has_audience(self, room: TripRoom, exclude: Connection | None) -> bool:
-        """Whether a subscriber of the trip other than ``exclude`` would get its events."""
+        """Whether a subscriber of the trip other than ``exclude`` would get its events
+        (in cluster mode, other nodes' subscribers may: always)."""
+        if room.relay is not None or self.relay_now is not None:
+            return True
         return any(conn is not exclude for conn in self.hub.channels.get(channel(room.trip_id), ()))
 
     def run_change_hooks(self, room: TripRoom, change: Change, origin: object | None) -> None:

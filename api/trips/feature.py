@@ -61,6 +61,7 @@ from tripsage_sync.api.trips.broadcast import (
 )
 from tripsage_sync.api.trips.collaboration import Collaboration
 from tripsage_sync.api.trips.commit import TripCommits
+from tripsage_sync.api.trips.replica import TripReplicas
 from tripsage_sync.api.trips.rooms import RoomRegistry, TripRoom
 from tripsage_sync.api.trips.sweep import IdleSweep, PeerCount, UnloadHook
 from tripsage_sync.api.trips.timer import RoomTimer
@@ -102,10 +103,14 @@ class TripFeature:
     async def start(self, services: Services) -> None:
         self.services = services
         self.hub = services.hub
-        self.registry = RoomRegistry(
-            services, on_evict=lambda room: None, on_adopt=lambda room: self.sweep.wake()
-        )
+        self.registry = RoomRegistry(services, on_evict=self._evicted, on_adopt=self._adopted)
         self.broadcast = TripBroadcast(self.hub, self.clock, self.change_hooks, self.presence_hooks)
+        # Cluster mode: rooms follow the other nodes' commits (api/trips/replica.py).
+        self.replicas = (
+            TripReplicas(services, services.bus, self.registry, self.broadcast, self.clock)
+            if self.settings.redis_url
+            else None
+        )
         self.commits = TripCommits(
             services, self.settings, self.clock, self.broadcast, self.schedule
         )
@@ -130,6 +135,15 @@ class TripFeature:
     async def stop(self) -> None:
         self.sweep.stop()
         self.timer.stop()
+
+    def _adopted(self, room: TripRoom) -> None:
+        if self.replicas is not None:
+            self.replicas.watch(room)
+        self.sweep.wake()
+
+    def _evicted(self, room: TripRoom) -> None:
+        if self.replicas is not None:
+            self.replicas.forget(room)
 
     # -- rooms and permissions ------------------------------------------------------
 

@@ -24,7 +24,7 @@ from tripsage_sync.api.trips.events import (
     rollback_event,
 )
 from tripsage_sync.api.trips.part import TripPart
-from tripsage_sync.api.trips.rooms import RoomBroken, TripRoom
+from tripsage_sync.api.trips.rooms import RACE_RETRIES, RoomBroken, TripRoom
 from tripsage_sync.sync.document import (
     AwaitInFlightOutcome,
     Broadcast,
@@ -84,6 +84,23 @@ class OptimisticUpdates(TripPart):
             expected_version=p.expectedVersion,
             client_timestamp=p.clientTimestamp,
         )
+        await self.decide(conn, message.id, update, received, retries=RACE_RETRIES)
+
+    async def decide(
+        self,
+        conn: Connection,
+        message_id: str | None,
+        update: UpdateStart,
+        received: int,
+        *,
+        retries: int,
+        own: asyncio.Future[OutcomePayload] | None = None,
+    ) -> OutcomePayload | None:
+        """Gather the facts, decide and carry out; the outcome sent, if one was.
+
+        ``own`` is the in-flight outcome of this very update when it is decided
+        again (another node committed first): not one to wait for.
+        """
         room: TripRoom | None = None
         permission: str | PermissionDenied
         try:
@@ -91,6 +108,8 @@ class OptimisticUpdates(TripPart):
         except PermissionDenied as exc:
             permission = exc
         inflight = None if room is None else room.inflight.get(update.update_id)
+        if inflight is not None and inflight is own:
+            inflight = None
         stored = None
         if room is not None and inflight is None and self._may_be_stored(room, update.update_id):
             stored = self.trips.services.store.get_outcome(room.trip_id, update.update_id)
@@ -104,9 +123,11 @@ class OptimisticUpdates(TripPart):
             seen_version=self.trips.seen_versions(conn).get(update.trip_id, 0),
             received_ms=received,
         )
-        reply = _Reply(self, conn, message.id, update, room, inflight, received)
+        reply = _Reply(self, conn, message_id, update, room, inflight, received, retries)
+        outcome = None
         for intent in receive_update(update, facts):
-            await reply.carry_out(intent)
+            outcome = await reply.carry_out(intent) or outcome
+        return outcome
 
     def _may_be_stored(self, room: TripRoom, update_id: str) -> bool:
         """Whether storage may hold an outcome for ``update_id``: a read of storage is
@@ -129,6 +150,7 @@ class _Reply:
     room: TripRoom | None
     inflight: asyncio.Future[OutcomePayload] | None
     received_ms: int
+    retries: int  # how many times a commit another node beat may be decided again
 
     async def carry_out(self, intent: Intent) -> OutcomePayload | None:
         """Do what ``intent`` says; returns the outcome it sent, if it sent one."""
@@ -204,8 +226,21 @@ class _Reply:
                         case _:
                             assert_never(follow_up)
         except RoomBroken as broken:  # the room is back at what storage holds
-            for intent in persist_failed(self.update, room.doc, broken.retry_after_ms):
-                outcome = await self.carry_out(intent) or outcome
+            if broken.raced and self.retries > 0:
+                # Another node committed that version (or this update) first: decide
+                # again on what the store holds now, as one node would have.
+                again = await self.part.decide(
+                    self.conn,
+                    self.message_id,
+                    self.update,
+                    self.received_ms,
+                    retries=self.retries - 1,
+                    own=waiter,
+                )
+                outcome = again or outcome
+            else:
+                for intent in persist_failed(self.update, room.doc, broken.retry_after_ms):
+                    outcome = await self.carry_out(intent) or outcome
         finally:
             room.inflight.pop(update_id, None)
             waiter.set_result(outcome)

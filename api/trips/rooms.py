@@ -50,7 +50,7 @@ from tripsage_sync.api.clock import Clock
 from tripsage_sync.api.restore import restore_document
 from tripsage_sync.api.transport.services import Services
 from tripsage_sync.storage import ops
-from tripsage_sync.storage.errors import is_unavailable
+from tripsage_sync.storage.errors import DuplicateId, VersionConflict, is_unavailable
 from tripsage_sync.storage.writer import WriteOp
 from tripsage_sync.sync.channels import Principal
 from tripsage_sync.sync.conflicts import PendingConflict
@@ -59,23 +59,47 @@ from tripsage_sync.sync.errors import NotFound, PermissionDenied
 from tripsage_sync.sync.presence import Presence
 from tripsage_sync.sync.wire import OutcomePayload, json_text
 
-__all__ = ["EDITORS", "PERMISSIONS", "RoomBroken", "RoomRegistry", "TripRoom"]
+__all__ = [
+    "EDITORS",
+    "PERMISSIONS",
+    "RACE_RETRIES",
+    "CommitHook",
+    "Relayed",
+    "RoomBroken",
+    "RoomRegistry",
+    "TripRoom",
+]
 
 logger = logging.getLogger(__name__)
 
 PERMISSIONS: Final = ("viewer", "editor", "owner")
+
+#: Cluster mode: how many times a change whose commit another node beat is decided again
+#: (on what the store holds then) before its sender is told it failed.
+RACE_RETRIES: Final = 16
 
 
 class RoomBroken(Exception):
     """A commit failed; the room went back to what storage holds.
 
     ``retry_after_ms`` is how long edits are refused now (:mod:`sync.backoff`).
+    ``raced``: another node of the cluster committed that version (or that
+    update's outcome) first; storage works, and the change may be decided again
+    on what it holds now.
     """
 
-    def __init__(self, trip_id: str, *, retry_after_ms: int = 0) -> None:
+    def __init__(self, trip_id: str, *, retry_after_ms: int = 0, raced: bool = False) -> None:
         super().__init__(trip_id)
         self.trip_id = trip_id
         self.retry_after_ms = retry_after_ms
+        self.raced = raced
+
+
+#: Called after a commit of the room and its broadcast, in version order, with the
+#: writes and the events the broadcast sent (``api/trips/replica.py`` tells other nodes).
+CommitHook = Callable[["TripRoom", list[WriteOp[object]], list["Relayed"]], None]
+#: An event broadcast to the room: (audience, encoded event, droppable).
+Relayed = tuple[str, str, bool]
 
 
 @dataclass
@@ -97,6 +121,15 @@ class TripRoom:
     holds: int = 0  # writes of the room not yet finished (see ``held``)
     used_ms: int = 0  # wall time of its last lookup (RoomRegistry.get)
     _tail: asyncio.Future[None] | None = None
+    # Cluster mode (api/trips/replica.py): told of each commit, and of each moment the room
+    # has no write in flight (what other nodes committed meanwhile can then be adopted).
+    on_commit: CommitHook | None = None
+    on_settled: Callable[[TripRoom], None] | None = None
+    on_reloaded: Callable[[TripRoom], None] | None = None
+    # The events broadcast inside the commit body now running (``durable``), for on_commit.
+    relay: list[Relayed] | None = None
+    # The latest version this node's subscribers were told of (cluster mode).
+    announced: int = 0
     # What each write of ``writes_for`` stands for ("append", "conflict_raised",
     # "conflict_resolved"), counted by ``durable`` once committed (api/transport/metrics.py).
     _kinds: weakref.WeakKeyDictionary[WriteOp[Any], str] = field(
@@ -153,10 +186,14 @@ class TripRoom:
             writes.append(settled)
         return writes
 
+    def kind_of(self, write: WriteOp[Any]) -> str | None:
+        """What a write of ``writes_for`` stands for ("append", "conflict_raised"...)."""
+        return self._kinds.get(write)
+
     def _count_committed(self, services: Services, writes: list[WriteOp[object]]) -> None:
         metrics = services.metrics
         for write in writes:
-            match self._kinds.pop(write, None):
+            match self._kinds.get(write):
                 case "append":
                     metrics.log_appends += 1
                 case "conflict_raised":
@@ -183,12 +220,16 @@ class TripRoom:
             failure: Exception | None = None
             retry_after_ms = 0
             started = time.perf_counter()
+            raced = False
             try:
                 await services.write(services.store.submit_all(writes))
             except Exception as exc:  # noqa: BLE001 - any storage failure breaks the room
                 failure = exc
+                raced = isinstance(exc, VersionConflict | DuplicateId)
                 # Refuse edits at once, not after the earlier commits were broadcast.
-                if writes and is_unavailable(exc):
+                if raced:  # another node was first: nothing is wrong with storage
+                    retry_after_ms = 0
+                elif writes and is_unavailable(exc):
                     retry_after_ms = backoff.failed(self.clock.now_ms())
                 else:  # the write's own fault (or its predecessor's): no episode of its own
                     retry_after_ms = backoff.delay_ms if backoff.failing else backoff.initial_ms
@@ -201,7 +242,8 @@ class TripRoom:
             if previous is not None and not previous.done():
                 await asyncio.shield(previous)
             if failure is not None:
-                logger.error(
+                logger.log(
+                    logging.INFO if raced else logging.ERROR,
                     "trip %s: commit failed (%s: %s); edits refused for %d ms",
                     self.trip_id,
                     type(failure).__name__,
@@ -212,12 +254,25 @@ class TripRoom:
                 # it was already reloaded for an earlier failure.
                 if writes and self.doc is generation:
                     self.reload(services)
-                raise RoomBroken(self.trip_id, retry_after_ms=retry_after_ms) from failure
-            yield
+                raise RoomBroken(
+                    self.trip_id, retry_after_ms=retry_after_ms, raced=raced
+                ) from failure
+            if self.on_commit is None or not writes:
+                yield
+            else:
+                relayed: list[Relayed] = []
+                self.relay = relayed
+                try:
+                    yield
+                finally:
+                    self.relay = None
+                self.on_commit(self, writes, relayed)
         finally:
             self.holds -= 1
             if not mine.done():
                 mine.set_result(None)
+            if self.holds == 0 and self.on_settled is not None:
+                self.on_settled(self)
 
     def reload(self, services: Services) -> None:
         """Go back to the document storage holds (after a failed commit it was ahead)."""
@@ -238,6 +293,8 @@ class TripRoom:
         self.doc = doc
         self.appended.truncate(doc.version)
         logger.info("trip %s: back at stored version %d", self.trip_id, doc.version)
+        if self.on_reloaded is not None:  # what other nodes committed is announced now
+            self.on_reloaded(self)
 
 
 class RoomRegistry:

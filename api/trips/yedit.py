@@ -23,7 +23,7 @@ import asyncio
 from tripsage_sync.api.clock import Clock
 from tripsage_sync.api.transport.services import Services
 from tripsage_sync.api.trips.feature import TripFeature
-from tripsage_sync.api.trips.rooms import EDITORS, RoomBroken
+from tripsage_sync.api.trips.rooms import EDITORS, RACE_RETRIES, RoomBroken
 from tripsage_sync.api.trips.ypeer import (
     CLOSE_FORBIDDEN,
     CLOSE_MALFORMED,
@@ -66,34 +66,38 @@ class YjsEdits:
         if refused_ms is not None:  # storage is failing: not applied, asked for again later
             self.hold(conn, refused_ms)
             return
-        try:
-            result = room.doc.apply_remote_update(
-                update,
-                user_id=conn.principal.user_id,
-                update_id=new_id("yjs"),
-                now_ms=self.clock.now_ms(),
-            )
-        except MalformedRemoteUpdate:
-            conn.log.info("malformed update of %d bytes", len(update))
-            conn.close(CLOSE_MALFORMED, "malformed update")
-            return
-        except RemoteUpdateRefused as exc:
-            conn.log.info("update of %d bytes refused: %s", len(update), exc.message)
-            conn.close(CLOSE_UNPROCESSABLE, "update refused", auth_denied_frame(exc.message))
-            return
-        if result.change is None and not result.conflicts:
-            return
-        self.trips.touch_presence(room, conn.id, current_field=None, focus=False)
-        try:
-            await self.trips.commit_remote(room, result, conn)
-        except RoomBroken as broken:
-            if room.broken:  # not even reloaded: the peers resync with the trip loaded anew
-                yroom = self.yrooms.rooms.get(room.trip_id)
-                for peer in list(yroom.peers.values()) if yroom else []:
-                    peer.close(CLOSE_SERVER_ERROR, "room reloading")
+        for attempt in range(RACE_RETRIES + 1):
+            try:
+                result = room.doc.apply_remote_update(
+                    update,
+                    user_id=conn.principal.user_id,
+                    update_id=new_id("yjs"),
+                    now_ms=self.clock.now_ms(),
+                )
+            except MalformedRemoteUpdate:
+                conn.log.info("malformed update of %d bytes", len(update))
+                conn.close(CLOSE_MALFORMED, "malformed update")
                 return
-            self.hold(conn, broken.retry_after_ms)  # the room went back to what is stored
-            return
+            except RemoteUpdateRefused as exc:
+                conn.log.info("update of %d bytes refused: %s", len(update), exc.message)
+                conn.close(CLOSE_UNPROCESSABLE, "update refused", auth_denied_frame(exc.message))
+                return
+            if result.change is None and not result.conflicts:
+                return
+            self.trips.touch_presence(room, conn.id, current_field=None, focus=False)
+            try:
+                await self.trips.commit_remote(room, result, conn)
+            except RoomBroken as broken:
+                if broken.raced and not room.broken and attempt < RACE_RETRIES:
+                    continue  # another node committed first: the same update on what it holds
+                if room.broken:  # not even reloaded: the peers resync with the trip loaded anew
+                    yroom = self.yrooms.rooms.get(room.trip_id)
+                    for peer in list(yroom.peers.values()) if yroom else []:
+                        peer.close(CLOSE_SERVER_ERROR, "room reloading")
+                    return
+                self.hold(conn, broken.retry_after_ms)  # the room went back to what is stored
+                return
+            break
         self.yrooms.room_of(conn).told.discard(conn.id)
 
     def hold(self, conn: YjsConnection, retry_after_ms: int) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.services import fresh_postgres_url, need_postgres
+from tests.services import fresh_postgres_url
 from tripsage_sync.storage import Storage
 from tripsage_sync.storage.postgres import PostgresStorage
 from tripsage_sync.storage.store import Store
@@ -36,12 +36,6 @@ def trip(store: Storage) -> str:
     """A stored trip owned by ``alice``."""
     store.create_trip("trip-1", "alice", '{"fields": []}', 1_000).result()
     return "trip-1"
-
-
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A running PostgreSQL for the whole session (each test takes a schema of its own)."""
-    yield from need_postgres()
 
 
 @pytest.fixture

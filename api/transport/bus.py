@@ -1,0 +1,242 @@
+"""The bus between the nodes of a cluster: topics, fire-and-forget, ordered per sender.
+
+Theory of operation
+-------------------
+A node publishes bytes on a topic (``trip:{id}``, ``chat:{id}``, ``all``...) and
+every *other* node subscribed to that topic gets them, in the order this node
+published them. Nothing here is durable: what must survive is already committed
+to the shared store before it is published (``docs/cluster.md``), and a node
+that may have missed messages (its link to Redis was cut) is told so through
+:meth:`Bus.on_resync`, so that it reads what it missed from the store.
+
+- :class:`LocalBus` is the bus of a single node: there is nobody to tell.
+- :class:`RedisBus` runs on Redis pub/sub (``redis`` package, asyncio). One
+  connection publishes, in order, from a queue a task drains (each message
+  names its sender, so a node skips its own); one connection subscribes, and
+  its reader task hands each message to the topic's handler on the event
+  loop. A lost connection is retried with backoff; once back, every topic is
+  subscribed again and the resync callbacks run. Meanwhile :attr:`healthy` is
+  false, so that edits are refused (``optimistic_update_rollback``,
+  ``canRetry``) instead of being confirmed where other nodes cannot hear them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any, Final, Protocol
+
+import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+__all__ = ["Bus", "Handler", "LocalBus", "RedisBus"]
+
+logger = logging.getLogger(__name__)
+
+#: What a topic's subscriber is called with: the bytes another node published.
+Handler = Callable[[bytes], None]
+
+_SEP: Final = b"\n"
+_PREFIX: Final = "tripsage:"
+_RETRY_S: Final = (0.05, 0.2, 0.5, 1.0, 2.0)
+
+
+class Bus(Protocol):
+    node: str
+
+    @property
+    def healthy(self) -> bool:
+        """Whether messages published now reach the other nodes."""
+        ...
+
+    def publish(self, topic: str, payload: bytes) -> None: ...
+
+    def subscribe(self, topic: str, handler: Handler) -> None: ...
+
+    def unsubscribe(self, topic: str) -> None: ...
+
+    def on_resync(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` whenever messages may have been missed (a link came back)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class LocalBus:
+    """One node: nothing to publish to, nothing to hear."""
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+
+    @property
+    def healthy(self) -> bool:
+        return True
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        pass
+
+    def subscribe(self, topic: str, handler: Handler) -> None:
+        pass
+
+    def unsubscribe(self, topic: str) -> None:
+        pass
+
+    def on_resync(self, callback: Callable[[], None]) -> None:
+        pass
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+
+class RedisBus:
+    """The cluster's bus on Redis pub/sub; see the module docstring."""
+
+    def __init__(self, url: str, node: str) -> None:
+        self.node = node
+        self._url = url
+        self._me = node.encode()
+        self._handlers: dict[str, Handler] = {}
+        self._outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+        self._resync: list[Callable[[], None]] = []
+        self._pubsub: Any = None
+        self._subscribed = False
+        self._publishing = False
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def healthy(self) -> bool:
+        return self._subscribed and self._publishing
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        self._outbox.put_nowait((_PREFIX + topic, self._me + _SEP + payload))
+
+    def subscribe(self, topic: str, handler: Handler) -> None:
+        self._handlers[_PREFIX + topic] = handler
+        self._command("subscribe", _PREFIX + topic)
+
+    def unsubscribe(self, topic: str) -> None:
+        if self._handlers.pop(_PREFIX + topic, None) is not None:
+            self._command("unsubscribe", _PREFIX + topic)
+
+    def on_resync(self, callback: Callable[[], None]) -> None:
+        self._resync.append(callback)
+
+    def _command(self, verb: str, channel: str) -> None:
+        pubsub = self._pubsub
+        if pubsub is not None and self._subscribed:
+            task = asyncio.get_running_loop().create_task(self._send(pubsub, verb, channel))
+            task.add_done_callback(_quiet)
+
+    async def _send(self, pubsub: Any, verb: str, channel: str) -> None:
+        try:
+            await getattr(pubsub, verb)(channel)
+        except (RedisError, OSError) as exc:  # the reader sees the broken link too
+            logger.warning("bus: %s %s failed: %s", verb, channel, exc)
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._read(), name="bus-reader"),
+            loop.create_task(self._write(), name="bus-writer"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # -- the two connections -------------------------------------------------------
+
+    async def _write(self) -> None:
+        attempt = 0
+        batch: list[tuple[str, bytes]] = []  # kept across a lost link: sent once it is back
+        while True:
+            client = redis.Redis.from_url(self._url)
+            try:
+                await client.ping()
+                self._publishing = True
+                attempt = 0
+                while True:
+                    if not batch:
+                        batch.append(await self._outbox.get())
+                    while not self._outbox.empty() and len(batch) < 256:
+                        batch.append(self._outbox.get_nowait())
+                    async with client.pipeline(transaction=False) as pipe:
+                        for name, data in batch:
+                            pipe.publish(name, data)
+                        await pipe.execute()
+                    batch = []
+            except (RedisError, OSError) as exc:
+                self._publishing = False
+                logger.warning("bus: publishing failed (%s); connecting again", exc)
+            finally:
+                with contextlib.suppress(RedisError, OSError):
+                    await client.aclose()
+            await asyncio.sleep(_RETRY_S[min(attempt, len(_RETRY_S) - 1)])
+            attempt += 1
+
+    async def _read(self) -> None:
+        attempt = 0
+        while True:
+            client = redis.Redis.from_url(self._url)
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(_PREFIX + "~")  # the link is up before any topic
+                for channel in tuple(self._handlers):
+                    await pubsub.subscribe(channel)
+                self._pubsub = pubsub
+                was_down = attempt > 0
+                self._subscribed = True
+                attempt = 0
+                if was_down:
+                    logger.warning("bus: connected to Redis again; catching up")
+                    self._run_resync()
+                async for message in pubsub.listen():
+                    self._deliver(message)
+            except (RedisError, OSError) as exc:
+                logger.warning("bus: subscription lost (%s); connecting again", exc)
+            finally:
+                self._subscribed = False
+                self._pubsub = None
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await client.aclose()
+            await asyncio.sleep(_RETRY_S[min(attempt, len(_RETRY_S) - 1)])
+            attempt += 1
+
+    def _deliver(self, message: dict[str, Any]) -> None:
+        if message.get("type") != "message":
+            return
+        channel = message["channel"]
+        name = channel.decode() if isinstance(channel, bytes) else str(channel)
+        data: bytes = message["data"]
+        sender, _, payload = data.partition(_SEP)
+        if sender == self._me:
+            return
+        handler = self._handlers.get(name)
+        if handler is None:
+            return
+        try:
+            handler(payload)
+        except Exception:
+            logger.exception("bus: the handler of %s failed", name)
+
+    def _run_resync(self) -> None:
+        for callback in self._resync:
+            try:
+                callback()
+            except Exception:
+                logger.exception("bus: a resync callback failed")
+
+
+def _quiet(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()

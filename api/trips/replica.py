@@ -1,0 +1,226 @@
+"""Cluster mode: the trip rooms of this node kept in step with every other node's.
+
+Theory of operation (``docs/cluster.md`` has the picture)
+----------------------------------------------------------
+Every node that has clients of a trip loads its room, as one node does, and
+decides its own clients' changes on it. The shared store orders them: a change
+is appended only as the very next version (``contiguous``), so when two nodes
+decide at once the primary key lets one commit and the other's commit fails
+(``RoomBroken(raced=True)``): that room reloads what the store holds and the
+change is decided again (``api/trips/optimistic.py``). Every node's room thus
+goes through the same versions, each decided on the state before it, as on
+one node.
+
+After each commit and its broadcast (``TripRoom.durable``), :meth:`committed`
+publishes a record on the bus topic ``trip:{id}``: the appended entries
+(version, update, meta) and the events the broadcast sent, each once encoded.
+Another node with the room loaded (:meth:`received`) adopts the entries
+(:meth:`TripDocument.apply_logged`), runs the change hooks (its Yjs peers get
+the update) and hands the events to its own subscribers. Events sent outside
+a commit (field locks, joins and leaves) go out at once (``relay_now``).
+
+A record the room cannot adopt at once waits: while the room has a commit in
+flight its document may hold a change the store does not (yet), so records
+wait until it has none (``on_settled``). A record that does not follow the
+room's version (one was missed: the bus is not durable), or that changed
+pending conflicts (stored apart from the log), makes the room read the store
+instead; so does the bus coming back after a lost link (``on_resync``). The
+versions a room learns from the store are announced to its subscribers as
+``trip_update_broadcast`` built here.
+
+On one node (no ``TRIPSAGE_REDIS_URL``) nothing of this is wired: rooms have
+no hooks and the broadcast encodes nothing extra.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from typing import Any, Final
+
+import orjson
+
+from tripsage_sync.api.clock import Clock
+from tripsage_sync.api.transport.bus import Bus
+from tripsage_sync.api.transport.services import Services
+from tripsage_sync.api.trips.broadcast import ALL, CHANGE, TripBroadcast
+from tripsage_sync.api.trips.events import change_payload
+from tripsage_sync.api.trips.rooms import Relayed, RoomRegistry, TripRoom
+from tripsage_sync.storage.updatelog import AppendUpdate
+from tripsage_sync.storage.writer import WriteOp
+from tripsage_sync.sync.document import Change, LogEntry
+
+__all__ = ["TripReplicas", "topic"]
+
+logger = logging.getLogger(__name__)
+
+_CONFLICT_KINDS: Final = frozenset({"conflict_raised", "conflict_resolved"})
+
+
+def topic(trip_id: str) -> str:
+    return f"trip:{trip_id}"
+
+
+class TripReplicas:
+    """This node's side of the trips' replication; see the module docstring."""
+
+    def __init__(
+        self,
+        services: Services,
+        bus: Bus,
+        registry: RoomRegistry,
+        broadcast: TripBroadcast,
+        clock: Clock,
+    ) -> None:
+        self.services = services
+        self.bus = bus
+        self.registry = registry
+        self.broadcast = broadcast
+        self.clock = clock
+        self._waiting: dict[str, list[dict[str, Any]]] = {}
+        broadcast.relay_now = self.relay_now
+        bus.on_resync(self.resync)
+
+    # -- rooms loaded and unloaded ------------------------------------------------------
+
+    def watch(self, room: TripRoom) -> None:
+        room.on_commit = self.committed
+        room.on_settled = self.settled
+        room.on_reloaded = self.announce_held
+        room.announced = room.doc.version
+        trip_id = room.trip_id
+        self.bus.subscribe(topic(trip_id), lambda data: self.received(trip_id, data))
+
+    def forget(self, room: TripRoom) -> None:
+        self.bus.unsubscribe(topic(room.trip_id))
+        self._waiting.pop(room.trip_id, None)
+
+    # -- out: what this node committed and broadcast ---------------------------------
+
+    def committed(
+        self, room: TripRoom, writes: list[WriteOp[object]], relayed: list[Relayed]
+    ) -> None:
+        entries = [
+            (w.version, base64.b64encode(w.update).decode(), w.meta_json)
+            for w in writes
+            if type(w) is AppendUpdate
+        ]
+        conflicts = any(room.kind_of(w) in _CONFLICT_KINDS for w in writes)
+        if entries:
+            room.announced = max(room.announced, entries[-1][0])
+        record = {"e": entries, "c": conflicts, "r": relayed}
+        self.bus.publish(topic(room.trip_id), orjson.dumps(record))
+        logger.debug("trip %s: told the cluster of %d entries", room.trip_id, len(entries))
+
+    def relay_now(self, room: TripRoom, relayed: Relayed) -> None:
+        self.bus.publish(topic(room.trip_id), orjson.dumps({"r": [relayed]}))
+
+    # -- in: what other nodes committed ----------------------------------------------
+
+    def received(self, trip_id: str, data: bytes) -> None:
+        room = self.registry.rooms.get(trip_id)
+        logger.debug("trip %s: a record from the cluster (%d bytes)", trip_id, len(data))
+        if room is None or room.broken:
+            return  # not loaded here (any more): a load reads the store
+        try:
+            record: dict[str, Any] = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            logger.error("trip %s: a bus record that is not JSON; ignored", trip_id)
+            return
+        if room.holds:  # a change of ours may be in the document and not in the store
+            self._waiting.setdefault(trip_id, []).append(record)
+            return
+        self.apply(room, record)
+
+    def settled(self, room: TripRoom) -> None:
+        """The room has no write in flight: what waited can be adopted now."""
+        records = self._waiting.pop(room.trip_id, ())
+        for record in records:
+            self.apply(room, record)
+
+    def apply(self, room: TripRoom, record: dict[str, Any]) -> None:
+        entries: list[list[Any]] = record.get("e") or []
+        relayed: list[Relayed] = [(r[0], r[1], r[2]) for r in record.get("r") or ()]
+        if entries:
+            first, last = entries[0][0], entries[-1][0]
+            logger.debug(
+                "trip %s: record of versions %d-%d at version %d",
+                room.trip_id,
+                first,
+                last,
+                room.doc.version,
+            )
+            if record.get("c") or first > room.doc.version + 1:
+                self.reload(room)  # missed one, or conflicts changed: read the store
+                relayed = [r for r in relayed if r[0] != CHANGE]  # announced by the reload
+            elif last <= room.doc.version:
+                relayed = [r for r in relayed if r[0] != CHANGE]  # adopted from the store
+            else:
+                for version, update, meta in entries:
+                    if version > room.doc.version:
+                        entry = LogEntry(version, base64.b64decode(update), json.loads(meta))
+                        self._adopted(room, room.doc.apply_logged(entry))
+                self.broadcast.advance_seen(room, last, None)
+        for item in relayed:
+            self.broadcast.deliver(room, item)
+
+    def resync(self) -> None:
+        """The bus was down: records may be lost, every loaded room reads the store."""
+        for room in list(self.registry.rooms.values()):
+            if room.holds:
+                self._waiting.setdefault(room.trip_id, [])  # settled() catches up
+                room.announced = min(room.announced, room.doc.version)
+            else:
+                self.catch_up(room)
+
+    # -- the store, where a record could not do ------------------------------------
+
+    def reload(self, room: TripRoom) -> None:
+        room.reload(self.services)  # announces what it brought (announce_held)
+        self.catch_up(room)
+
+    def catch_up(self, room: TripRoom) -> None:
+        """Announce what the room holds and its subscribers were not sent; then adopt
+        what the store holds beyond it."""
+        self.announce_held(room)
+        newer = self.services.store.updates_since(room.trip_id, room.doc.version)
+        if newer and newer[0].version != room.doc.version + 1:  # pruned meanwhile
+            room.reload(self.services)
+            self.catch_up(room)
+            return
+        for row in newer:
+            entry = LogEntry(row.version, row.update, json.loads(row.meta_json))
+            change = room.doc.apply_logged(entry)
+            self._adopted(room, change)
+            self._announce(room, change)
+
+    def announce_held(self, room: TripRoom) -> None:
+        """The versions the room holds that its subscribers here were not told of (the
+        room was loaded anew from the store): told now, in order."""
+        if room.announced < room.doc.version:
+            try:
+                changes = room.doc.changes_since(room.announced)
+            except Exception:  # noqa: BLE001 - compacted past it: clients resync on their own
+                logger.warning(
+                    "trip %s: cannot announce versions after %d", room.trip_id, room.announced
+                )
+                changes = []
+            for change in changes:
+                self.broadcast.run_change_hooks(room, change, None)
+                self._announce(room, change)
+            room.announced = room.doc.version
+
+    def _adopted(self, room: TripRoom, change: Change) -> None:
+        room.appended.add(change.version, self.clock.now_ms())
+        room.announced = max(room.announced, change.version)
+        update_id = change.meta.get("updateId")
+        if room.outcome_ids is not None and isinstance(update_id, str):
+            room.outcome_ids.add(update_id)
+        self.broadcast.run_change_hooks(room, change, None)
+
+    def _announce(self, room: TripRoom, change: Change) -> None:
+        payload = change_payload(room.trip_id, change, now=self.clock.now_ms())
+        event = self.broadcast.encode(payload)
+        self.broadcast.deliver(room, (ALL, event, False))
+        self.broadcast.advance_seen(room, change.version, None)

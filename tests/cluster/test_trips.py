@@ -1,0 +1,155 @@
+"""A trip served by several nodes looks like a trip served by one (issue 13).
+
+Real server processes share one PostgreSQL and one Redis (``tests/services.py``);
+JSON clients and stock Yjs peers are spread over them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from tests.api.test_trips import OUTCOMES, create_trip, get_trip, join, update
+from tests.api.yjspeer import NodePeer
+from tests.cluster.conftest import Cluster
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_edits_on_one_node_reach_clients_of_another(cluster: Cluster) -> None:
+    a, b = cluster(2)
+    await create_trip(a, collaborators={"bob": "editor"})
+    alice, _ = await join(a, "alice")
+    bob, started = await join(b, "bob")
+    assert started["payload"]["version"] == 1
+    await alice.send(update("u1", "destination", "Rome", 1, previous="Paris"))
+    confirmed = await alice.recv_type(*OUTCOMES)
+    assert confirmed["type"] == "optimistic_update_confirmed", confirmed
+    assert confirmed["payload"]["serverVersion"] == 2
+    seen = await bob.recv_type("trip_update_broadcast")
+    assert seen["payload"]["version"] == 2
+    assert seen["payload"]["changes"]["destination"]["newValue"] == "Rome"
+    assert seen["payload"]["updatedBy"] == "alice"
+    # And back: bob's edit on node b reaches alice on node a.
+    await bob.send(update("u2", "budget", 2500, 2, previous=2000))
+    answered = await bob.recv_type(*OUTCOMES)
+    assert answered["type"] == "optimistic_update_confirmed", answered
+    assert answered["payload"]["serverVersion"] == 3
+    back = await alice.recv_type("trip_update_broadcast")
+    assert back["payload"]["version"] == 3
+    for node in (a, b):
+        trip = await get_trip(node)
+        assert trip["version"] == 3
+        assert (trip["fields"]["destination"], trip["fields"]["budget"]) == ("Rome", 2500)
+    await alice.close()
+    await bob.close()
+
+
+async def test_concurrent_edits_on_two_nodes_get_one_order(cluster: Cluster) -> None:
+    """Both nodes decide at once; the store takes one version at a time, the loser decides
+    again: every update is confirmed once, versions are one sequence, and every client
+    sees every version."""
+    a, b = cluster(2)
+    await create_trip(a, collaborators={"bob": "editor"})
+    alice, _ = await join(a, "alice")
+    bob, _ = await join(b, "bob")
+    count = 15
+    for i in range(count):
+        await alice.send(update(f"a{i}", f"alice{i}", i, 1))
+        await bob.send(update(f"b{i}", f"bob{i}", i, 1))
+    outcomes: dict[str, dict[str, Any]] = {}
+    for client in (alice, bob):
+        for _ in range(count):
+            outcome = await client.recv_type(*OUTCOMES)
+            outcomes[outcome["payload"]["updateId"]] = outcome
+    assert len(outcomes) == 2 * count
+    assert {o["type"] for o in outcomes.values()} == {"optimistic_update_confirmed"}
+    versions = sorted(o["payload"]["serverVersion"] for o in outcomes.values())
+    assert versions == list(range(2, 2 * count + 2))
+    # Each client is told of the other's versions, in order.
+    for client, other in ((alice, "b"), (bob, "a")):
+        told: list[int] = []
+        while len(told) < count:
+            broadcast = await client.recv_type("trip_update_broadcast")
+            told.append(broadcast["payload"]["version"])
+        assert told == sorted(told)
+        mine = {o["payload"]["serverVersion"] for k, o in outcomes.items() if k[0] == other}
+        assert set(told) == mine
+    trips = [await get_trip(node) for node in (a, b)]
+    assert trips[0]["fields"] == trips[1]["fields"]
+    assert trips[0]["version"] == trips[1]["version"] == 2 * count + 1
+    for i in range(count):
+        assert trips[0]["fields"][f"alice{i}"] == trips[0]["fields"][f"bob{i}"] == i
+    await alice.close()
+    await bob.close()
+
+
+async def test_a_resend_through_another_node_gets_the_first_outcome(cluster: Cluster) -> None:
+    a, b = cluster(2)
+    await create_trip(a)
+    alice, _ = await join(a, "alice")
+    await alice.send(update("u1", "destination", "Rome", 1, previous="Paris"))
+    first = await alice.recv_type(*OUTCOMES)
+    assert first["type"] == "optimistic_update_confirmed"
+    await alice.close()
+    # Reconnected to the other node (its room loads now), the client sends it again.
+    again, _ = await join(b, "alice")
+    await again.send(update("u1", "destination", "Rome", 1, previous="Paris"))
+    second = await again.recv_type(*OUTCOMES)
+    assert second["type"] == "optimistic_update_confirmed"
+    assert second["payload"]["serverVersion"] == first["payload"]["serverVersion"] == 2
+    assert (await get_trip(b))["version"] == 2
+    # Sent to the node whose room was loaded before the first commit: the same answer.
+    third_client, _ = await join(b, "alice")
+    await third_client.send(update("u1", "destination", "Rome", 1, previous="Paris"))
+    third = await third_client.recv_type(*OUTCOMES)
+    assert third["payload"]["serverVersion"] == 2
+    await again.close()
+    await third_client.close()
+
+
+async def test_yjs_peers_and_json_clients_on_different_nodes_converge(cluster: Cluster) -> None:
+    a, b = cluster(2)
+    fields = {"name": "Europe", "destination": "Paris", "notes": "", "itinerary": []}
+    await create_trip(a, fields=fields, collaborators={"bob": "editor", "carol": "editor"})
+    carol, started = await join(b, "carol")
+    alice = await NodePeer.start(a, "trip-1", "alice")
+    bob = await NodePeer.start(b, "trip-1", "bob")
+    try:
+        await alice.synced()
+        await bob.synced()
+        await alice.send({"cmd": "set", "key": "destination", "value": "Rome"})
+        await alice.send({"cmd": "insertText", "index": 0, "text": "alice "})
+        await bob.send({"cmd": "insertText", "index": 0, "text": "bob "})
+        await bob.send({"cmd": "push", "key": "itinerary", "value": {"day": 2}})
+        await carol.send(update("c1", "name", "Italy", started["payload"]["version"]))
+
+        def done(trip: dict[str, Any]) -> bool:
+            notes = trip.get("notes", "")
+            return (
+                trip.get("destination") == "Rome"
+                and trip.get("name") == "Italy"
+                and "alice" in notes
+                and "bob" in notes
+                and len(trip.get("itinerary", [])) == 1
+            )
+
+        seen = [await alice.trip(done), await bob.trip(done)]
+        # The JSON client on node b was told of alice's change made on node a.
+        told = await carol.recv_matching(
+            "trip_update_broadcast", lambda p: p["updatedBy"] == "alice"
+        )
+        assert told["payload"]["version"] > started["payload"]["version"]
+        async with asyncio.timeout(15):
+            while True:
+                trips = [await get_trip(node, "carol") for node in (a, b)]
+                if trips[0]["version"] == trips[1]["version"] and done(trips[0]["fields"]):
+                    break
+                await carol.recv_type("trip_update_broadcast")  # the next change, then look
+        assert seen[0] == seen[1] == trips[0]["fields"] == trips[1]["fields"]
+    finally:
+        await alice.close()
+        await bob.close()
+        await carol.close()
