@@ -154,6 +154,8 @@ def create_app(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> Starlette:
             loop = asyncio.get_running_loop()
             services.metrics.asyncio_tasks = lambda: len(asyncio.all_tasks(loop))
             started: list[Feature] = []
+            if settings.redis_url:
+                services.hub.relay_through(bus)
             await bus.start()
             try:
                 for feature in plugged:

@@ -91,11 +91,7 @@ class AgentRelay:
 
     def deliver(self, channels: Iterable[str], event: ServerEvent) -> int:
         """Send ``event`` once to each connection subscribed to any of ``channels``."""
-        conns: dict[str, Connection] = {}
-        for name in channels:
-            for conn in self.hub.subscribers(name):
-                conns[conn.id] = conn
-        return self.hub.send_many(conns.values(), event)
+        return self.hub.send_to_channels(channels, event)
 
     def agent_channels(self, conn: Connection) -> list[str]:
         return [AGENTS_CHANNEL] if conn.principal.role == "agent" else []

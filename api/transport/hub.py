@@ -25,10 +25,13 @@ import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeVar
+
+import orjson
 
 from tripsage_sync.api.clock import SYSTEM_CLOCK, Clock
 from tripsage_sync.api.settings import Settings
+from tripsage_sync.api.transport.bus import Bus
 from tripsage_sync.api.transport.metrics import LiveConnections, Metrics
 from tripsage_sync.api.transport.waits import Flag
 from tripsage_sync.sync.errors import RateLimited
@@ -36,7 +39,25 @@ from tripsage_sync.sync.ratelimit import Decision, KeyedLimiter
 from tripsage_sync.sync.session import Session
 from tripsage_sync.sync.wire import ServerEvent, encode, iso_ms
 
-__all__ = ["Hub", "Peer", "Subscriber", "rate_limited"]
+__all__ = [
+    "RELAY_ALL",
+    "RELAY_CHANNEL",
+    "RELAY_CHANNELS",
+    "RELAY_USER",
+    "Hub",
+    "Peer",
+    "Subscriber",
+    "rate_limited",
+]
+
+#: What a relayed event was sent to (:meth:`Hub.deliver_relayed`).
+RELAY_CHANNEL: Final = "channel"
+RELAY_CHANNELS: Final = "channels"
+_NAMES_SEP: Final = "\x1f"
+RELAY_USER: Final = "user"
+RELAY_ALL: Final = "all"
+#: The bus topic of relayed events (every node hears every one: docs/cluster.md).
+HUB_TOPIC: Final = "hub"
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +146,9 @@ class Hub(Generic[S]):
     _bound: int = 0  # JSON connections bound to a user (authenticated)
     # The app's instruments (api/transport/metrics.py); their live gauges read this hub.
     metrics: Metrics = field(default_factory=Metrics)
+    # Cluster mode: ``relay(kind, name, text)`` tells the other nodes of an event sent to
+    # a channel, a user or everyone (api/app.py wires it to the bus; None on one node).
+    relay: Callable[[str, str, str], None] | None = None
 
     def __post_init__(self) -> None:
         self.metrics.live = self.live_connections
@@ -217,12 +241,73 @@ class Hub(Generic[S]):
     def subscribers(self, name: str) -> Iterable[S]:
         return tuple(self.channels.get(name, ()))
 
-    def publish(self, name: str, event: ServerEvent | str, *, exclude: S | None = None) -> int:
-        """Send ``event`` to every subscriber of channel ``name``; encoded once."""
+    def publish(
+        self,
+        name: str,
+        event: ServerEvent | str,
+        *,
+        exclude: S | None = None,
+        relay: bool = True,
+    ) -> int:
+        """Send ``event`` to every subscriber of channel ``name``; encoded once.
+
+        In cluster mode the other nodes' subscribers get it too (:attr:`relay`),
+        unless ``relay`` is false (a trip room relays its events itself, in order
+        with its changes: api/trips/replica.py). The count is of this node's.
+        """
+        if relay and self.relay is not None:
+            event = self._relayed(RELAY_CHANNEL, name, event)
         members = self.channels.get(name)
         if not members:
             return 0
         return self.send_many(members, event, exclude=exclude)
+
+    def _relayed(self, kind: str, name: str, event: ServerEvent | str) -> str:
+        text = event if isinstance(event, str) else encode(event)
+        assert self.relay is not None
+        self.relay(kind, name, text)
+        return text
+
+    def relay_through(self, bus: Bus) -> None:
+        """Cluster mode: tell the other nodes through ``bus``, and hear them (one topic)."""
+
+        def tell(kind: str, name: str, text: str) -> None:
+            bus.publish(HUB_TOPIC, orjson.dumps((kind, name, text)))
+
+        def heard(data: bytes) -> None:
+            kind, name, text = orjson.loads(data)
+            self.deliver_relayed(kind, name, text)
+
+        self.relay = tell
+        bus.subscribe(HUB_TOPIC, heard)
+
+    def send_to_channels(self, names: Iterable[str], event: ServerEvent) -> int:
+        """Once to each connection subscribed to any of ``names`` (of every node)."""
+        names = tuple(names)
+        sent: ServerEvent | str = event
+        if self.relay is not None:
+            sent = self._relayed(RELAY_CHANNELS, _NAMES_SEP.join(names), event)
+        return self._send_channels(names, sent)
+
+    def _send_channels(self, names: Iterable[str], event: ServerEvent | str) -> int:
+        conns: dict[str, S] = {}
+        for name in names:
+            for conn in self.channels.get(name, ()):
+                conns[conn.id] = conn
+        return self.send_many(conns.values(), event)
+
+    def deliver_relayed(self, kind: str, name: str, text: str) -> int:
+        """An event another node sent to a channel, a user or everyone: to ours."""
+        if kind == RELAY_CHANNEL:
+            return self.send_many(self.channels.get(name, ()), text)
+        if kind == RELAY_CHANNELS:
+            return self._send_channels(name.split(_NAMES_SEP), text)
+        if kind == RELAY_USER:
+            return self.send_many(self.by_user.get(name, ()), text)
+        if kind == RELAY_ALL:
+            return self._send_all(text)
+        logger.warning("a relayed event of unknown kind %r; dropped", kind)
+        return 0
 
     def send_many(
         self,
@@ -249,9 +334,20 @@ class Hub(Generic[S]):
         return sent
 
     def send_to_user(self, user_id: str, event: ServerEvent) -> int:
-        return self.send_many(self.by_user.get(user_id, ()), event)
+        """To every connection of the user (of every node, in cluster mode)."""
+        sent: ServerEvent | str = event
+        if self.relay is not None:
+            sent = self._relayed(RELAY_USER, user_id, event)
+        return self.send_many(self.by_user.get(user_id, ()), sent)
 
     def broadcast_all(self, event: ServerEvent) -> int:
+        """To every open JSON connection (of every node, in cluster mode)."""
+        sent: ServerEvent | str = event
+        if self.relay is not None:
+            sent = self._relayed(RELAY_ALL, "", event)
+        return self._send_all(sent)
+
+    def _send_all(self, event: ServerEvent | str) -> int:
         return self.send_many((c for c in self.connections.values() if c.session.is_open), event)
 
     # -- limits -----------------------------------------------------------------------

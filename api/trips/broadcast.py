@@ -118,7 +118,7 @@ class TripBroadcast:
             event = encode(made)  # once, for the subscribers here and the other nodes
             audience = CHANGE if isinstance(payload, TripUpdateBroadcastPayload) else ALL
             self._relay(room, (audience, event, False))
-        self.hub.publish(channel(room.trip_id), event, exclude=exclude)
+        self.hub.publish(channel(room.trip_id), event, exclude=exclude, relay=False)
         if isinstance(payload, TripUpdateBroadcastPayload):
             self.advance_seen(room, payload.version, exclude)
 
