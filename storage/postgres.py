@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Final
@@ -41,12 +42,21 @@ from tripsage_sync.storage.store import FileSizes, Store
 from tripsage_sync.storage.updatelog import LogBatch
 from tripsage_sync.storage.writer import MAX_BATCH_OPS, BatchWriter
 
-__all__ = ["CONNECT_TIMEOUT_S", "PgConnection", "PgTransactor", "PostgresStorage", "pg_connect"]
+__all__ = [
+    "CONNECT_TIMEOUT_S",
+    "RECONNECT_PAUSE_S",
+    "PgConnection",
+    "PgTransactor",
+    "PostgresStorage",
+    "pg_connect",
+]
 
 logger = logging.getLogger(__name__)
 
 #: How long opening a connection may take before it fails.
-CONNECT_TIMEOUT_S: Final = 5
+CONNECT_TIMEOUT_S: Final = 2
+#: After a failed connect of the read connection, how long reads fail at once.
+RECONNECT_PAUSE_S: Final = 1.0
 
 
 @functools.lru_cache(maxsize=512)
@@ -158,6 +168,7 @@ class PostgresStorage(Store):
             version = pg_migrate(write_db)
             self._read_db = PgConnection(pg_connect(url, read_only=True))
             on_error.callback(self._read_db.close)
+            self._next_connect = 0.0
             info = self._read_db.conn.info
             self._where = f"postgresql://{info.user}@{info.host}:{info.port}/{info.dbname}"
             #: The writer; its ``commit_count`` and ``queue_depth`` are metrics.
@@ -173,11 +184,24 @@ class PostgresStorage(Store):
         return self._where
 
     def _before_read(self) -> None:
-        """A new read connection if the old one was lost (under the read lock)."""
-        if not self._read_db.usable:
-            self._read_db.close()
+        """A new read connection if the old one was lost (under the read lock).
+
+        Reads run on the caller's thread (the event loop): while PostgreSQL is
+        unreachable, a failed attempt is not repeated for :data:`RECONNECT_PAUSE_S`,
+        so that reads fail at once instead of each waiting for a connect timeout.
+        """
+        if self._read_db.usable:
+            return
+        now = time.monotonic()
+        if now < self._next_connect:
+            raise psycopg.OperationalError("PostgreSQL is unreachable (connecting again soon)")
+        self._read_db.close()
+        try:
             self._read_db = PgConnection(pg_connect(self.url, read_only=True))
-            logger.info("storage reader connected to PostgreSQL again")
+        except psycopg.OperationalError:
+            self._next_connect = time.monotonic() + RECONNECT_PAUSE_S
+            raise
+        logger.info("storage reader connected to PostgreSQL again")
 
     def after_copy(self) -> None:
         """Chat messages came with their ``seq``: the identity continues after the highest."""

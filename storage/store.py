@@ -28,7 +28,7 @@ from typing import ClassVar, NamedTuple, Self, TypeVar
 
 from tripsage_sync.storage import ops, queries
 from tripsage_sync.storage.connection import Connection
-from tripsage_sync.storage.errors import StorageClosed
+from tripsage_sync.storage.errors import UNAVAILABLE, StorageClosed
 from tripsage_sync.storage.queries import (
     ChatMessage,
     LoggedUpdate,
@@ -86,6 +86,15 @@ class Store(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def ping(self) -> bool:
+        """Whether the database answers now (``/health``)."""
+        try:
+            with self._reading() as db:
+                db.execute("SELECT 1").fetchone()
+        except UNAVAILABLE:
+            return False
+        return True
 
     def reading(
         self, *, transaction: bool = False

@@ -100,12 +100,17 @@ class ConnectionHealthPayload(EventPayload):
 class ServerHealthPayload(EventPayload):
     EVENT_TYPE: ClassVar[str] = "server_health"
 
-    status: Literal["operational", "draining"]
+    status: Literal["operational", "degraded", "draining"]
     version: str
     uptime: float
     connections: int
     memoryUsage: float
     cpuUsage: float
+    # Beyond the spec's example: which node answered, and whether it reaches what it
+    # needs ("ok" or "unreachable" per dependency: "database", and "redis" in a cluster).
+    # "degraded": one is unreachable (reads may still work, edits are refused for now).
+    nodeId: str | None = None
+    dependencies: dict[str, str] | None = None
 
 
 class ConnectionCounts(_Payload):

@@ -152,12 +152,12 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     @classmethod
-    def start(cls, base: Path) -> RedisServer:
+    def start(cls, base: Path, port: int | None = None) -> RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
             raise FileNotFoundError("Redis is not installed (apt install redis-server)")
         base.mkdir(parents=True, exist_ok=True)
-        port = _free_port()
+        port = port or _free_port()
         where = ["--port", str(port), "--bind", "127.0.0.1", "--dir", str(base)]
         durable = ["--save", "", "--appendonly", "yes", "--appendfsync", "always"]
         process = subprocess.Popen([binary, *where, *durable, "--logfile", str(base / "redis.log")])
@@ -172,6 +172,10 @@ class RedisServer:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(20)
+
+    def restart(self) -> RedisServer:
+        """Started again on the same port and files (its AOF is replayed)."""
+        return RedisServer.start(self.base, self.port)
 
 
 def _missing(what: str) -> None:

@@ -34,7 +34,7 @@ import logging
 import os
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Annotated, Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, NamedTuple
 
 import psutil
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -192,8 +192,18 @@ class OpsFeature:
     def server_health(self) -> ServerHealthPayload:
         services = self.services
         cpu, _ = self._rates()
+        dependencies = {"database": "ok" if services.store.ping() else "unreachable"}
+        if services.settings.redis_url:
+            dependencies["redis"] = "ok" if services.bus.healthy else "unreachable"
+        status: Literal["operational", "degraded", "draining"] = "operational"
+        if not services.hub.accepting:
+            status = "draining"
+        elif "unreachable" in dependencies.values():
+            status = "degraded"
         return ServerHealthPayload(
-            status="operational" if services.hub.accepting else "draining",
+            status=status,
+            nodeId=services.settings.node,
+            dependencies=dependencies,
             version=SERVER_VERSION,
             uptime=round(self.clock.now_ms() / 1000 - services.started_at_s, 3),
             connections=len(services.hub.connections),

@@ -31,7 +31,7 @@ from typing import Any, Final, Protocol
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
-__all__ = ["Bus", "Handler", "LocalBus", "RedisBus"]
+__all__ = ["Bus", "BusUnavailable", "Handler", "LocalBus", "RedisBus"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +41,10 @@ Handler = Callable[[bytes], None]
 _SEP: Final = b"\n"
 _PREFIX: Final = "tripsage:"
 _RETRY_S: Final = (0.05, 0.2, 0.5, 1.0, 2.0)
+
+
+class BusUnavailable(ConnectionError):
+    """The bus cannot reach the other nodes now: a change is not confirmed meanwhile."""
 
 
 class Bus(Protocol):

@@ -48,6 +48,7 @@ from typing import Any, Final
 
 from tripsage_sync.api.clock import Clock
 from tripsage_sync.api.restore import restore_document
+from tripsage_sync.api.transport.bus import BusUnavailable
 from tripsage_sync.api.transport.services import Services
 from tripsage_sync.storage import ops
 from tripsage_sync.storage.errors import DuplicateId, VersionConflict, is_unavailable
@@ -222,6 +223,8 @@ class TripRoom:
             started = time.perf_counter()
             raced = False
             try:
+                if writes and not services.bus.healthy:  # confirmed, others would not hear
+                    raise BusUnavailable("the cluster's bus (Redis) is unreachable")
                 await services.write(services.store.submit_all(writes))
             except Exception as exc:  # noqa: BLE001 - any storage failure breaks the room
                 failure = exc
@@ -229,7 +232,7 @@ class TripRoom:
                 # Refuse edits at once, not after the earlier commits were broadcast.
                 if raced:  # another node was first: nothing is wrong with storage
                     retry_after_ms = 0
-                elif writes and is_unavailable(exc):
+                elif writes and (is_unavailable(exc) or isinstance(exc, BusUnavailable)):
                     retry_after_ms = backoff.failed(self.clock.now_ms())
                 else:  # the write's own fault (or its predecessor's): no episode of its own
                     retry_after_ms = backoff.delay_ms if backoff.failing else backoff.initial_ms
