@@ -66,9 +66,10 @@ class StorageClosed(StorageError):
     """The storage (or its writer) is closed: nothing was done."""
 
 
-#: A row whose primary key another connection wrote first (SQLite: under our write lock,
-#: never; PostgreSQL: another node's transaction that committed meanwhile).
-DUPLICATE_KEY: Final = (sqlite3.IntegrityError, psycopg.errors.UniqueViolation)
+#: A row whose primary key another connection wrote first: another node's transaction
+#: that committed meanwhile (PostgreSQL). SQLite's writers hold the write lock from the
+#: check to the insert, so it never races.
+DUPLICATE_KEY: Final = (psycopg.errors.UniqueViolation,)
 
 #: What :func:`is_unavailable` recognizes (an HTTP shell maps each to a 503).
 UNAVAILABLE: Final = (sqlite3.OperationalError, psycopg.OperationalError, StorageClosed)

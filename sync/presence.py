@@ -55,6 +55,26 @@ class Presence:
     members: dict[str, Member] = field(default_factory=dict)  # by connection id
     locks: dict[tuple[str, str], FieldLock] = field(default_factory=dict)  # (field, user)
     _idle_reported: set[str] = field(default_factory=set)
+    # Cluster mode: the members other nodes last reported, by node, with the time their
+    # report expires (a node that stops reporting, killed say, drops out then).
+    remote: dict[str, tuple[tuple[Member, ...], int]] = field(default_factory=dict)
+
+    # -- other nodes' members (cluster mode) ------------------------------------------
+
+    def set_remote(self, node: str, members: tuple[Member, ...], expires_ms: int) -> bool:
+        """Another node's members now; ``True`` when what others see changed."""
+        before = self.remote.get(node)
+        self.remote[node] = (members, expires_ms)
+        if not members:
+            del self.remote[node]
+        return (before is None and bool(members)) or (before is not None and before[0] != members)
+
+    def expire_remote(self, now_ms: int) -> bool:
+        """Forget reports that expired; ``True`` when one with members did."""
+        gone = [node for node, (_, expires) in self.remote.items() if expires <= now_ms]
+        for node in gone:
+            del self.remote[node]
+        return bool(gone)
 
     # -- membership ------------------------------------------------------------
 
@@ -169,6 +189,10 @@ class Presence:
         by_user: dict[str, list[Member]] = {}
         for member in self.members.values():
             by_user.setdefault(member.user_id, []).append(member)
+        for members, expires in self.remote.values():
+            if expires > now_ms:
+                for member in members:
+                    by_user.setdefault(member.user_id, []).append(member)
         result = []
         for user_id in sorted(by_user):
             entries = by_user[user_id]

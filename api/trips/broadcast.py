@@ -104,6 +104,8 @@ class TripBroadcast:
         self.presence_hooks = presence_hooks
         #: Cluster mode: tells other nodes of an event sent outside a commit (replica.py).
         self.relay_now: Callable[[TripRoom, Relayed], None] | None = None
+        #: Cluster mode: tells other nodes of this node's members of a room (replica.py).
+        self.presence_out: Callable[[TripRoom], None] | None = None
 
     def publish(
         self,
@@ -146,7 +148,11 @@ class TripBroadcast:
             members = [c for c in members if room.permission(c.principal.user_id) in EDITORS]
         self.hub.send_many(members, text, droppable=droppable)
 
-    def publish_presence(self, room: TripRoom) -> None:
+    def publish_presence(self, room: TripRoom, *, relay: bool = True) -> None:
+        """``trip_collaborator_presence`` to the room's subscribers here (every node's
+        members in it), and, in cluster mode, this node's members to the others."""
+        if relay and self.presence_out is not None:
+            self.presence_out(room)
         members = self.hub.subscribers(channel(room.trip_id))
         if members:  # else nothing to build (a room of Yjs peers only)
             now = self.clock.now_ms()

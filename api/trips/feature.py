@@ -128,6 +128,8 @@ class TripFeature:
             self.hub, self.clock, self.registry, self.broadcast, self.schedule
         )
         self.services.on_disconnect.append(self.collaboration.on_disconnect)
+        if self.replicas is not None:
+            await self.replicas.start()
         # Pending manual conflicts survive restarts: load their trips, rearm timers.
         for trip_id in sorted({c.trip_id for c in services.store.pending_conflicts()}):
             self.schedule(self.registry.get(trip_id))
@@ -135,6 +137,8 @@ class TripFeature:
     async def stop(self) -> None:
         self.sweep.stop()
         self.timer.stop()
+        if self.replicas is not None:
+            await self.replicas.stop()
 
     def _adopted(self, room: TripRoom) -> None:
         if self.replicas is not None:

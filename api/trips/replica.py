@@ -34,7 +34,9 @@ no hooks and the broadcast encodes nothing extra.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import json
 import logging
 from typing import Any, Final
@@ -50,6 +52,7 @@ from tripsage_sync.api.trips.rooms import Relayed, RoomRegistry, TripRoom
 from tripsage_sync.storage.updatelog import AppendUpdate
 from tripsage_sync.storage.writer import WriteOp
 from tripsage_sync.sync.document import Change, LogEntry
+from tripsage_sync.sync.presence import Member
 
 __all__ = ["TripReplicas", "topic"]
 
@@ -58,8 +61,26 @@ logger = logging.getLogger(__name__)
 _CONFLICT_KINDS: Final = frozenset({"conflict_raised", "conflict_resolved"})
 
 
+#: Every node reports its members of each loaded room this often; a report lasts the TTL,
+#: so the members of a node that stopped (kill -9) leave presence within both.
+PRESENCE_BEAT_S: Final = 3.0
+PRESENCE_TTL_MS: Final = 9_000
+
+
 def topic(trip_id: str) -> str:
     return f"trip:{trip_id}"
+
+
+def _member_json(member: Member) -> dict[str, Any]:
+    return {
+        "connection_id": member.connection_id,
+        "user_id": member.user_id,
+        "user_name": member.user_name,
+        "avatar_url": member.avatar_url,
+        "permission": member.permission,
+        "last_seen_ms": member.last_seen_ms,
+        "current_field": member.current_field,
+    }
 
 
 class TripReplicas:
@@ -80,7 +101,41 @@ class TripReplicas:
         self.clock = clock
         self._waiting: dict[str, list[dict[str, Any]]] = {}
         broadcast.relay_now = self.relay_now
+        broadcast.presence_out = self.presence_out
         bus.on_resync(self.resync)
+        self._beat: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._beat = asyncio.get_running_loop().create_task(self._beats(), name="presence-beat")
+
+    async def stop(self) -> None:
+        if self._beat is not None:
+            self._beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._beat
+
+    # -- presence: each node reports its own members, again every beat ----------------
+
+    def presence_out(self, room: TripRoom) -> None:
+        members = [_member_json(m) for m in room.presence.members.values()]
+        record = {"p": members, "n": self.bus.node}
+        self.bus.publish(topic(room.trip_id), orjson.dumps(record))
+
+    def _presence_in(self, room: TripRoom, record: dict[str, Any]) -> None:
+        members = tuple(Member(**m) for m in record["p"])
+        expires = self.clock.now_ms() + PRESENCE_TTL_MS
+        if room.presence.set_remote(str(record["n"]), members, expires):
+            self.broadcast.publish_presence(room, relay=False)
+
+    async def _beats(self) -> None:
+        while True:
+            await asyncio.sleep(PRESENCE_BEAT_S)
+            now = self.clock.now_ms()
+            for room in list(self.registry.rooms.values()):
+                if room.presence.members:
+                    self.presence_out(room)
+                if room.presence.expire_remote(now):  # a node stopped reporting (killed?)
+                    self.broadcast.publish_presence(room, relay=False)
 
     # -- rooms loaded and unloaded ------------------------------------------------------
 
@@ -127,6 +182,9 @@ class TripReplicas:
             record: dict[str, Any] = orjson.loads(data)
         except orjson.JSONDecodeError:
             logger.error("trip %s: a bus record that is not JSON; ignored", trip_id)
+            return
+        if "p" in record:
+            self._presence_in(room, record)
             return
         if room.holds:  # a change of ours may be in the document and not in the store
             self._waiting.setdefault(trip_id, []).append(record)

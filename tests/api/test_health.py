@@ -94,8 +94,12 @@ async def test_admin_payloads_have_measured_values(server: ServerProcess) -> Non
         "connections",
         "memoryUsage",
         "cpuUsage",
+        "nodeId",
+        "dependencies",
     }
     assert health["status"] == "operational"
+    assert health["dependencies"] == {"database": "ok"}  # one node: no Redis to reach
+    assert health["nodeId"]
     assert health["connections"] == 2
     assert health["uptime"] > 0
     assert server.process is not None

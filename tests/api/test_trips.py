@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.conftest import ServerProcess
-from tests.wsclient import Client, open_client
+from tests.wsclient import TIMEOUT_S, Client, open_client
 from tripsage_sync.sync.wire import iso_ms
 
 pytestmark = pytest.mark.anyio
@@ -116,11 +116,14 @@ OUTCOMES = (
 )
 
 
-async def presence_of(client: Client, users: set[str]) -> dict[str, Any]:
+async def presence_of(
+    client: Client, users: set[str], *, timeout: float = TIMEOUT_S
+) -> dict[str, Any]:
     """The next presence event that lists exactly ``users``."""
     return await client.recv_matching(
         "trip_collaborator_presence",
         lambda p: {c["userId"] for c in p["activeCollaborators"]} == users,
+        timeout,
     )
 
 

@@ -37,6 +37,18 @@ def own_redis() -> Iterator[RedisServer]:
             server.stop()
 
 
+async def health_when(
+    node: ServerProcess, predicate: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any]:
+    """``/health`` once it satisfies ``predicate`` (the node noticing a dependency)."""
+    async with asyncio.timeout(20), httpx.AsyncClient(base_url=node.http) as http:
+        while True:
+            health: dict[str, Any] = (await http.get("/health")).json()
+            if predicate(health):
+                return health
+            await asyncio.sleep(0.05)  # polling another process's state, not an event
+
+
 async def until_confirmed(client: Client, message: dict[str, Any]) -> dict[str, Any]:
     """Send ``message`` until it is confirmed, honouring each rollback's retryAfter."""
     async with asyncio.timeout(30):
@@ -71,6 +83,10 @@ async def test_redis_down_refuses_edits_keeps_reads_and_recovers(
     assert (await bob.recv_type("trip_update_broadcast"))["payload"]["version"] == 2
 
     own_redis.stop()
+    health = await health_when(a, lambda h: h["dependencies"].get("redis") == "unreachable")
+    assert health["status"] == "degraded"
+    assert health["dependencies"] == {"database": "ok", "redis": "unreachable"}
+    assert health["nodeId"] == "node-0"
     await alice.send(update("u2", "destination", "Oslo", 2))
     refused = await alice.recv_type(*OUTCOMES)
     assert refused["type"] == "optimistic_update_rollback", refused
@@ -79,11 +95,6 @@ async def test_redis_down_refuses_edits_keeps_reads_and_recovers(
     assert refused["payload"]["retryAfter"] > 0
     trip = await get_trip(b, "bob")  # reads keep working
     assert trip["fields"]["destination"] == "Rome"
-    async with httpx.AsyncClient(base_url=a.http) as http:
-        health = (await http.get("/health")).json()
-    assert health["status"] == "degraded"
-    assert health["dependencies"] == {"database": "ok", "redis": "unreachable"}
-    assert health["nodeId"] == "node-0"
 
     restarted = own_redis.restart()
     try:

@@ -7,11 +7,13 @@ JSON clients and stock Yjs peers are spread over them.
 from __future__ import annotations
 
 import asyncio
+import signal
+import time
 from typing import Any
 
 import pytest
 
-from tests.api.test_trips import OUTCOMES, create_trip, get_trip, join, update
+from tests.api.test_trips import OUTCOMES, create_trip, get_trip, join, presence_of, update
 from tests.api.yjspeer import NodePeer
 from tests.cluster.conftest import Cluster
 
@@ -153,3 +155,17 @@ async def test_yjs_peers_and_json_clients_on_different_nodes_converge(cluster: C
         await alice.close()
         await bob.close()
         await carol.close()
+
+
+async def test_presence_spans_the_nodes_and_a_killed_node_leaves_it(cluster: Cluster) -> None:
+    a, b = cluster(2)
+    await create_trip(a, collaborators={"bob": "editor"})
+    alice, _ = await join(a, "alice")
+    bob, _ = await join(b, "bob")
+    await presence_of(alice, {"alice", "bob"})
+    await presence_of(bob, {"alice", "bob"})
+    b.stop(signal.SIGKILL)  # bob's node dies without a word: its reports stop
+    started = time.monotonic()
+    await presence_of(alice, {"alice"}, timeout=20)
+    assert time.monotonic() - started < 15
+    await alice.close()
