@@ -12,10 +12,11 @@ Theory of operation:
   (``synchronous_commit`` is set ``on`` for our sessions, whatever the
   server's default), so a resolved future survives kill -9 of any node; the
   commit is the point of no return.
-- Several nodes write at once. The update log's version cache is emptied at
-  every batch (:meth:`PgTransactor.others_committed`), and where two nodes
-  append the same version of a trip the primary key refuses the second:
-  ``storage/updatelog.py`` turns that into :class:`VersionConflict`.
+- Several nodes write at once. Where two nodes append the same version of a
+  trip, the primary key refuses the second: ``storage/updatelog.py`` turns
+  that into :class:`VersionConflict`. So the update log's version cache can be
+  kept between batches (emptied every :data:`VERSION_CACHE_S`,
+  :meth:`PgTransactor.others_committed`): it saves a read per trip and batch.
 - A lost connection (PostgreSQL restarted, a network cut) fails the reads
   and writes that were using it, with errors that
   :func:`~storage.errors.is_unavailable` recognizes, and the next read or
@@ -45,6 +46,7 @@ from tripsage_sync.storage.writer import MAX_BATCH_OPS, BatchWriter
 __all__ = [
     "CONNECT_TIMEOUT_S",
     "RECONNECT_PAUSE_S",
+    "VERSION_CACHE_S",
     "PgConnection",
     "PgTransactor",
     "PostgresStorage",
@@ -55,6 +57,8 @@ logger = logging.getLogger(__name__)
 
 #: How long opening a connection may take before it fails.
 CONNECT_TIMEOUT_S: Final = 2
+#: How long the writer trusts its version cache before reading the versions again.
+VERSION_CACHE_S: Final = 60.0
 #: After a failed connect of the read connection, how long reads fail at once.
 RECONNECT_PAUSE_S: Final = 1.0
 
@@ -109,6 +113,7 @@ class PgTransactor:
     def __init__(self, url: str, db: PgConnection) -> None:
         self._url = url
         self._db = db
+        self._cache_since = float("-inf")
 
     @property
     def db(self) -> PgConnection:
@@ -146,7 +151,20 @@ class PgTransactor:
         self._db.executemany(sql, rows)
 
     def others_committed(self) -> bool:
-        """Always: other nodes write to the same database."""
+        """Every :data:`VERSION_CACHE_S`: other nodes write to the same database.
+
+        In between, the update log's version cache may lag behind another node's
+        appends; that costs nothing wrong: an append the cache takes for the next
+        version while another node wrote it is refused by the primary key (and then
+        :class:`VersionConflict`), and one the cache refuses runs alone against the
+        table. The cache is only ever behind by recent versions, never by versions a
+        snapshot pruned (history is kept for days), so a pruned version cannot
+        come back.
+        """
+        now = time.monotonic()
+        if now - self._cache_since < VERSION_CACHE_S:
+            return False
+        self._cache_since = now
         return True
 
     def close(self) -> None:

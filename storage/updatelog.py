@@ -22,9 +22,10 @@ holds the write lock for the whole batch, and at its start the transactor
 says whether any other connection (another process, a second store on the
 same database) may have committed since our last batch
 (:meth:`~storage.connection.Transactor.others_committed`: SQLite's ``PRAGMA
-data_version``; always, for PostgreSQL, whose other nodes write too): if one
-may have, the cache is emptied. A trip missing from the cache is read once
-(``queries.trip_version``), which also proves the trip exists. Within our
+data_version``; for PostgreSQL, whose other nodes write all the time, every
+minute, see ``storage/postgres.py``): if one may have, the cache is emptied.
+A trip missing from the cache is read once (``queries.trip_version``), which
+also proves the trip exists. Within our
 own batches the cache follows every write: accepted appends and appends that
 ran alone set it, a snapshot raises it, a :class:`VersionNeutral` operation
 leaves it, and any other operation, a failed bulk write or a transaction that
