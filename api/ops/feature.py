@@ -334,7 +334,7 @@ class OpsFeature:
         )
         event = make_event(payload, now_ms=self.clock.now_ms())
         hub = self.services.hub
-        delivered = hub.broadcast_all(event)
+        delivered = hub.broadcast_all(event, relay=False)  # this node's clients: it drains
         loop = asyncio.get_running_loop()
         handle = loop.call_later(request.inSeconds, self._begin_drain, request.estimatedDuration)
         self._maintenance = _Maintenance(encode(event), at_ms, handle)
@@ -359,7 +359,9 @@ class OpsFeature:
         pending.handle.cancel()
         if announce:
             notice = SystemMessagePayload(level="info", message="Scheduled maintenance cancelled")
-            self.services.hub.broadcast_all(make_event(notice, now_ms=self.clock.now_ms()))
+            self.services.hub.broadcast_all(
+                make_event(notice, now_ms=self.clock.now_ms()), relay=False
+            )
             logger.info("maintenance at %s cancelled", iso_ms(pending.at_ms))
         return True
 

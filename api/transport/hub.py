@@ -340,10 +340,11 @@ class Hub(Generic[S]):
             sent = self._relayed(RELAY_USER, user_id, event)
         return self.send_many(self.by_user.get(user_id, ()), sent)
 
-    def broadcast_all(self, event: ServerEvent) -> int:
-        """To every open JSON connection (of every node, in cluster mode)."""
+    def broadcast_all(self, event: ServerEvent, *, relay: bool = True) -> int:
+        """To every open JSON connection (of every node, in cluster mode, unless ``relay``
+        is false: a maintenance notice is for the node being drained only)."""
         sent: ServerEvent | str = event
-        if self.relay is not None:
+        if relay and self.relay is not None:
             sent = self._relayed(RELAY_ALL, "", event)
         return self._send_all(sent)
 

@@ -3,9 +3,12 @@ agent on another; ``POST /api/broadcast`` on one node reaches every node's clien
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from tests.api.chathelpers import (
+    assert_quiet,
     chunk,
     collect,
     connect,
@@ -14,6 +17,7 @@ from tests.api.chathelpers import (
     http,
     user_message,
 )
+from tests.api.opshelpers import run_cli
 from tests.cluster.conftest import Cluster
 
 pytestmark = pytest.mark.anyio
@@ -77,4 +81,24 @@ async def test_a_broadcast_reaches_every_node(cluster: Cluster) -> None:
     assert to_bob.status_code == 200, to_bob.text
     assert (await on_b.recv_type("notification"))["payload"]["message"] == "Hi bob"
     await on_a.close()
+    await on_b.close()
+
+
+async def test_maintenance_drains_one_node_only(cluster: Cluster) -> None:
+    a, b = cluster(2, shutdown_grace_s=1)
+    on_a = await connect(a, "alice", "s-1")
+    on_b = await connect(b, "bob", "s-2")
+    code, _, err = await run_cli(
+        "maintenance", "--in", "1s", "--duration", "60", "--message", "Node a upgrade",
+        "--server", a.http, "--token", a.token("ops", role="admin"),
+    )  # fmt: skip
+    assert code == 0, err
+    assert (await on_a.recv_type("system_message"))["payload"]["level"] == "maintenance"
+    assert (await on_a.recv_type("connection_close", timeout=10))["payload"]["code"] == 1001
+    assert a.process is not None
+    assert await asyncio.to_thread(a.process.wait, 30) == 0
+    # Node b went on: its client heard nothing, and it still serves.
+    await assert_quiet(on_b, "system_message", "connection_close")
+    await on_b.send(user_message("still here", "m-b"))
+    assert (await on_b.recv_type("chat_message"))["payload"]["messageId"] == "m-b"
     await on_b.close()
