@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.services import need_postgres, need_redis
+from tests.services import fresh_postgres_url, need_postgres, need_redis
 from tripsage_sync.api.transport.auth import JwtAuthority
 
 SECRET = "test-secret-" + "x" * 40
@@ -129,9 +129,20 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+#: ``TRIPSAGE_TEST_BACKEND=cluster`` runs every server of the suite as a one-node cluster
+#: on PostgreSQL and Redis (``.ci/run`` runs the suite both ways): a test's database file
+#: stands for a schema of its own, the same one for every server started on that file.
+BACKEND = os.environ.get("TRIPSAGE_TEST_BACKEND", "sqlite")
+#: Tests that look into the SQLite file itself, which a cluster does not have.
+SQLITE_ONLY = pytest.mark.skipif(BACKEND == "cluster", reason="reads the SQLite file itself")
+
+
 @pytest.fixture
-def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+def server_factory(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., ServerProcess]]:
     started: list[ServerProcess] = []
+    schemas: dict[Path, str] = {}
 
     def make(
         *, db: Path | None = None, secret: str | None = SECRET, **settings: Any
@@ -149,7 +160,13 @@ def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
         }
         for key, value in {**defaults, **settings}.items():
             env["TRIPSAGE_" + key.upper()] = str(value)
-        proc = ServerProcess(port=free_port(), db=db or tmp_path / f"t{len(started)}.db", env=env)
+        db = db or tmp_path / f"t{len(started)}.db"
+        if BACKEND == "cluster" and "database_url" not in settings:
+            if db not in schemas:
+                schemas[db] = fresh_postgres_url(request.getfixturevalue("postgres_url"))
+            env["TRIPSAGE_DATABASE_URL"] = schemas[db]
+            env["TRIPSAGE_REDIS_URL"] = request.getfixturevalue("redis_url")
+        proc = ServerProcess(port=free_port(), db=db, env=env)
         proc.log_path = tmp_path / f"server{len(started)}.log"
         if secret is None:
             proc.authority = None  # type: ignore[assignment]

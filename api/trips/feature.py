@@ -61,7 +61,7 @@ from tripsage_sync.api.trips.broadcast import (
 )
 from tripsage_sync.api.trips.collaboration import Collaboration
 from tripsage_sync.api.trips.commit import TripCommits
-from tripsage_sync.api.trips.replica import TripReplicas
+from tripsage_sync.api.trips.replica import AwarenessHook, TripReplicas
 from tripsage_sync.api.trips.rooms import RoomRegistry, TripRoom
 from tripsage_sync.api.trips.sweep import IdleSweep, PeerCount, UnloadHook
 from tripsage_sync.api.trips.timer import RoomTimer
@@ -92,6 +92,8 @@ class TripFeature:
         self.change_hooks: list[ChangeHook] = []
         self.presence_hooks: list[PresenceHook] = []
         self.peer_counts: list[PeerCount] = []
+        # Cluster mode: awareness frames of other nodes' Yjs peers (api/trips/yroom.py).
+        self.awareness_hooks: list[AwarenessHook] = []
         self.unload_hooks: list[UnloadHook] = []
 
     # -- lifecycle ------------------------------------------------------------------
@@ -107,7 +109,14 @@ class TripFeature:
         self.broadcast = TripBroadcast(self.hub, self.clock, self.change_hooks, self.presence_hooks)
         # Cluster mode: rooms follow the other nodes' commits (api/trips/replica.py).
         self.replicas = (
-            TripReplicas(services, services.bus, self.registry, self.broadcast, self.clock)
+            TripReplicas(
+                services,
+                services.bus,
+                self.registry,
+                self.broadcast,
+                self.clock,
+                self.awareness_hooks,
+            )
             if self.settings.redis_url
             else None
         )
@@ -226,6 +235,11 @@ class TripFeature:
 
     async def maybe_compact(self, room: TripRoom) -> None:
         await self.commits.maybe_compact(room)
+
+    def relay_awareness(self, room: TripRoom, frame: bytes) -> None:
+        """Cluster mode: an awareness frame of this node's Yjs peers, to the other nodes."""
+        if self.replicas is not None:
+            self.replicas.awareness_out(room, frame)
 
     def schedule(self, room: TripRoom) -> None:
         """(Re)arm the room's timer for its next deadline."""

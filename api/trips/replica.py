@@ -39,6 +39,7 @@ import base64
 import contextlib
 import json
 import logging
+from collections.abc import Callable
 from typing import Any, Final
 
 import orjson
@@ -54,7 +55,10 @@ from tripsage_sync.storage.writer import WriteOp
 from tripsage_sync.sync.document import Change, LogEntry
 from tripsage_sync.sync.presence import Member
 
-__all__ = ["TripReplicas", "topic"]
+__all__ = ["AwarenessHook", "TripReplicas", "topic"]
+
+#: Called with a room, an awareness frame another node's peers sent, and that node's id.
+AwarenessHook = Callable[[TripRoom, bytes, str], None]
 
 logger = logging.getLogger(__name__)
 
@@ -93,8 +97,10 @@ class TripReplicas:
         registry: RoomRegistry,
         broadcast: TripBroadcast,
         clock: Clock,
+        awareness_hooks: list[AwarenessHook],
     ) -> None:
         self.services = services
+        self.awareness_hooks = awareness_hooks
         self.bus = bus
         self.registry = registry
         self.broadcast = broadcast
@@ -120,6 +126,19 @@ class TripReplicas:
         members = [_member_json(m) for m in room.presence.members.values()]
         record = {"p": members, "n": self.bus.node}
         self.bus.publish(topic(room.trip_id), orjson.dumps(record))
+
+    def awareness_out(self, room: TripRoom, frame: bytes) -> None:
+        """A y-websocket awareness frame this node's peers sent (identity-stamped)."""
+        record = {"a": base64.b64encode(frame).decode(), "n": self.bus.node}
+        self.bus.publish(topic(room.trip_id), orjson.dumps(record))
+
+    def _awareness_in(self, room: TripRoom, record: dict[str, Any]) -> None:
+        frame, node = base64.b64decode(record["a"]), str(record["n"])
+        for hook in self.awareness_hooks:
+            try:
+                hook(room, frame, node)
+            except Exception:
+                logger.exception("trip %s: awareness hook failed", room.trip_id)
 
     def _presence_in(self, room: TripRoom, record: dict[str, Any]) -> None:
         members = tuple(Member(**m) for m in record["p"])
@@ -185,6 +204,9 @@ class TripReplicas:
             return
         if "p" in record:
             self._presence_in(room, record)
+            return
+        if "a" in record:
+            self._awareness_in(room, record)
             return
         if room.holds:  # a change of ours may be in the document and not in the store
             self._waiting.setdefault(trip_id, []).append(record)

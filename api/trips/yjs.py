@@ -125,6 +125,7 @@ class YjsFeature:
         services.metrics.yjs_peers = lambda: sum(len(room.peers) for room in rooms.values())
         self.trips.change_hooks.append(self.yrooms.on_change)
         self.trips.presence_hooks.append(self.yrooms.on_presence)
+        self.trips.awareness_hooks.append(self.yrooms.on_remote_awareness)
         self.trips.peer_counts.append(self.yrooms.peer_count)
         self.trips.unload_hooks.append(self.yrooms.on_unload)
 

@@ -35,9 +35,11 @@ from tripsage_sync.sync.document import Change
 from tripsage_sync.sync.presence import Member
 from tripsage_sync.sync.ysync import (
     AwarenessEntry,
+    AwarenessFrame,
     AwarenessTable,
     auth_denied_frame,
     awareness_frame,
+    parse_frame,
     server_client_id,
     sync_step1_frame,
     sync_update_frame,
@@ -221,7 +223,9 @@ class YRooms:
         accepted = yroom.awareness.receive(conn.id, entries, conn.identity)
         if not accepted:
             return
-        yroom.send_all(awareness_frame(accepted), droppable=True)  # the sender too, like y-ws
+        frame = awareness_frame(accepted)
+        yroom.send_all(frame, droppable=True)  # the sender too, like y-ws
+        self.trips.relay_awareness(conn.room, frame)  # and other nodes' peers (a cluster)
         focus = [e.state["currentField"] for e in accepted if e.state and "currentField" in e.state]
         if focus:
             self.trips.touch_presence(
@@ -229,6 +233,22 @@ class YRooms:
             )
         else:
             self.trips.touch_presence(conn.room, conn.id, current_field=None, focus=False)
+
+    def on_remote_awareness(self, room: TripRoom, frame: bytes, node: str) -> None:
+        """Awareness states of another node's peers (cluster mode), to the peers here."""
+        yroom = self.rooms.get(room.trip_id)
+        parsed = parse_frame(frame)
+        if yroom is None or not isinstance(parsed, AwarenessFrame):
+            return
+        owner = f"node:{node}"
+        entries = [
+            entry
+            for remote in parsed.entries
+            if (entry := yroom.awareness.set_server_state(remote.client_id, owner, remote.state))
+            is not None
+        ]
+        if entries:
+            yroom.send_all(awareness_frame(entries), droppable=True)
 
     def on_presence(self, room: TripRoom) -> None:
         """Presence of ``room`` changed: mirror JSON clients into awareness, drop outsiders."""

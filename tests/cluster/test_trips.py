@@ -169,3 +169,25 @@ async def test_presence_spans_the_nodes_and_a_killed_node_leaves_it(cluster: Clu
     await presence_of(alice, {"alice"}, timeout=20)
     assert time.monotonic() - started < 15
     await alice.close()
+
+
+async def test_awareness_of_yjs_peers_crosses_nodes(cluster: Cluster) -> None:
+    a, b = cluster(2)
+    fields = {"name": "Europe", "destination": "Paris", "notes": "", "itinerary": []}
+    await create_trip(a, fields=fields, collaborators={"bob": "editor"})
+    alice = await NodePeer.start(a, "trip-1", "alice")
+    bob = await NodePeer.start(b, "trip-1", "bob")
+    try:
+        await alice.synced()
+        await bob.synced()
+        await alice.send(
+            {"cmd": "awareness", "state": {"user": {"name": "Mallory"}, "currentField": "budget"}}
+        )
+        states = await bob.awareness(
+            lambda s: any(x and x.get("currentField") == "budget" for x in s)
+        )
+        relayed = next(s for s in states.values() if s and s.get("currentField") == "budget")
+        assert relayed["user"] == {"id": "alice", "name": "Alice"}  # the token's, not "Mallory"
+    finally:
+        await alice.close()
+        await bob.close()
