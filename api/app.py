@@ -40,6 +40,7 @@ from tripsage_sync.api.transport.auth import JwtAuthority, new_secret
 from tripsage_sync.api.transport.bus import Bus, LocalBus, RedisBus
 from tripsage_sync.api.transport.endpoints import agent_status_endpoint, chat_endpoint
 from tripsage_sync.api.transport.hub import Hub
+from tripsage_sync.api.transport.limitshare import LimitShare
 from tripsage_sync.api.transport.services import Feature, Services, shutdown_services
 from tripsage_sync.api.trips.conflicts import ConflictResolution
 from tripsage_sync.api.trips.feature import TripFeature
@@ -154,9 +155,13 @@ def create_app(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> Starlette:
             loop = asyncio.get_running_loop()
             services.metrics.asyncio_tasks = lambda: len(asyncio.all_tasks(loop))
             started: list[Feature] = []
+            share = None
             if settings.redis_url:
                 services.hub.relay_through(bus)
+                share = LimitShare(services.hub, bus)
             await bus.start()
+            if share is not None:
+                await share.start()
             try:
                 for feature in plugged:
                     await feature.start(services)
@@ -167,6 +172,8 @@ def create_app(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> Starlette:
             finally:
                 for feature in reversed(started):
                     await feature.stop()
+                if share is not None:
+                    await share.stop()
                 await bus.stop()
         finally:
             store.close()

@@ -7,7 +7,9 @@ deterministic under test. A refusal carries the spec's ``limits`` block
 (``current``, ``limit``, ``window``, ``reset``) and ``retryAfter``.
 
 :class:`KeyedLimiter` keeps one bucket per key (IP address or user id) and
-forgets full buckets, so memory stays bounded by active keys.
+forgets full buckets, so memory stays bounded by active keys. In a cluster,
+what a key spent on the other nodes is charged to its bucket here too
+(:meth:`KeyedLimiter.charge`), so a limit holds across the nodes, a second late.
 """
 
 from __future__ import annotations
@@ -58,6 +60,12 @@ class TokenBucket:
         self._refill(now_s)
         return self.tokens >= self.limit
 
+    def charge(self, now_s: float, cost: float) -> None:
+        """Spend ``cost`` tokens spent elsewhere (another node of a cluster), enough or not:
+        the bucket may go below empty, down to one window's worth in debt."""
+        self._refill(now_s)
+        self.tokens = max(self.tokens - cost, -float(self.limit))
+
     def take(self, now_s: float, cost: float = 1.0) -> Decision:
         """Spend ``cost`` tokens if there are enough; report either way."""
         if self.limit <= 0:  # 0 disables the limit
@@ -101,6 +109,15 @@ class KeyedLimiter:
         if bucket is None:
             bucket = self.buckets[key] = TokenBucket(self.limit, self.window_s)
         return bucket.take(now_s)
+
+    def charge(self, key: str, now_s: float, cost: float) -> None:
+        """``cost`` tokens of ``key`` spent on another node (cluster mode)."""
+        if self.limit <= 0:
+            return
+        bucket = self.buckets.get(key)
+        if bucket is None:
+            bucket = self.buckets[key] = TokenBucket(self.limit, self.window_s)
+        bucket.charge(now_s, cost)
 
     def prune(self, now_s: float) -> None:
         for key in [key for key, bucket in self.buckets.items() if bucket.full(now_s)]:

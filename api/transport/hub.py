@@ -149,6 +149,10 @@ class Hub(Generic[S]):
     # Cluster mode: ``relay(kind, name, text)`` tells the other nodes of an event sent to
     # a channel, a user or everyone (api/app.py wires it to the bus; None on one node).
     relay: Callable[[str, str, str], None] | None = None
+    # Cluster mode (api/transport/limitshare.py): told of every token spent, and asked how
+    # many connections a user holds on the other nodes.
+    on_spend: Callable[[KeyedLimiter, str], None] | None = None
+    remote_connections: Callable[[str], int] | None = None
 
     def __post_init__(self) -> None:
         self.metrics.live = self.live_connections
@@ -195,7 +199,11 @@ class Hub(Generic[S]):
         return victim
 
     def user_connection_count(self, user_id: str) -> int:
-        return len(self.by_user.get(user_id, ()))
+        """The user's JSON connections, of every node in cluster mode."""
+        local = len(self.by_user.get(user_id, ()))
+        if self.remote_connections is None:
+            return local
+        return local + self.remote_connections(user_id)
 
     def live_connections(self) -> LiveConnections:
         """What the metrics' live gauges read at scrape time."""
@@ -356,7 +364,11 @@ class Hub(Generic[S]):
     def check(self, limiter: KeyedLimiter, key: str, what: str) -> RateLimited | None:
         now_s = self.clock.now_ms() / 1000
         decision = limiter.take(key, now_s)
-        return None if decision.allowed else rate_limited(what, decision, now_s)
+        if not decision.allowed:
+            return rate_limited(what, decision, now_s)
+        if self.on_spend is not None:
+            self.on_spend(limiter, key)
+        return None
 
     # -- shutdown -----------------------------------------------------------------------
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tripsage_sync.sync.ratelimit import KeyedLimiter, TokenBucket
 
 
@@ -45,3 +47,18 @@ def test_a_disabled_limit_keeps_no_bucket_per_key() -> None:
     limiter = KeyedLimiter(limit=0)
     assert all(limiter.take(f"user-{i}", 1.0).allowed for i in range(100))
     assert limiter.buckets == {}
+
+
+def test_what_other_nodes_spent_is_charged_here_and_refills() -> None:
+    limiter = KeyedLimiter(10, window_s=60)
+    for _ in range(4):
+        assert limiter.take("alice", 0.0).allowed
+    limiter.charge("alice", 0.0, 6)  # another node took 6
+    refused = limiter.take("alice", 0.0)
+    assert not refused.allowed
+    assert refused.retry_after_s == pytest.approx(6.0)  # 1 token at 10 per minute
+    limiter.charge("bob", 0.0, 25)  # in debt, but at most one window's worth
+    assert not limiter.take("bob", 65.0).allowed  # 10 in debt, 10.8 refilled: 0.8
+    assert limiter.take("bob", 67.0).allowed
+    limiter.charge("carol", 0.0, 3)
+    assert KeyedLimiter(0).take("x", 0.0).allowed  # a disabled limit charges nothing
