@@ -13,7 +13,16 @@ from typing import Any
 
 import pytest
 
-from tests.api.test_trips import OUTCOMES, create_trip, get_trip, join, presence_of, update
+from tests.api.chathelpers import assert_quiet
+from tests.api.test_trips import (
+    OUTCOMES,
+    after_creation,
+    create_trip,
+    get_trip,
+    join,
+    presence_of,
+    update,
+)
 from tests.api.yjspeer import NodePeer
 from tests.cluster.conftest import Cluster
 
@@ -191,3 +200,32 @@ async def test_awareness_of_yjs_peers_crosses_nodes(cluster: Cluster) -> None:
     finally:
         await alice.close()
         await bob.close()
+
+
+async def test_a_manual_conflict_spans_nodes_and_its_deadline_applies_once(
+    cluster: Cluster,
+) -> None:
+    a, b = cluster(2, conflict_auto_resolve_ms=3000)
+    await create_trip(a, manual=["budget"], collaborators={"bob": "editor"})
+    alice, _ = await join(a, "alice")
+    bob, _ = await join(b, "bob")
+    await alice.send(update("a", "budget", 2500, 1, ts=after_creation(1)))
+    assert (await alice.recv_type(*OUTCOMES))["type"] == "optimistic_update_confirmed"
+    await bob.recv_type("trip_update_broadcast")  # bob's node has alice's version 2
+    await bob.send(update("b", "budget", 3000, 1, ts=after_creation(5)))
+    rejected = await bob.recv_type(*OUTCOMES)
+    assert rejected["type"] == "optimistic_update_rejected", rejected
+    conflict_id = rejected["payload"]["conflictId"]
+    for editor in (alice, bob):  # raised on node b, told to the editors of both nodes
+        required = await editor.recv_type("conflict_resolution_required")
+        assert required["payload"]["conflictId"] == conflict_id
+    # Both nodes have the room loaded, both arm the deadline: the default applies once.
+    for client in (alice, bob):
+        applied = await client.recv_type("trip_update_broadcast", timeout=15)
+        assert applied["payload"]["changes"]["budget"]["newValue"] == 3000
+    trips = [await get_trip(node) for node in (a, b)]
+    assert trips[0]["version"] == trips[1]["version"] == 3
+    assert trips[0]["fields"]["budget"] == trips[1]["fields"]["budget"] == 3000
+    for client in (alice, bob):
+        await assert_quiet(client, "trip_update_broadcast")
+        await client.close()
