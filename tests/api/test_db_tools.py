@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from tests.api.opshelpers import create_trip, get_trip, run_cli, start_session, update
-from tests.conftest import ServerProcess
+from tests.conftest import SQLITE_ONLY, ServerProcess
 from tests.wsclient import open_client
 
-pytestmark = pytest.mark.anyio
+# The database tools work on the SQLite file (a cluster has `db copy`, tests/storage).
+pytestmark = [pytest.mark.anyio, SQLITE_ONLY]
 
 
 async def _edited_trip(server: ServerProcess, trip_id: str = "trip-db", edits: int = 3) -> None:

@@ -16,7 +16,7 @@ import pytest
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Message, Request
 
-from tests.conftest import ROOT, ServerProcess
+from tests.conftest import ROOT, SQLITE_ONLY, ServerProcess
 from tests.wsclient import Client, open_client
 
 pytestmark = pytest.mark.anyio
@@ -107,6 +107,7 @@ def _cli(*args: str, db: str) -> str:
     return result.stdout.strip()
 
 
+@SQLITE_ONLY
 async def test_token_cli_uses_the_secret_kept_with_the_database(
     server_factory: Callable[..., ServerProcess],
 ) -> None:

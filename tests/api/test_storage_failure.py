@@ -24,12 +24,14 @@ from tests.api.opshelpers import scrape, value
 from tests.api.test_trips import OUTCOMES, after_creation, create_trip, get_trip, join, update
 from tests.api.test_yjs import FIELDS, has
 from tests.api.yjspeer import NodePeer
-from tests.conftest import ServerProcess
+from tests.conftest import SQLITE_ONLY, ServerProcess
 from tests.wsclient import Client
 
 pytestmark = [
     pytest.mark.anyio,
     pytest.mark.skipif(not hasattr(resource, "prlimit"), reason="needs prlimit(2) (Linux)"),
+    # A full disk under the SQLite file; a cluster's PostgreSQL down: tests/cluster.
+    SQLITE_ONLY,
 ]
 
 RETRY_INITIAL_MS = 200

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ServerProcess
+from tests.conftest import SQLITE_ONLY, ServerProcess
 from tests.wsclient import TIMEOUT_S, Client, open_client
 from tripsage_sync.sync.wire import iso_ms
 
@@ -515,6 +515,7 @@ async def test_many_concurrent_editors_get_one_outcome_each(server: ServerProces
         await c.close()
 
 
+@SQLITE_ONLY
 async def test_compaction_keeps_trip_and_prunes_log(
     server_factory: Callable[..., ServerProcess],
 ) -> None:
