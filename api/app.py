@@ -41,6 +41,7 @@ from tripsage_sync.api.transport.bus import Bus, LocalBus, RedisBus
 from tripsage_sync.api.transport.endpoints import agent_status_endpoint, chat_endpoint
 from tripsage_sync.api.transport.hub import Hub
 from tripsage_sync.api.transport.limitshare import LimitShare
+from tripsage_sync.api.transport.relay import relay_through
 from tripsage_sync.api.transport.services import Feature, Services, shutdown_services
 from tripsage_sync.api.trips.conflicts import ConflictResolution
 from tripsage_sync.api.trips.feature import TripFeature
@@ -157,7 +158,7 @@ def create_app(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> Starlette:
             started: list[Feature] = []
             share = None
             if settings.redis_url:
-                services.hub.relay_through(bus)
+                relay_through(services.hub, bus)
                 share = LimitShare(services.hub, bus)
             await bus.start()
             if share is not None:

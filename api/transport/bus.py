@@ -57,7 +57,11 @@ class Bus(Protocol):
 
     def publish(self, topic: str, payload: bytes) -> None: ...
 
-    def subscribe(self, topic: str, handler: Handler) -> None: ...
+    def subscribe(
+        self, topic: str, handler: Handler, *, ready: Callable[[], None] | None = None
+    ) -> None:
+        """Hear ``topic``; ``ready`` is called once messages published from then on
+        are heard (the subscription is confirmed)."""
 
     def unsubscribe(self, topic: str) -> None: ...
 
@@ -82,8 +86,11 @@ class LocalBus:
     def publish(self, topic: str, payload: bytes) -> None:
         pass
 
-    def subscribe(self, topic: str, handler: Handler) -> None:
-        pass
+    def subscribe(
+        self, topic: str, handler: Handler, *, ready: Callable[[], None] | None = None
+    ) -> None:
+        if ready is not None:
+            ready()
 
     def unsubscribe(self, topic: str) -> None:
         pass
@@ -106,6 +113,7 @@ class RedisBus:
         self._url = url
         self._me = node.encode()
         self._handlers: dict[str, Handler] = {}
+        self._ready: dict[str, list[Callable[[], None]]] = {}  # until Redis confirms
         self._outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
         self._resync: list[Callable[[], None]] = []
         self._pubsub: Any = None
@@ -120,11 +128,16 @@ class RedisBus:
     def publish(self, topic: str, payload: bytes) -> None:
         self._outbox.put_nowait((_PREFIX + topic, self._me + _SEP + payload))
 
-    def subscribe(self, topic: str, handler: Handler) -> None:
+    def subscribe(
+        self, topic: str, handler: Handler, *, ready: Callable[[], None] | None = None
+    ) -> None:
         self._handlers[_PREFIX + topic] = handler
+        if ready is not None:
+            self._ready.setdefault(_PREFIX + topic, []).append(ready)
         self._command("subscribe", _PREFIX + topic)
 
     def unsubscribe(self, topic: str) -> None:
+        self._ready.pop(_PREFIX + topic, None)
         if self._handlers.pop(_PREFIX + topic, None) is not None:
             self._command("unsubscribe", _PREFIX + topic)
 
@@ -191,7 +204,7 @@ class RedisBus:
         attempt = 0
         while True:
             client = redis.Redis.from_url(self._url)
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            pubsub = client.pubsub()  # subscribe confirmations call ``ready``
             try:
                 await pubsub.subscribe(_PREFIX + "~")  # the link is up before any topic
                 for channel in tuple(self._handlers):
@@ -217,10 +230,14 @@ class RedisBus:
             attempt += 1
 
     def _deliver(self, message: dict[str, Any]) -> None:
-        if message.get("type") != "message":
-            return
+        kind = message.get("type")
         channel = message["channel"]
         name = channel.decode() if isinstance(channel, bytes) else str(channel)
+        if kind == "subscribe":
+            self._confirmed(name)
+            return
+        if kind != "message":
+            return
         data: bytes = message["data"]
         sender, _, payload = data.partition(_SEP)
         if sender == self._me:
@@ -232,6 +249,13 @@ class RedisBus:
             handler(payload)
         except Exception:
             logger.exception("bus: the handler of %s failed", name)
+
+    def _confirmed(self, channel: str) -> None:
+        for callback in self._ready.pop(channel, ()):
+            try:
+                callback()
+            except Exception:
+                logger.exception("bus: the ready callback of %s failed", channel)
 
     def _run_resync(self) -> None:
         for callback in self._resync:

@@ -27,11 +27,8 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final, Generic, Protocol, TypeVar
 
-import orjson
-
 from tripsage_sync.api.clock import SYSTEM_CLOCK, Clock
 from tripsage_sync.api.settings import Settings
-from tripsage_sync.api.transport.bus import Bus
 from tripsage_sync.api.transport.metrics import LiveConnections, Metrics
 from tripsage_sync.api.transport.waits import Flag
 from tripsage_sync.sync.errors import RateLimited
@@ -40,6 +37,7 @@ from tripsage_sync.sync.session import Session
 from tripsage_sync.sync.wire import ServerEvent, encode, iso_ms
 
 __all__ = [
+    "NAMES_SEP",
     "RELAY_ALL",
     "RELAY_CHANNEL",
     "RELAY_CHANNELS",
@@ -50,14 +48,12 @@ __all__ = [
     "rate_limited",
 ]
 
-#: What a relayed event was sent to (:meth:`Hub.deliver_relayed`).
+#: What a relayed event was sent to (api/transport/relay.py delivers it on the others).
 RELAY_CHANNEL: Final = "channel"
 RELAY_CHANNELS: Final = "channels"
-_NAMES_SEP: Final = "\x1f"
+NAMES_SEP: Final = "\x1f"
 RELAY_USER: Final = "user"
 RELAY_ALL: Final = "all"
-#: The bus topic of relayed events (every node hears every one: docs/cluster.md).
-HUB_TOPIC: Final = "hub"
 
 logger = logging.getLogger(__name__)
 
@@ -276,46 +272,21 @@ class Hub(Generic[S]):
         self.relay(kind, name, text)
         return text
 
-    def relay_through(self, bus: Bus) -> None:
-        """Cluster mode: tell the other nodes through ``bus``, and hear them (one topic)."""
-
-        def tell(kind: str, name: str, text: str) -> None:
-            bus.publish(HUB_TOPIC, orjson.dumps((kind, name, text)))
-
-        def heard(data: bytes) -> None:
-            kind, name, text = orjson.loads(data)
-            self.deliver_relayed(kind, name, text)
-
-        self.relay = tell
-        bus.subscribe(HUB_TOPIC, heard)
-
     def send_to_channels(self, names: Iterable[str], event: ServerEvent) -> int:
         """Once to each connection subscribed to any of ``names`` (of every node)."""
         names = tuple(names)
         sent: ServerEvent | str = event
         if self.relay is not None:
-            sent = self._relayed(RELAY_CHANNELS, _NAMES_SEP.join(names), event)
-        return self._send_channels(names, sent)
+            sent = self._relayed(RELAY_CHANNELS, NAMES_SEP.join(names), event)
+        return self.send_local_channels(names, sent)
 
-    def _send_channels(self, names: Iterable[str], event: ServerEvent | str) -> int:
+    def send_local_channels(self, names: Iterable[str], event: ServerEvent | str) -> int:
+        """Once to each of this node's connections subscribed to any of ``names``."""
         conns: dict[str, S] = {}
         for name in names:
             for conn in self.channels.get(name, ()):
                 conns[conn.id] = conn
         return self.send_many(conns.values(), event)
-
-    def deliver_relayed(self, kind: str, name: str, text: str) -> int:
-        """An event another node sent to a channel, a user or everyone: to ours."""
-        if kind == RELAY_CHANNEL:
-            return self.send_many(self.channels.get(name, ()), text)
-        if kind == RELAY_CHANNELS:
-            return self._send_channels(name.split(_NAMES_SEP), text)
-        if kind == RELAY_USER:
-            return self.send_many(self.by_user.get(name, ()), text)
-        if kind == RELAY_ALL:
-            return self._send_all(text)
-        logger.warning("a relayed event of unknown kind %r; dropped", kind)
-        return 0
 
     def send_many(
         self,
@@ -354,9 +325,10 @@ class Hub(Generic[S]):
         sent: ServerEvent | str = event
         if relay and self.relay is not None:
             sent = self._relayed(RELAY_ALL, "", event)
-        return self._send_all(sent)
+        return self.send_local_all(sent)
 
-    def _send_all(self, event: ServerEvent | str) -> int:
+    def send_local_all(self, event: ServerEvent | str) -> int:
+        """To every open JSON connection of this node."""
         return self.send_many((c for c in self.connections.values() if c.session.is_open), event)
 
     # -- limits -----------------------------------------------------------------------

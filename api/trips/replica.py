@@ -24,7 +24,9 @@ flight its document may hold a change the store does not (yet), so records
 wait until it has none (``on_settled``). A record that does not follow the
 room's version (one was missed: the bus is not durable), or that changed
 pending conflicts (stored apart from the log), makes the room read the store
-instead; so does the bus coming back after a lost link (``on_resync``). The
+instead; so does the bus coming back after a lost link (``on_resync``), and
+the topic's subscription being confirmed (a room reads the store before it
+hears its topic: what was committed between the two is read again). The
 versions a room learns from the store are announced to its subscribers as
 ``trip_update_broadcast`` built here.
 
@@ -106,6 +108,7 @@ class TripReplicas:
         self.broadcast = broadcast
         self.clock = clock
         self._waiting: dict[str, list[dict[str, Any]]] = {}
+        self._stale: set[str] = set()  # rooms to read the store once settled
         broadcast.relay_now = self.relay_now
         broadcast.presence_out = self.presence_out
         bus.on_resync(self.resync)
@@ -164,11 +167,28 @@ class TripReplicas:
         room.on_reloaded = self.announce_held
         room.announced = room.doc.version
         trip_id = room.trip_id
-        self.bus.subscribe(topic(trip_id), lambda data: self.received(trip_id, data))
+        self.bus.subscribe(
+            topic(trip_id),
+            lambda data: self.received(trip_id, data),
+            ready=lambda: self.stale(trip_id),
+        )
 
     def forget(self, room: TripRoom) -> None:
         self.bus.unsubscribe(topic(room.trip_id))
         self._waiting.pop(room.trip_id, None)
+        self._stale.discard(room.trip_id)
+
+    def stale(self, trip_id: str) -> None:
+        """The room may have missed records (its topic was subscribed after it read the
+        store, or the bus was down): it reads the store now, or once it has settled."""
+        room = self.registry.rooms.get(trip_id)
+        if room is None or room.broken:
+            return
+        if room.holds:
+            self._stale.add(trip_id)
+            room.announced = min(room.announced, room.doc.version)
+        else:
+            self.catch_up(room)
 
     # -- out: what this node committed and broadcast ---------------------------------
 
@@ -216,6 +236,9 @@ class TripReplicas:
     def settled(self, room: TripRoom) -> None:
         """The room has no write in flight: what waited can be adopted now."""
         records = self._waiting.pop(room.trip_id, ())
+        if room.trip_id in self._stale:
+            self._stale.discard(room.trip_id)
+            self.catch_up(room)
         for record in records:
             self.apply(room, record)
 
@@ -247,12 +270,8 @@ class TripReplicas:
 
     def resync(self) -> None:
         """The bus was down: records may be lost, every loaded room reads the store."""
-        for room in list(self.registry.rooms.values()):
-            if room.holds:
-                self._waiting.setdefault(room.trip_id, [])  # settled() catches up
-                room.announced = min(room.announced, room.doc.version)
-            else:
-                self.catch_up(room)
+        for trip_id in list(self.registry.rooms):
+            self.stale(trip_id)
 
     # -- the store, where a record could not do ------------------------------------
 
