@@ -66,6 +66,7 @@ class YjsEdits:
         if refused_ms is not None:  # storage is failing: not applied, asked for again later
             self.hold(conn, refused_ms)
             return
+        raced = False
         for attempt in range(RACE_RETRIES + 1):
             try:
                 result = room.doc.apply_remote_update(
@@ -89,6 +90,7 @@ class YjsEdits:
                 await self.trips.commit_remote(room, result, conn)
             except RoomBroken as broken:
                 if broken.raced and not room.broken and attempt < RACE_RETRIES:
+                    raced = True
                     continue  # another node committed first: the same update on what it holds
                 if room.broken:  # not even reloaded: the peers resync with the trip loaded anew
                     yroom = self.yrooms.rooms.get(room.trip_id)
@@ -98,7 +100,12 @@ class YjsEdits:
                 self.hold(conn, broken.retry_after_ms)  # the room went back to what is stored
                 return
             break
-        self.yrooms.room_of(conn).told.discard(conn.id)
+        yroom = self.yrooms.room_of(conn)
+        yroom.told.discard(conn.id)
+        if raced:  # its later updates may have been refused meanwhile (they depend on this
+            # one): the peer is asked for everything the server lacks (sync step 1)
+            yroom.held[conn.id] = conn
+            self.yrooms.resync(yroom)
 
     def hold(self, conn: YjsConnection, retry_after_ms: int) -> None:
         """Storage could not take ``conn``'s update: keep the peer, ask again later.
