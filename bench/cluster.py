@@ -29,7 +29,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.benchserver import SECRET, free_port, start_server
-from bench.trip_updates import cpu_seconds, create_trips, worker
+from bench.trip_updates import close_workers, cpu_seconds, create_trips, worker
 from tests.services import PostgresServer, RedisServer, fresh_postgres_url, services_dir
 from tripsage_sync.api.transport.auth import JwtAuthority
 
@@ -85,12 +85,7 @@ def _measure(
         pipe.send("go")
     reports = [pipe.recv() for pipe in pipes]
     cpu = [cpu_seconds(pid) - start for pid, start in zip(pids, cpu_start, strict=True)]
-    for pipe in pipes:
-        pipe.send("close")
-    for process in workers:
-        process.join(60)
-    elapsed = max(end for _, end, _ in reports) - min(start for start, _, _ in reports)
-    latencies = sorted(x for _, _, share in reports for x in share)
+    elapsed, latencies = close_workers(pipes, workers, reports)
     total = len(latencies)
     return {
         "nodes": nodes,

@@ -173,6 +173,18 @@ def create_trips(port: int, authority: JwtAuthority, by_trip: dict[str, list[str
                 put.raise_for_status()
 
 
+def close_workers(
+    pipes: list[Any], workers: list[Any], reports: list[Any]
+) -> tuple[float, list[float]]:
+    """Tell the load workers to stop; the run's wall time and every latency, sorted."""
+    for pipe in pipes:
+        pipe.send("close")
+    for process in workers:
+        process.join(60)
+    elapsed = max(end for _, end, _ in reports) - min(start for start, _, _ in reports)
+    return elapsed, sorted(x for _, _, share in reports for x in share)
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process, from /proc (Linux)."""
     return _stat_cpu(Path(f"/proc/{pid}/stat"))
@@ -234,12 +246,7 @@ def scenario(
         for name, cpu in thread_cpu_seconds(pid).items()
         if cpu - threads_start.get(name, 0.0) > 0
     }
-    for pipe in pipes:
-        pipe.send("close")
-    for process in workers:
-        process.join(60)
-    elapsed = max(end for _, end, _ in reports) - min(start for start, _, _ in reports)
-    latencies = sorted(x for _, _, share in reports for x in share)
+    elapsed, latencies = close_workers(pipes, workers, reports)
     total = len(latencies)
     return {
         "scenario": name,
