@@ -13,6 +13,10 @@ expired locks) so the shell can broadcast it.
 A field lock (``trip_field_editing_start``) is advisory: it is shown to the
 others and released on stop, on disconnect or after ``lock_ttl_ms``; it never
 blocks an edit. One user holds at most one lock per field.
+
+In cluster mode other nodes report their members and the locks those hold
+(:meth:`Presence.set_remote`); a report lasts until it expires
+(:meth:`Presence.expire_remote`), so a node that stopped drops out.
 """
 
 from __future__ import annotations
@@ -58,15 +62,26 @@ class Presence:
     # Cluster mode: the members other nodes last reported, by node, with the time their
     # report expires (a node that stops reporting, killed say, drops out then).
     remote: dict[str, tuple[tuple[Member, ...], int]] = field(default_factory=dict)
+    # ... and the field locks their members hold, by node (gone with the node's report).
+    remote_locks: dict[str, tuple[FieldLock, ...]] = field(default_factory=dict)
 
     # -- other nodes' members (cluster mode) ------------------------------------------
 
-    def set_remote(self, node: str, members: tuple[Member, ...], expires_ms: int) -> bool:
-        """Another node's members now; ``True`` when what others see changed."""
+    def set_remote(
+        self,
+        node: str,
+        members: tuple[Member, ...],
+        expires_ms: int,
+        locks: tuple[FieldLock, ...] = (),
+    ) -> bool:
+        """Another node's members and their locks now; ``True`` when what others see
+        changed."""
         before = self.remote.get(node)
         self.remote[node] = (members, expires_ms)
+        self.remote_locks[node] = locks
         if not members:
             del self.remote[node]
+            del self.remote_locks[node]
         return (before is None and bool(members)) or (before is not None and before[0] != members)
 
     def expire_remote(self, now_ms: int) -> bool:
@@ -74,6 +89,7 @@ class Presence:
         gone = [node for node, (_, expires) in self.remote.items() if expires <= now_ms]
         for node in gone:
             del self.remote[node]
+            self.remote_locks.pop(node, None)
         return bool(gone)
 
     # -- membership ------------------------------------------------------------
@@ -150,8 +166,12 @@ class Presence:
         self.touch(connection_id, now_ms, current_field=None, focus=True)
         return lock
 
-    def holders(self, field_name: str) -> list[FieldLock]:
-        return [lock for (name, _), lock in self.locks.items() if name == field_name]
+    def holders(self, field_name: str, now_ms: int) -> list[FieldLock]:
+        """Who holds a lock on ``field_name`` (of every node, in cluster mode)."""
+        held = [lock for (name, _), lock in self.locks.items() if name == field_name]
+        for locks in self.remote_locks.values():
+            held += [lk for lk in locks if lk.field_name == field_name and lk.expires_ms > now_ms]
+        return held
 
     # -- time ------------------------------------------------------------------------
 

@@ -63,7 +63,7 @@ class FieldLocks(TripPart):
             expiresAt=iso_ms(lock.expires_ms),
             otherEditors=[
                 h.user_id
-                for h in room.presence.holders(lock.field_name)
+                for h in room.presence.holders(lock.field_name, self.clock.now_ms())
                 if h.user_id != lock.user_id
             ],
         )

@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import json
 import logging
 from collections.abc import Callable
@@ -55,7 +56,7 @@ from tripsage_sync.api.trips.rooms import Relayed, RoomRegistry, TripRoom
 from tripsage_sync.storage.updatelog import AppendUpdate
 from tripsage_sync.storage.writer import WriteOp
 from tripsage_sync.sync.document import Change, LogEntry
-from tripsage_sync.sync.presence import Member
+from tripsage_sync.sync.presence import FieldLock, Member
 
 __all__ = ["AwarenessHook", "TripReplicas", "topic"]
 
@@ -127,7 +128,8 @@ class TripReplicas:
 
     def presence_out(self, room: TripRoom) -> None:
         members = [_member_json(m) for m in room.presence.members.values()]
-        record = {"p": members, "n": self.bus.node}
+        locks = [dataclasses.asdict(lock) for lock in room.presence.locks.values()]
+        record = {"p": members, "l": locks, "n": self.bus.node}
         self.bus.publish(topic(room.trip_id), orjson.dumps(record))
 
     def awareness_out(self, room: TripRoom, frame: bytes) -> None:
@@ -145,8 +147,9 @@ class TripReplicas:
 
     def _presence_in(self, room: TripRoom, record: dict[str, Any]) -> None:
         members = tuple(Member(**m) for m in record["p"])
+        locks = tuple(FieldLock(**lock) for lock in record.get("l") or ())
         expires = self.clock.now_ms() + PRESENCE_TTL_MS
-        if room.presence.set_remote(str(record["n"]), members, expires):
+        if room.presence.set_remote(str(record["n"]), members, expires, locks):
             self.broadcast.publish_presence(room, relay=False)
 
     async def _beats(self) -> None:

@@ -229,3 +229,48 @@ async def test_a_manual_conflict_spans_nodes_and_its_deadline_applies_once(
     for client in (alice, bob):
         await assert_quiet(client, "trip_update_broadcast")
         await client.close()
+
+
+async def test_field_locks_span_the_nodes(cluster: Cluster) -> None:
+    a, b = cluster(2)
+    await create_trip(a, collaborators={"bob": "editor"})
+    alice, _ = await join(a, "alice")
+    bob, _ = await join(b, "bob")
+    await alice.send(
+        {"type": "trip_field_editing_start", "payload": {"tripId": "trip-1", "fieldName": "notes"}}
+    )
+    start = await bob.recv_type("trip_field_editing_start")
+    assert (start["payload"]["userId"], start["payload"]["otherEditors"]) == ("alice", [])
+    await bob.recv_matching(  # node b has heard node a's report of alice and her lock
+        "trip_collaborator_presence",
+        lambda p: any(
+            c["userId"] == "alice" and c["currentField"] == "notes"
+            for c in p["activeCollaborators"]
+        ),
+    )
+    # Bob, on the other node, takes the same field: he is told alice holds it too.
+    await bob.send(
+        {"type": "trip_field_editing_start", "payload": {"tripId": "trip-1", "fieldName": "notes"}}
+    )
+    mine = await bob.recv_matching("trip_field_editing_start", lambda p: p["userId"] == "bob")
+    assert mine["payload"]["otherEditors"] == ["alice"]
+    theirs = await alice.recv_matching("trip_field_editing_start", lambda p: p["userId"] == "bob")
+    assert theirs["payload"]["otherEditors"] == ["alice"]
+    # Alice lets go: a lock taken on node b now names nobody else.
+    await alice.send(
+        {"type": "trip_field_editing_stop", "payload": {"tripId": "trip-1", "fieldName": "notes"}}
+    )
+    await bob.recv_matching("trip_field_editing_stop", lambda p: p["userId"] == "alice")
+    await bob.recv_matching(
+        "trip_collaborator_presence",
+        lambda p: any(
+            c["userId"] == "alice" and c["currentField"] is None for c in p["activeCollaborators"]
+        ),
+    )
+    await bob.send(
+        {"type": "trip_field_editing_start", "payload": {"tripId": "trip-1", "fieldName": "notes"}}
+    )
+    again = await bob.recv_matching("trip_field_editing_start", lambda p: p["userId"] == "bob")
+    assert again["payload"]["otherEditors"] == []
+    await alice.close()
+    await bob.close()
