@@ -23,7 +23,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Generic, Protocol, TypeVar
 
@@ -136,6 +136,8 @@ class Hub(Generic[S]):
     subscription_limiter: KeyedLimiter = field(init=False)
     # The live connections of other endpoints (Yjs), each closed by the drain.
     peer_sources: list[Callable[[], Collection[Peer]]] = field(default_factory=list)
+    # The connections of each user on other endpoints (Yjs), counted in the per-user cap.
+    peer_counts: list[Callable[[], Mapping[str, int]]] = field(default_factory=list)
     # JSON connections still awaiting their auth frame, oldest first: they have a cap of
     # their own (TRIPSAGE_MAX_UNAUTHENTICATED_CONNECTIONS), not TRIPSAGE_MAX_CONNECTIONS.
     unauthenticated: dict[str, S] = field(default_factory=dict)
@@ -195,11 +197,20 @@ class Hub(Generic[S]):
         return victim
 
     def user_connection_count(self, user_id: str) -> int:
-        """The user's JSON connections, of every node in cluster mode."""
+        """The user's connections of every endpoint, of every node in cluster mode."""
         local = len(self.by_user.get(user_id, ()))
+        local += sum(counts().get(user_id, 0) for counts in self.peer_counts)
         if self.remote_connections is None:
             return local
         return local + self.remote_connections(user_id)
+
+    def local_user_counts(self) -> dict[str, int]:
+        """Each user's connections of every endpoint on this node."""
+        counts = {user: len(conns) for user, conns in self.by_user.items()}
+        for source in self.peer_counts:
+            for user, count in source().items():
+                counts[user] = counts.get(user, 0) + count
+        return counts
 
     def live_connections(self) -> LiveConnections:
         """What the metrics' live gauges read at scrape time."""

@@ -102,7 +102,7 @@ class LimitShare:
         """What this node's clients spent since the last report, and changed counts."""
         self._ticks += 1
         full = self._ticks % FULL_EVERY == 0
-        counts = {user: len(conns) for user, conns in self.hub.by_user.items()}
+        counts = self.hub.local_user_counts()
         changed = {
             user: count for user, count in counts.items() if self._reported.get(user) != count
         }

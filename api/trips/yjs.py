@@ -121,6 +121,7 @@ class YjsFeature:
         self.services = services
         self.edits = YjsEdits(services, self.clock, self.trips, self.yrooms)
         services.hub.peer_sources.append(self.connections.values)  # drained on shutdown
+        services.hub.peer_counts.append(lambda: self.per_user)  # in the per-user cap
         rooms = self.yrooms.rooms
         services.metrics.yjs_peers = lambda: sum(len(room.peers) for room in rooms.values())
         self.trips.change_hooks.append(self.yrooms.on_change)
@@ -182,8 +183,7 @@ class YjsFeature:
             logger.info("y-websocket peer %s refused for a trip", principal.user_id)
             await self._refuse(websocket, CLOSE_FORBIDDEN, "forbidden")
             return
-        user_count = hub.user_connection_count(principal.user_id) + self.per_user[principal.user_id]
-        if user_count >= settings.max_connections_per_user:
+        if hub.user_connection_count(principal.user_id) >= settings.max_connections_per_user:
             await self._refuse(websocket, CLOSE_TRY_AGAIN_LATER, "too many connections")
             return
         await websocket.accept()

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from tests.api.test_trips import create_trip
+from tests.api.yjspeer import NodePeer
 from tests.cluster.conftest import Cluster
 from tests.conftest import ServerProcess
 from tests.wsclient import Client, open_client
@@ -47,6 +49,27 @@ async def test_a_users_connection_cap_counts_every_node(cluster: Cluster) -> Non
             await asyncio.sleep(0.1)
     for c in (client, first, other):
         await c.close()
+
+
+async def test_yjs_peers_count_in_the_cap_on_every_node(cluster: Cluster) -> None:
+    a, b = cluster(2, max_connections_per_user=2)
+    await create_trip(a)
+    peer = await NodePeer.start(b, "trip-1", "alice")  # a y-websocket peer on node b
+    try:
+        await peer.synced()
+        first, _, _ = await open_client(a, "alice", "s-1")
+        async with asyncio.timeout(10):
+            while True:  # until node a has heard of node b's peer (a tick)
+                client, answer = await attempt(a, "alice", "s-2")
+                if answer.get("success") is False:
+                    break
+                await client.close()
+                await asyncio.sleep(0.1)  # polling another process's report, not an event
+        assert answer["code"] == "CONNECTION_LIMIT_EXCEEDED"
+        assert await client.closed() == 1008
+        await first.close()
+    finally:
+        await peer.close()
 
 
 async def test_a_users_message_budget_is_the_clusters(cluster: Cluster) -> None:
