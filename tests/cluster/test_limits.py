@@ -25,17 +25,24 @@ async def attempt(node: ServerProcess, user: str, session_id: str) -> tuple[Clie
     return client, await client.recv()
 
 
+async def refused_once_heard(
+    node: ServerProcess, user: str, session_id: str
+) -> tuple[Client, dict[str, Any]]:
+    """Connect again and again until ``node`` has heard another node's count and refuses."""
+    async with asyncio.timeout(10):
+        while True:
+            client, answer = await attempt(node, user, session_id)
+            if answer.get("success") is False:
+                return client, answer
+            await client.close()
+            await asyncio.sleep(0.1)  # polling another process's report, not an event
+
+
 async def test_a_users_connection_cap_counts_every_node(cluster: Cluster) -> None:
     a, b = cluster(2, max_connections_per_user=2)
     first, _, _ = await open_client(a, "alice", "s-1")
     second, _, _ = await open_client(b, "alice", "s-2")
-    async with asyncio.timeout(10):
-        while True:  # until node a has heard of node b's connection (a tick)
-            client, answer = await attempt(a, "alice", "s-3")
-            if answer.get("success") is False:
-                break
-            await client.close()
-            await asyncio.sleep(0.1)  # polling another process's report, not an event
+    client, answer = await refused_once_heard(a, "alice", "s-3")  # of node b's (a tick)
     assert answer["code"] == "CONNECTION_LIMIT_EXCEEDED"
     assert await client.closed() == 1008
     other, _, _ = await open_client(a, "bob", "s-4")  # other users are unaffected
@@ -58,13 +65,7 @@ async def test_yjs_peers_count_in_the_cap_on_every_node(cluster: Cluster) -> Non
     try:
         await peer.synced()
         first, _, _ = await open_client(a, "alice", "s-1")
-        async with asyncio.timeout(10):
-            while True:  # until node a has heard of node b's peer (a tick)
-                client, answer = await attempt(a, "alice", "s-2")
-                if answer.get("success") is False:
-                    break
-                await client.close()
-                await asyncio.sleep(0.1)  # polling another process's report, not an event
+        client, answer = await refused_once_heard(a, "alice", "s-2")  # of b's peer
         assert answer["code"] == "CONNECTION_LIMIT_EXCEEDED"
         assert await client.closed() == 1008
         await first.close()
