@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Final, Protocol
 
 import redis.asyncio as redis
@@ -251,18 +251,19 @@ class RedisBus:
             logger.exception("bus: the handler of %s failed", name)
 
     def _confirmed(self, channel: str) -> None:
-        for callback in self._ready.pop(channel, ()):
-            try:
-                callback()
-            except Exception:
-                logger.exception("bus: the ready callback of %s failed", channel)
+        _call_each(self._ready.pop(channel, ()), f"the ready callback of {channel}")
 
     def _run_resync(self) -> None:
-        for callback in self._resync:
-            try:
-                callback()
-            except Exception:
-                logger.exception("bus: a resync callback failed")
+        _call_each(self._resync, "a resync callback")
+
+
+def _call_each(callbacks: Iterable[Callable[[], None]], what: str) -> None:
+    """Call every callback; one that fails is logged and does not stop the others."""
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:
+            logger.exception("bus: %s failed", what)
 
 
 def _quiet(task: asyncio.Task[None]) -> None:

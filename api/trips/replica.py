@@ -78,18 +78,6 @@ def topic(trip_id: str) -> str:
     return f"trip:{trip_id}"
 
 
-def _member_json(member: Member) -> dict[str, Any]:
-    return {
-        "connection_id": member.connection_id,
-        "user_id": member.user_id,
-        "user_name": member.user_name,
-        "avatar_url": member.avatar_url,
-        "permission": member.permission,
-        "last_seen_ms": member.last_seen_ms,
-        "current_field": member.current_field,
-    }
-
-
 class TripReplicas:
     """This node's side of the trips' replication; see the module docstring."""
 
@@ -127,7 +115,7 @@ class TripReplicas:
     # -- presence: each node reports its own members, again every beat ----------------
 
     def presence_out(self, room: TripRoom) -> None:
-        members = [_member_json(m) for m in room.presence.members.values()]
+        members = [dataclasses.asdict(m) for m in room.presence.members.values()]
         locks = [dataclasses.asdict(lock) for lock in room.presence.locks.values()]
         record = {"p": members, "l": locks, "n": self.bus.node}
         self.bus.publish(topic(room.trip_id), orjson.dumps(record))
