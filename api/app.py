@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -59,6 +60,8 @@ __all__ = ["JWT_SECRET_META_KEY", "create_app", "resolve_secret"]
 logger = logging.getLogger(__name__)
 
 JWT_SECRET_META_KEY = "jwt_secret"
+#: The cluster's id, made by its first node: its nodes' bus channels are named after it.
+CLUSTER_ID_META_KEY = "cluster_id"
 
 
 def resolve_secret(settings: Settings, store: Store) -> str:
@@ -138,11 +141,10 @@ def create_app(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> Starlette:
             authority = JwtAuthority(
                 secret, issuer=settings.jwt_issuer, audience=settings.jwt_audience
             )
-            bus: Bus = (
-                RedisBus(settings.redis_url, settings.node)
-                if settings.redis_url
-                else LocalBus(settings.node)
-            )
+            bus: Bus = LocalBus(settings.node)
+            if settings.redis_url:
+                cluster = store.set_meta_if_absent(CLUSTER_ID_META_KEY, secrets.token_hex(8))
+                bus = RedisBus(settings.redis_url, settings.node, cluster.result())
             services = Services(
                 settings=settings,
                 store=store,
@@ -155,6 +157,7 @@ def create_app(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> Starlette:
             app.state.services = services
             loop = asyncio.get_running_loop()
             services.metrics.asyncio_tasks = lambda: len(asyncio.all_tasks(loop))
+            services.metrics.bus_counts = lambda: bus.counts
             started: list[Feature] = []
             share = None
             if settings.redis_url:

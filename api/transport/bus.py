@@ -10,7 +10,9 @@ that may have missed messages (its link to Redis was cut) is told so through
 :meth:`Bus.on_resync`, so that it reads what it missed from the store.
 
 - :class:`LocalBus` is the bus of a single node: there is nobody to tell.
-- :class:`RedisBus` runs on Redis pub/sub (``redis`` package, asyncio). One
+- :class:`RedisBus` runs on Redis pub/sub (``redis`` package, asyncio), its
+  channels named after the cluster (the id its database holds: pub/sub ignores
+  Redis's numbered databases, and two clusters may share one Redis). One
   connection publishes, in order, from a queue a task drains (each message
   names its sender, so a node skips its own); one connection subscribes, and
   its reader task hands each message to the topic's handler on the event
@@ -39,7 +41,7 @@ logger = logging.getLogger(__name__)
 Handler = Callable[[bytes], None]
 
 _SEP: Final = b"\n"
-_PREFIX: Final = "tripsage:"
+_PREFIX: Final = "tripsage:"  # then the cluster's id: clusters may share a Redis
 _RETRY_S: Final = (0.05, 0.2, 0.5, 1.0, 2.0)
 
 
@@ -49,6 +51,8 @@ class BusUnavailable(ConnectionError):
 
 class Bus(Protocol):
     node: str
+    #: Messages and bytes published, and heard from other nodes (``/metrics``).
+    counts: dict[str, int]
 
     @property
     def healthy(self) -> bool:
@@ -78,6 +82,7 @@ class LocalBus:
 
     def __init__(self, node: str) -> None:
         self.node = node
+        self.counts = _counts()
 
     @property
     def healthy(self) -> bool:
@@ -108,9 +113,11 @@ class LocalBus:
 class RedisBus:
     """The cluster's bus on Redis pub/sub; see the module docstring."""
 
-    def __init__(self, url: str, node: str) -> None:
+    def __init__(self, url: str, node: str, cluster: str) -> None:
         self.node = node
+        self.counts = _counts()
         self._url = url
+        self._prefix = f"{_PREFIX}{cluster}:"  # Redis pub/sub is one namespace per server
         self._me = node.encode()
         self._handlers: dict[str, Handler] = {}
         self._ready: dict[str, list[Callable[[], None]]] = {}  # until Redis confirms
@@ -126,20 +133,22 @@ class RedisBus:
         return self._subscribed and self._publishing
 
     def publish(self, topic: str, payload: bytes) -> None:
-        self._outbox.put_nowait((_PREFIX + topic, self._me + _SEP + payload))
+        self.counts["published"] += 1
+        self.counts["published_bytes"] += len(payload)
+        self._outbox.put_nowait((self._prefix + topic, self._me + _SEP + payload))
 
     def subscribe(
         self, topic: str, handler: Handler, *, ready: Callable[[], None] | None = None
     ) -> None:
-        self._handlers[_PREFIX + topic] = handler
+        self._handlers[self._prefix + topic] = handler
         if ready is not None:
-            self._ready.setdefault(_PREFIX + topic, []).append(ready)
-        self._command("subscribe", _PREFIX + topic)
+            self._ready.setdefault(self._prefix + topic, []).append(ready)
+        self._command("subscribe", self._prefix + topic)
 
     def unsubscribe(self, topic: str) -> None:
-        self._ready.pop(_PREFIX + topic, None)
-        if self._handlers.pop(_PREFIX + topic, None) is not None:
-            self._command("unsubscribe", _PREFIX + topic)
+        self._ready.pop(self._prefix + topic, None)
+        if self._handlers.pop(self._prefix + topic, None) is not None:
+            self._command("unsubscribe", self._prefix + topic)
 
     def on_resync(self, callback: Callable[[], None]) -> None:
         self._resync.append(callback)
@@ -206,7 +215,7 @@ class RedisBus:
             client = redis.Redis.from_url(self._url)
             pubsub = client.pubsub()  # subscribe confirmations call ``ready``
             try:
-                await pubsub.subscribe(_PREFIX + "~")  # the link is up before any topic
+                await pubsub.subscribe(self._prefix + "~")  # the link is up before any topic
                 for channel in tuple(self._handlers):
                     await pubsub.subscribe(channel)
                 self._pubsub = pubsub
@@ -245,6 +254,8 @@ class RedisBus:
         handler = self._handlers.get(name)
         if handler is None:
             return
+        self.counts["received"] += 1
+        self.counts["received_bytes"] += len(payload)
         try:
             handler(payload)
         except Exception:
@@ -255,6 +266,10 @@ class RedisBus:
 
     def _run_resync(self) -> None:
         _call_each(self._resync, "a resync callback")
+
+
+def _counts() -> dict[str, int]:
+    return {"published": 0, "published_bytes": 0, "received": 0, "received_bytes": 0}
 
 
 def _call_each(callbacks: Iterable[Callable[[], None]], what: str) -> None:

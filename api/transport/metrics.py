@@ -8,7 +8,8 @@ process, as in tests, must not share counters). It owns a
 
 - *counters* (messages and bytes in/out by event type, auth failures,
   rate-limit refusals, outcomes, conflicts, appends, slow consumers, idle
-  trip rooms unloaded) are
+  trip rooms unloaded; the cluster bus's messages and bytes, counted by the
+  bus itself) are
   plain ``int`` and ``dict[str, int]`` increments on the event loop thread,
   with no lock and no label lookup on the hot path; :class:`_LiveCollector`
   turns them into counter families only when ``/metrics`` is scraped;
@@ -103,6 +104,7 @@ class Metrics:
         self.yjs_peers: Callable[[], int] = lambda: 0  # set by the Yjs endpoint
         self.asyncio_tasks: Callable[[], int] = lambda: 0  # set by the app's lifespan
         self.storage_retry_after_ms: Callable[[], int] = lambda: 0
+        self.bus_counts: Callable[[], dict[str, int]] = dict  # set by the app (cluster bus)
         # Counters, by label value (plain ints: see the module docstring).
         self.connections_opened: dict[str, int] = {}
         self.auth_failures: dict[str, int] = {}
@@ -200,6 +202,15 @@ class _LiveCollector(Collector):
             family = CounterMetricFamily(f"{PREFIX}_{name}", doc, labels=[label])
             for key, value in sorted(data.items()):
                 family.add_metric([key], value)
+            yield family
+        bus = m.bus_counts()
+        for name, doc, what in (
+            ("bus_messages", "Messages on the cluster's bus, by direction", ""),
+            ("bus_bytes", "Bytes of messages on the cluster's bus, by direction", "_bytes"),
+        ):
+            family = CounterMetricFamily(f"{PREFIX}_{name}", doc, labels=["direction"])
+            for direction in ("published", "received"):
+                family.add_metric([direction], bus.get(direction + what, 0))
             yield family
         for name, doc, value in (
             ("conflicts_raised", "Manual conflicts raised (committed)", m.conflicts_raised),

@@ -116,7 +116,7 @@ class TripBroadcast:
     ) -> None:
         made = make_event(payload, now_ms=self.clock.now_ms())
         event: ServerEvent | str = made
-        if room.relay is not None or self.relay_now is not None:
+        if self.relaying(room):
             event = encode(made)  # once, for the subscribers here and the other nodes
             audience = CHANGE if isinstance(payload, TripUpdateBroadcastPayload) else ALL
             self._relay(room, (audience, event, False))
@@ -131,10 +131,18 @@ class TripBroadcast:
             if conn is not exclude and versions and room.trip_id in versions:
                 versions[room.trip_id] = max(versions[room.trip_id], version)
 
+    def relaying(self, room: TripRoom) -> bool:
+        """Whether the room's events now go to other nodes too (cluster mode): a commit's
+        while another node has the room loaded (``elsewhere``), any other event always
+        (rare: a node that loads the room while it is sent still hears it)."""
+        if room.relay is not None:
+            return True
+        return self.relay_now is not None and not room.committing
+
     def _relay(self, room: TripRoom, relayed: Relayed) -> None:
         if room.relay is not None:  # inside a commit: goes out with it, in version order
             room.relay.append(relayed)
-        elif self.relay_now is not None:
+        elif self.relay_now is not None and not room.committing:
             self.relay_now(room, relayed)
 
     def encode(self, payload: TripRoomPayload) -> str:
@@ -167,7 +175,7 @@ class TripBroadcast:
     def send_to_editors(self, room: TripRoom, payload: ConflictResolutionRequiredPayload) -> None:
         made = make_event(payload, now_ms=self.clock.now_ms())
         event: ServerEvent | str = made
-        if room.relay is not None or self.relay_now is not None:
+        if self.relaying(room):
             event = encode(made)
             self._relay(room, (EDITORS_ONLY, event, False))
         editors = [
@@ -201,8 +209,8 @@ class TripBroadcast:
 
     def has_audience(self, room: TripRoom, exclude: Connection | None) -> bool:
         """Whether a subscriber of the trip other than ``exclude`` would get its events
-        (in cluster mode, other nodes' subscribers may: always)."""
-        if room.relay is not None or self.relay_now is not None:
+        (in cluster mode, other nodes' subscribers may: whenever another has the room)."""
+        if room.relay is not None or (self.relay_now is not None and room.elsewhere):
             return True
         return any(conn is not exclude for conn in self.hub.channels.get(channel(room.trip_id), ()))
 

@@ -30,6 +30,19 @@ hears its topic: what was committed between the two is read again). The
 versions a room learns from the store are announced to its subscribers as
 ``trip_update_broadcast`` built here.
 
+A commit's record goes only where it is heard: a room knows which other
+nodes have it loaded (``TripRoom.elsewhere``), and while there are none it
+publishes no record for a commit (none to encode, no event encoded to relay),
+nor presence reports every beat. Events outside commits (joins, leaves, locks;
+rare) go out always, so a node that has just loaded the room hears them. A node tells who has the
+room through its topic: ``hello`` when the subscription is confirmed (answered
+by every node that has the room with ``here``), ``here`` whenever it learns of
+a node it did not know, ``bye`` when it unloads the room. A room reads the
+store on each ``here`` and whenever it learns of a node: when two nodes learn
+of each other, the first may have committed before it learned (nothing
+published), and the second's ``here``, sent after that, makes it read those
+commits from the store.
+
 On one node (no ``TRIPSAGE_REDIS_URL``) nothing of this is wired: rooms have
 no hooks and the broadcast encodes nothing extra.
 """
@@ -122,6 +135,8 @@ class TripReplicas:
 
     def awareness_out(self, room: TripRoom, frame: bytes) -> None:
         """A y-websocket awareness frame this node's peers sent (identity-stamped)."""
+        if not room.elsewhere:
+            return
         record = {"a": base64.b64encode(frame).decode(), "n": self.bus.node}
         self.bus.publish(topic(room.trip_id), orjson.dumps(record))
 
@@ -145,7 +160,7 @@ class TripReplicas:
             await asyncio.sleep(PRESENCE_BEAT_S)
             now = self.clock.now_ms()
             for room in list(self.registry.rooms.values()):
-                if room.presence.members:
+                if room.presence.members and room.elsewhere:
                     self.presence_out(room)
                 if room.presence.expire_remote(now):  # a node stopped reporting (killed?)
                     self.broadcast.publish_presence(room, relay=False)
@@ -161,10 +176,17 @@ class TripReplicas:
         self.bus.subscribe(
             topic(trip_id),
             lambda data: self.received(trip_id, data),
-            ready=lambda: self.stale(trip_id),
+            ready=lambda: self.subscribed(trip_id),
         )
 
+    def subscribed(self, trip_id: str) -> None:
+        """The room hears its topic now: it says hello, and reads what it may have missed."""
+        self._say(trip_id, "h")
+        self.stale(trip_id)
+
     def forget(self, room: TripRoom) -> None:
+        if room.elsewhere:
+            self._say(room.trip_id, "b")
         self.bus.unsubscribe(topic(room.trip_id))
         self._waiting.pop(room.trip_id, None)
         self._stale.discard(room.trip_id)
@@ -181,20 +203,43 @@ class TripReplicas:
         else:
             self.catch_up(room)
 
+    # -- who else has the room: hello, here, bye -----------------------------------
+
+    def _say(self, trip_id: str, word: str) -> None:
+        self.bus.publish(topic(trip_id), orjson.dumps({word: 1, "n": self.bus.node}))
+
+    def _heard_from(self, room: TripRoom, record: dict[str, Any]) -> None:
+        """Whom a record says has the room (``h``/``i``/``b`` records, presence and
+        awareness all name their node)."""
+        node = str(record["n"])
+        if "b" in record:
+            room.elsewhere.discard(node)
+            return
+        known = node in room.elsewhere
+        if not known:
+            room.elsewhere.add(node)
+            logger.debug("trip %s: node %s has it too", room.trip_id, node)
+        if "h" in record or not known:  # it may not know us (a hello: it surely does not)
+            self._say(room.trip_id, "i")
+            self.presence_out(room)
+        if "i" in record or not known:  # it may have committed before it knew of us
+            self.stale(room.trip_id)
+
     # -- out: what this node committed and broadcast ---------------------------------
 
     def committed(
-        self, room: TripRoom, writes: list[WriteOp[object]], relayed: list[Relayed]
+        self, room: TripRoom, writes: list[WriteOp[object]], relayed: list[Relayed] | None
     ) -> None:
-        entries = [
-            (w.version, base64.b64encode(w.update).decode(), w.meta_json)
-            for w in writes
-            if type(w) is AppendUpdate
-        ]
+        appended = [w for w in writes if type(w) is AppendUpdate]
+        if appended:
+            room.announced = max(room.announced, appended[-1].version)
+        if not room.elsewhere:
+            return  # nobody to tell: a node that loads the room reads the store
+        entries = [(w.version, base64.b64encode(w.update).decode(), w.meta_json) for w in appended]
         conflicts = any(room.kind_of(w) in _CONFLICT_KINDS for w in writes)
-        if entries:
-            room.announced = max(room.announced, entries[-1][0])
-        record = {"e": entries, "c": conflicts, "r": relayed}
+        record: dict[str, Any] = {"e": entries, "c": conflicts, "r": relayed or []}
+        if relayed is None:  # another node came during the commit: events not collected
+            record["u"] = 1  # the receivers announce the entries themselves
         self.bus.publish(topic(room.trip_id), orjson.dumps(record))
         logger.debug("trip %s: told the cluster of %d entries", room.trip_id, len(entries))
 
@@ -213,11 +258,15 @@ class TripReplicas:
         except orjson.JSONDecodeError:
             logger.error("trip %s: a bus record that is not JSON; ignored", trip_id)
             return
+        if "n" in record:
+            self._heard_from(room, record)
         if "p" in record:
             self._presence_in(room, record)
             return
         if "a" in record:
             self._awareness_in(room, record)
+            return
+        if "n" in record:  # hello, here or bye: no change in it
             return
         if room.holds:  # a change of ours may be in the document and not in the store
             self._waiting.setdefault(trip_id, []).append(record)
@@ -254,14 +303,19 @@ class TripReplicas:
                 for version, update, meta in entries:
                     if version > room.doc.version:
                         entry = LogEntry(version, base64.b64decode(update), json.loads(meta))
-                        self._adopted(room, room.doc.apply_logged(entry))
+                        change = room.doc.apply_logged(entry)
+                        self._adopted(room, change)
+                        if record.get("u"):
+                            self._announce(room, change)
                 self.broadcast.advance_seen(room, last, None)
         for item in relayed:
             self.broadcast.deliver(room, item)
 
     def resync(self) -> None:
-        """The bus was down: records may be lost, every loaded room reads the store."""
+        """The bus was down: records may be lost, every loaded room reads the store (and
+        says hello again: a node that loaded it meanwhile did not hear of this one)."""
         for trip_id in list(self.registry.rooms):
+            self._say(trip_id, "h")
             self.stale(trip_id)
 
     # -- the store, where a record could not do ------------------------------------

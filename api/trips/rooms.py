@@ -97,8 +97,9 @@ class RoomBroken(Exception):
 
 
 #: Called after a commit of the room and its broadcast, in version order, with the
-#: writes and the events the broadcast sent (``api/trips/replica.py`` tells other nodes).
-CommitHook = Callable[["TripRoom", list[WriteOp[object]], list["Relayed"]], None]
+#: writes and the events the broadcast sent (``api/trips/replica.py`` tells other nodes);
+#: ``None`` when they were not collected (no other node had the room loaded).
+CommitHook = Callable[["TripRoom", list[WriteOp[object]], list["Relayed"] | None], None]
 #: An event broadcast to the room: (audience, encoded event, droppable).
 Relayed = tuple[str, str, bool]
 
@@ -127,8 +128,13 @@ class TripRoom:
     on_commit: CommitHook | None = None
     on_settled: Callable[[TripRoom], None] | None = None
     on_reloaded: Callable[[TripRoom], None] | None = None
-    # The events broadcast inside the commit body now running (``durable``), for on_commit.
+    # The events broadcast inside the commit body now running (``durable``), for on_commit;
+    # collected only while another node has the room loaded (``elsewhere``).
     relay: list[Relayed] | None = None
+    # The other nodes that have the room loaded, as far as this one has heard (replica.py).
+    elsewhere: set[str] = field(default_factory=set)
+    # A commit body (its broadcast) is running: its events go with the commit or not at all.
+    committing: bool = False
     # The latest version this node's subscribers were told of (cluster mode).
     announced: int = 0
     # What each write of ``writes_for`` stands for ("append", "conflict_raised",
@@ -263,12 +269,14 @@ class TripRoom:
             if self.on_commit is None or not writes:
                 yield
             else:
-                relayed: list[Relayed] = []
+                relayed: list[Relayed] | None = [] if self.elsewhere else None
                 self.relay = relayed
+                self.committing = True
                 try:
                     yield
                 finally:
                     self.relay = None
+                    self.committing = False
                 self.on_commit(self, writes, relayed)
         finally:
             self.holds -= 1
