@@ -18,6 +18,8 @@ Run by hand; numbers go in notes, never in tests.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
 import multiprocessing as mp
 import statistics
@@ -34,8 +36,39 @@ from tests.services import PostgresServer, RedisServer, fresh_postgres_url, serv
 from tripsage_sync.api.transport.auth import JwtAuthority
 
 
-def run(nodes: int, args: argparse.Namespace, postgres: str, redis: str) -> dict[str, Any]:
-    database_url = fresh_postgres_url(postgres)
+@dataclasses.dataclass
+class Engines:
+    postgres: PostgresServer
+    redis: RedisServer
+
+    def postgres_pid(self) -> int:
+        """The postmaster's pid (first line of its ``postmaster.pid``)."""
+        return int((self.postgres.base / "data" / "postmaster.pid").read_text().split()[0])
+
+
+def process_tree(root: int) -> list[int]:
+    """``root`` and its children (PostgreSQL's backends are the postmaster's children)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        if int(fields[1]) == root:
+            children.append(int(stat.parent.name))
+    return [root, *children]
+
+
+def group_cpu(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            total += cpu_seconds(pid)
+    return total
+
+
+def run(nodes: int, args: argparse.Namespace, engines: Engines) -> dict[str, Any]:
+    database_url = fresh_postgres_url(engines.postgres.url)
     ports = [free_port() for _ in range(nodes)]
     servers = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -46,12 +79,12 @@ def run(nodes: int, args: argparse.Namespace, postgres: str, redis: str) -> dict
                     Path(tmp) / f"unused{index}.db",
                     pin_cpu=index if args.pin else None,
                     database_url=database_url,
-                    redis_url=redis,
+                    redis_url=engines.redis.url,
                     node_id=f"bench-{index}",
                 )
             )
         try:
-            return _measure(nodes, ports, [s.pid for s in servers], args)
+            return _measure(nodes, ports, [s.pid for s in servers], args, engines)
         finally:
             for server in servers:
                 server.terminate()
@@ -59,7 +92,7 @@ def run(nodes: int, args: argparse.Namespace, postgres: str, redis: str) -> dict
 
 
 def _measure(
-    nodes: int, ports: list[int], pids: list[int], args: argparse.Namespace
+    nodes: int, ports: list[int], pids: list[int], args: argparse.Namespace, engines: Engines
 ) -> dict[str, Any]:
     layout = [(f"editor{i}", f"trip{i}") for i in range(args.editors)]
     create_trips(ports[0], JwtAuthority(SECRET), {trip: [user] for user, trip in layout})
@@ -80,11 +113,18 @@ def _measure(
     for pipe in pipes:
         if pipe.recv() != "ready":
             raise SystemExit("a worker failed to start")
+    groups = {
+        "load": [w.pid for w in workers if w.pid is not None],
+        "postgres": process_tree(engines.postgres_pid()),
+        "redis": [engines.redis.process.pid],
+    }
     cpu_start = [cpu_seconds(pid) for pid in pids]
+    others_start = {name: group_cpu(members) for name, members in groups.items()}
     for pipe in pipes:
         pipe.send("go")
     reports = [pipe.recv() for pipe in pipes]
     cpu = [cpu_seconds(pid) - start for pid, start in zip(pids, cpu_start, strict=True)]
+    others = {name: group_cpu(groups[name]) - start for name, start in others_start.items()}
     elapsed, latencies = close_workers(pipes, workers, reports)
     total = len(latencies)
     return {
@@ -97,6 +137,7 @@ def _measure(
         "p99_ms": round(latencies[min(total - 1, int(total * 0.99))], 1),
         "node_cpu_pct": [round(100 * c / elapsed) for c in cpu],
         "node_cpu_us_per_update": round(1e6 * sum(cpu) / total),
+        **{f"{name}_cpu_us_per_update": round(1e6 * c / total) for name, c in others.items()},
     }
 
 
@@ -109,23 +150,30 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print JSON lines only")
     args = parser.parse_args()
     with services_dir() as base:
-        postgres = PostgresServer.start(base / "postgres")
-        redis = RedisServer.start(base / "redis")
+        engines = Engines(
+            PostgresServer.start(base / "postgres"), RedisServer.start(base / "redis")
+        )
         try:
-            results = [run(nodes, args, postgres.url, redis.url) for nodes in (1, 2)]
+            results = [run(nodes, args, engines) for nodes in (1, 2)]
         finally:
-            redis.stop()
-            postgres.stop("immediate")
+            engines.redis.stop()
+            engines.postgres.stop("immediate")
     if args.json:
         for row in results:
             print(json.dumps(row))
         return
-    print("| nodes | updates/s | p50 ms | p99 ms | node CPU % | node CPU us/update |")
+    print(
+        "| nodes | updates/s | p50 ms | p99 ms | node CPU % | CPU us/update:"
+        " nodes / load / PostgreSQL / Redis |"
+    )
     print("|---|---|---|---|---|---|")
     for r in results:
+        costs = " / ".join(
+            str(r[f"{name}_cpu_us_per_update"]) for name in ("node", "load", "postgres", "redis")
+        )
         print(
             f"| {r['nodes']} | {r['updates_per_s']:,} | {r['p50_ms']} | {r['p99_ms']} |"
-            f" {'+'.join(map(str, r['node_cpu_pct']))} | {r['node_cpu_us_per_update']} |"
+            f" {'+'.join(map(str, r['node_cpu_pct']))} | {costs} |"
         )
     ratio = results[1]["updates_per_s"] / results[0]["updates_per_s"]
     print(f"\ntwo nodes / one node: {ratio:.2f}x throughput")
