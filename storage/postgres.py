@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -61,12 +62,28 @@ CONNECT_TIMEOUT_S: Final = 2
 VERSION_CACHE_S: Final = 60.0
 #: After a failed connect of the read connection, how long reads fail at once.
 RECONNECT_PAUSE_S: Final = 1.0
+#: The most parameters one statement may carry (the protocol counts them in 16 bits).
+MAX_PARAMETERS: Final = 65_535
+_ONE_ROW_INSERT: Final = re.compile(
+    r"(?P<head>\s*INSERT\s+INTO\s+[^()]+\([^()]*\)\s+VALUES)\s*(?P<group>\([?,\s]+\))\s*",
+    re.IGNORECASE,
+)
 
 
 @functools.lru_cache(maxsize=512)
 def _pg_sql(sql: str) -> str:
     """``?`` placeholders as psycopg spells them (our SQL has no literal ``?`` or ``%``)."""
     return sql.replace("%", "%%").replace("?", "%s")
+
+
+@functools.lru_cache(maxsize=64)
+def _multi_row(sql: str) -> tuple[str, str, int] | None:
+    """``INSERT ... VALUES`` and its ``(%s, ...)`` group, if ``sql`` is a one-row insert."""
+    match = _ONE_ROW_INSERT.fullmatch(sql)
+    if match is None:
+        return None
+    group = _pg_sql(match["group"])
+    return _pg_sql(match["head"]) + " ", group, group.count("%s")
 
 
 def pg_connect(url: str, *, read_only: bool = False) -> psycopg.Connection[Any]:
@@ -94,8 +111,19 @@ class PgConnection:
         return self.conn.execute(_pg_sql(sql), parameters)
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]], /) -> None:
-        with self.conn.cursor() as cursor:
-            cursor.executemany(_pg_sql(sql), rows)
+        """An ``INSERT ... VALUES (?, ...)`` as one statement of many rows (a batch of the
+        update log: one parse and one round trip, not one per row); other SQL row by row."""
+        values = _multi_row(sql)
+        if values is None or len(rows) < 2:
+            with self.conn.cursor() as cursor:
+                cursor.executemany(_pg_sql(sql), rows)
+            return
+        head, group, width = values
+        per_statement = MAX_PARAMETERS // width
+        for start in range(0, len(rows), per_statement):
+            chunk = rows[start : start + per_statement]
+            statement = head + ", ".join([group] * len(chunk))
+            self.conn.execute(statement, [value for row in chunk for value in row])
 
     @property
     def usable(self) -> bool:
