@@ -25,12 +25,14 @@ import multiprocessing as mp
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.benchserver import SECRET, free_port, start_server
+from bench.nodeload import NodeEditors, NodeLoad
 from bench.trip_updates import close_workers, cpu_seconds, create_trips, worker
 from tests.services import PostgresServer, RedisServer, fresh_postgres_url, services_dir
 from tripsage_sync.api.transport.auth import JwtAuthority
@@ -81,6 +83,7 @@ def run(nodes: int, args: argparse.Namespace, engines: Engines) -> dict[str, Any
                     database_url=database_url,
                     redis_url=engines.redis.url,
                     node_id=f"bench-{index}",
+                    rate_limit_yjs_frames_per_min="0",
                 )
             )
         try:
@@ -94,14 +97,22 @@ def run(nodes: int, args: argparse.Namespace, engines: Engines) -> dict[str, Any
 def _measure(
     nodes: int, ports: list[int], pids: list[int], args: argparse.Namespace, engines: Engines
 ) -> dict[str, Any]:
+    if args.workload == "yjs":
+        return _fanout(nodes, ports, pids, args, engines)
     layout = [(f"editor{i}", f"trip{i}") for i in range(args.editors)]
     create_trips(ports[0], JwtAuthority(SECRET), {trip: [user] for user, trip in layout})
     context = mp.get_context("spawn")
-    pipes, workers = [], []
+    pipes: list[Any] = []
+    workers: list[Any] = []
     for node, port in enumerate(ports):
         mine = [pair for i, pair in enumerate(layout) if i % nodes == node]
         for share in (mine[i :: args.procs] for i in range(args.procs)):
             if not share:
+                continue
+            if args.node:
+                editors = NodeEditors(port, share, args.updates, JwtAuthority(SECRET), [])
+                pipes.append(editors)
+                workers.append(editors)
                 continue
             ours, theirs = context.Pipe()
             process = context.Process(
@@ -110,34 +121,79 @@ def _measure(
             process.start()
             pipes.append(ours)
             workers.append(process)
+    reports, cpu = _timed(pipes, [w.pid for w in workers], pids, engines)
+    elapsed, latencies = close_workers(pipes, workers, reports)
+    return _row(nodes, elapsed, len(latencies), latencies, cpu)
+
+
+def _fanout(
+    nodes: int, ports: list[int], pids: list[int], args: argparse.Namespace, engines: Engines
+) -> dict[str, Any]:
+    """One trip, ``--peers`` light y-websocket clients spread over the nodes, ``--writers``
+    of them editing (``tests/node/yjs_fanout.mjs``)."""
+    authority = JwtAuthority(SECRET)
+    users = [f"peer{i}" for i in range(args.peers)]
+    create_trips(ports[0], authority, {"fanout": users})
+    plan = {
+        "urls": [f"ws://127.0.0.1:{port}/ws/yjs" for port in ports],
+        "trip": "fanout",
+        "tokens": [authority.mint(user, now_s=time.time()) for user in users],
+        "writers": args.writers,
+        "edits": args.updates,
+        "oneEntry": args.one_entry,
+    }
+    load = NodeLoad("yjs_fanout.mjs", plan)
+    (report,), cpu = _timed([load], [load.pid], pids, engines)
+    load.send("close")
+    load.join(30)
+    elapsed = (report["end"] - report["start"]) / 1000
+    latencies = sorted(report["latencies"])
+    row = _row(nodes, elapsed, report["deliveries"], latencies, cpu)
+    row["edits_per_s"] = round(len(latencies) / elapsed, 1)
+    return row
+
+
+def _timed(
+    pipes: list[Any], load_pids: list[int], pids: list[int], engines: Engines
+) -> tuple[list[Any], dict[str, Any]]:
+    """Wait until every load generator is ready, let them go, and gather their reports;
+    with the CPU seconds each node, the load, PostgreSQL and Redis spent meanwhile."""
     for pipe in pipes:
         if pipe.recv() != "ready":
-            raise SystemExit("a worker failed to start")
+            raise SystemExit("a load generator failed to start")
     groups = {
-        "load": [w.pid for w in workers if w.pid is not None],
+        "load": load_pids,
         "postgres": process_tree(engines.postgres_pid()),
         "redis": [engines.redis.process.pid],
     }
-    cpu_start = [cpu_seconds(pid) for pid in pids]
+    nodes_start = [cpu_seconds(pid) for pid in pids]
     others_start = {name: group_cpu(members) for name, members in groups.items()}
     for pipe in pipes:
         pipe.send("go")
     reports = [pipe.recv() for pipe in pipes]
-    cpu = [cpu_seconds(pid) - start for pid, start in zip(pids, cpu_start, strict=True)]
-    others = {name: group_cpu(groups[name]) - start for name, start in others_start.items()}
-    elapsed, latencies = close_workers(pipes, workers, reports)
-    total = len(latencies)
+    cpu: dict[str, Any] = {
+        name: group_cpu(groups[name]) - start for name, start in others_start.items()
+    }
+    cpu["nodes"] = [cpu_seconds(pid) - start for pid, start in zip(pids, nodes_start, strict=True)]
+    return reports, cpu
+
+
+def _row(
+    nodes: int, elapsed: float, count: int, latencies: list[float], cpu: dict[str, Any]
+) -> dict[str, Any]:
+    """A result: ``count`` things done (confirmed updates, or deliveries) per second and
+    the CPU per thing; ``latencies`` sorted."""
+    node_cpu: list[float] = cpu.pop("nodes")
     return {
         "nodes": nodes,
-        "editors": args.editors,
-        "confirmed": total,
+        "count": count,
         "seconds": round(elapsed, 2),
-        "updates_per_s": round(total / elapsed, 1),
+        "per_s": round(count / elapsed, 1),
         "p50_ms": round(statistics.median(latencies), 1),
-        "p99_ms": round(latencies[min(total - 1, int(total * 0.99))], 1),
-        "node_cpu_pct": [round(100 * c / elapsed) for c in cpu],
-        "node_cpu_us_per_update": round(1e6 * sum(cpu) / total),
-        **{f"{name}_cpu_us_per_update": round(1e6 * c / total) for name, c in others.items()},
+        "p99_ms": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 1),
+        "node_cpu_pct": [round(100 * c / elapsed) for c in node_cpu],
+        "node_cpu_us": round(1e6 * sum(node_cpu) / count, 1),
+        **{f"{name}_cpu_us": round(1e6 * c / count, 1) for name, c in cpu.items()},
     }
 
 
@@ -148,6 +204,15 @@ def main() -> None:
     parser.add_argument("--procs", type=int, default=1, help="load generator processes per node")
     parser.add_argument("--pin", action="store_true", help="node k on CPU k alone")
     parser.add_argument("--json", action="store_true", help="print JSON lines only")
+    parser.add_argument(
+        "--node", action="store_true", help="load generators in Node (tests/node), not Python"
+    )
+    parser.add_argument("--workload", choices=("json", "yjs"), default="json")
+    parser.add_argument("--peers", type=int, default=100, help="yjs: clients of the trip")
+    parser.add_argument("--writers", type=int, default=10, help="yjs: clients that edit")
+    parser.add_argument(
+        "--one-entry", action="store_true", help="yjs: every writer on node 0 (readers spread)"
+    )
     args = parser.parse_args()
     with services_dir() as base:
         engines = Engines(
@@ -162,20 +227,22 @@ def main() -> None:
         for row in results:
             print(json.dumps(row))
         return
+    what = "deliveries" if args.workload == "yjs" else "confirmed updates"
+    print(f"{args.workload} workload; CPU us per {what[:-1]}")
     print(
-        "| nodes | updates/s | p50 ms | p99 ms | node CPU % | CPU us/update:"
-        " nodes / load / PostgreSQL / Redis |"
+        f"| nodes | {what}/s | p50 ms | p99 ms | node CPU % |"
+        " CPU us: nodes / load / PostgreSQL / Redis |"
     )
     print("|---|---|---|---|---|---|")
     for r in results:
         costs = " / ".join(
-            str(r[f"{name}_cpu_us_per_update"]) for name in ("node", "load", "postgres", "redis")
+            str(r[f"{name}_cpu_us"]) for name in ("node", "load", "postgres", "redis")
         )
         print(
-            f"| {r['nodes']} | {r['updates_per_s']:,} | {r['p50_ms']} | {r['p99_ms']} |"
+            f"| {r['nodes']} | {r['per_s']:,} | {r['p50_ms']} | {r['p99_ms']} |"
             f" {'+'.join(map(str, r['node_cpu_pct']))} | {costs} |"
         )
-    ratio = results[1]["updates_per_s"] / results[0]["updates_per_s"]
+    ratio = results[1]["per_s"] / results[0]["per_s"]
     print(f"\ntwo nodes / one node: {ratio:.2f}x throughput")
 
 
