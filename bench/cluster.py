@@ -1,16 +1,29 @@
-"""Benchmark: cluster mode, one node against two, on the across-trips JSON workload.
+"""Benchmark: cluster mode, one node against two, on two workloads.
 
 Starts a PostgreSQL and a Redis of its own (``tests/services.py``: loopback, temp
-dir), then for 1 and for 2 server nodes on a fresh schema each: ``--editors``
-editors, each on its own trip, trip *i* served by node *i mod n*, every editor
-sending ``--updates`` optimistic updates back to back (the next after the previous
-outcome), as ``bench/trip_updates.py`` does on one node. With ``--pin`` node *k*
-runs on CPU *k* alone; the load generator processes, PostgreSQL and Redis share the
-machine. Reports confirmed updates/s, p50/p99 from ``optimistic_update_start`` to
-``optimistic_update_confirmed``, the nodes' own CPU per update (from ``/proc``), and
-the two-node / one-node throughput ratio.
+dir), then for 1 and for 2 server nodes on a fresh schema each:
 
-    .venv/bin/python bench/cluster.py [--editors 100] [--updates 100] [--procs 2] [--pin]
+- ``--workload json`` (the across-trips JSON workload): ``--editors`` editors, each
+  on its own trip, trip *i* served by node *i mod n*, every editor sending
+  ``--updates`` optimistic updates back to back (the next after the previous
+  outcome), as ``bench/trip_updates.py`` does on one node; Python load generator
+  processes (``--procs`` per node), or Node ones with ``--node``
+  (``tests/node/json_editors.mjs``). Counts confirmed updates.
+- ``--workload yjs`` (the Yjs fan-out): one trip, ``--peers`` light y-websocket
+  clients spread over the nodes, ``--writers`` of them each making ``--updates``
+  edits, the next once every other client has the previous one
+  (``tests/node/yjs_fanout.mjs``); ``--one-entry`` puts the writers on node 0 (the
+  readers stay spread). Counts deliveries (an edit reaching one client); latency is
+  from an edit to its last delivery.
+
+With ``--pin`` node *k* runs on CPU *k* alone; the load generators, PostgreSQL and
+Redis share the machine. Reports throughput, p50/p99, and the CPU per update (or
+delivery) of the nodes, the load generators, PostgreSQL and Redis (from ``/proc``),
+and the two-node / one-node throughput ratio.
+
+    .venv/bin/python -m bench.cluster [--workload json|yjs] [--editors 100]
+        [--updates 100] [--procs 2] [--node] [--peers 100] [--writers 10]
+        [--one-entry] [--pin]
 
 Run by hand; numbers go in notes, never in tests.
 """
