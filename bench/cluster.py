@@ -42,6 +42,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psycopg
+import redis
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.benchserver import SECRET, free_port, start_server
@@ -55,6 +58,19 @@ from tripsage_sync.api.transport.auth import JwtAuthority
 class Engines:
     postgres: PostgresServer
     redis: RedisServer
+
+    def traffic(self) -> dict[str, int]:
+        """Counters to divide by the work done: PostgreSQL's WAL bytes, Redis's commands
+        and bytes in and out."""
+        with psycopg.connect(self.postgres.url, autocommit=True) as conn:
+            row = conn.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn").fetchone()
+        stats = redis.Redis.from_url(self.redis.url).info("stats")
+        return {
+            "wal_bytes": int(row[0]) if row else 0,
+            "redis_commands": int(stats["total_commands_processed"]),
+            "redis_bytes_in": int(stats["total_net_input_bytes"]),
+            "redis_bytes_out": int(stats["total_net_output_bytes"]),
+        }
 
     def postgres_pid(self) -> int:
         """The postmaster's pid (first line of its ``postmaster.pid``)."""
@@ -113,7 +129,9 @@ def _measure(
     if args.workload == "yjs":
         return _fanout(nodes, ports, pids, args, engines)
     layout = [(f"editor{i}", f"trip{i}") for i in range(args.editors)]
-    create_trips(ports[0], JwtAuthority(SECRET), {trip: [user] for user, trip in layout})
+    for node, port in enumerate(ports):  # through the node that serves it: loaded there only
+        mine = [pair for i, pair in enumerate(layout) if i % nodes == node]
+        create_trips(port, JwtAuthority(SECRET), {trip: [user] for user, trip in mine})
     context = mp.get_context("spawn")
     pipes: list[Any] = []
     workers: list[Any] = []
@@ -181,6 +199,7 @@ def _timed(
     }
     nodes_start = [cpu_seconds(pid) for pid in pids]
     others_start = {name: group_cpu(members) for name, members in groups.items()}
+    traffic_start = engines.traffic()
     for pipe in pipes:
         pipe.send("go")
     reports = [pipe.recv() for pipe in pipes]
@@ -188,6 +207,7 @@ def _timed(
         name: group_cpu(groups[name]) - start for name, start in others_start.items()
     }
     cpu["nodes"] = [cpu_seconds(pid) - start for pid, start in zip(pids, nodes_start, strict=True)]
+    cpu["traffic"] = {k: v - traffic_start[k] for k, v in engines.traffic().items()}
     return reports, cpu
 
 
@@ -197,6 +217,7 @@ def _row(
     """A result: ``count`` things done (confirmed updates, or deliveries) per second and
     the CPU per thing; ``latencies`` sorted."""
     node_cpu: list[float] = cpu.pop("nodes")
+    traffic: dict[str, int] = cpu.pop("traffic")
     return {
         "nodes": nodes,
         "count": count,
@@ -207,6 +228,7 @@ def _row(
         "node_cpu_pct": [round(100 * c / elapsed) for c in node_cpu],
         "node_cpu_us": round(1e6 * sum(node_cpu) / count, 1),
         **{f"{name}_cpu_us": round(1e6 * c / count, 1) for name, c in cpu.items()},
+        **{f"{name}_per": round(v / count, 2) for name, v in traffic.items()},
     }
 
 
@@ -255,6 +277,14 @@ def main() -> None:
             f"| {r['nodes']} | {r['per_s']:,} | {r['p50_ms']} | {r['p99_ms']} |"
             f" {'+'.join(map(str, r['node_cpu_pct']))} | {costs} |"
         )
+    print("\n| nodes | WAL bytes | Redis commands | Redis bytes in | Redis bytes out |")
+    print("|---|---|---|---|---|")
+    for r in results:
+        print(
+            f"| {r['nodes']} | {r['wal_bytes_per']} | {r['redis_commands_per']} |"
+            f" {r['redis_bytes_in_per']} | {r['redis_bytes_out_per']} |"
+        )
+    print(f"(per {what[:-1]})")
     ratio = results[1]["per_s"] / results[0]["per_s"]
     print(f"\ntwo nodes / one node: {ratio:.2f}x throughput")
 
