@@ -35,6 +35,7 @@ __all__ = [
     "DUPLICATE_KEY",
     "UNAVAILABLE",
     "AlreadyExists",
+    "ChainBroken",
     "DuplicateId",
     "SchemaTooNew",
     "StaleSnapshot",
@@ -94,6 +95,11 @@ class UnknownRow(StorageError):
 
 class DuplicateId(StorageError):
     """An id that must be unique was reused."""
+
+
+class ChainBroken(StorageError):
+    """An earlier write of the same chain failed: this one, which depends on it, is not
+    run (``BatchWriter.submit_all(..., chain=)``)."""
 
 
 class VersionConflict(StorageError):

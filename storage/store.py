@@ -126,9 +126,12 @@ class Store(abc.ABC):
         """Run any write operation (see ``storage/ops.py``) on the writer."""
         return self.writer.submit(op)
 
-    def submit_all(self, write_ops: Iterable[WriteOp[object]]) -> Future[list[object]]:
-        """Run several write operations as one all-or-nothing unit."""
-        return self.writer.submit_all(write_ops)
+    def submit_all(
+        self, write_ops: Iterable[WriteOp[object]], *, chain: int | None = None
+    ) -> Future[list[object]]:
+        """Run several write operations as one all-or-nothing unit; with a ``chain``,
+        only if no earlier unit of that chain failed (``BatchWriter.submit_all``)."""
+        return self.writer.submit_all(write_ops, chain=chain)
 
     def set_meta_if_absent(self, key: str, value: str) -> Future[str]:
         return self.submit(ops.set_meta_if_absent(key, value))

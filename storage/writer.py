@@ -18,7 +18,10 @@ Theory of operation:
 - Each operation runs inside its own ``SAVEPOINT``: one that raises is rolled
   back alone and its future gets the exception; the others commit.
   :meth:`BatchWriter.submit_all` puts several operations in one savepoint,
-  so they commit all together or not at all.
+  so they commit all together or not at all. Units submitted with the same
+  ``chain`` depend on each other in order (each was decided on the state the
+  ones before it leave): once one fails, every later one of that chain fails
+  too (:class:`ChainBroken`) without running, whatever the database holds then.
 - A :class:`BulkInsert` given to the writer may take jobs instead
   (``storage/updatelog.py``: appends and outcomes): it writes their rows
   together, one statement per table, before the next job that runs alone and
@@ -58,7 +61,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol, TypeAlias, TypeVar
 
 from tripsage_sync.storage.connection import Connection, Transactor
-from tripsage_sync.storage.errors import StorageClosed
+from tripsage_sync.storage.errors import DUPLICATE_KEY, ChainBroken, StorageClosed
 
 __all__ = ["MAX_BATCH_OPS", "BatchWriter", "BulkInsert", "Resolved", "WriteOp"]
 
@@ -74,6 +77,8 @@ Resolved: TypeAlias = Callable[[list[Future[Any]]], None]
 
 #: Most operations committed by one transaction (one fsync).
 MAX_BATCH_OPS: Final = 256
+#: Broken chains remembered (the oldest are forgotten: their units drained long ago).
+MAX_BROKEN_CHAINS: Final = 4096
 
 
 class BulkInsert(Protocol):
@@ -103,6 +108,7 @@ class _Job:
     ops: tuple[WriteOp[Any], ...]
     future: Future[Any]
     many: bool  # submitted with submit_all: the result is the list of the ops' results
+    chain: int | None = None  # see submit_all
 
     def bulk_result(self) -> object:
         return [None] * len(self.ops) if self.many else None
@@ -127,6 +133,7 @@ class BatchWriter:
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._lock = threading.Lock()  # guards _closed against submit/close races
         self._closed = False
+        self._broken: dict[int, None] = {}  # chains with a failed unit, oldest first
         self._db_closed = False
         self._commits = 0
         self._ops = 0
@@ -170,20 +177,26 @@ class BatchWriter:
         """
         return self._submit((op,), many=False)
 
-    def submit_all(self, ops: Iterable[WriteOp[object]]) -> Future[list[object]]:
+    def submit_all(
+        self, ops: Iterable[WriteOp[object]], *, chain: int | None = None
+    ) -> Future[list[object]]:
         """Queue ``ops`` as one atomic unit: all commit or none does.
 
-        The future holds their results in order, or the first exception.
+        The future holds their results in order, or the first exception. With a
+        ``chain`` (an int never used for another chain), the unit runs only if no
+        earlier unit of that chain failed; else it fails with :class:`ChainBroken`.
         """
-        return self._submit(tuple(ops), many=True)
+        return self._submit(tuple(ops), many=True, chain=chain)
 
-    def _submit(self, ops: tuple[WriteOp[Any], ...], *, many: bool) -> Future[Any]:
+    def _submit(
+        self, ops: tuple[WriteOp[Any], ...], *, many: bool, chain: int | None = None
+    ) -> Future[Any]:
         future: Future[Any] = Future()
         future.set_running_or_notify_cancel()  # uncancellable: a write is never dropped
         with self._lock:
             if self._closed:
                 raise StorageClosed("storage writer is closed")
-            self._queue.put(_Job(ops, future, many))
+            self._queue.put(_Job(ops, future, many, chain))
         return future
 
     def close(self, timeout_s: float | None = None) -> None:
@@ -275,6 +288,11 @@ class BatchWriter:
         failed: list[tuple[_Job, Exception]] = []
         taken: list[_Job] = []  # accepted by ``rows``, not yet flushed
         for index, job in enumerate(jobs):
+            if job.chain is not None and (
+                job.chain in self._broken or any(f.chain == job.chain for f, _ in failed)
+            ):
+                failed.append((job, ChainBroken(f"an earlier write of chain {job.chain} failed")))
+                continue
             if rows is not None and rows.accept(tx, job.ops):
                 taken.append(job)
                 continue
@@ -346,7 +364,9 @@ class BatchWriter:
         try:
             rows.flush(self._tx)
         except Exception as exc:  # noqa: BLE001 - the batch runs again, each job alone
-            logger.warning(
+            logger.log(
+                # A key taken meanwhile is another writer's row (a cluster's node): routine.
+                logging.INFO if isinstance(exc, DUPLICATE_KEY) else logging.WARNING,
                 "writing %d jobs in bulk failed (%s); running the batch again, each job alone",
                 len(taken),
                 type(exc).__name__,
@@ -364,6 +384,10 @@ class BatchWriter:
             job.future.set_result(result)
         for job, exc in failed:
             job.future.set_exception(exc)
+            if job.chain is not None:
+                self._broken[job.chain] = None
+                if len(self._broken) > MAX_BROKEN_CHAINS:
+                    del self._broken[next(iter(self._broken))]  # the oldest: long drained
         if not self._listeners or not (done or failed):
             return
         futures = [job.future for job, _ in done] + [job.future for job, _ in failed]

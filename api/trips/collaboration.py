@@ -29,7 +29,8 @@ from tripsage_sync.api.transport.connection import Connection
 from tripsage_sync.api.transport.hub import Hub
 from tripsage_sync.api.trips.broadcast import TripBroadcast, channel
 from tripsage_sync.api.trips.events import resolution_required_payload
-from tripsage_sync.api.trips.rooms import EDITORS, RoomRegistry, TripRoom
+from tripsage_sync.api.trips.registry import RoomRegistry
+from tripsage_sync.api.trips.rooms import EDITORS, TripRoom
 from tripsage_sync.sync.collaboration import (
     CollaborationSessionStartedPayload,
     Permissions,

@@ -61,8 +61,9 @@ from tripsage_sync.api.trips.broadcast import (
 )
 from tripsage_sync.api.trips.collaboration import Collaboration
 from tripsage_sync.api.trips.commit import TripCommits
+from tripsage_sync.api.trips.registry import RoomRegistry
 from tripsage_sync.api.trips.replica import AwarenessHook, TripReplicas
-from tripsage_sync.api.trips.rooms import RoomRegistry, TripRoom
+from tripsage_sync.api.trips.rooms import TripRoom
 from tripsage_sync.api.trips.sweep import IdleSweep, PeerCount, UnloadHook
 from tripsage_sync.api.trips.timer import RoomTimer
 from tripsage_sync.sync.channels import Principal

@@ -65,7 +65,8 @@ from tripsage_sync.api.transport.bus import Bus
 from tripsage_sync.api.transport.services import Services
 from tripsage_sync.api.trips.broadcast import ALL, CHANGE, TripBroadcast
 from tripsage_sync.api.trips.events import change_payload
-from tripsage_sync.api.trips.rooms import Relayed, RoomRegistry, TripRoom
+from tripsage_sync.api.trips.registry import RoomRegistry
+from tripsage_sync.api.trips.rooms import Relayed, TripRoom
 from tripsage_sync.storage.updatelog import AppendUpdate
 from tripsage_sync.storage.writer import WriteOp
 from tripsage_sync.sync.document import Change, LogEntry

@@ -18,9 +18,11 @@ peers stay; reads work on a full disk), and the sender gets
 commit is reported to ``Services.storage_backoff`` (:mod:`sync.backoff`),
 which the shells ask before they apply an edit, so while storage fails edits
 are refused with a growing ``retryAfter`` instead of failing one by one. An
-update is appended only right after its predecessor (``contiguous``): when a
-commit fails, the ones applied after it fail too, so the log never has a gap
-and the reloaded document is exactly what was confirmed. Only if the reload
+update is appended only right after its predecessor (``contiguous``), and
+the commits of one document form a storage chain (``chain``): when a commit
+fails, the ones applied after it fail too (also when, in a cluster, another
+node's change took the failed one's version), so the log never has a gap and
+the reloaded document is exactly what was confirmed. Only if the reload
 itself fails is the room marked broken; the registry then evicts it and
 loads it anew on next use.
 
@@ -29,7 +31,8 @@ pending conflicts); compaction takes a snapshot every ``compact_every_updates``
 changes, keeping the history of the last ``history_retention_days`` for clients
 that were offline. A room nobody uses is unloaded after
 ``room_idle_unload_s`` (:mod:`api.trips.sweep`, decided by :mod:`sync.idle`):
-it is dropped from the registry, and the next lookup loads it anew. While a
+it is dropped from the registry (:mod:`api.trips.registry`), and the next
+lookup loads it anew. While a
 commit, compaction or other write of the room runs, ``holds`` counts it
 (:meth:`TripRoom.held`), and every lookup stamps ``used_ms``.
 """
@@ -38,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import time
@@ -51,12 +55,16 @@ from tripsage_sync.api.restore import restore_document
 from tripsage_sync.api.transport.bus import BusUnavailable
 from tripsage_sync.api.transport.services import Services
 from tripsage_sync.storage import ops
-from tripsage_sync.storage.errors import DuplicateId, VersionConflict, is_unavailable
+from tripsage_sync.storage.errors import (
+    ChainBroken,
+    DuplicateId,
+    VersionConflict,
+    is_unavailable,
+)
 from tripsage_sync.storage.writer import WriteOp
-from tripsage_sync.sync.channels import Principal
 from tripsage_sync.sync.conflicts import PendingConflict
-from tripsage_sync.sync.document import EDITORS, SPANS, AppendTimes, Change, IdFilter, TripDocument
-from tripsage_sync.sync.errors import NotFound, PermissionDenied
+from tripsage_sync.sync.document import EDITORS, AppendTimes, Change, IdFilter, TripDocument
+from tripsage_sync.sync.errors import NotFound
 from tripsage_sync.sync.presence import Presence
 from tripsage_sync.sync.wire import OutcomePayload, json_text
 
@@ -67,7 +75,6 @@ __all__ = [
     "CommitHook",
     "Relayed",
     "RoomBroken",
-    "RoomRegistry",
     "TripRoom",
 ]
 
@@ -104,6 +111,10 @@ CommitHook = Callable[["TripRoom", list[WriteOp[object]], list["Relayed"] | None
 Relayed = tuple[str, str, bool]
 
 
+#: Storage chains (``TripRoom.chain``): never one number for two documents.
+_CHAINS: Final = itertools.count(1)
+
+
 @dataclass
 class TripRoom:
     trip_id: str
@@ -135,6 +146,8 @@ class TripRoom:
     elsewhere: set[str] = field(default_factory=set)
     # A commit body (its broadcast) is running: its events go with the commit or not at all.
     committing: bool = False
+    # The storage chain of the document's commits (``durable``): a new one per reload.
+    chain: int = field(default_factory=lambda: next(_CHAINS))
     # The latest version this node's subscribers were told of (cluster mode).
     announced: int = 0
     # What each write of ``writes_for`` stands for ("append", "conflict_raised",
@@ -219,6 +232,11 @@ class TripRoom:
         """
         previous = self._tail
         generation = self.doc  # the document the change was applied to
+        # Its changes were each decided on the ones before: once one fails, the later ones
+        # of this document must not commit (in a cluster another node's change may fill
+        # the failed one's version, and a later change, decided on the failed one, would
+        # then follow it in the log): the reload starts a new chain.
+        chain = self.chain
         mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._tail = mine
         backoff = services.storage_backoff
@@ -231,10 +249,11 @@ class TripRoom:
             try:
                 if writes and not services.bus.healthy:  # confirmed, others would not hear
                     raise BusUnavailable("the cluster's bus (Redis) is unreachable")
-                await services.write(services.store.submit_all(writes))
+                if writes:  # none: the body only waits its turn (after the earlier ones)
+                    await services.write(services.store.submit_all(writes, chain=chain))
             except Exception as exc:  # noqa: BLE001 - any storage failure breaks the room
                 failure = exc
-                raced = isinstance(exc, VersionConflict | DuplicateId)
+                raced = isinstance(exc, VersionConflict | DuplicateId | ChainBroken)
                 # Refuse edits at once, not after the earlier commits were broadcast.
                 if raced:  # another node was first: nothing is wrong with storage
                     retry_after_ms = 0
@@ -302,97 +321,8 @@ class TripRoom:
             self.broken = True
             return
         self.doc = doc
+        self.chain = next(_CHAINS)
         self.appended.truncate(doc.version)
         logger.info("trip %s: back at stored version %d", self.trip_id, doc.version)
         if self.on_reloaded is not None:  # what other nodes committed is announced now
             self.on_reloaded(self)
-
-
-class RoomRegistry:
-    """The loaded rooms of this process."""
-
-    def __init__(
-        self,
-        services: Services,
-        *,
-        on_evict: Callable[[TripRoom], None],
-        on_adopt: Callable[[TripRoom], None] = lambda room: None,
-    ) -> None:
-        self.services = services
-        self.rooms: dict[str, TripRoom] = {}
-        self._on_evict = on_evict
-        self._on_adopt = on_adopt
-        services.metrics.trips_loaded = lambda: len(self.rooms)
-
-    def get(self, trip_id: str) -> TripRoom:
-        room = self.rooms.get(trip_id)
-        if room is not None and not room.broken:
-            room.used_ms = self.services.clock.now_ms()
-            return room
-        if room is not None:
-            self.evict(room)
-        return self.load(trip_id)
-
-    def room_for(self, principal: Principal, trip_id: str) -> tuple[TripRoom, str]:
-        """The room and the user's permission; unknown trips look like forbidden ones."""
-        try:
-            room = self.get(trip_id)
-        except NotFound:
-            raise PermissionDenied(
-                "Not a collaborator of this trip", details={"tripId": trip_id}
-            ) from None
-        permission = room.permission(principal.user_id)
-        if permission is None and principal.role == "admin":
-            permission = "viewer"
-        if permission is None:
-            raise PermissionDenied("Not a collaborator of this trip", details={"tripId": trip_id})
-        return room, permission
-
-    def load(self, trip_id: str) -> TripRoom:
-        store = self.services.store
-        trip = store.get_trip(trip_id)
-        if trip is None:
-            raise NotFound("Trip not found", details={"tripId": trip_id})
-        settings = self.services.settings
-        doc = restore_document(
-            store,
-            trip,
-            auto_resolve_after_ms=settings.conflict_auto_resolve_ms,
-            keep_entries=settings.history_window_updates,
-        )
-        room = self.adopt(trip_id, doc, trip.owner_id, store.collaborators(trip_id))
-        now = self.services.clock.now_ms()
-        # Loaded history counts as appended now: it is kept the whole retention period.
-        room.appended.add_range(doc.base_version + 1, doc.version, now)
-        logger.info("trip %s loaded at version %d", trip_id, doc.version)
-        return room
-
-    def adopt(
-        self, trip_id: str, doc: TripDocument, owner_id: str, permissions: dict[str, str]
-    ) -> TripRoom:
-        """Make ``doc`` the loaded room of ``trip_id``."""
-        settings = self.services.settings
-        room = TripRoom(
-            trip_id=trip_id,
-            doc=doc,
-            owner_id=owner_id,
-            permissions=permissions,
-            clock=self.services.clock,
-            presence=Presence(
-                trip_id,
-                idle_after_ms=int(settings.presence_idle_s * 1000),
-                lock_ttl_ms=int(settings.field_lock_ttl_s * 1000),
-            ),
-            used_ms=self.services.clock.now_ms(),
-            appended=AppendTimes(int(settings.history_retention_days * 86_400_000 / SPANS)),
-        )
-        self.rooms[trip_id] = room
-        self._on_adopt(room)
-        return room
-
-    def evict(self, room: TripRoom) -> None:
-        if self.rooms.get(room.trip_id) is room:
-            del self.rooms[room.trip_id]
-        if room.timer is not None:
-            room.timer.cancel()
-        self._on_evict(room)

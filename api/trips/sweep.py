@@ -36,7 +36,8 @@ from tripsage_sync.api.transport.hub import Hub
 from tripsage_sync.api.transport.memory import give_back
 from tripsage_sync.api.transport.services import Services
 from tripsage_sync.api.trips.broadcast import channel
-from tripsage_sync.api.trips.rooms import RoomRegistry, TripRoom
+from tripsage_sync.api.trips.registry import RoomRegistry
+from tripsage_sync.api.trips.rooms import TripRoom
 from tripsage_sync.sync.errors import NotFound
 from tripsage_sync.sync.idle import IdleRooms, RoomActivity
 

@@ -19,7 +19,8 @@ from tripsage_sync.api.clock import Clock
 from tripsage_sync.api.transport.services import Services
 from tripsage_sync.api.trips.broadcast import TripBroadcast
 from tripsage_sync.api.trips.commit import TripCommits
-from tripsage_sync.api.trips.rooms import RoomBroken, RoomRegistry, TripRoom
+from tripsage_sync.api.trips.registry import RoomRegistry
+from tripsage_sync.api.trips.rooms import RoomBroken, TripRoom
 
 __all__ = ["RoomTimer"]
 

@@ -12,7 +12,7 @@ import pytest
 
 from tests.storage.helpers import WriterGate
 from tripsage_sync.storage.connection import Connection
-from tripsage_sync.storage.errors import StorageClosed
+from tripsage_sync.storage.errors import ChainBroken, StorageClosed
 from tripsage_sync.storage.sqlite import SqliteTransactor, connect
 from tripsage_sync.storage.writer import BatchWriter, WriteOp
 
@@ -142,6 +142,30 @@ def test_submit_all_is_all_or_nothing(writer: BatchWriter, path: Path) -> None:
     with pytest.raises(ValueError, match="refused"):
         writer.submit_all([insert("c"), fail, insert("d")]).result()
     assert stored_values(path) == ["a", "b"]
+
+
+def test_a_chain_stops_at_its_first_failure(writer: BatchWriter, path: Path) -> None:
+    gate = WriterGate(writer)  # in one batch
+    first = writer.submit_all([insert("a")], chain=1)
+    failing = writer.submit_all([fail], chain=1)
+    after = writer.submit_all([insert("b")], chain=1)  # decided on the failed one: not run
+    other = writer.submit_all([insert("c")], chain=2)
+    gate.release()
+    assert first.result(10) == [1]
+    with pytest.raises(ValueError, match="refused"):
+        failing.result(10)
+    with pytest.raises(ChainBroken):
+        after.result(10)
+    assert other.result(10) == [2]
+    # In later batches too, and also when the failure ended the whole transaction.
+    with pytest.raises(ChainBroken):
+        writer.submit_all([insert("d")], chain=1).result(10)
+    with pytest.raises(sqlite3.IntegrityError, match="doomed"):
+        writer.submit_all([insert("doom")], chain=3).result(10)
+    with pytest.raises(ChainBroken):
+        writer.submit_all([insert("e")], chain=3).result(10)
+    assert writer.submit_all([insert("f")], chain=4).result(10) == [3]
+    assert stored_values(path) == ["a", "c", "f"]
 
 
 def test_future_resolves_only_after_commit(writer: BatchWriter, path: Path) -> None:
