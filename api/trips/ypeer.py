@@ -4,8 +4,8 @@ A :class:`YjsConnection` reads the peer's frames (:mod:`sync.ysync`), refuses
 what it cannot take (text frames, frames over ``TRIPSAGE_MAX_MESSAGE_SIZE``, a
 peer over its frame rate, malformed frames: each its close code, see the table
 in :mod:`api.trips.yjs`), answers a sync step 1 with step 2 from the room's
-document and hands updates and awareness to its host, the Yjs feature
-(:class:`PeerHost`). Frames out go through one bounded
+document (once what it holds is durable) and hands updates and awareness to its
+host, the Yjs feature (:class:`PeerHost`). Frames out go through one bounded
 :class:`api.transport.outbox.Outbox`; the keepalive sends an empty awareness
 frame when the peer has heard nothing for ``heartbeat_interval_s`` (y-websocket
 drops a peer silent for 30 s) and closes with 4401 when the token expires.
@@ -26,7 +26,7 @@ from tripsage_sync.api.transport.link import ConnectionLog
 from tripsage_sync.api.transport.outbox import CLOSE_RELEASE_S, Close, Outbox, receiver
 from tripsage_sync.api.transport.services import Services
 from tripsage_sync.api.transport.waits import Flag
-from tripsage_sync.api.trips.rooms import TripRoom
+from tripsage_sync.api.trips.rooms import RACE_RETRIES, TripRoom
 from tripsage_sync.sync.channels import Principal
 from tripsage_sync.sync.errors import CLOSE_RATE_LIMITED, CLOSE_SERVER_ERROR
 from tripsage_sync.sync.session import CloseExpired, TokenLifetime
@@ -251,6 +251,39 @@ class YjsConnection:
                 continue
             await self._dispatch(frame)
 
+    async def _answer_step1(self, state_vector: bytes) -> None:
+        """Sync step 2: what the peer lacks, of durable changes only.
+
+        The room's document may hold changes whose commit is in flight. When one fails
+        (storage, or another node of a cluster took that version) the room goes back to
+        what is stored, and the change stored in its place may carry the same Yjs ids
+        (JSON edits are written under one client id, each at its next clock): a peer
+        sent the failed change would keep it and ignore the stored one for good (Yjs
+        takes an id once). So the answer waits its turn in the commit pipeline, goes
+        out if every change applied before it was read is durable, and is read again
+        from the reloaded document if one of them failed.
+        """
+        room = self.room
+        for _ in range(RACE_RETRIES + 1):
+            generation = room.doc
+            try:
+                update = generation.doc.get_update(state_vector)
+            except BaseException as exc:  # pycrdt panics are BaseException
+                if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
+                    raise
+                self.log.info("malformed state vector (%d bytes)", len(state_vector))
+                self.close(CLOSE_MALFORMED, "malformed state vector")
+                return
+            async with room.durable(self.feature.services, []):  # after every earlier one
+                if room.broken:  # not even reloaded: the peer resyncs with the trip anew
+                    self.close(CLOSE_SERVER_ERROR, "room reloading")
+                    return
+                if room.doc is generation:  # none failed: all it holds is durable
+                    self.enqueue(sync_step2_frame(update))
+                    return
+        self.log.info("sync step 1 unanswered: the room kept going back to what is stored")
+        self.close(CLOSE_TRY_AGAIN_LATER, "try again later")
+
     async def _dispatch(
         self,
         frame: SyncStep1
@@ -262,15 +295,7 @@ class YjsConnection:
     ) -> None:
         match frame:
             case SyncStep1():
-                try:
-                    update = self.room.doc.doc.get_update(frame.state_vector)
-                except BaseException as exc:  # pycrdt panics are BaseException
-                    if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
-                        raise
-                    self.log.info("malformed state vector (%d bytes)", len(frame.state_vector))
-                    self.close(CLOSE_MALFORMED, "malformed state vector")
-                    return
-                self.enqueue(sync_step2_frame(update))
+                await self._answer_step1(frame.state_vector)
             case SyncStep2() | SyncUpdate():
                 await self.feature.receive_update(self, frame.update)
             case AwarenessFrame():
