@@ -24,22 +24,25 @@ flight its document may hold a change the store does not (yet), so records
 wait until it has none (``on_settled``). A record that does not follow the
 room's version (one was missed: the bus is not durable), or that changed
 pending conflicts (stored apart from the log), makes the room read the store
-instead; so does the bus coming back after a lost link (``on_resync``), and
-the topic's subscription being confirmed (a room reads the store before it
+instead; so does a presence report (every beat) naming a version the room has
+not reached (the record of it was lost: the node that confirmed it was killed
+before publishing, or Redis dropped it), and another node's report expiring;
+so does the bus coming back after a lost link (``on_resync``), and the topic's
+subscription being confirmed (a room reads the store before it
 hears its topic: what was committed between the two is read again). The
 versions a room learns from the store are announced to its subscribers as
 ``trip_update_broadcast`` built here.
 
-A commit's record goes only where it is heard: a room knows which other
-nodes have it loaded (``TripRoom.elsewhere``), and while there are none it
-publishes no record for a commit (none to encode, no event encoded to relay),
-nor presence reports every beat. Events outside commits (joins, leaves, locks;
-rare) go out always, so a node that has just loaded the room hears them. A node tells who has the
-room through its topic: ``hello`` when the subscription is confirmed (answered
-by every node that has the room with ``here``), ``here`` whenever it learns of
-a node it did not know, ``bye`` when it unloads the room. A room reads the
-store on each ``here`` and whenever it learns of a node: when two nodes learn
-of each other, the first may have committed before it learned (nothing
+A commit's record goes only where it is heard: a room knows which other nodes
+have it loaded (``TripRoom.elsewhere``), and while there are none it publishes
+no record for a commit (none to encode, no event encoded to relay), nor presence
+reports every beat. Events outside commits (joins, leaves, locks; rare) go out
+always, so a node that has just loaded the room hears them. A node tells who has
+the room through its topic: ``hello`` when the subscription is confirmed
+(answered by every node that has the room with ``here``), ``here`` whenever it
+learns of a node it did not know, ``bye`` when it unloads the room. A room reads
+the store on each ``here`` and whenever it learns of a node: when two nodes
+learn of each other, the first may have committed before it learned (nothing
 published), and the second's ``here``, sent after that, makes it read those
 commits from the store.
 
@@ -131,7 +134,7 @@ class TripReplicas:
     def presence_out(self, room: TripRoom) -> None:
         members = [dataclasses.asdict(m) for m in room.presence.members.values()]
         locks = [dataclasses.asdict(lock) for lock in room.presence.locks.values()]
-        record = {"p": members, "l": locks, "n": self.bus.node}
+        record = {"p": members, "l": locks, "n": self.bus.node, "v": room.announced}
         self.bus.publish(topic(room.trip_id), orjson.dumps(record))
 
     def awareness_out(self, room: TripRoom, frame: bytes) -> None:
@@ -155,6 +158,8 @@ class TripReplicas:
         expires = self.clock.now_ms() + PRESENCE_TTL_MS
         if room.presence.set_remote(str(record["n"]), members, expires, locks):
             self.broadcast.publish_presence(room, relay=False)
+        if int(record.get("v") or 0) > room.doc.version:  # a record of its was lost
+            self.stale(room.trip_id)
 
     async def _beats(self) -> None:
         while True:
@@ -165,6 +170,7 @@ class TripReplicas:
                     self.presence_out(room)
                 if room.presence.expire_remote(now):  # a node stopped reporting (killed?)
                     self.broadcast.publish_presence(room, relay=False)
+                    self.stale(room.trip_id)  # its last records may have died with it
 
     # -- rooms loaded and unloaded ------------------------------------------------------
 

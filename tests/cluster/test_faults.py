@@ -15,7 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.test_trips import OUTCOMES, create_trip, get_trip, join, update
+from tests.api.test_trips import OUTCOMES, create_trip, get_trip, join, presence_of, update
+from tests.cluster.conftest import Cluster
 from tests.conftest import ServerProcess
 from tests.services import RedisServer, fresh_postgres_url, services_dir
 from tests.wsclient import Client
@@ -146,4 +147,24 @@ async def test_kill_9_of_a_node_mid_burst_loses_nothing_confirmed(
     assert sorted(set(confirmed.values())) == list(range(2, len(sent) + 2))
     assert trip["version"] == len(sent) + 1
     await again.close()
+    await bob.close()
+
+
+async def test_a_change_confirmed_just_before_kill_9_reaches_the_other_nodes(
+    cluster: Cluster,
+) -> None:
+    a, b = cluster(2)
+    await create_trip(a, collaborators={"bob": "editor"})
+    bob, _ = await join(b, "bob")  # node b has the trip loaded
+    alice, _ = await join(a, "alice")
+    await presence_of(bob, {"alice", "bob"})  # b hears a's presence reports
+    await alice.send(update("u1", "destination", "Rome", 1))
+    confirmed = await alice.recv_type(*OUTCOMES)
+    a.stop(signal.SIGKILL)  # its record to b may die with it: b reads the store when a's
+    assert confirmed["payload"]["serverVersion"] == 2  # report expires (or names v2)
+    told = await bob.recv_matching(  # within a beat and a report's lifetime
+        "trip_update_broadcast", lambda p: p["version"] == 2, 30
+    )
+    assert told["payload"]["changes"]["destination"]["newValue"] == "Rome"
+    assert (await get_trip(b, "bob"))["version"] == 2
     await bob.close()
