@@ -8,7 +8,9 @@ dir), then for 1 and for 2 server nodes on a fresh schema each:
   ``--updates`` optimistic updates back to back (the next after the previous
   outcome), as ``bench/trip_updates.py`` does on one node; Python load generator
   processes (``--procs`` per node), or Node ones with ``--node``
-  (``tests/node/json_editors.mjs``). Counts confirmed updates.
+  (``tests/node/json_editors.mjs``). Counts confirmed updates. ``--follow`` also
+  opens every trip on every other node, which then adopts each of its commits
+  (the cost of a room followed where it has no clients).
 - ``--workload yjs`` (the Yjs fan-out): one trip, ``--peers`` light y-websocket
   clients spread over the nodes, ``--writers`` of them each making ``--updates``
   edits, the next once every other client has the previous one
@@ -42,6 +44,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import redis
 
@@ -132,6 +135,10 @@ def _measure(
     for node, port in enumerate(ports):  # through the node that serves it: loaded there only
         mine = [pair for i, pair in enumerate(layout) if i % nodes == node]
         create_trips(port, JwtAuthority(SECRET), {trip: [user] for user, trip in mine})
+        if args.follow:  # and loaded on every other node too, which then adopts each commit
+            for other in ports:
+                if other != port:
+                    open_trips(other, [trip for _, trip in mine])
     context = mp.get_context("spawn")
     pipes: list[Any] = []
     workers: list[Any] = []
@@ -155,6 +162,13 @@ def _measure(
     reports, cpu = _timed(pipes, [w.pid for w in workers], pids, engines)
     elapsed, latencies = close_workers(pipes, workers, reports)
     return _row(nodes, elapsed, len(latencies), latencies, cpu)
+
+
+def open_trips(port: int, trips: list[str]) -> None:
+    headers = {"Authorization": f"Bearer {JwtAuthority(SECRET).mint('owner', now_s=time.time())}"}
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers) as http:
+        for trip in trips:
+            http.get(f"/api/trips/{trip}").raise_for_status()
 
 
 def _fanout(
@@ -243,6 +257,9 @@ def main() -> None:
         "--node", action="store_true", help="load generators in Node (tests/node), not Python"
     )
     parser.add_argument("--workload", choices=("json", "yjs"), default="json")
+    parser.add_argument(
+        "--follow", action="store_true", help="json: every trip loaded on every node too"
+    )
     parser.add_argument("--peers", type=int, default=100, help="yjs: clients of the trip")
     parser.add_argument("--writers", type=int, default=10, help="yjs: clients that edit")
     parser.add_argument(
