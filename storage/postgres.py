@@ -62,10 +62,9 @@ CONNECT_TIMEOUT_S: Final = 2
 VERSION_CACHE_S: Final = 60.0
 #: After a failed connect of the read connection, how long reads fail at once.
 RECONNECT_PAUSE_S: Final = 1.0
-#: The most parameters one statement may carry (the protocol counts them in 16 bits).
-MAX_PARAMETERS: Final = 65_535
 _ONE_ROW_INSERT: Final = re.compile(
-    r"(?P<head>\s*INSERT\s+INTO\s+[^()]+\([^()]*\)\s+VALUES)\s*(?P<group>\([?,\s]+\))\s*",
+    r"\s*INSERT\s+INTO\s+(?P<table>\w+)\s*\((?P<columns>[^()]*)\)\s+VALUES"
+    r"\s*(?P<group>\([?,\s]+\))\s*",
     re.IGNORECASE,
 )
 
@@ -77,13 +76,15 @@ def _pg_sql(sql: str) -> str:
 
 
 @functools.lru_cache(maxsize=64)
-def _multi_row(sql: str) -> tuple[str, str, int] | None:
-    """``INSERT ... VALUES`` and its ``(%s, ...)`` group, if ``sql`` is a one-row insert."""
+def _one_row_insert(sql: str) -> tuple[str, tuple[str, ...]] | None:
+    """The table and columns of ``sql``, if it is an ``INSERT ... VALUES (?, ...)``."""
     match = _ONE_ROW_INSERT.fullmatch(sql)
     if match is None:
         return None
-    group = _pg_sql(match["group"])
-    return _pg_sql(match["head"]) + " ", group, group.count("%s")
+    columns = tuple(c.strip() for c in match["columns"].split(","))
+    if match["group"].count("?") != len(columns):
+        return None
+    return match["table"], columns
 
 
 def pg_connect(url: str, *, read_only: bool = False) -> psycopg.Connection[Any]:
@@ -102,28 +103,39 @@ def pg_connect(url: str, *, read_only: bool = False) -> psycopg.Connection[Any]:
 class PgConnection:
     """A psycopg connection as the storage SQL uses it (``storage/connection.py``)."""
 
-    __slots__ = ("conn",)
+    __slots__ = ("_unnest", "conn")
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.conn = conn
+        self._unnest: dict[str, str] = {}  # insert SQL -> its many-row statement
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> psycopg.Cursor[Any]:
         return self.conn.execute(_pg_sql(sql), parameters)
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]], /) -> None:
-        """An ``INSERT ... VALUES (?, ...)`` as one statement of many rows (a batch of the
-        update log: one parse and one round trip, not one per row); other SQL row by row."""
-        values = _multi_row(sql)
-        if values is None or len(rows) < 2:
+        """An ``INSERT ... VALUES (?, ...)`` of many rows as one statement whose text does
+        not depend on the number of rows (``unnest`` of one array per column), so it is
+        parsed and planned once per connection (psycopg prepares it) and sent in one round
+        trip per batch of the update log; other SQL row by row."""
+        insert = _one_row_insert(sql)
+        if insert is None or len(rows) < 2:
             with self.conn.cursor() as cursor:
                 cursor.executemany(_pg_sql(sql), rows)
             return
-        head, group, width = values
-        per_statement = MAX_PARAMETERS // width
-        for start in range(0, len(rows), per_statement):
-            chunk = rows[start : start + per_statement]
-            statement = head + ", ".join([group] * len(chunk))
-            self.conn.execute(statement, [value for row in chunk for value in row])
+        table, columns = insert
+        statement = self._unnest.get(sql)
+        if statement is None:
+            types = dict(
+                self.conn.execute(
+                    "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
+                    " WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+                    (table,),
+                ).fetchall()
+            )
+            arrays = ", ".join(f"%s::{types[c.strip(chr(34))]}[]" for c in columns)
+            statement = f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays})"
+            self._unnest[sql] = statement
+        self.conn.execute(statement, [list(column) for column in zip(*rows, strict=True)])
 
     @property
     def usable(self) -> bool:
