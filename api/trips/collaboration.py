@@ -50,9 +50,6 @@ __all__ = ["SUPPORTED_FEATURES", "Collaboration"]
 logger = logging.getLogger(__name__)
 
 SUPPORTED_FEATURES: Final = ("real_time_editing", "typing_indicators", "live_cursors")
-#: A join waits this many times at most for the room's commits in flight to finish, so
-#: that it is answered with durable state (a room never idle is answered anyway).
-JOIN_WAITS: Final = 8
 
 
 class Collaboration:
@@ -77,11 +74,8 @@ class Collaboration:
     async def on_session_start(self, conn: Connection, message: TripJoinMessage) -> None:
         payload = message.payload
         room, permission = self.registry.room_for(conn.principal, payload.tripId)
-        for _ in range(JOIN_WAITS):  # answer from durable state: a change in flight may fail
-            if room.holds == 0:  # (and, in a cluster, another node's take its version)
-                break
-            async with room.durable(self.registry.services, []):  # after the earlier ones
-                pass
+        if room.holds:  # answered from durable state
+            await room.settle(self.registry.services)
             room, permission = self.registry.room_for(conn.principal, payload.tripId)
         now = self.clock.now_ms()
         principal = conn.principal

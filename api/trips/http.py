@@ -202,7 +202,14 @@ class TripHttp:
         found = self._http_room(request)
         if isinstance(found, Response):
             return found
-        return JSONResponse(self._trip_json(found[1]))
+        room = found[1]
+        if room.holds:  # answered from durable state
+            await room.settle(self.trips.services)
+            found = self._http_room(request)
+            if isinstance(found, Response):
+                return found
+            room = found[1]
+        return JSONResponse(self._trip_json(room))
 
     async def http_collaborator(self, request: Request) -> Response:
         found = self._http_room(request)

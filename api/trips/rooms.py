@@ -72,6 +72,7 @@ __all__ = [
     "EDITORS",
     "PERMISSIONS",
     "RACE_RETRIES",
+    "SETTLE_WAITS",
     "CommitHook",
     "Relayed",
     "RoomBroken",
@@ -85,6 +86,9 @@ PERMISSIONS: Final = ("viewer", "editor", "owner")
 #: Cluster mode: how many times a change whose commit another node beat is decided again
 #: (on what the store holds then) before its sender is told it failed.
 RACE_RETRIES: Final = 16
+#: How many commit turns a read waits at most for the room's changes in flight
+#: (:meth:`TripRoom.settle`; a room never idle is answered anyway).
+SETTLE_WAITS: Final = 8
 
 
 class RoomBroken(Exception):
@@ -303,6 +307,17 @@ class TripRoom:
                 mine.set_result(None)
             if self.holds == 0 and self.on_settled is not None:
                 self.on_settled(self)
+
+    async def settle(self, services: Services) -> None:
+        """Until no change of the room is in flight (at most :data:`SETTLE_WAITS` commit
+        turns): a read then answers with what storage holds, not with a change that may
+        yet fail (and, in a cluster, see another node's take its version). Look the room
+        up again afterwards: it may have been unloaded meanwhile."""
+        for _ in range(SETTLE_WAITS):
+            if self.holds == 0 or self.broken:
+                return
+            async with self.durable(services, []):  # after the earlier ones
+                pass
 
     def reload(self, services: Services) -> None:
         """Go back to the document storage holds (after a failed commit it was ahead)."""
