@@ -244,6 +244,8 @@ class TripReplicas:
             return  # nobody to tell: a node that loads the room reads the store
         entries = [(w.version, base64.b64encode(w.update).decode(), w.meta_json) for w in appended]
         conflicts = any(room.kind_of(w) in _CONFLICT_KINDS for w in writes)
+        if not entries and not conflicts and not relayed:
+            return  # an outcome alone (a resend): nothing another node must learn
         record: dict[str, Any] = {"e": entries, "c": conflicts, "r": relayed or []}
         if relayed is None:  # another node came during the commit: events not collected
             record["u"] = 1  # the receivers announce the entries themselves
