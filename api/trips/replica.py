@@ -240,15 +240,13 @@ class TripReplicas:
         appended = [w for w in writes if type(w) is AppendUpdate]
         if appended:
             room.announced = max(room.announced, appended[-1].version)
-        if not room.elsewhere:
-            return  # nobody to tell: a node that loads the room reads the store
+        if relayed is None:  # no other node had the room (its events were not collected):
+            return  # nobody to tell; a node that loads the room reads the store
         entries = [(w.version, base64.b64encode(w.update).decode(), w.meta_json) for w in appended]
         conflicts = any(room.kind_of(w) in _CONFLICT_KINDS for w in writes)
         if not entries and not conflicts and not relayed:
             return  # an outcome alone (a resend): nothing another node must learn
-        record: dict[str, Any] = {"e": entries, "c": conflicts, "r": relayed or []}
-        if relayed is None:  # another node came during the commit: events not collected
-            record["u"] = 1  # the receivers announce the entries themselves
+        record = {"e": entries, "c": conflicts, "r": relayed}
         self.bus.publish(topic(room.trip_id), orjson.dumps(record))
         logger.debug("trip %s: told the cluster of %d entries", room.trip_id, len(entries))
 
@@ -312,10 +310,7 @@ class TripReplicas:
                 for version, update, meta in entries:
                     if version > room.doc.version:
                         entry = LogEntry(version, base64.b64decode(update), json.loads(meta))
-                        change = room.doc.apply_logged(entry)
-                        self._adopted(room, change)
-                        if record.get("u"):
-                            self._announce(room, change)
+                        self._adopted(room, room.doc.apply_logged(entry))
                 self.broadcast.advance_seen(room, last, None)
         for item in relayed:
             self.broadcast.deliver(room, item)
