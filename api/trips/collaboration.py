@@ -77,6 +77,9 @@ class Collaboration:
         if room.holds:  # answered from durable state
             await room.settle(self.registry.services)
             room, permission = self.registry.room_for(conn.principal, payload.tripId)
+        if room.hearing is not None and not room.hearing.done():
+            await room.hear()  # then it hears what other nodes send after the answer
+            room, permission = self.registry.room_for(conn.principal, payload.tripId)
         now = self.clock.now_ms()
         principal = conn.principal
         self.hub.subscribe(conn, channel(room.trip_id))

@@ -179,6 +179,8 @@ class TripReplicas:
         room.on_settled = self.settled
         room.on_reloaded = self.announce_held
         room.announced = room.doc.version
+        if self.bus.healthy:  # else nothing to wait for: it is heard once the bus is back
+            room.hearing = asyncio.get_running_loop().create_future()
         trip_id = room.trip_id
         self.bus.subscribe(
             topic(trip_id),
@@ -188,6 +190,9 @@ class TripReplicas:
 
     def subscribed(self, trip_id: str) -> None:
         """The room hears its topic now: it says hello, and reads what it may have missed."""
+        room = self.registry.rooms.get(trip_id)
+        if room is not None and room.hearing is not None and not room.hearing.done():
+            room.hearing.set_result(None)
         self._say(trip_id, "h")
         self.stale(trip_id)
 

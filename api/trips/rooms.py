@@ -89,6 +89,8 @@ RACE_RETRIES: Final = 16
 #: How many commit turns a read waits at most for the room's changes in flight
 #: (:meth:`TripRoom.settle`; a room never idle is answered anyway).
 SETTLE_WAITS: Final = 8
+#: How long a join waits for a room just loaded to hear its bus topic (cluster mode).
+HEAR_WAIT_S: Final = 2.0
 
 
 class RoomBroken(Exception):
@@ -154,6 +156,9 @@ class TripRoom:
     chain: int = field(default_factory=lambda: next(_CHAINS))
     # The latest version this node's subscribers were told of (cluster mode).
     announced: int = 0
+    # Cluster mode: done once the room hears its bus topic (events from other nodes reach
+    # it from then on); a join is answered after it (``hear``). None on one node.
+    hearing: asyncio.Future[None] | None = None
     # What each write of ``writes_for`` stands for ("append", "conflict_raised",
     # "conflict_resolved"), counted by ``durable`` once committed (api/transport/metrics.py).
     _kinds: weakref.WeakKeyDictionary[WriteOp[Any], str] = field(
@@ -318,6 +323,14 @@ class TripRoom:
                 return
             async with self.durable(services, []):  # after the earlier ones
                 pass
+
+    async def hear(self) -> None:
+        """Until the room hears the other nodes (cluster mode; at most :data:`HEAR_WAIT_S`,
+        the bus may be down): a client told it has joined then hears every event sent
+        after that, from any node."""
+        hearing = self.hearing
+        if hearing is not None and not hearing.done():
+            await asyncio.wait((hearing,), timeout=HEAR_WAIT_S)
 
     def reload(self, services: Services) -> None:
         """Go back to the document storage holds (after a failed commit it was ahead)."""

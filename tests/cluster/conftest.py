@@ -21,18 +21,14 @@ Balancer = Callable[[Sequence[ServerProcess]], Awaitable[Proxy]]
 def cluster(
     server_factory: Callable[..., ServerProcess], postgres_url: str, redis_url: str
 ) -> Cluster:
-    """``cluster(n, **settings)``: ``n`` nodes on a fresh database of this test's own."""
+    """``cluster(n, **settings)``: ``n`` nodes on a fresh database of this test's own
+    (``settings`` may name another ``redis_url``, and a ``name`` for the node ids)."""
     database_url = fresh_postgres_url(postgres_url)
 
-    def start(nodes: int = 2, **settings: Any) -> list[ServerProcess]:
+    def start(nodes: int = 2, *, name: str = "node", **settings: Any) -> list[ServerProcess]:
+        settings = {"redis_url": redis_url, "log_level": "debug", **settings}
         return [
-            server_factory(
-                database_url=database_url,
-                redis_url=redis_url,
-                node_id=f"node-{index}",
-                log_level="debug",
-                **settings,
-            )
+            server_factory(database_url=database_url, node_id=f"{name}-{index}", **settings)
             for index in range(nodes)
         ]
 

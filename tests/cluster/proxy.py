@@ -13,6 +13,10 @@ partition would look to both ends: the client sees its socket drop, the server i
 peer vanish. No new connection goes to that backend until :meth:`Proxy.restore`; the
 backend itself keeps running (and talking to Redis and PostgreSQL).
 
+With ``delay_s`` every chunk is held that long before it is written on, both ways: a
+slow link (say, between one node and Redis). :func:`threaded` runs a proxy on an event
+loop of its own, for links that must work while the test blocks (a server starting).
+
 The proxy keeps the books tests need to say where a client is: :meth:`Proxy.backend_of`
 (by the client's own socket address), :attr:`Proxy.landed` (every backend chosen, in
 order) and :meth:`Proxy.open_to` (the connections open to a backend now).
@@ -23,11 +27,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["Proxy"]
+__all__ = ["Proxy", "threaded"]
 
 HOST: Final = "127.0.0.1"
 CHUNK_BYTES: Final = 65536
@@ -46,9 +51,11 @@ class _Link:
         self.server.transport.abort()
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay_s: float) -> None:
     with contextlib.suppress(OSError):  # an aborted socket ends the pipe like EOF
         while data := await reader.read(CHUNK_BYTES):
+            if delay_s:
+                await asyncio.sleep(delay_s)  # the link's latency, not a wait for an event
             writer.write(data)
             await writer.drain()
 
@@ -56,8 +63,9 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 class Proxy:
     """Round-robin TCP forwarding from :attr:`port` to the backend ports ``backends``."""
 
-    def __init__(self, backends: Sequence[int]) -> None:
+    def __init__(self, backends: Sequence[int], *, delay_s: float = 0.0) -> None:
         self.backends = list(backends)
+        self.delay_s = delay_s
         self.port = 0  # known once started
         self.cut_off: set[int] = set()
         #: The backend of every connection accepted, in order.
@@ -70,8 +78,8 @@ class Proxy:
         self._closed = False
 
     @classmethod
-    async def start(cls, backends: Sequence[int]) -> Proxy:
-        proxy = cls(backends)
+    async def start(cls, backends: Sequence[int], *, delay_s: float = 0.0) -> Proxy:
+        proxy = cls(backends, delay_s=delay_s)
         proxy._server = await asyncio.start_server(proxy._serve, HOST, 0)
         proxy.port = proxy._server.sockets[0].getsockname()[1]
         return proxy
@@ -142,8 +150,8 @@ class Proxy:
         self.landed.append(backend)
         self._by_client[writer.get_extra_info("peername")] = backend
         pipes = {
-            asyncio.create_task(_pipe(reader, up_writer)),
-            asyncio.create_task(_pipe(up_reader, writer)),
+            asyncio.create_task(_pipe(reader, up_writer, self.delay_s)),
+            asyncio.create_task(_pipe(up_reader, writer, self.delay_s)),
         }
         try:
             await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
@@ -152,3 +160,23 @@ class Proxy:
             writer.close()  # flushes what was written, then closes
             up_writer.close()
             await asyncio.gather(*pipes, return_exceptions=True)
+
+
+@contextlib.contextmanager
+def threaded(backends: Sequence[int], *, delay_s: float = 0.0) -> Iterator[Proxy]:
+    """A :class:`Proxy` served by a thread of its own, closed on leaving."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="proxy", daemon=True)
+    thread.start()
+    try:
+        proxy = asyncio.run_coroutine_threadsafe(
+            Proxy.start(backends, delay_s=delay_s), loop
+        ).result()
+        try:
+            yield proxy
+        finally:
+            asyncio.run_coroutine_threadsafe(proxy.close(), loop).result()
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()

@@ -25,6 +25,7 @@ from tests.api.test_trips import (
 )
 from tests.api.yjspeer import NodePeer
 from tests.cluster.conftest import Cluster
+from tests.cluster.proxy import threaded
 
 pytestmark = pytest.mark.anyio
 
@@ -274,3 +275,28 @@ async def test_field_locks_span_the_nodes(cluster: Cluster) -> None:
     assert again["payload"]["otherEditors"] == []
     await alice.close()
     await bob.close()
+
+
+async def test_a_client_told_it_joined_hears_the_next_event_from_another_node(
+    cluster: Cluster, redis_url: str
+) -> None:
+    # Node b talks to Redis over a slow link: its room's topic is heard some time after
+    # the room is loaded. Bob is told he has joined only once it is, so the lock alice
+    # takes on node a right after that reaches him.
+    redis_port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+    with threaded([redis_port], delay_s=0.3) as slow:
+        (a,) = cluster(1, name="fast")
+        (b,) = cluster(1, name="slow", redis_url=redis_url.replace(str(redis_port), str(slow.port)))
+        await create_trip(a, collaborators={"bob": "editor"})
+        alice, _ = await join(a, "alice")
+        bob, _ = await join(b, "bob")
+        await alice.send(
+            {
+                "type": "trip_field_editing_start",
+                "payload": {"tripId": "trip-1", "fieldName": "notes"},
+            }
+        )
+        start = await bob.recv_type("trip_field_editing_start", timeout=10)
+        assert start["payload"]["userId"] == "alice"
+        await alice.close()
+        await bob.close()
