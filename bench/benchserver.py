@@ -1,7 +1,8 @@
 """A real server for the benchmarks: ``python -m tripsage_sync.api.cli serve`` on a free port.
 
 Rate limits are lifted (the load generator is one IP and few users); logs are
-kept to warnings so they cost nothing. Shared by ``bench/*.py``.
+kept to warnings so they cost nothing (``BENCH_LOG_LEVEL=info`` to see more, on the
+benchmark's own output). Shared by ``bench/*.py``.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def start_server(
         "TRIPSAGE_RATE_LIMIT_AUTH_PER_MIN": "0",
         "TRIPSAGE_RATE_LIMIT_MESSAGES_PER_MIN": "0",
         "TRIPSAGE_RATE_LIMIT_SUBSCRIPTIONS_PER_MIN": "0",
-        "TRIPSAGE_LOG_LEVEL": "warning",
+        "TRIPSAGE_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "warning"),
         **{"TRIPSAGE_" + name.upper(): value for name, value in settings.items()},
     }
     pin = [] if pin_cpu is None else ["taskset", "-c", str(pin_cpu)]

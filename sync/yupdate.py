@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import struct as _struct
 from bisect import bisect_right, insort
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -295,8 +296,11 @@ class RootKeys:
             return spans[i][2]
         return None
 
-    def keys_written(self, update: DecodedUpdate) -> dict[str, list[Struct]]:
-        """The update's items that are items of this map, by key (not added)."""
+    def keys_written(
+        self, update: DecodedUpdate, earlier: Mapping[ID, str] | None = None
+    ) -> dict[str, list[Struct]]:
+        """The update's items that are items of this map, by key (not added); ``earlier``
+        knows the keys of items not added yet (of updates before this one), by their id."""
         items = {(s.client, s.clock): s for s in update.structs if s.is_item}
         own: dict[int, list[tuple[int, int]]] = {}
         for s in items.values():
@@ -323,7 +327,12 @@ class RootKeys:
                     if holder is not None and holder not in resolved:
                         waiting.append(start)
                         continue
-                    key = resolved[holder] if holder is not None else self.key_of(s.origin)
+                    if holder is not None:
+                        key = resolved[holder]
+                    else:
+                        key = self.key_of(s.origin)
+                        if key is None and earlier is not None:
+                            key = earlier.get(s.origin)
                 resolved[start] = key
                 progress = True
                 if key is not None:

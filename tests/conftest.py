@@ -92,6 +92,8 @@ class ServerProcess:
             except httpx.HTTPError:
                 pass
             time.sleep(0.05)  # polling a process start, not waiting on an event
+        self.process.kill()  # never left running behind a failed test
+        self.process.wait()
         raise RuntimeError(f"server did not start:\n{self.logs()}")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:

@@ -69,7 +69,9 @@ class TripCommits:
         writes = room.writes_for(change)
         for conflict, _ in result.conflicts:
             writes.extend(room.writes_for(None, conflict=conflict))
-        async with room.durable(self.services, writes):
+        movable = change if not result.conflicts else None  # see TripRoom._rebase
+        async with room.durable(self.services, writes, change=movable) as committed:
+            change = committed or change  # its version may have moved
             if change is not None:
                 if broadcast.has_audience(room, None):  # else nothing to build (peers only)
                     payload = change_payload(room.trip_id, change, now=self.clock.now_ms())

@@ -178,6 +178,7 @@ class TripReplicas:
         room.on_commit = self.committed
         room.on_settled = self.settled
         room.on_reloaded = self.announce_held
+        room.on_adopted = self.adopted
         room.announced = room.doc.version
         if self.bus.healthy:  # else nothing to wait for: it is heard once the bus is back
             room.hearing = asyncio.get_running_loop().create_future()
@@ -363,6 +364,12 @@ class TripReplicas:
                 self.broadcast.run_change_hooks(room, change, None)
                 self._announce(room, change)
             room.announced = room.doc.version
+
+    def adopted(self, room: TripRoom, changes: list[Change]) -> None:
+        """What a rebase of the room brought from the store (``TripRoom._rebase``)."""
+        for change in changes:
+            self._adopted(room, change)
+            self._announce(room, change)
 
     def _adopted(self, room: TripRoom, change: Change) -> None:
         room.appended.add(change.version, self.clock.now_ms())

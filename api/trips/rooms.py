@@ -47,7 +47,8 @@ import logging
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from tripsage_sync.api.clock import Clock
@@ -63,7 +64,14 @@ from tripsage_sync.storage.errors import (
 )
 from tripsage_sync.storage.writer import WriteOp
 from tripsage_sync.sync.conflicts import PendingConflict
-from tripsage_sync.sync.document import EDITORS, AppendTimes, Change, IdFilter, TripDocument
+from tripsage_sync.sync.document import (
+    EDITORS,
+    AppendTimes,
+    Change,
+    IdFilter,
+    LogEntry,
+    TripDocument,
+)
 from tripsage_sync.sync.errors import NotFound
 from tripsage_sync.sync.presence import Presence
 from tripsage_sync.sync.wire import OutcomePayload, json_text
@@ -86,6 +94,10 @@ PERMISSIONS: Final = ("viewer", "editor", "owner")
 #: Cluster mode: how many times a change whose commit another node beat is decided again
 #: (on what the store holds then) before its sender is told it failed.
 RACE_RETRIES: Final = 16
+#: Cluster mode: how many times a commit another node beat is moved under its changes
+#: (``TripRoom._rebase``) before the room reloads instead. Each time the other node made
+#: progress; the bound only keeps a node that keeps losing from waiting on without end.
+REBASE_RETRIES: Final = 64
 #: How many commit turns a read waits at most for the room's changes in flight
 #: (:meth:`TripRoom.settle`; a room never idle is answered anyway).
 SETTLE_WAITS: Final = 8
@@ -117,6 +129,30 @@ CommitHook = Callable[["TripRoom", list[WriteOp[object]], list["Relayed"] | None
 Relayed = tuple[str, str, bool]
 
 
+@dataclass(eq=False)
+class _Commit:
+    """One commit of :meth:`TripRoom.durable` in flight."""
+
+    writes: list[WriteOp[object]]
+    change: Change | None  # given when the commit may be moved (``TripRoom._rebase``)
+    chain: int
+    retry: Future[Any] | None = None  # its writes submitted again, once moved
+
+
+async def _landed(services: Services, future: Future[Any]) -> Exception | None:
+    """Await a storage write: the exception it failed with, if it did."""
+    try:
+        await services.write(future)
+    except Exception as exc:  # noqa: BLE001 - any storage failure breaks the room
+        return exc
+    return None
+
+
+def _raced(failure: Exception | None) -> bool:
+    """Whether a commit failed because another node took its version (or its id)."""
+    return isinstance(failure, VersionConflict | DuplicateId | ChainBroken)
+
+
 #: Storage chains (``TripRoom.chain``): never one number for two documents.
 _CHAINS: Final = itertools.count(1)
 
@@ -140,11 +176,14 @@ class TripRoom:
     holds: int = 0  # writes of the room not yet finished (see ``held``)
     used_ms: int = 0  # wall time of its last lookup (RoomRegistry.get)
     _tail: asyncio.Future[None] | None = None
+    _commits: list[_Commit] = field(default_factory=list)  # in flight, in version order
     # Cluster mode (api/trips/replica.py): told of each commit, and of each moment the room
     # has no write in flight (what other nodes committed meanwhile can then be adopted).
     on_commit: CommitHook | None = None
     on_settled: Callable[[TripRoom], None] | None = None
     on_reloaded: Callable[[TripRoom], None] | None = None
+    # What the store held beyond the room, adopted by a rebase (``_rebase``): to announce.
+    on_adopted: Callable[[TripRoom, list[Change]], None] | None = None
     # The events broadcast inside the commit body now running (``durable``), for on_commit;
     # collected only while another node has the room loaded (``elsewhere``).
     relay: list[Relayed] | None = None
@@ -232,12 +271,20 @@ class TripRoom:
 
     @contextlib.asynccontextmanager
     async def durable(
-        self, services: Services, writes: list[WriteOp[object]]
-    ) -> AsyncIterator[None]:
+        self,
+        services: Services,
+        writes: list[WriteOp[object]],
+        *,
+        change: Change | None = None,
+    ) -> AsyncIterator[Change | None]:
         """Commit ``writes``; the body (the broadcast) runs after the previous one's.
 
         Commits of one room share fsyncs with everything else in flight; only the
         broadcasts are serialised, in the order the changes were applied.
+
+        ``change``: the change ``writes`` append, alone, given when it may be moved
+        under another node's (a Yjs peer's change with no conflict, see :meth:`_rebase`).
+        The body gets the change as committed (its version may have moved).
         """
         previous = self._tail
         generation = self.doc  # the document the change was applied to
@@ -245,40 +292,49 @@ class TripRoom:
         # of this document must not commit (in a cluster another node's change may fill
         # the failed one's version, and a later change, decided on the failed one, would
         # then follow it in the log): the reload starts a new chain.
-        chain = self.chain
+        commit = _Commit(writes, change, self.chain)
         mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._tail = mine
+        self._commits.append(commit)
         backoff = services.storage_backoff
         self.holds += 1
         try:
             failure: Exception | None = None
             retry_after_ms = 0
             started = time.perf_counter()
-            raced = False
-            try:
-                if writes and not services.bus.healthy:  # confirmed, others would not hear
-                    raise BusUnavailable("the cluster's bus (Redis) is unreachable")
-                if writes:  # none: the body only waits its turn (after the earlier ones)
-                    await services.write(services.store.submit_all(writes, chain=chain))
-            except Exception as exc:  # noqa: BLE001 - any storage failure breaks the room
-                failure = exc
-                raced = isinstance(exc, VersionConflict | DuplicateId | ChainBroken)
-                # Refuse edits at once, not after the earlier commits were broadcast.
+            if writes and not services.bus.healthy:  # confirmed, others would not hear
+                failure = BusUnavailable("the cluster's bus (Redis) is unreachable")
+            elif writes:  # none: the body only waits its turn (after the earlier ones)
+                failure = await _landed(
+                    services, services.store.submit_all(writes, chain=commit.chain)
+                )
+            if previous is not None and not previous.done():
+                await asyncio.shield(previous)
+            # Lost to another node: moved under its changes where they commute (with the
+            # later commits of the chain), committed again; else the room reloads below.
+            # Once moved, only the new attempt counts (the first failed, or will).
+            for _ in range(REBASE_RETRIES):
+                if commit.retry is None and not (
+                    _raced(failure) and self._rebase(services, commit)
+                ):
+                    break
+                assert commit.retry is not None
+                retry, commit.retry = commit.retry, None
+                failure = await _landed(services, retry)
+            raced = _raced(failure)
+            if failure is None:
+                if writes:
+                    services.metrics.commit_seconds.observe(time.perf_counter() - started)
+                    self._count_committed(services, commit.writes)
+                    if backoff.succeeded():
+                        logger.warning("storage works again: trip edits are accepted")
+            else:
                 if raced:  # another node was first: nothing is wrong with storage
                     retry_after_ms = 0
-                elif writes and (is_unavailable(exc) or isinstance(exc, BusUnavailable)):
+                elif writes and (is_unavailable(failure) or isinstance(failure, BusUnavailable)):
                     retry_after_ms = backoff.failed(self.clock.now_ms())
                 else:  # the write's own fault (or its predecessor's): no episode of its own
                     retry_after_ms = backoff.delay_ms if backoff.failing else backoff.initial_ms
-            else:
-                if writes:
-                    services.metrics.commit_seconds.observe(time.perf_counter() - started)
-                    self._count_committed(services, writes)
-                    if backoff.succeeded():
-                        logger.warning("storage works again: trip edits are accepted")
-            if previous is not None and not previous.done():
-                await asyncio.shield(previous)
-            if failure is not None:
                 logger.log(
                     logging.INFO if raced else logging.ERROR,
                     "trip %s: commit failed (%s: %s); edits refused for %d ms",
@@ -289,29 +345,74 @@ class TripRoom:
                 )
                 # Nothing written, nothing to undo; else the doc is ahead of storage, unless
                 # it was already reloaded for an earlier failure.
-                if writes and self.doc is generation:
+                if writes and self.doc is generation and commit.chain == self.chain:
                     self.reload(services)
                 raise RoomBroken(
                     self.trip_id, retry_after_ms=retry_after_ms, raced=raced
                 ) from failure
             if self.on_commit is None or not writes:
-                yield
+                yield commit.change
             else:
                 relayed: list[Relayed] | None = [] if self.elsewhere else None
                 self.relay = relayed
                 self.committing = True
                 try:
-                    yield
+                    yield commit.change
                 finally:
                     self.relay = None
                     self.committing = False
-                self.on_commit(self, writes, relayed)
+                self.on_commit(self, commit.writes, relayed)
         finally:
+            self._commits.remove(commit)
             self.holds -= 1
             if not mine.done():
                 mine.set_result(None)
             if self.holds == 0 and self.on_settled is not None:
                 self.on_settled(self)
+
+    def _rebase(self, services: Services, failed: _Commit) -> bool:
+        """``failed`` lost its version to another node: move it and the later changes of
+        its chain under what the store holds now, if they commute with it
+        (:meth:`TripDocument.rebase`: Yjs peers' changes to other fields), and commit
+        them again, in order, in a new chain (each awaits its own: ``_Commit.retry``).
+
+        What the store brought is adopted and announced (``on_adopted``) as a reload
+        would. ``False`` (nothing done) when they do not commute: the room reloads.
+        """
+        if failed.chain != self.chain or failed.change is None:
+            return False
+        later = [c for c in self._commits[self._commits.index(failed) :] if c.writes]
+        first = failed.change.version
+        if any(c.change is None or c.chain != failed.chain for c in later) or [
+            c.change.version for c in later if c.change is not None
+        ] != list(range(first, self.doc.version + 1)):
+            return False
+        rows = services.store.updates_since(self.trip_id, first - 1)
+        theirs = [LogEntry(r.version, r.update, json.loads(r.meta_json)) for r in rows]
+        adopted = self.doc.rebase(first - 1, theirs)
+        if adopted is None:
+            return False
+        self.chain = next(_CHAINS)
+        self.appended.truncate(first - 1)
+        if self.on_adopted is not None:
+            self.on_adopted(self, adopted)
+        version = self.doc.version - len(later)
+        for commit in later:
+            assert commit.change is not None
+            version += 1
+            commit.change = replace(commit.change, version=version)
+            commit.writes = self.writes_for(commit.change)
+            commit.chain = self.chain
+            commit.retry = services.store.submit_all(commit.writes, chain=self.chain)
+        logger.info(
+            "trip %s: %d change(s) moved under another node's %d (now %d-%d)",
+            self.trip_id,
+            len(later),
+            len(theirs),
+            version - len(later) + 1,
+            version,
+        )
+        return True
 
     async def settle(self, services: Services) -> None:
         """Until no change of the room is in flight (at most :data:`SETTLE_WAITS` commit

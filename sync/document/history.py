@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable
+from typing import Final
 
 from pycrdt import Map
 
@@ -26,8 +27,12 @@ from tripsage_sync.sync.document.results import Change, FieldChange, LogEntry, S
 from tripsage_sync.sync.document.schema import ROOT_MAP, read_field
 from tripsage_sync.sync.document.state import META_FORMAT, DocState, entry_stamps
 from tripsage_sync.sync.errors import InvalidState
+from tripsage_sync.sync.yupdate import ID, MalformedUpdate, RootKeys, decode_update
 
-__all__ = ["adopt", "changes_since", "compact", "restore", "snapshot_at", "values_at"]
+__all__ = ["adopt", "changes_since", "compact", "rebase", "restore", "snapshot_at", "values_at"]
+
+#: A rebase (:func:`rebase`) looks at no more deleted items than this per update.
+_REBASE_MAX_DELETES: Final = 1024
 
 
 def restore(state: DocState, snapshot: Snapshot | None, log: Iterable[LogEntry]) -> None:
@@ -70,6 +75,95 @@ def adopt(state: DocState, entry: LogEntry) -> Change:
     changes = {n: FieldChange(old[n], state.value(n), FIELD_PATH_PREFIX + n) for n in stamps}
     updated_by = entry.meta.get("userId")
     return Change(entry.version, entry.update, entry.meta, changes, str(updated_by or ""))
+
+
+def rebase(
+    state: DocState, after: int, theirs: list[LogEntry], manual_fields: frozenset[str]
+) -> list[Change] | None:
+    """Put another replica's stored changes ``theirs`` (versions ``after + 1`` on) under
+    this document's own changes after ``after``, which storage has not taken (cluster
+    mode: the other node committed those versions first); ``None`` if they do not
+    commute, with nothing changed.
+
+    They commute when every change of both sides only sets and deletes keys of the
+    root map, no key is touched on both sides, and none is a manual field: then the
+    live doc with ``theirs`` merged in (Yjs merges in any order to one state) is the
+    doc at ``theirs`` and then this side's changes, each of which changes what it
+    changed before, from the same old values. The history is rewritten so: ``theirs``
+    adopted at their versions (:func:`adopt`), this side's entries renumbered after
+    them, unchanged. Returns the changes adopted; the caller renumbers its own.
+    """
+    count = state.version - after
+    mine = state.entries[-count:] if 0 < count <= len(state.entries) else []
+    if (
+        not mine
+        or mine[0].version != after + 1
+        or state.window.version > after
+        or state.base.version > after
+        or [e.version for e in theirs] != list(range(after + 1, after + 1 + len(theirs)))
+        or not theirs
+        or (state.shadow is not None and state.shadow.pending)
+    ):
+        return None
+    keys = state.keys()
+    touched: list[set[str]] = []
+    for side in (mine, theirs):
+        names: set[str] = set()
+        earlier: dict[ID, str] = {}  # the keys of the side's items not in the index (theirs)
+        for entry in side:
+            keys_of = _root_keys_touched(keys, entry, earlier)
+            if keys_of is None:
+                return None
+            names |= keys_of
+        touched.append(names)
+    if touched[0] & touched[1] or (touched[0] | touched[1]) & manual_fields:
+        return None
+    del state.entries[-count:]
+    for name in touched[0]:  # every field this side wrote is named in its entries' meta
+        writes = state.history.get(name, [])
+        while writes and writes[-1][0] > after:
+            writes.pop()
+        if not writes:
+            state.history.pop(name, None)
+    state.version = after
+    adopted = [adopt(state, entry) for entry in theirs]
+    for entry in mine:
+        state.version += 1
+        state.entries.append(LogEntry(state.version, entry.update, entry.meta))
+        state.note(state.version, entry_stamps(entry.meta))
+    state.trim()
+    return adopted
+
+
+def _root_keys_touched(keys: RootKeys, entry: LogEntry, earlier: dict[ID, str]) -> set[str] | None:
+    """The root map keys an entry sets or deletes (and names in its meta); ``None``
+    unless that is all it does (every struct an item of the root map, every deleted
+    item one too). ``earlier``: the keys of items of the entries before it that the
+    index does not have; this entry's are added."""
+    try:
+        decoded = decode_update(entry.update)
+        written = keys.keys_written(decoded, earlier)
+    except MalformedUpdate:
+        return None
+    if any(not s.is_item or s.length != 1 for s in decoded.structs):
+        return None
+    if sum(len(items) for items in written.values()) != len(decoded.structs):
+        return None  # an item inside a field (text, list): not a key's own write
+    names = set(written) | set(entry_stamps(entry.meta))
+    earlier.update(((s.client, s.clock), name) for name, items in written.items() for s in items)
+    own = earlier
+    deleted = 0
+    for client, ranges in decoded.delete_set.items():
+        for start, length in ranges:
+            deleted += length
+            if deleted > _REBASE_MAX_DELETES:
+                return None
+            for clock in range(start, start + length):
+                name = keys.key_of((client, clock)) or own.get((client, clock))
+                if name is None:
+                    return None
+                names.add(name)
+    return names
 
 
 def snapshot_at(state: DocState, version: int) -> Snapshot:

@@ -221,6 +221,11 @@ class TripDocument:
         """Another replica's stored change, as the next version (:func:`history.adopt`)."""
         return history.adopt(self._state, entry)
 
+    def rebase(self, after: int, theirs: list[LogEntry]) -> list[Change] | None:
+        """Another replica's stored changes under this one's unstored ones after
+        ``after``, if they commute (:func:`history.rebase`); the changes adopted."""
+        return history.rebase(self._state, after, theirs, self.manual_fields)
+
     def changes_since(self, since_version: int) -> list[Change]:
         """The changes after ``since_version`` up to :attr:`version`, in version order."""
         return history.changes_since(self._state, since_version)
