@@ -279,10 +279,11 @@ def main() -> None:
         for row in results:
             print(json.dumps(row))
         return
-    what = "deliveries" if args.workload == "yjs" else "confirmed updates"
-    print(f"{args.workload} workload; CPU us per {what[:-1]}")
+    what = "delivery" if args.workload == "yjs" else "confirmed update"
+    counted = "deliveries" if args.workload == "yjs" else "updates"
+    print(f"{args.workload} workload; CPU us per {what}")
     print(
-        f"| nodes | {what}/s | p50 ms | p99 ms | node CPU % |"
+        f"| nodes | {counted}/s | p50 ms | p99 ms | node CPU % |"
         " CPU us: nodes / load / PostgreSQL / Redis |"
     )
     print("|---|---|---|---|---|---|")
@@ -301,7 +302,7 @@ def main() -> None:
             f"| {r['nodes']} | {r['wal_bytes_per']} | {r['redis_commands_per']} |"
             f" {r['redis_bytes_in_per']} | {r['redis_bytes_out_per']} |"
         )
-    print(f"(per {what[:-1]})")
+    print(f"(per {what})")
     ratio = results[1]["per_s"] / results[0]["per_s"]
     print(f"\ntwo nodes / one node: {ratio:.2f}x throughput")
 
