@@ -1,7 +1,9 @@
 """Log lines of the CLI and the server: token masking, the JSON format.
 
 Logs never carry tokens: a filter masks ``token=`` query values in uvicorn's
-lines, and our own code never logs them.
+lines, and our own code never logs them. The database and Redis drivers log at
+INFO and above only, also when ours log at DEBUG (their debug lines, one per
+connection made, are about them, not the server).
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from typing import Any, Final
 __all__ = ["JsonFormatter", "TokenMask", "configure_logging"]
 
 logger = logging.getLogger(__name__)
+
+#: Libraries whose DEBUG lines stay out of the server's debug log.
+_DRIVERS: Final = ("redis", "psycopg")
 
 _TOKEN: Final = re.compile(r"((?:access_)?token=)[^&\s\"']+", re.IGNORECASE)
 
@@ -69,6 +74,8 @@ def configure_logging(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    for name in _DRIVERS:
+        logging.getLogger(name).setLevel(max(root.level, logging.INFO))
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         uv = logging.getLogger(name)
         uv.handlers[:] = []

@@ -373,8 +373,8 @@ class Outbox(Generic[ItemT]):
                 self._may_close(CLOSE_GOING_AWAY)
                 self.abort()
                 return True
-            except (OSError, WebSocketDisconnect):  # the peer went away mid-send
-                self.log.debug("send failed", exc_info=True)
+            except (OSError, WebSocketDisconnect) as exc:  # the peer went away mid-send
+                self.log.debug("send failed: the peer is gone (%s)", type(exc).__name__)
                 self.open = False
                 self.abort()
                 return True

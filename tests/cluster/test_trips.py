@@ -338,3 +338,21 @@ async def test_yjs_edits_racing_on_two_nodes_are_moved_under_each_other_not_relo
     # A reload only for a change that lost every time it was moved (the other node kept
     # taking the next version first).
     assert reloaded * REBASE_RETRIES <= moved
+
+
+async def test_a_debug_log_has_the_servers_lines_not_the_drivers(cluster: Cluster) -> None:
+    # At DEBUG the Redis and PostgreSQL drivers would add lines of their own (one per
+    # connection made); a client gone mid-send is one line, no traceback.
+    a, b = cluster(2)
+    await create_trip(a, collaborators={"bob": "editor"})
+    alice, _ = await join(a, "alice")
+    bob, _ = await join(b, "bob")
+    await alice.send(update("u1", "destination", "Rome", 1, previous="Paris"))
+    assert (await alice.recv_type(*OUTCOMES))["type"] == "optimistic_update_confirmed"
+    await bob.recv_type("trip_update_broadcast")
+    await alice.close()
+    await bob.close()
+    logs = a.logs() + b.logs()
+    assert " DEBUG tripsage_sync." in logs
+    assert " DEBUG redis." not in logs
+    assert " DEBUG psycopg" not in logs
