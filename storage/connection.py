@@ -12,15 +12,18 @@ The writer thread (``storage/writer.py``) drives its transactions through a
 write lock (SQLite ``BEGIN IMMEDIATE``; PostgreSQL serializes writers with row
 locks and unique keys), savepoints are plain SQL in both, and
 ``others_committed`` says whether another connection may have written since
-the last transaction (what the update log's version cache must know).
+the last transaction (what the update log's version cache must know). A
+:class:`BulkInsert` writes some of a batch's operations together.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol, TypeAlias, TypeVar
 
-__all__ = ["Connection", "Cursor", "Transactor"]
+__all__ = ["BulkInsert", "Connection", "Cursor", "Transactor", "WriteOp"]
+
+_T = TypeVar("_T")
 
 
 class Cursor(Protocol):
@@ -80,3 +83,29 @@ class Transactor(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+#: A write operation: runs on the write connection inside a savepoint.
+WriteOp: TypeAlias = Callable[[Connection], _T]
+
+
+class BulkInsert(Protocol):
+    """Writes some jobs of a batch together; the writer thread calls it, in this order.
+
+    ``begin`` once the batch's transaction holds the write lock; ``accept``
+    for each job, which takes the job's rows if it is sure they can be
+    written (each of its operations then has the result ``None``); ``flush``
+    to write the rows taken, which raises if they cannot be; ``ran`` after a
+    job that ran alone succeeded; ``discard`` when the rows taken or written
+    were not committed after all (a failed flush, a lost transaction).
+    """
+
+    def begin(self, tx: Transactor) -> None: ...
+
+    def accept(self, tx: Transactor, ops: Sequence[WriteOp[Any]]) -> bool: ...
+
+    def flush(self, tx: Transactor) -> None: ...
+
+    def ran(self, ops: Sequence[WriteOp[Any]]) -> None: ...
+
+    def discard(self) -> None: ...

@@ -23,11 +23,15 @@ Theory of operation:
   ones before it leave): once one fails, every later one of that chain fails
   too (:class:`ChainBroken`) without running, whatever the database holds then.
 - A :class:`BulkInsert` given to the writer may take jobs instead
-  (``storage/updatelog.py``: appends and outcomes): it writes their rows
+  (``storage/connection.py``; ``storage/updatelog.py``: appends and outcomes): it writes their rows
   together, one statement per table, before the next job that runs alone and
   before ``COMMIT``, so the batch keeps its order. If writing them fails, the
   transaction is rolled back and the whole batch runs again with every job
-  alone, so the failing one fails only its own future.
+  alone, so the failing one fails only its own future. When the failure was a
+  key another writer took meanwhile (a cluster's node appended the version the
+  stale cache took for free), the batch first runs once more in bulk, on what
+  the database holds now: the jobs that lost then run alone and fail at once,
+  and the rest keep their bulk write.
 - If a failure ends the whole transaction (a ``ROLLBACK`` trigger, a full
   disk), the operations that had succeeded before it were undone with it;
   they run again in a fresh transaction. Operations must therefore be pure
@@ -55,12 +59,12 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Final, Protocol, TypeAlias, TypeVar
+from typing import Any, Final, TypeAlias, TypeVar
 
-from tripsage_sync.storage.connection import Connection, Transactor
+from tripsage_sync.storage.connection import BulkInsert, Transactor, WriteOp
 from tripsage_sync.storage.errors import DUPLICATE_KEY, ChainBroken, StorageClosed
 
 __all__ = ["MAX_BATCH_OPS", "BatchWriter", "BulkInsert", "Resolved", "WriteOp"]
@@ -69,9 +73,6 @@ logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-#: A write operation: runs on the write connection inside a savepoint.
-WriteOp: TypeAlias = Callable[[Connection], _T]
-
 #: A listener: called in the writer thread with the futures one batch resolved.
 Resolved: TypeAlias = Callable[[list[Future[Any]]], None]
 
@@ -79,28 +80,6 @@ Resolved: TypeAlias = Callable[[list[Future[Any]]], None]
 MAX_BATCH_OPS: Final = 256
 #: Broken chains remembered (the oldest are forgotten: their units drained long ago).
 MAX_BROKEN_CHAINS: Final = 4096
-
-
-class BulkInsert(Protocol):
-    """Writes some jobs of a batch together; the writer thread calls it, in this order.
-
-    ``begin`` once the batch's transaction holds the write lock; ``accept``
-    for each job, which takes the job's rows if it is sure they can be
-    written (each of its operations then has the result ``None``); ``flush``
-    to write the rows taken, which raises if they cannot be; ``ran`` after a
-    job that ran alone succeeded; ``discard`` when the rows taken or written
-    were not committed after all (a failed flush, a lost transaction).
-    """
-
-    def begin(self, tx: Transactor) -> None: ...
-
-    def accept(self, tx: Transactor, ops: Sequence[WriteOp[Any]]) -> bool: ...
-
-    def flush(self, tx: Transactor) -> None: ...
-
-    def ran(self, ops: Sequence[WriteOp[Any]]) -> None: ...
-
-    def discard(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +117,7 @@ class BatchWriter:
         self._commits = 0
         self._ops = 0
         self._listeners: list[Resolved] = []
+        self._lost_key = False  # the last bulk write failed on a key another writer took
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
         logger.info("storage writer started (at most %d ops per commit)", max_batch_ops)
@@ -240,9 +220,13 @@ class BatchWriter:
                 except queue.Empty:
                     break
             try:
-                bulk = True
+                bulk, again = True, True
                 while jobs:
-                    jobs, bulk = self._commit(jobs, bulk=bulk)
+                    jobs, ok = self._commit(jobs, bulk=bulk)
+                    if not ok and again and self._lost_key:  # once more in bulk, see above
+                        again = False
+                        continue
+                    bulk = ok
             except BaseException:
                 # A bug in the writer itself: fail loudly, and leave no future
                 # hanging, neither in this batch nor in the queue.
@@ -361,15 +345,18 @@ class BatchWriter:
     ) -> bool:
         """Write the rows of the ``taken`` jobs; ``False`` if that failed and was rolled back."""
         assert rows is not None  # only jobs it accepted are taken
+        self._lost_key = False
         try:
             rows.flush(self._tx)
         except Exception as exc:  # noqa: BLE001 - the batch runs again, each job alone
+            self._lost_key = isinstance(exc, DUPLICATE_KEY)
             logger.log(
                 # A key taken meanwhile is another writer's row (a cluster's node): routine.
                 logging.INFO if isinstance(exc, DUPLICATE_KEY) else logging.WARNING,
-                "writing %d jobs in bulk failed (%s); running the batch again, each job alone",
+                "writing %d jobs in bulk failed (%s); running the batch again%s",
                 len(taken),
                 type(exc).__name__,
+                " (a key another writer took)" if self._lost_key else ", each job alone",
             )
             rows.discard()
             self._tx.rollback()

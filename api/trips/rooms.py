@@ -32,22 +32,19 @@ changes, keeping the history of the last ``history_retention_days`` for clients
 that were offline. A room nobody uses is unloaded after
 ``room_idle_unload_s`` (:mod:`api.trips.sweep`, decided by :mod:`sync.idle`):
 it is dropped from the registry (:mod:`api.trips.registry`), and the next
-lookup loads it anew. While a
-commit, compaction or other write of the room runs, ``holds`` counts it
-(:meth:`TripRoom.held`), and every lookup stamps ``used_ms``.
+lookup loads it anew. While a commit, compaction or other write of the room
+runs, ``holds`` counts it (:meth:`TripRoom.held`), and every lookup stamps
+``used_ms``. The commits in flight are :mod:`api.trips.inflight`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
 import logging
 import time
-import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
-from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
@@ -55,13 +52,18 @@ from tripsage_sync.api.clock import Clock
 from tripsage_sync.api.restore import restore_document
 from tripsage_sync.api.transport.bus import BusUnavailable
 from tripsage_sync.api.transport.services import Services
-from tripsage_sync.storage import ops
-from tripsage_sync.storage.errors import (
-    ChainBroken,
-    DuplicateId,
-    VersionConflict,
-    is_unavailable,
+from tripsage_sync.api.trips.inflight import (
+    CHAINS,
+    REBASE_RETRIES,
+    Commit,
+    WriteKinds,
+    landed,
+    movable,
+    raced,
+    stored_since,
 )
+from tripsage_sync.storage import ops
+from tripsage_sync.storage.errors import is_unavailable
 from tripsage_sync.storage.writer import WriteOp
 from tripsage_sync.sync.conflicts import PendingConflict
 from tripsage_sync.sync.document import (
@@ -69,7 +71,6 @@ from tripsage_sync.sync.document import (
     AppendTimes,
     Change,
     IdFilter,
-    LogEntry,
     TripDocument,
 )
 from tripsage_sync.sync.errors import NotFound
@@ -94,10 +95,6 @@ PERMISSIONS: Final = ("viewer", "editor", "owner")
 #: Cluster mode: how many times a change whose commit another node beat is decided again
 #: (on what the store holds then) before its sender is told it failed.
 RACE_RETRIES: Final = 16
-#: Cluster mode: how many times a commit another node beat is moved under its changes
-#: (``TripRoom._rebase``) before the room reloads instead. Each time the other node made
-#: progress; the bound only keeps a node that keeps losing from waiting on without end.
-REBASE_RETRIES: Final = 64
 #: How many commit turns a read waits at most for the room's changes in flight
 #: (:meth:`TripRoom.settle`; a room never idle is answered anyway).
 SETTLE_WAITS: Final = 8
@@ -129,34 +126,6 @@ CommitHook = Callable[["TripRoom", list[WriteOp[object]], list["Relayed"] | None
 Relayed = tuple[str, str, bool]
 
 
-@dataclass(eq=False)
-class _Commit:
-    """One commit of :meth:`TripRoom.durable` in flight."""
-
-    writes: list[WriteOp[object]]
-    change: Change | None  # given when the commit may be moved (``TripRoom._rebase``)
-    chain: int
-    retry: Future[Any] | None = None  # its writes submitted again, once moved
-
-
-async def _landed(services: Services, future: Future[Any]) -> Exception | None:
-    """Await a storage write: the exception it failed with, if it did."""
-    try:
-        await services.write(future)
-    except Exception as exc:  # noqa: BLE001 - any storage failure breaks the room
-        return exc
-    return None
-
-
-def _raced(failure: Exception | None) -> bool:
-    """Whether a commit failed because another node took its version (or its id)."""
-    return isinstance(failure, VersionConflict | DuplicateId | ChainBroken)
-
-
-#: Storage chains (``TripRoom.chain``): never one number for two documents.
-_CHAINS: Final = itertools.count(1)
-
-
 @dataclass
 class TripRoom:
     trip_id: str
@@ -176,7 +145,7 @@ class TripRoom:
     holds: int = 0  # writes of the room not yet finished (see ``held``)
     used_ms: int = 0  # wall time of its last lookup (RoomRegistry.get)
     _tail: asyncio.Future[None] | None = None
-    _commits: list[_Commit] = field(default_factory=list)  # in flight, in version order
+    _commits: list[Commit] = field(default_factory=list)  # in flight, in version order
     # Cluster mode (api/trips/replica.py): told of each commit, and of each moment the room
     # has no write in flight (what other nodes committed meanwhile can then be adopted).
     on_commit: CommitHook | None = None
@@ -192,7 +161,7 @@ class TripRoom:
     # A commit body (its broadcast) is running: its events go with the commit or not at all.
     committing: bool = False
     # The storage chain of the document's commits (``durable``): a new one per reload.
-    chain: int = field(default_factory=lambda: next(_CHAINS))
+    chain: int = field(default_factory=lambda: next(CHAINS))
     # The latest version this node's subscribers were told of (cluster mode).
     announced: int = 0
     # Cluster mode: done once the room hears its bus topic (events from other nodes reach
@@ -200,9 +169,7 @@ class TripRoom:
     hearing: asyncio.Future[None] | None = None
     # What each write of ``writes_for`` stands for ("append", "conflict_raised",
     # "conflict_resolved"), counted by ``durable`` once committed (api/transport/metrics.py).
-    _kinds: weakref.WeakKeyDictionary[WriteOp[Any], str] = field(
-        default_factory=weakref.WeakKeyDictionary
-    )
+    _kinds: WriteKinds = field(default_factory=WriteKinds)
 
     def permission(self, user_id: str) -> str | None:
         return self.permissions.get(user_id)
@@ -236,8 +203,7 @@ class TripRoom:
                 now,
                 contiguous=True,
             )
-            self._kinds[append] = "append"
-            writes.append(append)
+            writes.append(self._kinds.mark(append, "append"))
             self.appended.add(change.version, now)
         if outcome is not None:
             update_id, outcome_json = outcome
@@ -246,28 +212,15 @@ class TripRoom:
             raised = ops.put_conflict(
                 self.trip_id, conflict.conflict_id, json.dumps(conflict.to_json()), "pending"
             )
-            self._kinds[raised] = "conflict_raised"
-            writes.append(raised)
+            writes.append(self._kinds.mark(raised, "conflict_raised"))
         if resolved is not None:
             settled = ops.set_conflict_status(resolved, "resolved")
-            self._kinds[settled] = "conflict_resolved"
-            writes.append(settled)
+            writes.append(self._kinds.mark(settled, "conflict_resolved"))
         return writes
 
     def kind_of(self, write: WriteOp[Any]) -> str | None:
         """What a write of ``writes_for`` stands for ("append", "conflict_raised"...)."""
-        return self._kinds.get(write)
-
-    def _count_committed(self, services: Services, writes: list[WriteOp[object]]) -> None:
-        metrics = services.metrics
-        for write in writes:
-            match self._kinds.get(write):
-                case "append":
-                    metrics.log_appends += 1
-                case "conflict_raised":
-                    metrics.conflicts_raised += 1
-                case "conflict_resolved":
-                    metrics.conflicts_resolved += 1
+        return self._kinds.kind_of(write)
 
     @contextlib.asynccontextmanager
     async def durable(
@@ -292,7 +245,7 @@ class TripRoom:
         # of this document must not commit (in a cluster another node's change may fill
         # the failed one's version, and a later change, decided on the failed one, would
         # then follow it in the log): the reload starts a new chain.
-        commit = _Commit(writes, change, self.chain)
+        commit = Commit(writes, change, self.chain)
         mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._tail = mine
         self._commits.append(commit)
@@ -305,7 +258,7 @@ class TripRoom:
             if writes and not services.bus.healthy:  # confirmed, others would not hear
                 failure = BusUnavailable("the cluster's bus (Redis) is unreachable")
             elif writes:  # none: the body only waits its turn (after the earlier ones)
-                failure = await _landed(
+                failure = await landed(
                     services, services.store.submit_all(writes, chain=commit.chain)
                 )
             if previous is not None and not previous.done():
@@ -314,29 +267,27 @@ class TripRoom:
             # later commits of the chain), committed again; else the room reloads below.
             # Once moved, only the new attempt counts (the first failed, or will).
             for _ in range(REBASE_RETRIES):
-                if commit.retry is None and not (
-                    _raced(failure) and self._rebase(services, commit)
-                ):
+                if commit.retry is None and not (raced(failure) and self._rebase(services, commit)):
                     break
                 assert commit.retry is not None
                 retry, commit.retry = commit.retry, None
-                failure = await _landed(services, retry)
-            raced = _raced(failure)
+                failure = await landed(services, retry)
+            lost = raced(failure)
             if failure is None:
                 if writes:
                     services.metrics.commit_seconds.observe(time.perf_counter() - started)
-                    self._count_committed(services, commit.writes)
+                    self._kinds.count(services.metrics, commit.writes)
                     if backoff.succeeded():
                         logger.warning("storage works again: trip edits are accepted")
             else:
-                if raced:  # another node was first: nothing is wrong with storage
+                if lost:  # another node was first: nothing is wrong with storage
                     retry_after_ms = 0
                 elif writes and (is_unavailable(failure) or isinstance(failure, BusUnavailable)):
                     retry_after_ms = backoff.failed(self.clock.now_ms())
                 else:  # the write's own fault (or its predecessor's): no episode of its own
                     retry_after_ms = backoff.delay_ms if backoff.failing else backoff.initial_ms
                 logger.log(
-                    logging.INFO if raced else logging.ERROR,
+                    logging.INFO if lost else logging.ERROR,
                     "trip %s: commit failed (%s: %s); edits refused for %d ms",
                     self.trip_id,
                     type(failure).__name__,
@@ -348,7 +299,7 @@ class TripRoom:
                 if writes and self.doc is generation and commit.chain == self.chain:
                     self.reload(services)
                 raise RoomBroken(
-                    self.trip_id, retry_after_ms=retry_after_ms, raced=raced
+                    self.trip_id, retry_after_ms=retry_after_ms, raced=lost
                 ) from failure
             if self.on_commit is None or not writes:
                 yield commit.change
@@ -370,30 +321,23 @@ class TripRoom:
             if self.holds == 0 and self.on_settled is not None:
                 self.on_settled(self)
 
-    def _rebase(self, services: Services, failed: _Commit) -> bool:
+    def _rebase(self, services: Services, failed: Commit) -> bool:
         """``failed`` lost its version to another node: move it and the later changes of
         its chain under what the store holds now, if they commute with it
         (:meth:`TripDocument.rebase`: Yjs peers' changes to other fields), and commit
-        them again, in order, in a new chain (each awaits its own: ``_Commit.retry``).
+        them again, in order, in a new chain (each awaits its own: ``Commit.retry``).
 
         What the store brought is adopted and announced (``on_adopted``) as a reload
         would. ``False`` (nothing done) when they do not commute: the room reloads.
         """
-        if failed.chain != self.chain or failed.change is None:
-            return False
-        later = [c for c in self._commits[self._commits.index(failed) :] if c.writes]
-        first = failed.change.version
-        if any(c.change is None or c.chain != failed.chain for c in later) or [
-            c.change.version for c in later if c.change is not None
-        ] != list(range(first, self.doc.version + 1)):
-            return False
-        rows = services.store.updates_since(self.trip_id, first - 1)
-        theirs = [LogEntry(r.version, r.update, json.loads(r.meta_json)) for r in rows]
-        adopted = self.doc.rebase(first - 1, theirs)
+        later = movable(self._commits, failed, self.chain, self.doc.version)
+        after = self.doc.version - len(later)  # the version before the first of them
+        theirs = stored_since(services, self.trip_id, after) if later else []
+        adopted = self.doc.rebase(after, theirs) if later else None
         if adopted is None:
             return False
-        self.chain = next(_CHAINS)
-        self.appended.truncate(first - 1)
+        self.chain = next(CHAINS)
+        self.appended.truncate(after)
         if self.on_adopted is not None:
             self.on_adopted(self, adopted)
         version = self.doc.version - len(later)
@@ -405,12 +349,8 @@ class TripRoom:
             commit.chain = self.chain
             commit.retry = services.store.submit_all(commit.writes, chain=self.chain)
         logger.info(
-            "trip %s: %d change(s) moved under another node's %d (now %d-%d)",
-            self.trip_id,
-            len(later),
-            len(theirs),
-            version - len(later) + 1,
-            version,
+            "trip %s: %d change(s) moved under another node's %d (now up to %d)",
+            *(self.trip_id, len(later), len(theirs), version),
         )
         return True
 
@@ -450,7 +390,7 @@ class TripRoom:
             self.broken = True
             return
         self.doc = doc
-        self.chain = next(_CHAINS)
+        self.chain = next(CHAINS)
         self.appended.truncate(doc.version)
         logger.info("trip %s: back at stored version %d", self.trip_id, doc.version)
         if self.on_reloaded is not None:  # what other nodes committed is announced now

@@ -27,7 +27,8 @@ from tripsage_sync.sync.document.results import Change, FieldChange, LogEntry, S
 from tripsage_sync.sync.document.schema import ROOT_MAP, read_field
 from tripsage_sync.sync.document.state import META_FORMAT, DocState, entry_stamps
 from tripsage_sync.sync.errors import InvalidState
-from tripsage_sync.sync.yupdate import ID, MalformedUpdate, RootKeys, decode_update
+from tripsage_sync.sync.ykeys import RootKeys
+from tripsage_sync.sync.yupdate import ID, MalformedUpdate, decode_update
 
 __all__ = ["adopt", "changes_since", "compact", "rebase", "restore", "snapshot_at", "values_at"]
 

@@ -52,7 +52,8 @@ from tripsage_sync.sync.document.schema import ROOT_MAP, TEXT_FIELDS, FieldKind,
 from tripsage_sync.sync.document.shadow import Shadow, new_shadow
 from tripsage_sync.sync.document.state import DocState
 from tripsage_sync.sync.errors import InvalidState
-from tripsage_sync.sync.yupdate import MalformedUpdate, Struct, decode_update, seen_values
+from tripsage_sync.sync.ykeys import seen_values
+from tripsage_sync.sync.yupdate import MalformedUpdate, Struct, decode_update
 
 __all__ = ["EMPTY_UPDATE", "apply_remote_update"]
 

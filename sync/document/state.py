@@ -75,7 +75,8 @@ from tripsage_sync.sync.document.schema import (
 )
 from tripsage_sync.sync.document.shadow import Shadow
 from tripsage_sync.sync.errors import InvalidState
-from tripsage_sync.sync.yupdate import RootKeys, decode_update
+from tripsage_sync.sync.ykeys import RootKeys
+from tripsage_sync.sync.yupdate import decode_update
 
 __all__ = [
     "META_FORMAT",

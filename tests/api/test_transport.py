@@ -130,7 +130,10 @@ async def test_a_connection_without_a_complete_request_head_is_closed(
     try:
         # EOF (b"") on both, well before the drip could have finished (~40 s).
         assert await asyncio.wait_for(silent_r.read(), 5) == b""
-        answer = await asyncio.wait_for(drip_r.read(), 5)
+        try:
+            answer = await asyncio.wait_for(drip_r.read(), 5)
+        except ConnectionResetError:  # closed while a dripped byte was on its way: a reset
+            answer = b""
         assert answer == b"" or answer.startswith(b"HTTP/1.1 408"), answer
         assert time.monotonic() - started < 5
     finally:

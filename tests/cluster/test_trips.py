@@ -26,7 +26,7 @@ from tests.api.test_trips import (
 from tests.api.yjspeer import NodePeer
 from tests.cluster.conftest import Cluster
 from tests.cluster.proxy import threaded
-from tripsage_sync.api.trips.rooms import REBASE_RETRIES
+from tripsage_sync.api.trips.inflight import REBASE_RETRIES
 
 pytestmark = pytest.mark.anyio
 

@@ -14,7 +14,7 @@ import pytest
 from tests.services import PostgresServer, fresh_postgres_url, postgres_bin, services_dir
 from tests.storage.helpers import run_python
 from tripsage_sync.storage import PostgresStorage, VersionConflict, WriteOp, ops
-from tripsage_sync.storage.errors import SchemaTooNew, is_unavailable
+from tripsage_sync.storage.errors import ChainBroken, SchemaTooNew, is_unavailable
 from tripsage_sync.storage.migrations import latest_version
 from tripsage_sync.storage.pgschema import pg_migrate
 from tripsage_sync.storage.postgres import PgConnection, pg_connect
@@ -60,6 +60,30 @@ def test_racing_appends_of_one_version_commit_exactly_one(
         assert sum(f is None for f in failures) == 1, failures
         assert all(f is None or isinstance(f, VersionConflict) for f in failures)
     assert [u.version for u in node_a.updates_since("t", 0)] == list(range(1, 41))
+
+
+def test_a_batch_that_lost_one_version_to_another_node_commits_the_rest(
+    node_a: PostgresStorage, node_b: PostgresStorage
+) -> None:
+    # A's cache holds both trips at version 1; B appends t1's version 2 meanwhile. A's
+    # next batch loses t1's version 2 (and the change of the same chain decided on it),
+    # and commits t2's (the batch runs once more in bulk on what the database holds).
+    for trip in ("t1", "t2"):
+        node_a.create_trip(trip, "alice", "{}", 1).result()
+        node_a.submit(_contiguous(trip, 1, b"a1")).result()
+    node_b.submit(_contiguous("t1", 2, b"b2")).result()
+    futures = [
+        node_a.submit_all([_contiguous("t1", 2, b"a2")], chain=7),
+        node_a.submit_all([_contiguous("t1", 3, b"a3")], chain=7),
+        node_a.submit_all([_contiguous("t2", 2, b"a2")], chain=8),
+    ]
+    failures = [f.exception(timeout=30) for f in futures]
+    assert isinstance(failures[0], VersionConflict)
+    assert isinstance(failures[1], ChainBroken)
+    assert failures[2] is None
+    assert [u.update for u in node_b.updates_since("t1", 0)] == [b"a1", b"b2"]
+    assert [u.update for u in node_b.updates_since("t2", 0)] == [b"a1", b"a2"]
+    node_a.submit(_contiguous("t1", 3, b"a3")).result()  # on what it holds now
 
 
 def _contiguous(trip: str, version: int, update: bytes) -> WriteOp[None]:

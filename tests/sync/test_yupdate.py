@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pycrdt import Array, Doc, Map, Text
 
-from tripsage_sync.sync.yupdate import MalformedUpdate, RootKeys, decode_update, seen_values
+from tripsage_sync.sync.ykeys import RootKeys, seen_values
+from tripsage_sync.sync.yupdate import MalformedUpdate, decode_update
 
 
 def trip_doc(client_id: int = 1) -> Doc[Any]:
