@@ -38,7 +38,9 @@ from tripsage_sync.api.commands.admin import (
     parse_duration,
 )
 from tripsage_sync.api.commands.logs import JsonFormatter, TokenMask
+from tripsage_sync.api.commands.preflight import Refused
 from tripsage_sync.api.commands.serve import Server
+from tripsage_sync.api.settings import SettingsError, unknown_variables
 
 __all__ = ["JsonFormatter", "Server", "TokenMask", "build_parser", "main", "parse_duration"]
 
@@ -49,8 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tripsage-sync", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
+    # Every command reads the same settings: the config file too.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config", default=None, help="TOML settings file (TRIPSAGE_CONFIG); see the README"
+    )
 
-    serve = commands.add_parser("serve", help="run the server")
+    serve = commands.add_parser("serve", help="run the server", parents=[common])
     serve.add_argument("--host", default=None, help="default 127.0.0.1 (TRIPSAGE_HOST)")
     serve.add_argument("--port", type=int, default=None, help="default 8000 (TRIPSAGE_PORT)")
     serve.add_argument("--db", default=None, help="default ./tripsage.db (TRIPSAGE_DB)")
@@ -62,19 +69,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="also run the demo echo agent in-process (api/chat/demo_agent.py);"
         " TRIPSAGE_DEMO_AGENT=1 does the same",
     )
+    serve.add_argument(
+        "--dev-sign-in-anywhere",
+        action="store_true",
+        help="allow demo sign-in on an address that is not loopback (anyone who reaches"
+        " the server can sign in as anyone)",
+    )
     serve.set_defaults(func=serve_command.serve)
 
-    token = commands.add_parser("token", help="print a JWT the server accepts")
+    token = commands.add_parser("token", help="print a JWT the server accepts", parents=[common])
     token.add_argument("--db", default=None, help="database whose secret to use (TRIPSAGE_DB)")
     token.add_argument("--user", required=True, help="user id (sub)")
     token.add_argument("--name", default=None)
     token.add_argument("--avatar-url", default=None)
     token.add_argument("--role", choices=["user", "agent", "admin"], default="user")
-    token.add_argument("--ttl", type=float, default=3600, help="seconds (default 3600)")
+    token.add_argument("--ttl", type=_positive, default=3600, help="seconds (default 3600)")
+    token.add_argument(
+        "--create", action="store_true", help="create the database if it does not exist"
+    )
     token.set_defaults(func=admin.token)
 
     cast = commands.add_parser(
-        "broadcast", help="send a notification or system message through a running server"
+        "broadcast",
+        help="send a notification or system message through a running server",
+        parents=[common],
     )
     cast.add_argument("message", help="the text")
     cast.add_argument("--type", choices=["notification", "system_message"], default="notification")
@@ -96,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     maint = commands.add_parser(
         "maintenance",
         help="announce maintenance to every client; at that time the server drains and exits",
+        parents=[common],
     )
     maint.add_argument(
         "--in", dest="in_s", type=parse_duration, default=None, help="when: 90, 90s, 15m, 2h"
@@ -116,18 +135,26 @@ def build_parser() -> argparse.ArgumentParser:
     db = commands.add_parser("db", help="database tools: check, compact, backup, migrate, copy")
     db_commands = db.add_subparsers(dest="db_command", required=True)
     db_check = db_commands.add_parser(
-        "check", help="integrity, schema version and sizes; exit 1 if corrupt"
+        "check",
+        help="integrity, schema version and sizes; exit 1 if corrupt",
+        parents=[common],
     )
     db_compact = db_commands.add_parser(
-        "compact", help="snapshot every trip now and prune its update log"
+        "compact",
+        help="snapshot every trip now and prune its update log",
+        parents=[common],
     )
     db_backup = db_commands.add_parser(
-        "backup", help="consistent online copy (SQLite backup API), then checked"
+        "backup",
+        help="consistent online copy (SQLite backup API), then checked",
+        parents=[common],
     )
     db_backup.add_argument("target", help="the backup file to write")
     db_backup.add_argument("--force", action="store_true", help="overwrite the target")
     db_migrate = db_commands.add_parser(
-        "migrate", help="create or upgrade the schema (PostgreSQL: TRIPSAGE_DATABASE_URL)"
+        "migrate",
+        help="create or upgrade the schema (PostgreSQL: TRIPSAGE_DATABASE_URL)",
+        parents=[common],
     )
     db_migrate.add_argument(
         "--url", default=None, help="postgresql:// URL (default TRIPSAGE_DATABASE_URL)"
@@ -149,9 +176,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {text}")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; a mistake the operator can fix is one line on stderr, exit 2."""
     args = build_parser().parse_args(argv)
-    code: int = args.func(args)
+    for line in unknown_variables():
+        print(f"tripsage-sync: warning: {line}", file=sys.stderr)  # noqa: T201
+    try:
+        code: int = args.func(args)
+    except (Refused, SettingsError) as exc:
+        print(f"tripsage-sync: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
     return code
 
 

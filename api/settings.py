@@ -1,29 +1,68 @@
-"""Server settings: defaults, ``TRIPSAGE_<NAME>`` environment variables, CLI flags.
+"""Server settings: defaults, a TOML file, ``TRIPSAGE_<NAME>`` environment variables,
+CLI flags.
 
-Every setting is a field of :class:`Settings`; its environment variable is
-``TRIPSAGE_`` + the field name in upper case. Precedence: explicit keyword
-overrides (CLI flags) > environment > defaults. The README's settings table
-is generated from :data:`DOCS` (``tests/api/test_settings.py`` keeps them in
-step).
+Theory of operation
+-------------------
+Every setting is a field of :class:`Settings`, a ``pydantic-settings`` model:
+its environment variable is ``TRIPSAGE_`` + the field name in upper case, its
+key in the config file the field name (``port = 9000``; lists as TOML arrays,
+or comma-separated in the environment). Precedence: explicit keyword
+overrides (CLI flags) > environment > config file > defaults. The config file
+is ``TRIPSAGE_CONFIG`` (or the commands' ``--config``); a key it has that is
+no setting is refused, as is every value that does not validate, in one
+line naming the variable (:class:`SettingsError`). A ``TRIPSAGE_*``
+variable that is no setting is only warned about (:func:`unknown_variables`):
+the environment is shared with other programs.
+
+The README's settings table is generated from :data:`DOCS`
+(``tests/api/test_settings.py`` keeps them in step).
 """
 
 from __future__ import annotations
 
-import dataclasses
+import contextvars
+import difflib
 import ipaddress
 import os
 import re
 import socket
+import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
-from typing import Any, Final
+from pathlib import Path
+from typing import Annotated, Any, Final
 
-__all__ = ["DOCS", "ENV_PREFIX", "Settings", "SettingsError", "markdown_table"]
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from pydantic_settings.sources.utils import parse_env_vars
+
+__all__ = [
+    "CONFIG_VARIABLE",
+    "DOCS",
+    "ENV_PREFIX",
+    "LOG_LEVELS",
+    "Settings",
+    "SettingsError",
+    "markdown_table",
+    "unknown_variables",
+]
 
 ENV_PREFIX: Final = "TRIPSAGE_"
+#: The config file's path, when one is used (``--config`` says the same).
+CONFIG_VARIABLE: Final = "TRIPSAGE_CONFIG"
+LOG_LEVELS: Final = ("debug", "info", "warning", "error", "critical")
+#: ``TRIPSAGE_*`` variables that are not settings: read by the command line.
+OTHER_VARIABLES: Final = frozenset({"TRIPSAGE_DEMO_AGENT", CONFIG_VARIABLE})
 _PG_SCHEMES: Final = ("postgresql://", "postgres://")
 _REDIS_SCHEMES: Final = ("redis://", "rediss://", "unix://")
 _NODE_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
+#: Values never repeated in an error line (they may hold a password).
+_SECRET_FIELDS: Final = frozenset({"jwt_secret", "database_url", "redis_url"})
 MIN_SECRET_BYTES: Final = 32
 
 
@@ -31,19 +70,76 @@ class SettingsError(ValueError):
     """A setting has a value that cannot be used."""
 
 
+#: Where :meth:`Settings.from_env` reads: (the environment, the config file's path).
+_SOURCES: contextvars.ContextVar[tuple[Mapping[str, str], str | None]] = contextvars.ContextVar(
+    "tripsage_settings_sources"
+)
+
+Csv = Annotated[tuple[str, ...], NoDecode]
+
+
+class _Environment(EnvSettingsSource):
+    """The ``TRIPSAGE_*`` variables of a given mapping (``os.environ`` by default)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]) -> None:
+        self._given = env
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(
+            self._given, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str
+        )
+
+
+class _ConfigFile(PydanticBaseSettingsSource):
+    """The settings of a TOML file: top-level keys, each a field name."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: str | None) -> None:
+        super().__init__(settings_cls)
+        self._values: dict[str, Any] = {}
+        if path is not None:
+            try:
+                with open(path, "rb") as file:
+                    self._values = tomllib.load(file)
+            except FileNotFoundError:
+                where = Path(path).absolute()
+                raise SettingsError(f"the config file {where} does not exist") from None
+            except OSError as exc:
+                raise SettingsError(f"cannot read the config file {path}: {exc.strerror}") from None
+            except tomllib.TOMLDecodeError as exc:
+                raise SettingsError(f"the config file {path} is not valid TOML: {exc}") from None
+            known = set(settings_cls.model_fields)
+            for key in self._values:
+                if key not in known:
+                    close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.75)
+                    hint = f" (did you mean {close[0]}?)" if close else ""
+                    raise SettingsError(f"the config file {path}: {key!r} is not a setting{hint}")
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._values)
+
+
 def _csv(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
+class Settings(BaseSettings):
+    """Every setting of the server (module doc); build it with :meth:`from_env`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, frozen=True, extra="forbid", env_ignore_empty=True
+    )
+
     host: str = "127.0.0.1"
     port: int = 8000
     db: str = "./tripsage.db"
-    database_url: str | None = field(default=None, repr=False)
-    redis_url: str | None = field(default=None, repr=False)
+    database_url: str | None = Field(default=None, repr=False)
+    redis_url: str | None = Field(default=None, repr=False)
     node_id: str | None = None
-    jwt_secret: str | None = field(default=None, repr=False)
+    jwt_secret: str | None = Field(default=None, repr=False)
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     rate_limit_connections_per_min: int = 10
@@ -61,8 +157,8 @@ class Settings:
     header_timeout_s: float = 10.0
     ping_interval_s: float = 8.0
     peer_timeout_s: float = 13.0
-    trusted_proxies: tuple[str, ...] = ()
-    allowed_origins: tuple[str, ...] = ()
+    trusted_proxies: Csv = ()
+    allowed_origins: Csv = ()
     outbound_queue_size: int = 1024
     send_timeout_s: float = 10.0
     typing_timeout_s: float = 6.0
@@ -73,7 +169,7 @@ class Settings:
     yjs_peer_frames_per_s: int = 10_000
     shutdown_grace_s: float = 5.0
     reconnect_after_s: float = 5.0
-    manual_fields: tuple[str, ...] = ("budget",)
+    manual_fields: Csv = ("budget",)
     conflict_auto_resolve_ms: int = 30_000
     field_lock_ttl_s: float = 30.0
     presence_idle_s: float = 60.0
@@ -86,24 +182,85 @@ class Settings:
     log_level: str = "info"
     log_format: str = "text"
     dev_mode: bool = False
+    dev_sign_in_anywhere: bool = False
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        env, config = _SOURCES.get((os.environ, os.environ.get(CONFIG_VARIABLE) or None))
+        return (init_settings, _Environment(settings_cls, env), _ConfigFile(settings_cls, config))
+
+    @classmethod
+    def from_env(
+        cls,
+        env: Mapping[str, str] | None = None,
+        *,
+        config: str | None = None,
+        **overrides: Any,
+    ) -> Settings:
+        """The settings of ``env`` (default ``os.environ``), the config file (``config``,
+        else ``TRIPSAGE_CONFIG``) and ``overrides`` (``None`` values are ignored)."""
         env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = env.get(ENV_PREFIX + f.name.upper())
-            if raw is not None and raw != "":
-                values[f.name] = _convert(f, raw)
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        settings = cls(**values)
-        settings.validate()
-        return settings
+        token = _SOURCES.set((env, config or env.get(CONFIG_VARIABLE) or None))
+        try:
+            return cls(**{k: v for k, v in overrides.items() if v is not None})
+        except ValidationError as exc:
+            raise SettingsError(_one_line(exc)) from None
+        finally:
+            _SOURCES.reset(token)
 
-    def replace(self, **changes: Any) -> Settings:
-        return dataclasses.replace(self, **changes)
+    @field_validator("trusted_proxies", "allowed_origins", "manual_fields", mode="before")
+    @classmethod
+    def _csv(cls, value: Any) -> Any:
+        return _csv(value) if isinstance(value, str) else value
 
-    def validate(self) -> None:
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        self.validate_values()
+        return self
+
+    def validate_values(self) -> None:
+        """Refuse values of the right type that cannot be used (:class:`SettingsError`)."""
+        for name in (
+            "rate_limit_connections_per_min",
+            "rate_limit_auth_per_min",
+            "rate_limit_messages_per_min",
+            "rate_limit_subscriptions_per_min",
+            "rate_limit_yjs_frames_per_min",
+            "compact_every_updates",
+            "conflict_auto_resolve_ms",
+        ):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"{ENV_PREFIX}{name.upper()} must not be negative")
+        if not 0 <= self.port <= 65535:
+            raise SettingsError(f"{ENV_PREFIX}PORT must be 0 to 65535")
+        for name in (
+            "field_lock_ttl_s",
+            "presence_idle_s",
+            "shutdown_grace_s",
+            "reconnect_after_s",
+            "history_retention_days",
+        ):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"{ENV_PREFIX}{name.upper()} must not be negative")
+        if self.log_level.lower() not in LOG_LEVELS:
+            raise SettingsError(
+                f"{ENV_PREFIX}LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not"
+                f" {self.log_level!r}"
+            )
+        if self.dev_mode and not self.dev_sign_in_anywhere and not _loopback(self.host):
+            raise SettingsError(
+                f"demo sign-in (--demo-agent, {ENV_PREFIX}DEV_MODE) lets anyone sign in as"
+                f" anyone; refused on {self.host}, which is not a loopback address: listen on"
+                " 127.0.0.1, or pass --dev-sign-in-anywhere if every network that reaches"
+                " it is yours"
+            )
         for name in (
             "max_message_size",
             "max_connections",
@@ -175,6 +332,16 @@ class Settings:
                 " together (docs/cluster.md); unset both for one node on SQLite"
             )
 
+    def warnings(self) -> list[str]:
+        """What the operator must hear at start, though it is allowed."""
+        if self.dev_mode and self.dev_sign_in_anywhere and not _loopback(self.host):
+            return [
+                f"DEMO SIGN-IN IS OPEN ON {self.host}: anyone who reaches this server can"
+                " sign in as any user (--dev-sign-in-anywhere); never run it like this on a"
+                " network you do not control"
+            ]
+        return []
+
     @property
     def node(self) -> str:
         """This process's name in logs, metrics and ``server_health``: ``node_id`` or host-pid."""
@@ -197,29 +364,41 @@ class Settings:
         }
 
 
-def _bool(raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
+def _loopback(host: str) -> bool:
+    if host == "localhost":
         return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(raw)
-
-
-def _convert(f: dataclasses.Field[Any], raw: str) -> Any:
-    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
     try:
-        if kind == "bool":
-            return _bool(raw)
-        if kind == "int":
-            return int(raw)
-        if kind == "float":
-            return float(raw)
-        if kind.startswith("tuple"):
-            return _csv(raw)
-    except ValueError as exc:
-        raise SettingsError(f"{ENV_PREFIX}{f.name.upper()}: cannot read {raw!r}") from exc
-    return raw
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def unknown_variables(env: Mapping[str, str] | None = None) -> list[str]:
+    """A warning for each ``TRIPSAGE_*`` variable that is no setting (a typo is otherwise
+    silently ignored), with the setting it most resembles."""
+    env = os.environ if env is None else env
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields} | OTHER_VARIABLES
+    lines = []
+    for name in sorted(env):
+        if name.startswith(ENV_PREFIX) and name not in known:
+            bare = [k.removeprefix(ENV_PREFIX) for k in sorted(known)]
+            close = difflib.get_close_matches(name.removeprefix(ENV_PREFIX), bare, n=1, cutoff=0.75)
+            hint = f" (did you mean {ENV_PREFIX}{close[0]}?)" if close else ""
+            lines.append(f"{name} is not a setting and is ignored{hint}")
+    return lines
+
+
+def _one_line(exc: ValidationError) -> str:
+    """A validation error as one line: the variable, what is wrong, the value given."""
+    error = exc.errors()[0]
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if not error["loc"]:  # a rule of the whole model (validate_values)
+        return message
+    name = str(error["loc"][0])
+    if error["type"] == "extra_forbidden":
+        return f"{name!r} is not a setting"
+    given = "" if name in _SECRET_FIELDS else f" (got {error.get('input')!r})"
+    return f"{ENV_PREFIX}{name.upper()}: {message}{given}"
 
 
 DOCS: Final[dict[str, str]] = {
@@ -284,21 +463,24 @@ DOCS: Final[dict[str, str]] = {
     "storage_retry_initial_ms": "While storage fails (disk full): first retryAfter of refused"
     " edits, doubled by every failed retry",
     "storage_retry_max_ms": "Largest retryAfter while storage fails",
-    "log_level": "Logging level",
+    "log_level": "Logging level: debug, info, warning, error or critical",
     "log_format": "`text` or `json` log lines",
     "dev_mode": "Demo sign-in: `POST /api/dev/token` mints user tokens, only while"
-    " `TRIPSAGE_JWT_SECRET` is unset (`serve --demo-agent` turns it on)",
+    " `TRIPSAGE_JWT_SECRET` is unset (`serve --demo-agent` turns it on); refused on an"
+    " address that is not loopback unless `TRIPSAGE_DEV_SIGN_IN_ANYWHERE` is set",
+    "dev_sign_in_anywhere": "Allow demo sign-in on a non-loopback address (anyone who reaches"
+    " the server can sign in as anyone; `serve --dev-sign-in-anywhere`)",
 }
 
 
 def markdown_table() -> str:
     """The README's settings table (``tests/api/test_settings.py`` keeps it current)."""
     rows = ["| variable | default | meaning |", "|---|---|---|"]
-    for f in fields(Settings):
+    for name, f in Settings.model_fields.items():
         default = f.default
         if isinstance(default, tuple):
             default = ",".join(default) or "(empty)"
         elif default is None:
             default = "(unset)"
-        rows.append(f"| `{ENV_PREFIX}{f.name.upper()}` | `{default}` | {DOCS[f.name]} |")
+        rows.append(f"| `{ENV_PREFIX}{name.upper()}` | `{default}` | {DOCS[name]} |")
     return "\n".join(rows)

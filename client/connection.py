@@ -8,8 +8,10 @@ or a close with 1000, 1008 or 3000, ends the client; any other loss is retried:
 attempt *n* waits ``reconnect_delay_s * 2**(n-1)`` (capped at
 ``max_reconnect_delay_s``, and never sooner than a ``connection_close``'s
 ``reconnectAfter``), giving up after ``max_reconnect_attempts`` consecutive
-failures (``None``: never). An expired token (refused at connect, or a 3000
-after ``TOKEN_EXPIRED``) asks the token provider once more instead of ending.
+failures (``None``: never), or at once when the very first attempt fails and
+``fail_unreached`` is set (a command line that was given a wrong URL). An
+expired token (refused at connect, or a 3000 after ``TOKEN_EXPIRED``) asks the
+token provider once more instead of ending.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class ConnectOptions(Protocol):
     session_id: str
     channels: list[str]
     max_reconnect_attempts: int | None
+    fail_unreached: bool
     reconnect_delay_s: float
     max_reconnect_delay_s: float
     open_timeout_s: float
@@ -73,6 +76,7 @@ class Connector:
         self.reconnect_after_s = 0.0  # from connection_close
         self.closing = False
         self._expired_retry = False  # a TOKEN_EXPIRED refusal was just retried
+        self._reached = False  # a connection was ever opened
 
     async def send(self, ws: ClientConnection, text: str) -> None:
         await ws.send(text)
@@ -94,9 +98,14 @@ class Connector:
                     compression=None,
                 )
             except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
+                if options.fail_unreached and not self._reached:
+                    reason = str(exc) or type(exc).__name__
+                    self._fail(ConnectionError(f"cannot reach {options.ws_url}: {reason}"))
+                    return
                 attempt += 1
                 logger.info("connect failed (attempt %d): %s", attempt, type(exc).__name__)
                 continue
+            self._reached = True
             attempt = await self._connected(ws)
             if attempt < 0:
                 return

@@ -174,6 +174,7 @@ class SessionStartedPayload(_Model):
     version: Lenient[int] = None
     server_version: Lenient[int] = None  # the spec's name for version
     permission_level: Lenient[StrictStr] = None
+    collaborators: list[dict[str, Any]] | None = None  # None: a server that sends none
 
     @property
     def current_version(self) -> int:

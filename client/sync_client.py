@@ -86,6 +86,7 @@ class SyncClient:
         channels: Sequence[str] = (),
         queue_path: str | Path | None = None,
         max_reconnect_attempts: int | None = MAX_RECONNECT_ATTEMPTS,
+        fail_unreached: bool = False,
         reconnect_delay_s: float = RECONNECT_DELAY_S,
         max_reconnect_delay_s: float = MAX_RECONNECT_DELAY_S,
         heartbeat_interval_s: float | None = None,
@@ -97,6 +98,7 @@ class SyncClient:
         self.ws_url = f"{url.rstrip('/')}/ws/{endpoint}/{self.session_id}"
         self.channels = list(channels)
         self.max_reconnect_attempts = max_reconnect_attempts
+        self.fail_unreached = fail_unreached
         self.reconnect_delay_s = reconnect_delay_s
         self.max_reconnect_delay_s = max_reconnect_delay_s
         self.open_timeout_s = open_timeout_s

@@ -129,6 +129,8 @@ class TripViews:
         view.fields = dict(payload.fields)
         view.version = payload.current_version
         view.permission_level = payload.permission_level
+        if payload.collaborators is not None:
+            view.collaborators = list(payload.collaborators)
         for joined in self._joins.pop(view.trip_id, []):
             if not joined.done():
                 joined.set_result(view)

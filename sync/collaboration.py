@@ -174,6 +174,9 @@ class CollaborationSessionStartedPayload(EventPayload):
     version: int
     fields: dict[str, Any]
     manualResolutionFields: list[str]
+    # Who is in the trip now, the joiner too, as ``trip_collaborator_presence`` lists them:
+    # a client knows its collaborators from the answer, before the next presence event.
+    collaborators: list[dict[str, Any]]
 
 
 # -- "Conflict Resolution" -------------------------------------------------------------

@@ -15,9 +15,9 @@ import urllib.request
 from typing import Any, Final
 
 from tripsage_sync.api.app import resolve_secret
+from tripsage_sync.api.commands.preflight import opened_store
 from tripsage_sync.api.settings import Settings
 from tripsage_sync.api.transport.auth import JwtAuthority
-from tripsage_sync.storage import open_store
 
 __all__ = [
     "admin_token",
@@ -32,19 +32,23 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-def authority(db: str | None) -> JwtAuthority:
-    """The server's JWT authority: ``TRIPSAGE_JWT_SECRET`` or the secret kept in ``db``."""
-    settings = Settings.from_env(db=db)
-    store = open_store(settings.store_location)
-    try:
-        secret = resolve_secret(settings, store)
-    finally:
-        store.close()
+def authority(db: str | None, *, config: str | None = None, create: bool = False) -> JwtAuthority:
+    """The server's JWT authority: ``TRIPSAGE_JWT_SECRET`` or the secret kept in ``db``,
+    which must exist unless ``create`` (a new one would hold a secret the server lacks)."""
+    settings = Settings.from_env(config=config, db=db)
+    if settings.jwt_secret:
+        secret = settings.jwt_secret
+    else:
+        store = opened_store(settings.store_location, create=create)
+        try:
+            secret = resolve_secret(settings, store)
+        finally:
+            store.close()
     return JwtAuthority(secret, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
 
 
 def token(args: argparse.Namespace) -> int:
-    token = authority(args.db).mint(
+    token = authority(args.db, config=args.config, create=args.create).mint(
         args.user,
         now_s=time.time(),
         ttl_s=args.ttl,
@@ -60,7 +64,8 @@ def admin_token(args: argparse.Namespace) -> str:
     if args.token:
         token: str = args.token
         return token
-    return authority(args.db).mint("tripsage-cli", now_s=time.time(), ttl_s=60, role="admin")
+    issuer = authority(args.db, config=args.config)
+    return issuer.mint("tripsage-cli", now_s=time.time(), ttl_s=60, role="admin")
 
 
 def broadcast(args: argparse.Namespace) -> int:

@@ -13,10 +13,13 @@ import argparse
 import contextlib
 import logging
 import os
+import sqlite3
 import sys
+from pathlib import Path
 
 import psycopg
 
+from tripsage_sync.api.commands.preflight import Refused, database_file
 from tripsage_sync.api.ops import dbtools
 from tripsage_sync.api.settings import Settings
 from tripsage_sync.storage import StorageError, open_store
@@ -27,12 +30,19 @@ __all__ = ["db"]
 logger = logging.getLogger(__name__)
 
 
+def _damaged(path: str, exc: Exception) -> Refused:
+    return Refused(
+        f"{Path(path).absolute()} is not a TripSage database or is damaged ({exc}):"
+        " `tripsage-sync db check` says more; restore a backup"
+    )
+
+
 def _say(line: str) -> None:
     print(line, file=sys.stderr)  # noqa: T201
 
 
 def migrate(args: argparse.Namespace) -> int:
-    settings = Settings.from_env(db=args.db, database_url=args.url)
+    settings = Settings.from_env(config=args.config, db=args.db, database_url=args.url)
     try:
         with open_store(settings.store_location) as store:
             version = store.schema_version()
@@ -103,25 +113,28 @@ def db(args: argparse.Namespace) -> int:
         return migrate(args)
     if args.db_command == "copy":
         return copy(args)
-    path = Settings.from_env(db=args.db).db
+    path = Settings.from_env(config=args.config, db=args.db).db
     if args.db_command == "check":
         report = dbtools.check(path)
         for line in report.lines():
             print(line)  # noqa: T201
         return 0 if report.ok else 1
+    database_file(path, create=False)
     if args.db_command == "compact":
-        if not os.path.isfile(path):
-            print(f"tripsage-sync: no database at {path}", file=sys.stderr)  # noqa: T201
-            return 1
-        done = dbtools.compact(path)
+        try:
+            done = dbtools.compact(path)
+        except sqlite3.DatabaseError as exc:
+            raise _damaged(path, exc) from exc
         print(  # noqa: T201
             f"{done.compacted} of {done.trips} trip(s) compacted, {done.pruned} update(s) pruned"
             + (f"; skipped (newer snapshot): {', '.join(done.skipped)}" if done.skipped else "")
         )
         return 0
-    if not os.path.isfile(path):
-        print(f"tripsage-sync: no database at {path}", file=sys.stderr)  # noqa: T201
-        return 1
+    target = Path(args.target).absolute()
+    if not target.parent.is_dir():
+        raise Refused(f"the directory {target.parent} for the backup does not exist: create it")
+    if target.is_dir():
+        raise Refused(f"the backup {target} is a directory; pass a file name")
     if os.path.exists(args.target) and not args.force:
         print(f"tripsage-sync: {args.target} exists (use --force)", file=sys.stderr)  # noqa: T201
         return 1
@@ -129,7 +142,10 @@ def db(args: argparse.Namespace) -> int:
         for suffix in ("", "-wal", "-shm"):
             with contextlib.suppress(FileNotFoundError):
                 os.remove(args.target + suffix)
-    report = dbtools.backup(path, args.target)
+    try:
+        report = dbtools.backup(path, args.target)
+    except sqlite3.DatabaseError as exc:
+        raise _damaged(path, exc) from exc
     for line in report.lines():
         print(line)  # noqa: T201
     return 0 if report.ok else 1

@@ -18,7 +18,8 @@ import uvicorn
 from tripsage_sync.api.app import create_app
 from tripsage_sync.api.chat.demo_agent import run_agent
 from tripsage_sync.api.commands.logs import configure_logging
-from tripsage_sync.api.settings import Settings, SettingsError
+from tripsage_sync.api.commands.preflight import listening_socket, opened_store
+from tripsage_sync.api.settings import Settings
 from tripsage_sync.api.transport.protocol import protocols
 from tripsage_sync.api.transport.services import Services, shutdown_services
 
@@ -98,18 +99,23 @@ class Server(uvicorn.Server):
 
 
 def serve(args: argparse.Namespace) -> int:
-    try:
-        settings = Settings.from_env(
-            host=args.host,
-            port=args.port,
-            db=args.db,
-            log_format=args.log_format,
-            dev_mode=True if args.demo_agent else None,  # demo sign-in (api/web/feature.py)
-        )
-        settings.require_cluster_pair()
-    except SettingsError as exc:
-        print(f"tripsage-sync: {exc}", file=sys.stderr)  # noqa: T201
-        return 2
+    """Run the server; a mistake in its settings, database or address is one line
+    (``preflight.Refused``, printed by ``api.cli.main``) before anything starts."""
+    settings = Settings.from_env(
+        config=args.config,
+        host=args.host,
+        port=args.port,
+        db=args.db,
+        log_format=args.log_format,
+        dev_mode=True if args.demo_agent else None,  # demo sign-in (api/web/feature.py)
+        dev_sign_in_anywhere=True if args.dev_sign_in_anywhere else None,
+    )
+    settings.require_cluster_pair()
+    for line in settings.warnings():
+        print(f"tripsage-sync: warning: {line}", file=sys.stderr)  # noqa: T201
+    if settings.database_url is None:  # PostgreSQL may come up later: the nodes wait for it
+        opened_store(settings.db, create=True).close()
+    sock = listening_socket(settings.host, settings.port)
     configure_logging(settings.log_level, settings.log_format)
     # Our subclasses of uvicorn's h11 and websockets-sansio protocols (api/transport/protocol.py):
     # a request-head deadline, handshake refusals answered, liveness by any received
@@ -135,5 +141,8 @@ def serve(args: argparse.Namespace) -> int:
     )
     server = Server(config)
     server.demo_agent = args.demo_agent
-    server.run()
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
     return 0

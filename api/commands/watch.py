@@ -1,5 +1,10 @@
 """``tripsage-sync watch``: joins a trip with :class:`client.SyncClient` and prints
 its changes and presence until interrupted.
+
+The connection's state goes to stderr as it changes (``[connecting]``,
+``[open]``, ``[waiting]`` to reconnect...). A server never reached fails at
+once (exit 1, the URL and the reason); one that was reached and is lost is
+reconnected to without end.
 """
 
 from __future__ import annotations
@@ -7,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import sys
@@ -47,8 +53,9 @@ async def watch_async(args: argparse.Namespace) -> int:
         if line is not None:
             print(line, flush=True)  # noqa: T201
 
-    client = SyncClient(args.url, args.token, max_reconnect_attempts=None)
+    client = SyncClient(args.url, args.token, max_reconnect_attempts=None, fail_unreached=True)
     client.on("*", show)
+    states = asyncio.create_task(_show_states(client), name="watch-states")
     try:
         await client.connect()
         view = await client.join(args.trip_id)
@@ -61,7 +68,19 @@ async def watch_async(args: argparse.Namespace) -> int:
         print(f"tripsage-sync: {exc}", file=sys.stderr)  # noqa: T201
         return 1
     finally:
+        states.cancel()
         await client.close()
+
+
+async def _show_states(client: SyncClient) -> None:
+    while True:
+        shown = client.state
+        print(f"[{shown}]", file=sys.stderr, flush=True)  # noqa: T201
+        await client.wait_until(functools.partial(_changed, client, shown))
+
+
+def _changed(client: SyncClient, shown: str) -> bool:
+    return client.state != shown
 
 
 def watch(args: argparse.Namespace) -> int:

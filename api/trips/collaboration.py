@@ -42,6 +42,7 @@ from tripsage_sync.sync.presence import Member
 from tripsage_sync.sync.wire import (
     TripCollaborationLeaveMessage,
     TripJoinMessage,
+    iso_ms,
     make_event,
 )
 
@@ -111,6 +112,7 @@ class Collaboration:
                     version=room.doc.version,
                     fields=room.doc.fields(),
                     manualResolutionFields=sorted(room.doc.manual_fields),
+                    collaborators=room.presence.active_collaborators(now, iso_ms),
                 ),
                 now_ms=now,
                 session_id=conn.session.path_session_id,

@@ -110,6 +110,22 @@ async def test_connect_join_update_and_metrics(server: ServerProcess) -> None:
         await bob.close()
 
 
+async def test_collaborators_are_known_as_soon_as_join_returns(server: ServerProcess) -> None:
+    await create_trip(server, collaborators={"bob": "editor"})
+    async with asyncio.timeout(TIMEOUT_S):
+        alice = client_for(server, "alice")
+        bob = client_for(server, "bob")
+        await alice.connect()
+        await bob.connect()
+        first = await alice.join("trip-1")
+        assert [c["userId"] for c in first.collaborators] == ["alice"]
+        view = await bob.join("trip-1")  # no presence event awaited
+        assert {c["userId"] for c in view.collaborators} == {"alice", "bob"}
+        assert all(c["isActive"] for c in view.collaborators)
+        await alice.close()
+        await bob.close()
+
+
 async def test_refusals(server: ServerProcess) -> None:
     await create_trip(server)
     async with asyncio.timeout(TIMEOUT_S):
