@@ -11,8 +11,10 @@ from __future__ import annotations
 import ast
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 import venv
 import zipfile
 from collections.abc import Iterator
@@ -222,3 +224,67 @@ def wait_for_health(base: str, server: subprocess.Popen[bytes]) -> dict[str, obj
         body: dict[str, object] = response.json()
         return body
     raise AssertionError("no /health answer in 60 s")
+
+
+def _quickstart_commands() -> list[str]:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```sh\n(.*?)\n```", section, re.S)
+
+
+def test_the_quickstart_has_two_commands() -> None:
+    commands = _quickstart_commands()
+    assert len(commands) == 2, commands
+    assert all("\n" not in command for command in commands)
+    assert commands[1] == "bash .ci/run"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not list(Path("/usr/lib").glob("python3*/EXTERNALLY-MANAGED")),
+    reason="no externally managed system Python (Debian, Ubuntu) on this machine",
+)
+def test_the_quickstart_serves_on_the_externally_managed_system_python(tmp_path: Path) -> None:
+    """The first command, as written, from a copy of the sources, with Debian's python3
+    first on PATH: it installs, then serves (``GET /health``) until stopped."""
+    command = _quickstart_commands()[0]
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        (clone / name).write_bytes((ROOT / name).read_bytes())
+    for folder in ("sync", "api", "storage", "client"):
+        subprocess.run(
+            ["cp", "-r", str(ROOT / folder), str(clone / folder)], check=True, timeout=60
+        )
+    port = free_port()
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TRIPSAGE_PORT": str(port)}
+    server = subprocess.Popen(
+        ["bash", "-c", command],
+        cwd=clone,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 600  # the install comes first (from pip's cache)
+        while time.monotonic() < deadline:
+            assert server.poll() is None, server.stderr.read() if server.stderr else ""
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=0.5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)  # polling an install and a process start, not an event
+        else:
+            pytest.fail("the Quickstart's server did not answer /health")
+        assert (clone / "tripsage.db").exists()
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        if server.stderr is not None:
+            server.stderr.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import sqlite3
 import time
@@ -12,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import SQLITE_ONLY, ServerProcess
+from tests.conftest import ROOT, SQLITE_ONLY, ServerProcess
 from tests.wsclient import TIMEOUT_S, Client, open_client
 from tripsage_sync.sync.wire import iso_ms
 
@@ -558,3 +559,35 @@ async def test_idle_and_silent_collaborators(server_factory: Callable[..., Serve
     assert left["payload"]["userId"] == "bob"
     assert await bob.closed() == 1001
     await alice.close()
+
+
+async def test_the_readmes_create_trip_example_is_answered_as_documented(
+    server: ServerProcess,
+) -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("**Creating a trip.**", 1)[1]
+    body = json.loads(section.split("```json\n", 1)[1].split("```", 1)[0])
+    async with httpx.AsyncClient(base_url=server.http) as http:
+        created = await http.post("/api/trips", json=body, headers=auth(server, "alice"))
+        assert created.status_code == 201, created.text
+        trip = created.json()
+        assert set(trip) == {
+            "tripId",
+            "version",
+            "fields",
+            "manualResolutionFields",
+            "collaborators",
+            "ownerId",
+        }
+        assert trip["fields"] == body["fields"]
+        assert trip["collaborators"] == [{"userId": "alice", "permissionLevel": "owner"}]
+        fetched = await http.get(f"/api/trips/{body['tripId']}", headers=auth(server, "alice"))
+        assert fetched.json() == trip
+        again = await http.post("/api/trips", json=body, headers=auth(server, "alice"))
+        assert again.status_code == 409
+        bad = await http.post("/api/trips", json={"colour": 1}, headers=auth(server, "alice"))
+        assert bad.status_code == 400
+        assert bad.json()["code"] == "INVALID_MESSAGE_FORMAT"
+        assert bad.json()["details"]["field"] == "colour"
+        anonymous = await http.post("/api/trips", json={})
+        assert anonymous.status_code == 401
