@@ -23,7 +23,7 @@ import contextlib
 import logging
 import math
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from starlette.applications import Starlette
@@ -40,10 +40,12 @@ from tripsage_sync.api.settings import Settings
 from tripsage_sync.api.transport.auth import JwtAuthority, new_secret
 from tripsage_sync.api.transport.bus import Bus, LocalBus, RedisBus
 from tripsage_sync.api.transport.endpoints import agent_status_endpoint, chat_endpoint
+from tripsage_sync.api.transport.hooks import HookRunner, Hooks, load_hooks
 from tripsage_sync.api.transport.hub import Hub
 from tripsage_sync.api.transport.limitshare import LimitShare
 from tripsage_sync.api.transport.relay import relay_through
 from tripsage_sync.api.transport.services import Feature, Services, shutdown_services
+from tripsage_sync.api.transport.webhook import Webhook
 from tripsage_sync.api.trips.conflicts import ConflictResolution
 from tripsage_sync.api.trips.feature import TripFeature
 from tripsage_sync.api.trips.http import TripHttp
@@ -129,9 +131,32 @@ async def storage_unavailable(request: Request, exc: Exception) -> Response:
     return JSONResponse(body, status_code=503, headers={"Retry-After": str(retry_after_s)})
 
 
-def create_app(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> Starlette:
-    """The app; ``clock`` is the one every part of it reads (tests pass a fake one)."""
+def app_hooks(settings: Settings, hooks: Sequence[Hooks] = ()) -> tuple[HookRunner, Webhook | None]:
+    """The hooks the app calls: ``hooks``, then ``TRIPSAGE_HOOKS`` (imported now: an
+    error is the caller's to report), then the webhook when one is set."""
+    every = list(hooks)
+    if settings.hooks:
+        every.append(load_hooks(settings.hooks))
+    webhook = None
+    if settings.webhook_url and settings.webhook_secret:
+        webhook = Webhook(
+            settings.webhook_url,
+            settings.webhook_secret,
+            node=settings.node,
+            timeout_s=settings.webhook_timeout_s,
+            attempts=settings.webhook_attempts,
+        )
+        every.append(webhook)
+    return HookRunner(every), webhook
+
+
+def create_app(
+    settings: Settings, clock: Clock = SYSTEM_CLOCK, *, hooks: Sequence[Hooks] = ()
+) -> Starlette:
+    """The app; ``clock`` is the one every part of it reads (tests pass a fake one);
+    ``hooks``: the application's extension points (:mod:`api.transport.hooks`)."""
     plugged, router = features(settings, clock)
+    runner, webhook = app_hooks(settings, hooks)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -153,8 +178,10 @@ def create_app(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> Starlette:
                 dispatch=router,
                 clock=clock,
                 bus=bus,
+                hooks=runner,
             )
             app.state.services = services
+            runner.start()
             loop = asyncio.get_running_loop()
             services.metrics.asyncio_tasks = lambda: len(asyncio.all_tasks(loop))
             services.metrics.bus_counts = lambda: bus.counts
@@ -179,6 +206,9 @@ def create_app(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> Starlette:
                 if share is not None:
                     await share.stop()
                 await bus.stop()
+                await runner.stop()
+                if webhook is not None:
+                    await webhook.close()
         finally:
             store.close()
             logger.info("storage flushed and closed")

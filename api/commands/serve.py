@@ -18,7 +18,7 @@ import uvicorn
 from tripsage_sync.api.app import create_app
 from tripsage_sync.api.chat.demo_agent import run_agent
 from tripsage_sync.api.commands.logs import configure_logging
-from tripsage_sync.api.commands.preflight import listening_socket, opened_store
+from tripsage_sync.api.commands.preflight import Refused, listening_socket, opened_store
 from tripsage_sync.api.settings import Settings
 from tripsage_sync.api.transport.protocol import protocols
 from tripsage_sync.api.transport.services import Services, shutdown_services
@@ -121,8 +121,13 @@ def serve(args: argparse.Namespace) -> int:
     # a request-head deadline, handshake refusals answered, liveness by any received
     # frame (uvicorn's own ping/pong keepalive is off), the documented oversize reply.
     http_protocol, ws_protocol = protocols(settings)
+    try:
+        app = create_app(settings)
+    except (ImportError, AttributeError, ValueError) as exc:  # TRIPSAGE_HOOKS
+        sock.close()
+        raise Refused(f"cannot load the hooks {settings.hooks!r}: {exc}") from exc
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         http=http_protocol,

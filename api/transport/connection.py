@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable
 from starlette.websockets import WebSocket
 
 from tripsage_sync.api.transport.facts import SERVER_VERSION, ShellFacts
+from tripsage_sync.api.transport.hooks import AuthContext, ConnectionContext
 from tripsage_sync.api.transport.host import Host
 from tripsage_sync.api.transport.link import Frames, Link, Solo
 from tripsage_sync.api.transport.outbox import CLOSE_RELEASE_S
@@ -101,6 +102,8 @@ class Connection(Link):
         self.services = services
         self.hub = services.hub
         self.facts = ShellFacts(services, client_ip)
+        self._vetting: bool | None = None  # the authentication hooks' answer, once asked
+        self._welcomed = False  # told on_connect (then on_disconnect follows)
 
     # -- inbound ----------------------------------------------------------------------
 
@@ -139,6 +142,8 @@ class Connection(Link):
                         callback(self)
                     except Exception:
                         self.log.exception("disconnect callback failed")
+                if self._welcomed:
+                    self.services.hooks.notify("on_disconnect", self.hook_context())
             self.session.closed()
             self.closed.set()
             self.log.info(
@@ -164,6 +169,8 @@ class Connection(Link):
         for index, intent in enumerate(intents):
             if index and isinstance(intent, Received) and not self.session.accepting:
                 return  # closed meanwhile: the rest of the batch is not handled
+            if isinstance(intent, ClaimSession | BindUser) and not await self._vetted():
+                return  # refused by an authentication hook (nothing claimed, nothing bound)
             match intent:
                 case ClaimSession(session_id=session_id, user_id=user_id):
                     ownership = await self.services.claim_session(session_id, user_id)
@@ -190,6 +197,7 @@ class Connection(Link):
                 case Welcome() as welcome:
                     response = Solo(encode(welcome.response(granted)))
                     self.outbox.put_first(response, Solo(encode(welcome.established)))
+                    self.services.hooks.notify("on_connect", self.hook_context())
                     for name, refusal in denied:
                         self.send_error(refusal)
                         self.log.info("channel %s refused: %s", name, refusal.code)
@@ -201,6 +209,41 @@ class Connection(Link):
                             self.carry_out(failed, self.clock.now_ms())
                 case _:
                     self.carry_out(intent, self.clock.now_ms())
+
+    async def _vetted(self) -> bool:
+        """Whether the authentication hooks admit the user just verified (asked once);
+        if not, the session refuses the handshake (``AUTH_FAILED``, the hook's message)."""
+        if self._vetting is None:
+            principal = self.session.principal
+            hooks = self.services.hooks
+            refusal = None
+            if principal is not None and hooks.active:
+                context = AuthContext(
+                    principal.user_id,
+                    principal.name,
+                    principal.role,
+                    self.session.endpoint,
+                    self.session.path_session_id,
+                    self.client_ip,
+                )
+                refusal = await hooks.authenticate(context)
+            self._vetting = refusal is None
+            if refusal is not None:
+                for refused in self.session.vetoed(refusal):
+                    self.carry_out(refused, self.clock.now_ms())
+        return self._vetting
+
+    def hook_context(self) -> ConnectionContext:
+        """This connection as the hooks see it (``on_connect``, ``on_disconnect``)."""
+        self._welcomed = True
+        principal = self.session.principal
+        return ConnectionContext(
+            self.id,
+            principal.user_id if principal is not None else "",
+            self.session.endpoint,
+            self.session.path_session_id,
+            self.client_ip,
+        )
 
     # -- the connection's own messages (the router, api/router.py, hands them back) -----
 

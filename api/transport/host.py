@@ -14,6 +14,7 @@ from typing import Protocol, TypeVar
 from tripsage_sync.api.clock import Clock
 from tripsage_sync.api.settings import Settings
 from tripsage_sync.api.transport.auth import JwtAuthority
+from tripsage_sync.api.transport.hooks import HookRunner
 from tripsage_sync.api.transport.hub import Hub, Subscriber
 from tripsage_sync.sync.channels import Channel, Principal
 from tripsage_sync.sync.session import Ownership
@@ -48,6 +49,9 @@ class Host(Protocol[C]):
 
     @property
     def on_disconnect(self) -> list[Callable[[C], None]]: ...
+
+    @property
+    def hooks(self) -> HookRunner: ...
 
     def count_outcome(self, type_: str) -> None: ...
 

@@ -20,6 +20,7 @@ from tripsage_sync.api.settings import Settings
 from tripsage_sync.api.transport.auth import JwtAuthority
 from tripsage_sync.api.transport.bus import Bus, LocalBus
 from tripsage_sync.api.transport.connection import Connection, Dispatch
+from tripsage_sync.api.transport.hooks import HookRunner
 from tripsage_sync.api.transport.hub import Hub
 from tripsage_sync.api.transport.metrics import Metrics
 from tripsage_sync.storage.store import Store
@@ -140,6 +141,8 @@ class Services:
     # Called when a drain starts, before any client is told: what is held back for a
     # moment (chat chunks being gathered) goes out ahead of ``connection_close``.
     drain_hooks: list[Callable[[], None]] = field(default_factory=list)
+    # The application's hooks and the webhook (api/transport/hooks.py).
+    hooks: HookRunner = field(default_factory=HookRunner)
     # Called (by api.cli.Server) to make the process exit after a maintenance drain.
     request_exit: Callable[[], None] | None = None
     # Trip edits back off while storage fails (api/trips/rooms.py reports every commit).

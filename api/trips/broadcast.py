@@ -21,6 +21,7 @@ from typing import Final
 
 from tripsage_sync.api.clock import Clock
 from tripsage_sync.api.transport.connection import Connection
+from tripsage_sync.api.transport.hooks import HookRunner, TripChange, TripStored
 from tripsage_sync.api.transport.hub import Hub
 from tripsage_sync.api.trips.events import (
     change_payload,
@@ -101,6 +102,8 @@ class TripBroadcast:
         self.hub = hub
         self.clock = clock
         self.change_hooks = change_hooks
+        # The application's hooks (api/transport/hooks.py), once the services exist.
+        self.app_hooks: HookRunner | None = None
         self.presence_hooks = presence_hooks
         #: Cluster mode: tells other nodes of an event sent outside a commit (replica.py).
         self.relay_now: Callable[[TripRoom, Relayed], None] | None = None
@@ -214,12 +217,32 @@ class TripBroadcast:
             return True
         return any(conn is not exclude for conn in self.hub.channels.get(channel(room.trip_id), ()))
 
-    def run_change_hooks(self, room: TripRoom, change: Change, origin: object | None) -> None:
+    def run_change_hooks(
+        self, room: TripRoom, change: Change, origin: object | None, *, here: bool = True
+    ) -> None:
+        """Tell the change hooks of a committed change; ``here``: this node committed it
+        (else it came from another node), and the application's hooks hear of it too."""
         for hook in self.change_hooks:
             try:
                 hook(room, change, origin)
             except Exception:
                 logger.exception("trip %s: change hook failed", room.trip_id)
+        if here and self.app_hooks is not None and self.app_hooks.active:
+            now = self.clock.now_ms()
+            hooks = self.app_hooks
+            hooks.notify(
+                "on_store",
+                TripStored(room.trip_id, change.version, change.update, change.updated_by, now),
+            )
+            changes = {
+                name: {"oldValue": c.old_value, "newValue": c.new_value}
+                for name, c in change.changes.items()
+            }
+            kind = "json" if origin is None else "yjs"
+            hooks.notify(
+                "on_change",
+                TripChange(room.trip_id, change.version, change.updated_by, changes, kind, now),
+            )
 
     def publish_lock_stop(self, room: TripRoom, lock: FieldLock, *, reason: str) -> None:
         """``trip_field_editing_stop`` for a lock the server released (left, timeout)."""

@@ -108,6 +108,7 @@ class TripFeature:
         self.hub = services.hub
         self.registry = RoomRegistry(services, on_evict=self._evicted, on_adopt=self._adopted)
         self.broadcast = TripBroadcast(self.hub, self.clock, self.change_hooks, self.presence_hooks)
+        self.broadcast.app_hooks = services.hooks  # on_store, on_change of this node's commits
         # Cluster mode: rooms follow the other nodes' commits (api/trips/replica.py).
         self.replicas = (
             TripReplicas(

@@ -361,7 +361,7 @@ class TripReplicas:
                 )
                 changes = []
             for change in changes:
-                self.broadcast.run_change_hooks(room, change, None)
+                self.broadcast.run_change_hooks(room, change, None, here=False)
                 self._announce(room, change)
             room.announced = room.doc.version
 
@@ -377,7 +377,7 @@ class TripReplicas:
         update_id = change.meta.get("updateId")
         if room.outcome_ids is not None and isinstance(update_id, str):
             room.outcome_ids.add(update_id)
-        self.broadcast.run_change_hooks(room, change, None)
+        self.broadcast.run_change_hooks(room, change, None, here=False)
 
     def _announce(self, room: TripRoom, change: Change) -> None:
         payload = change_payload(room.trip_id, change, now=self.clock.now_ms())

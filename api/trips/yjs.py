@@ -81,6 +81,7 @@ from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from tripsage_sync.api.transport.endpoints import admit_upgrade
+from tripsage_sync.api.transport.hooks import AuthContext, ConnectionContext
 from tripsage_sync.api.transport.services import Services
 from tripsage_sync.api.trips.feature import TripFeature
 from tripsage_sync.api.trips.yedit import YjsEdits
@@ -175,6 +176,11 @@ class YjsFeature:
             logger.info("y-websocket peer from %s refused: %s", ip, code)
             await self._refuse(websocket, CLOSE_UNAUTHORIZED, "unauthorized")
             return
+        hooks = services.hooks
+        context = AuthContext(principal.user_id, principal.name, principal.role, "yjs", trip_id, ip)
+        if hooks.active and await hooks.authenticate(context) is not None:
+            await self._refuse(websocket, CLOSE_UNAUTHORIZED, "unauthorized")
+            return
         try:
             if not TRIP_ID.match(trip_id):
                 raise SyncError("Invalid trip id")
@@ -190,6 +196,8 @@ class YjsFeature:
         conn = YjsConnection(websocket, self, principal, room, permission, verified.expires_at_ms)
         self.connections[conn.id] = conn
         self.per_user[principal.user_id] += 1
+        opened = ConnectionContext(conn.id, principal.user_id, "yjs", trip_id, ip)
+        hooks.notify("on_connect", opened)
         try:
             await conn.run()
         finally:
@@ -197,6 +205,7 @@ class YjsFeature:
             self.per_user[principal.user_id] -= 1
             if not self.per_user[principal.user_id]:
                 del self.per_user[principal.user_id]
+            hooks.notify("on_disconnect", opened)
 
     @staticmethod
     async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:

@@ -19,7 +19,8 @@ the intents (:mod:`sync.session.intent`) it returns, in order:
   connection silent for :data:`IDLE_INTERVALS` intervals is closed (1001); the
   token's lifetime (:mod:`sync.session.token`). It ends with the next deadline.
 - The outcomes of intents that waited: :meth:`Session.claimed` (the store's
-  answer to ``ClaimSession``), :meth:`Session.handler_failed`.
+  answer to ``ClaimSession``), :meth:`Session.vetoed` (the shell's hooks refused
+  the user), :meth:`Session.handler_failed`.
 
 Besides the state the session keeps the counters the heartbeat reports. Time
 comes in as ``now_ms``.
@@ -47,12 +48,7 @@ from tripsage_sync.sync.events import (
     connection_close,
 )
 from tripsage_sync.sync.session.facts import Facts, Ownership
-from tripsage_sync.sync.session.handshake import (
-    Policy,
-    admit,
-    established_event,
-    refused_session,
-)
+from tripsage_sync.sync.session.handshake import Policy, admit, established_event, refused_session
 from tripsage_sync.sync.session.inbound import (
     RefusedItem,
     binary_refusal,
@@ -281,6 +277,11 @@ class Session:
         if ownership.admits(self.user_id):
             return []
         return [RefuseAuth(refused_session())]
+
+    def vetoed(self, error: SyncError) -> list[Immediate]:
+        """The shell's authentication hooks refused the verified user (before the
+        session was claimed or the user bound): the handshake fails with ``error``."""
+        return [RefuseAuth(error)]
 
     def handler_failed(self, message: ClientMessage, error: SyncError) -> list[Immediate]:
         """A handler refused ``message``: the ``error`` answers it; some errors close."""
