@@ -146,12 +146,6 @@ class Settings(BaseSettings):
             "rate_limit_yjs_frames_per_min",
             "compact_every_updates",
             "conflict_auto_resolve_ms",
-        ):
-            if getattr(self, name) < 0:
-                raise SettingsError(f"{ENV_PREFIX}{name.upper()} must not be negative")
-        if not 0 <= self.port <= 65535:
-            raise SettingsError(f"{ENV_PREFIX}PORT must be 0 to 65535")
-        for name in (
             "field_lock_ttl_s",
             "presence_idle_s",
             "shutdown_grace_s",
@@ -160,6 +154,8 @@ class Settings(BaseSettings):
         ):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()} must not be negative")
+        if not 0 <= self.port <= 65535:
+            raise SettingsError(f"{ENV_PREFIX}PORT must be 0 to 65535")
         if self.webhook_url is not None:
             if not self.webhook_url.startswith(("http://", "https://")):
                 raise SettingsError(f"{ENV_PREFIX}WEBHOOK_URL must be an http:// or https:// URL")
