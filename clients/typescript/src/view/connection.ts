@@ -1,0 +1,161 @@
+// What a UI shows of one WebSocketManager, framework-neutral: the React and Vue bindings
+// are thin shells over it (useSyncExternalStore; refs). The core knows nothing of them.
+//
+// Theory of operation
+// -------------------
+// A ConnectionView listens to a manager's events ("state", "open", "message",
+// "auth_failed", "fatal", "reconnecting") and keeps one immutable snapshot, replaced on
+// every change, so a binding compares snapshots by identity. `openManager` turns the
+// hook options of websocket-api.md "Client Integration / Basic WebSocket Hook" ({url,
+// token, reconnect, maxReconnectAttempts}) into the core's constructor options.
+//
+// connectionState (the spec's Jest example: "connecting" until the server accepted the
+// token, then "connected"):
+//
+//   manager.state   connectionState
+//   idle            connecting      (the binding is about to start it)
+//   connecting      connecting
+//   open            connected
+//   offline         disconnected    (network down, or a reconnect is scheduled)
+//   closed          closed          (stopped, or a final close code: see `error`)
+import { WebSocketManager } from "../index.js";
+
+export type ManagerOptions = ConstructorParameters<typeof WebSocketManager>[0];
+
+export type ConnectionState = "connecting" | "connected" | "disconnected" | "closed";
+
+/** A server event as the manager emits it (batches already unwrapped). */
+export interface ServerMessage {
+  type: string;
+  id?: string;
+  timestamp?: string;
+  sessionId?: string;
+  payload?: any;
+  [key: string]: unknown;
+}
+
+/** Why the connection is down: a refused token or a final close. Cleared on the next open. */
+export interface ConnectionError {
+  code: string | number;
+  message: string;
+  retryAfter?: number;
+}
+
+export interface ConnectionOptions {
+  /** The JSON endpoint, e.g. `ws://localhost:8000/ws/chat/${sessionId}`. */
+  url: string;
+  token: string;
+  sessionId?: string;
+  channels?: string[];
+  /** false: never reconnect (maxReconnectAttempts 0). Default true. */
+  reconnect?: boolean;
+  maxReconnectAttempts?: number;
+  reconnectDelay?: number;
+  maxReconnectDelay?: number;
+  /** Returns a fresh JWT (auth_expiring, TOKEN_EXPIRED): see WebSocketManager. */
+  tokenProvider?: () => Promise<string> | string;
+  /** A WebSocket constructor where there is no global one (Node 20: the `ws` package). */
+  WebSocket?: unknown;
+}
+
+export interface ConnectionSnapshot {
+  connectionState: ConnectionState;
+  isConnected: boolean;
+  /** The newest server event (one per render at most: use onMessage to see every one). */
+  lastMessage: ServerMessage | null;
+  error: ConnectionError | null;
+  userId: string | null;
+  connectionId: string | null;
+  /** The attempt number of the pending reconnect, 0 while connected. */
+  reconnectAttempt: number;
+}
+
+export const INITIAL_CONNECTION: ConnectionSnapshot = Object.freeze({
+  connectionState: "connecting",
+  isConnected: false,
+  lastMessage: null,
+  error: null,
+  userId: null,
+  connectionId: null,
+  reconnectAttempt: 0,
+});
+
+const STATES: Readonly<Record<string, ConnectionState>> = {
+  idle: "connecting",
+  connecting: "connecting",
+  open: "connected",
+  offline: "disconnected",
+  closed: "closed",
+};
+
+/** connectionState of a manager now (the table above). */
+export function connectionStateOf(manager: WebSocketManager): ConnectionState {
+  return STATES[manager.state] ?? "connecting";
+}
+
+/** A manager (not started) for the hook options. */
+export function openManager(options: ConnectionOptions): WebSocketManager {
+  const { reconnect = true, ...rest } = options;
+  const config: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(rest)) if (value !== undefined) config[key] = value;
+  if (!reconnect) config.maxReconnectAttempts = 0;
+  return new WebSocketManager(config as unknown as ManagerOptions);
+}
+
+/** The changing part of a connection, one immutable snapshot at a time. */
+export class ConnectionView {
+  readonly manager: WebSocketManager;
+  #snapshot: ConnectionSnapshot;
+  #listeners = new Set<() => void>();
+  #unsubscribe: Array<() => void> = [];
+
+  constructor(manager: WebSocketManager, onMessage?: (message: ServerMessage) => void) {
+    this.manager = manager;
+    this.#snapshot = { ...INITIAL_CONNECTION, ...this.#fromManager() };
+    const on = (type: string, handler: (data: any) => void) =>
+      this.#unsubscribe.push(manager.on(type, handler));
+    on("state", () => this.#update({}));
+    on("open", () => this.#update({ error: null, reconnectAttempt: 0 }));
+    on("reconnecting", (r: { attempt: number }) => this.#update({ reconnectAttempt: r.attempt }));
+    on("auth_failed", (m: { code?: string; error?: string; retryAfter?: number }) =>
+      this.#update({
+        error: { code: m.code ?? "AUTH_FAILED", message: m.error ?? "authentication failed", retryAfter: m.retryAfter },
+      }),
+    );
+    on("fatal", (f: { code: number; reason: string }) =>
+      this.#update({ error: this.#snapshot.error ?? { code: f.code, message: f.reason || "connection closed" } }),
+    );
+    on("message", (message: ServerMessage) => {
+      onMessage?.(message);
+      this.#update({ lastMessage: message });
+    });
+  }
+
+  getSnapshot = (): ConnectionSnapshot => this.#snapshot;
+
+  subscribe = (listener: () => void): (() => void) => {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  };
+
+  /** Stop listening to the manager (it is not stopped: its owner does that). */
+  dispose(): void {
+    for (const off of this.#unsubscribe.splice(0)) off();
+    this.#listeners.clear();
+  }
+
+  #fromManager(): Pick<ConnectionSnapshot, "connectionState" | "isConnected" | "userId" | "connectionId"> {
+    const m = this.manager;
+    return {
+      connectionState: connectionStateOf(m),
+      isConnected: m.isOpen,
+      userId: m.userId ?? null,
+      connectionId: m.connectionId ?? null,
+    };
+  }
+
+  #update(change: Partial<ConnectionSnapshot>): void {
+    this.#snapshot = { ...this.#snapshot, ...change, ...this.#fromManager() };
+    for (const listener of [...this.#listeners]) listener();
+  }
+}
