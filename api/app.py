@@ -35,6 +35,7 @@ from tripsage_sync.api.chat.feature import ChatFeature
 from tripsage_sync.api.chat.http import ChatHttp
 from tripsage_sync.api.clock import SYSTEM_CLOCK, Clock
 from tripsage_sync.api.ops.feature import OpsFeature
+from tripsage_sync.api.protocol import protocol_routes
 from tripsage_sync.api.router import Router
 from tripsage_sync.api.settings import Settings
 from tripsage_sync.api.transport.auth import JwtAuthority, new_secret
@@ -219,5 +220,6 @@ def create_app(
     ]
     for feature in plugged:
         routes.extend(feature.routes())
+    routes.extend(protocol_routes())
     handlers: dict[Any, Any] = {error: storage_unavailable for error in UNAVAILABLE}
     return Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)

@@ -12,6 +12,7 @@ secret: ``TRIPSAGE_JWT_SECRET`` or the one kept in the database);
 ``maintenance`` announces maintenance through a running server
 (``POST /api/maintenance``), which drains and exits at the scheduled time;
 ``db check|compact|backup|migrate|copy`` are the database tools (:mod:`api.commands.db`).
+``schema`` writes or checks the protocol documents (:mod:`api.commands.schema`).
 ``watch`` joins a trip with :class:`client.SyncClient` and prints its
 changes and presence until interrupted.
 
@@ -30,6 +31,7 @@ from collections.abc import Sequence
 from tripsage_sync.api import __version__
 from tripsage_sync.api.commands import admin
 from tripsage_sync.api.commands import db as db_command
+from tripsage_sync.api.commands import schema as schema_command
 from tripsage_sync.api.commands import serve as serve_command
 from tripsage_sync.api.commands import watch as watch_command
 from tripsage_sync.api.commands.admin import (
@@ -167,6 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
     for sub in (db_check, db_compact, db_backup, db_migrate):
         sub.add_argument("--db", default=None, help="default ./tripsage.db (TRIPSAGE_DB)")
     db.set_defaults(func=db_command.db)
+
+    docs = commands.add_parser(
+        "schema", help="write (or --check) docs/asyncapi.json and docs/openapi.json"
+    )
+    docs.add_argument("--out", default="docs", help="the folder (default ./docs)")
+    docs.add_argument("--check", action="store_true", help="exit 1 if a file is not current")
+    docs.set_defaults(func=schema_command.schema)
 
     watch = commands.add_parser("watch", help="print a trip's live changes and presence")
     watch.add_argument("trip_id", help="the trip to join")

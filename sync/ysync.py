@@ -43,9 +43,16 @@ from tripsage_sync.sync.errors import InvalidMessage
 from tripsage_sync.sync.yupdate import ByteReader, MalformedUpdate
 
 __all__ = [
+    "CLOSE_FORBIDDEN",
+    "CLOSE_MALFORMED",
+    "CLOSE_TOO_LARGE",
+    "CLOSE_TRY_AGAIN_LATER",
+    "CLOSE_UNAUTHORIZED",
+    "CLOSE_UNPROCESSABLE",
     "EMPTY_UPDATE",
     "MAX_AWARENESS_CLIENTS_PER_PEER",
     "MAX_AWARENESS_STATE_BYTES",
+    "YJS_CLOSE_CODES",
     "AuthFrame",
     "AwarenessEntry",
     "AwarenessFrame",
@@ -65,6 +72,24 @@ __all__ = [
     "sync_step2_frame",
     "sync_update_frame",
 ]
+
+# Close codes of the Yjs endpoint. 4400-4499: permanent for y-websocket (it stops
+# reconnecting), mirroring HTTP 4xx.
+CLOSE_MALFORMED: Final = 4400
+CLOSE_UNAUTHORIZED: Final = 4401
+CLOSE_FORBIDDEN: Final = 4403
+CLOSE_TOO_LARGE: Final = 4413
+CLOSE_UNPROCESSABLE: Final = 4422
+CLOSE_TRY_AGAIN_LATER: Final = 1013  # RFC 6455 7.4.1 (IANA registry): transient
+# Each close code -> (what it means, whether a client reconnects): docs/asyncapi.json.
+YJS_CLOSE_CODES: Final = {
+    CLOSE_MALFORMED: ("a frame or update that does not parse", False),
+    CLOSE_UNAUTHORIZED: ("bad, missing or expired token (also at the token's exp)", False),
+    CLOSE_FORBIDDEN: ("not a collaborator of the trip, or no such trip", False),
+    CLOSE_TOO_LARGE: ("a frame over TRIPSAGE_MAX_MESSAGE_SIZE", False),
+    CLOSE_UNPROCESSABLE: ("an update outside the trip schema", False),
+    CLOSE_TRY_AGAIN_LATER: ("the server is full or draining: reconnect later", True),
+}
 
 MESSAGE_SYNC: Final = 0
 MESSAGE_AWARENESS: Final = 1

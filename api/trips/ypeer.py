@@ -32,6 +32,12 @@ from tripsage_sync.sync.errors import CLOSE_RATE_LIMITED, CLOSE_SERVER_ERROR
 from tripsage_sync.sync.session import CloseExpired, TokenLifetime
 from tripsage_sync.sync.wire import new_id
 from tripsage_sync.sync.ysync import (
+    CLOSE_FORBIDDEN,
+    CLOSE_MALFORMED,
+    CLOSE_TOO_LARGE,
+    CLOSE_TRY_AGAIN_LATER,
+    CLOSE_UNAUTHORIZED,
+    CLOSE_UNPROCESSABLE,
     AuthFrame,
     AwarenessEntry,
     AwarenessFrame,
@@ -59,13 +65,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# 4400-4499: permanent for y-websocket (it stops reconnecting), mirroring HTTP 4xx.
-CLOSE_MALFORMED: Final = 4400
-CLOSE_UNAUTHORIZED: Final = 4401
-CLOSE_FORBIDDEN: Final = 4403
-CLOSE_TOO_LARGE: Final = 4413
-CLOSE_UNPROCESSABLE: Final = 4422
-CLOSE_TRY_AGAIN_LATER: Final = 1013  # RFC 6455 7.4.1 (IANA registry): transient
 KEEPALIVE_FRAME: Final = awareness_frame([])  # y-websocket drops a peer silent for 30 s
 
 
