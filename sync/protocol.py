@@ -73,13 +73,19 @@ ERROR_CODES: Final = {
 # "Connection Close Codes" of the JSON endpoints: code -> (description, reconnect?).
 CLOSE_CODES: Final = {
     CLOSE_NORMAL: ("Normal closure", False),
-    CLOSE_GOING_AWAY: ("Going away (shutdown, maintenance, slow consumer)", True),
-    CLOSE_ABNORMAL: ("Abnormal closure (never sent; the socket dropped)", True),
-    CLOSE_POLICY_VIOLATION: ("Policy violation (connection limit)", False),
-    CLOSE_MESSAGE_TOO_BIG: ("Message too big", False),
-    CLOSE_SERVER_ERROR: ("Server error", True),
-    CLOSE_AUTH_FAILED: ("Authentication failed or token expired", False),
-    CLOSE_RATE_LIMITED: ("Rate limited: reconnect after retryAfter", True),
+    CLOSE_GOING_AWAY: ("Going away: shutdown (after connection_close), idle, slow consumer", True),
+    CLOSE_ABNORMAL: ("Abnormal closure: the socket dropped (never sent by the server)", True),
+    CLOSE_POLICY_VIOLATION: (
+        "Policy violation: another user's chat session, per-user connection cap, bad session id",
+        False,
+    ),
+    CLOSE_MESSAGE_TOO_BIG: ("Message too large", False),
+    CLOSE_SERVER_ERROR: ("Server error, or a peer silent for TRIPSAGE_PEER_TIMEOUT_S", True),
+    CLOSE_AUTH_FAILED: (
+        "Authentication failed or timed out, or the token expired (a fresh token may reconnect)",
+        False,
+    ),
+    CLOSE_RATE_LIMITED: ("Rate limited or server full: reconnect after retryAfter", True),
 }
 
 

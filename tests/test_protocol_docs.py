@@ -150,7 +150,7 @@ def test_every_example_event_of_the_protocol_document_matches_the_schemas() -> N
     assert checked == len(examples)
     assert set(refused) == set(KNOWN_DIFFERENCES), refused
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split(DIFFERENCES_HEADING, 1)[-1].split("\n## ", 1)[0]
+    section = re.split(r"\n##+ ", readme.split(DIFFERENCES_HEADING, 1)[-1], maxsplit=1)[0]
     assert DIFFERENCES_HEADING in readme
     for message_type in KNOWN_DIFFERENCES:
         assert f"`{message_type}`" in section, message_type
