@@ -16,6 +16,7 @@ export function installDom() {
     document: window.document,
     localStorage: window.localStorage,
     HTMLElement: window.HTMLElement,
+    SVGElement: window.SVGElement,
     Element: window.Element,
     Node: window.Node,
     MutationObserver: window.MutationObserver,
