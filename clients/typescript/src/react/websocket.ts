@@ -6,7 +6,7 @@
 // ConnectionView snapshot read through useSyncExternalStore (no torn reads). Callbacks
 // (onMessage, tokenProvider) are read through refs: changing them never reconnects.
 import { useCallback, useEffect, useMemo, useRef, useState, useSyncExternalStore } from "react";
-import type { WebSocketManager } from "../index.js";
+import type { ClientMessageType, PayloadOf, WebSocketManager } from "../index.js";
 import {
   ConnectionView,
   INITIAL_CONNECTION,
@@ -104,7 +104,8 @@ export function useWebSocket(
   );
 }
 
+/** The spec's untyped {type, payload}: the server validates it (INVALID_MESSAGE_FORMAT). */
 function send(manager: WebSocketManager, message: OutgoingMessage): void {
   const { type, payload = {}, ...extra } = message;
-  manager.sendMessage(type, payload, extra);
+  manager.sendMessage(type as ClientMessageType, payload as PayloadOf<ClientMessageType>, extra);
 }

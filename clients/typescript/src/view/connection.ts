@@ -18,21 +18,12 @@
 //   open            connected
 //   offline         disconnected    (network down, or a reconnect is scheduled)
 //   closed          closed          (stopped, or a final close code: see `error`)
-import { WebSocketManager } from "../index.js";
-
-export type ManagerOptions = ConstructorParameters<typeof WebSocketManager>[0];
+import { WebSocketManager, type ManagerOptions, type ServerEvent } from "../index.js";
 
 export type ConnectionState = "connecting" | "connected" | "disconnected" | "closed";
 
-/** A server event as the manager emits it (batches already unwrapped). */
-export interface ServerMessage {
-  type: string;
-  id?: string;
-  timestamp?: string;
-  sessionId?: string;
-  payload?: any;
-  [key: string]: unknown;
-}
+/** A server event as the manager emits it (batches already unwrapped), by `type`. */
+export type ServerMessage = ServerEvent;
 
 /** Why the connection is down: a refused token or a final close. Cleared on the next open. */
 export interface ConnectionError {
@@ -41,21 +32,11 @@ export interface ConnectionError {
   retryAfter?: number;
 }
 
-export interface ConnectionOptions {
-  /** The JSON endpoint, e.g. `ws://localhost:8000/ws/chat/${sessionId}`. */
-  url: string;
-  token: string;
-  sessionId?: string;
-  channels?: string[];
+/** The core's options (url, token, sessionId, channels, reconnect delays, tokenProvider,
+ * WebSocket: Node 20 passes the `ws` package's) plus the spec hook's `reconnect`. */
+export interface ConnectionOptions extends ManagerOptions {
   /** false: never reconnect (maxReconnectAttempts 0). Default true. */
   reconnect?: boolean;
-  maxReconnectAttempts?: number;
-  reconnectDelay?: number;
-  maxReconnectDelay?: number;
-  /** Returns a fresh JWT (auth_expiring, TOKEN_EXPIRED): see WebSocketManager. */
-  tokenProvider?: () => Promise<string> | string;
-  /** A WebSocket constructor where there is no global one (Node 20: the `ws` package). */
-  WebSocket?: unknown;
 }
 
 export interface ConnectionSnapshot {
@@ -99,7 +80,7 @@ export function openManager(options: ConnectionOptions): WebSocketManager {
   const config: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(rest)) if (value !== undefined) config[key] = value;
   if (!reconnect) config.maxReconnectAttempts = 0;
-  return new WebSocketManager(config as unknown as ManagerOptions);
+  return new WebSocketManager(config as unknown as ManagerOptions); // url, token: required above
 }
 
 /** The changing part of a connection, one immutable snapshot at a time. */

@@ -14,7 +14,7 @@
 // One TripSync per (manager, trip): on a connection shared by several components
 // `attachTrip` hands out the same TripSync to each and counts them (one join, one
 // queue); the last one gone destroys it and leaves the trip.
-import { STATUS, TripSync, WebSocketManager, tokenClaims } from "../index.js";
+import { STATUS, TripSync, WebSocketManager, tokenClaims, type TripSyncOptions } from "../index.js";
 import {
   connectionStateOf,
   openManager,
@@ -22,8 +22,11 @@ import {
   type ConnectionOptions,
   type ConnectionState,
 } from "./connection.js";
-
-export type TripSyncOptions = ConstructorParameters<typeof TripSync>[0];
+import type {
+  ConflictResolutionRequiredPayload,
+  TripFieldEditingStartPayload,
+  TripFieldEditingStopPayload,
+} from "../protocol.js";
 
 /** One entry of trip_collaborator_presence's activeCollaborators (sync/presence.py). */
 export interface Collaborator {
@@ -38,14 +41,7 @@ export interface Collaborator {
 }
 
 /** trip_field_editing_start as the server sends it. */
-export interface FieldLock {
-  tripId: string;
-  fieldName: string;
-  userId: string;
-  userName?: string;
-  lockId?: string;
-  expiresAt?: string;
-}
+export type FieldLock = TripFieldEditingStartPayload;
 
 export type UpdateStatus = "pending" | "confirmed" | "rejected" | "rolled_back";
 
@@ -58,16 +54,7 @@ export interface OptimisticUpdate {
 }
 
 /** conflict_resolution_required: a manual field waits for a choice. */
-export interface PendingConflict {
-  conflictId: string;
-  tripId: string;
-  fieldName: string;
-  options: Array<{ optionId: string; value: unknown; [key: string]: unknown }>;
-  autoResolveAfter?: number;
-  defaultOption?: string;
-  resolveBy?: string;
-  [key: string]: unknown;
-}
+export type PendingConflict = ConflictResolutionRequiredPayload;
 
 export interface TripSnapshot {
   tripId: string;
@@ -196,13 +183,13 @@ export class TripView {
         });
         this.#refresh();
       }),
-      manager.on("trip_field_editing_start", (event: { payload?: FieldLock }) => {
+      manager.on("trip_field_editing_start", (event: { payload?: TripFieldEditingStartPayload }) => {
         const p = event.payload;
         if (!p || p.tripId !== trip.tripId || p.userId === this.#ownUserId()) return;
         this.#locks.set(p.fieldName.replace(/^trip\./, ""), p);
         this.#refresh();
       }),
-      manager.on("trip_field_editing_stop", (event: { payload?: FieldLock }) => {
+      manager.on("trip_field_editing_stop", (event: { payload?: TripFieldEditingStopPayload }) => {
         const p = event.payload;
         if (!p || p.tripId !== trip.tripId) return;
         const field = p.fieldName.replace(/^trip\./, "");
