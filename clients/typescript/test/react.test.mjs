@@ -160,6 +160,9 @@ test("useTripCollaboration on a shared useWebSocket connection joins an open man
   const manager = hook.probe.current.manager;
   tripHook = await renderHook(() => useTripCollaboration(tripId, { manager, userId: "carol" }));
   await tripHook.until((r) => r.joined && r.fields.destination === "Oslo", "the join on the open manager");
+  const second = await renderHook(() => useWebSocket({ manager }));
+  await second.until((r) => r.isConnected && r.userId === "carol", "the shared connection's state");
+  await second.unmount();
   await tripHook.unmount();
   assert.equal(manager.state, "open", "a shared manager stays open");
   await hook.unmount();

@@ -16,14 +16,16 @@ import {
   type ServerMessage,
 } from "../view/connection.js";
 
-export interface UseWebSocketOptions extends ConnectionOptions {
+interface HookOptions {
   /** Every server event, in order (lastMessage may skip some between two renders). */
   onMessage?: (message: ServerMessage) => void;
-  /** Use this manager instead of opening one; the hook never stops it. */
-  manager?: WebSocketManager;
   /** false: no connection (yet). Default true. */
   enabled?: boolean;
 }
+
+/** {url, token, ...} opens a connection; {manager} uses that one and never stops it. */
+export type UseWebSocketOptions = HookOptions &
+  (ConnectionOptions | (Partial<ConnectionOptions> & { manager: WebSocketManager }));
 
 /** A client event: {type, payload, ...extra} (id and timestamp are added). */
 export interface OutgoingMessage {
@@ -44,10 +46,11 @@ const initial = () => INITIAL_CONNECTION;
 
 export function useWebSocket(
   urlOrOptions: string | UseWebSocketOptions,
-  more: Partial<UseWebSocketOptions> = {},
+  more: HookOptions & Partial<ConnectionOptions> = {},
 ): UseWebSocketResult {
-  const options: UseWebSocketOptions =
-    typeof urlOrOptions === "string" ? ({ token: "", ...more, url: urlOrOptions } as UseWebSocketOptions) : { ...urlOrOptions, ...more };
+  const options = (
+    typeof urlOrOptions === "string" ? { token: "", ...more, url: urlOrOptions } : { ...urlOrOptions, ...more }
+  ) as HookOptions & Partial<ConnectionOptions> & { manager?: WebSocketManager };
   const latest = useRef(options);
   latest.current = options;
   const pending = useRef<OutgoingMessage[]>([]);
@@ -70,7 +73,7 @@ export function useWebSocket(
     const manager =
       given ??
       openManager({
-        ...connection,
+        ...(connection as ConnectionOptions),
         ...(tokenProvider ? { tokenProvider: () => latest.current.tokenProvider!() } : {}),
       });
     const next = new ConnectionView(manager, (message) => latest.current.onMessage?.(message));
