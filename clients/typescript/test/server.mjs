@@ -46,13 +46,8 @@ export function mintToken(userId, { ttlS = 3600, name, role, secret = SECRET } =
   return `${head}.${body}.${sig}`;
 }
 
-/**
- * Start a server; resolves to {http, ws, token(userId, opts), stop()}.
- * `env` adds TRIPSAGE_* settings (e.g. {TRIPSAGE_DEV_MODE: "1"}).
- */
-export async function startServer({ env = {} } = {}) {
-  const dir = mkdtempSync(join(tmpdir(), "tripsage-ts-"));
-  const port = await freePort();
+/** Spawn the server on `port` over the database in `dir`; resolves once /health answers. */
+async function spawnServer(port, dir, env) {
   const child = spawn(
     python(),
     ["-m", "tripsage_sync.api.cli", "serve", "--port", String(port), "--db", join(dir, "t.db")],
@@ -62,12 +57,12 @@ export async function startServer({ env = {} } = {}) {
       stdio: ["ignore", "ignore", "pipe"],
     },
   );
-  let stderr = "";
-  child.stderr.on("data", (chunk) => (stderr += chunk));
+  const proc = { child, stderr: "" };
+  child.stderr.on("data", (chunk) => (proc.stderr += chunk));
   const http = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 20_000;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`server exited early:\n${stderr}`);
+    if (child.exitCode !== null) throw new Error(`server exited early:\n${proc.stderr}`);
     try {
       if ((await fetch(`${http}/health`)).ok) break;
     } catch {
@@ -75,21 +70,44 @@ export async function startServer({ env = {} } = {}) {
     }
     if (Date.now() > deadline) {
       child.kill("SIGKILL");
-      throw new Error(`server did not start:\n${stderr}`);
+      throw new Error(`server did not start:\n${proc.stderr}`);
     }
     await new Promise((ok) => setTimeout(ok, 50));
   }
+  return proc;
+}
+
+async function stopProcess(proc) {
+  if (proc.child.exitCode === null && proc.child.signalCode === null) {
+    const exited = new Promise((ok) => proc.child.once("exit", ok));
+    proc.child.kill("SIGTERM");
+    await exited;
+  }
+}
+
+/**
+ * Start a server; resolves to {http, ws, token(userId, opts), logs(), restart(), stop()}.
+ * `env` adds TRIPSAGE_* settings (e.g. {TRIPSAGE_DEV_MODE: "1"}). `restart()` stops it
+ * (SIGTERM: clients get connection_close, then close 1001) and starts it again on the
+ * same port and database.
+ */
+export async function startServer({ env = {} } = {}) {
+  const dir = mkdtempSync(join(tmpdir(), "tripsage-ts-"));
+  const port = await freePort();
+  let proc = await spawnServer(port, dir, env);
+  let logs = "";
   return {
-    http,
+    http: `http://127.0.0.1:${port}`,
     ws: `ws://127.0.0.1:${port}`,
     token: (userId, opts) => mintToken(userId, opts),
-    logs: () => stderr,
+    logs: () => logs + proc.stderr,
+    async restart() {
+      await stopProcess(proc);
+      logs += proc.stderr;
+      proc = await spawnServer(port, dir, env);
+    },
     async stop() {
-      if (child.exitCode === null) {
-        const exited = new Promise((ok) => child.once("exit", ok));
-        child.kill("SIGTERM");
-        await exited;
-      }
+      await stopProcess(proc);
       rmSync(dir, { recursive: true, force: true });
     },
   };
