@@ -1008,8 +1008,7 @@ var TripSync = class extends Emitter {
   }
   _onChange(p) {
     const names = [];
-    const changes = p.changes || {};
-    for (const [name, change] of Object.entries(changes)) {
+    for (const [name, change] of Object.entries(p.changes || {})) {
       if ((this.fieldVersions[name] || 0) < p.version) {
         this.server[name] = change.newValue;
         this.fieldVersions[name] = p.version;
@@ -1066,6 +1065,8 @@ var TripSync = class extends Emitter {
         tripId: entry.tripId,
         fieldName: entry.fieldName,
         optimisticValue: entry.optimisticValue,
+        // Any JSON value (sync/wire/payload.py: JsonValue = None); protocol.ts says an
+        // object there, from the schema `{}` of that default.
         previousValue: entry.previousValue,
         expectedVersion: entry.expectedVersion,
         clientTimestamp: entry.clientTimestamp

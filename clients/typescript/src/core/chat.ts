@@ -47,8 +47,14 @@ export interface ChatSessionOptions {
   sessionId: string;
 }
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
-type Loose = Record<string, any>;
+/** The fields of the tool events ChatSession reads (each event has some of them). */
+interface ToolPayload {
+  toolCallId: string;
+  toolName?: string;
+  progress?: number | null;
+  status?: string | null;
+  error?: string | null;
+}
 
 const TOOL_EVENTS = ["tool_call_start", "tool_call_progress", "tool_call_complete", "tool_call_error"] as const;
 type ToolEvent = (typeof TOOL_EVENTS)[number];
@@ -69,12 +75,12 @@ export class ChatSession extends Emitter<ChatEvents> {
     this.sessionId = sessionId;
     const on = <K extends keyof ServerEventMap & string>(
       type: K,
-      handler: (p: Loose, event: EventOf<K>) => void,
+      handler: (p: ServerEventMap[K], event: EventOf<K>) => void,
     ): void => {
       this._unsubscribe.push(
         manager.on(type, (data) => {
           const event = data as EventOf<K>;
-          if (!event.sessionId || event.sessionId === sessionId) handler((event.payload || {}) as Loose, event);
+          if (!event.sessionId || event.sessionId === sessionId) handler((event.payload || {}) as ServerEventMap[K], event);
         }),
       );
     };
@@ -136,7 +142,7 @@ export class ChatSession extends Emitter<ChatEvents> {
     return m;
   }
 
-  private _tool(type: ToolEvent, p: Loose): void {
+  private _tool(type: ToolEvent, p: ToolPayload): void {
     let t = this.tools.get(p.toolCallId);
     if (!t) {
       t = { id: p.toolCallId, kind: "tool", name: p.toolName || "tool", progress: 0, status: "", done: false };

@@ -24,7 +24,7 @@
 // An edit made before the trip was loaded says so: expectedVersion 0 and previousValue
 // null, which the server treats as concurrent with everything.
 import { Emitter } from "./emitter.js";
-import type { EventOf, WebSocketManager } from "./manager.js";
+import type { EventOf, PayloadOf, WebSocketManager } from "./manager.js";
 import { UpdateQueue, type QueueEntry } from "./queue.js";
 import { defaultStorage, type StorageAdapter } from "./storage.js";
 import { STATUS, newId, type Status } from "./util.js";
@@ -184,9 +184,6 @@ interface CachedTrip {
   manualFields?: string[];
 }
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
-type Loose = Record<string, any>;
-
 export class TripSync extends Emitter<TripEvents> {
   manager: WebSocketManager;
   tripId: string;
@@ -255,20 +252,20 @@ export class TripSync extends Emitter<TripEvents> {
     on("optimistic_update_rejected", (p) => this._onOutcome("rejected", p));
     on("optimistic_update_rollback", (p) => this._onOutcome("rollback", p));
     on("trip_collaborator_presence", (p) => {
-      this.collaborators = ((p as Loose).activeCollaborators || []) as Collaborator[];
+      this.collaborators = (p.activeCollaborators || []) as Collaborator[];
       this.emit("presence", this.collaborators);
     });
     on("trip_field_editing_start", (p) => this.emit("editing", p));
     on("trip_field_editing_stop", (p) => this.emit("editing", p));
     on("trip_conflict_detected", (p) => this.emit("notice", { kind: "conflict_detected", payload: p }));
     on("conflict_resolution_required", (p) => {
-      this.conflicts.set((p as Loose).conflictId as string, p);
+      this.conflicts.set(p.conflictId, p);
       this.emit("conflict", p);
       this._status();
     });
     on("conflict_resolved", (p) => this._onResolved(p));
     on("trip_permission_change", (p) => this._onPermissionChange(p));
-    subscribe(manager.on("error", (event) => this._onError(((event as EventOf<"error">).payload || {}) as Loose)));
+    subscribe(manager.on("error", (event) => this._onError((event as EventOf<"error">).payload || {})));
   }
 
   /** Stop listening to the manager and drop the timers (the queue stays in storage). */
@@ -405,7 +402,7 @@ export class TripSync extends Emitter<TripEvents> {
     this._joinMessageId = message.id;
   }
 
-  private _onSessionStarted(p: Loose): void {
+  private _onSessionStarted(p: ServerEventMap["collaboration_session_started"]): void {
     this.permissionLevel = p.permissionLevel || (p.yourPermissions?.canEdit ? "editor" : "viewer");
     this.manualFields = p.manualResolutionFields || [];
     this.joined = true;
@@ -437,10 +434,9 @@ export class TripSync extends Emitter<TripEvents> {
     this.emit("fields", { names });
   }
 
-  private _onChange(p: Loose): void {
+  private _onChange(p: ServerEventMap["trip_update_broadcast"]): void {
     const names: string[] = [];
-    const changes = (p.changes || {}) as Record<string, { newValue?: unknown }>;
-    for (const [name, change] of Object.entries(changes)) {
+    for (const [name, change] of Object.entries(p.changes || {})) {
       if ((this.fieldVersions[name] || 0) < p.version) {
         this.server[name] = change.newValue;
         this.fieldVersions[name] = p.version;
@@ -452,7 +448,7 @@ export class TripSync extends Emitter<TripEvents> {
     this.emit("fields", { names, updatedBy: p.updatedBy, replayed: !!p.replayed });
   }
 
-  private _onSnapshot(p: Loose): void {
+  private _onSnapshot(p: ServerEventMap["trip_snapshot"]): void {
     if (p.reason === "unknown_version") {
       // We were ahead of the server (its data was restored): start from its copy.
       this.version = 0;
@@ -461,7 +457,7 @@ export class TripSync extends Emitter<TripEvents> {
     this._applyFields(p.fields || {}, p.version);
   }
 
-  private _onSyncComplete(p: Loose): void {
+  private _onSyncComplete(p: ServerEventMap["sync_complete"]): void {
     this.version = Math.max(this.version, p.version || 0);
     this.syncing = false;
     this.resuming = false;
@@ -498,7 +494,9 @@ export class TripSync extends Emitter<TripEvents> {
         tripId: entry.tripId,
         fieldName: entry.fieldName,
         optimisticValue: entry.optimisticValue,
-        previousValue: entry.previousValue,
+        // Any JSON value (sync/wire/payload.py: JsonValue = None); protocol.ts says an
+        // object there, from the schema `{}` of that default.
+        previousValue: entry.previousValue as PayloadOf<"optimistic_update_start">["previousValue"],
         expectedVersion: entry.expectedVersion,
         clientTimestamp: entry.clientTimestamp,
       });
@@ -582,7 +580,7 @@ export class TripSync extends Emitter<TripEvents> {
     this.version = Math.max(this.version, version);
   }
 
-  private _onResolved(p: Loose): void {
+  private _onResolved(p: ServerEventMap["conflict_resolved"]): void {
     this.conflicts.delete(p.conflictId);
     this.awaitingResolution.delete(p.conflictId);
     if (typeof p.version === "number" && p.fieldName) {
@@ -595,14 +593,14 @@ export class TripSync extends Emitter<TripEvents> {
     this._status();
   }
 
-  private _onPermissionChange(p: Loose): void {
+  private _onPermissionChange(p: ServerEventMap["trip_permission_change"]): void {
     if (p.targetUserId !== this.userId) return;
     this.permissionLevel = p.newPermission;
     this._save();
     this.emit("permission", this.permissionLevel);
   }
 
-  private _onError(p: Loose): void {
+  private _onError(p: Partial<ServerEventMap["error"]>): void {
     // A rate-limited optimistic_update_start also gets its rollback (canRetry,
     // retryAfter), which _onOutcome retries; a rate-limited join is sent again.
     if (p.code === "RATE_LIMITED") {
