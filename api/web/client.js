@@ -1065,8 +1065,6 @@ var TripSync = class extends Emitter {
         tripId: entry.tripId,
         fieldName: entry.fieldName,
         optimisticValue: entry.optimisticValue,
-        // Any JSON value (sync/wire/payload.py: JsonValue = None); protocol.ts says an
-        // object there, from the schema `{}` of that default.
         previousValue: entry.previousValue,
         expectedVersion: entry.expectedVersion,
         clientTimestamp: entry.clientTimestamp

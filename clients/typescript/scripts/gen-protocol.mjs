@@ -30,8 +30,11 @@ export async function generate() {
     if (Array.isArray(node)) node.forEach((item) => untitle(item, false));
     else if (node && typeof node === "object") {
       if (!top) delete node.title;
+      // Defaults say nothing about a type (optional keys are those not `required`), and
+      // a default beside a $ref, or a null default alone, reads as an object type.
+      delete node.default;
       for (const [key, value] of Object.entries(node)) {
-        if (key !== "const" && key !== "default" && key !== "examples") untitle(value, false);
+        if (key !== "const" && key !== "examples") untitle(value, false);
       }
     }
   };

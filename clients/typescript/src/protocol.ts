@@ -92,9 +92,7 @@ export interface ServerEnvelope1 {
  */
 export interface AgentTaskCompletePayload {
   taskId: string;
-  result?: {
-    [k: string]: unknown;
-  };
+  result?: JsonValue;
   nextTask?: string | null;
 }
 /**
@@ -875,9 +873,7 @@ export interface ChatMessageEventPayload {
   userId: string | null;
   attachments: unknown[];
   toolCalls: unknown[];
-  metadata?: {
-    [k: string]: unknown;
-  };
+  metadata?: unknown;
   seq: number;
   createdAt: string;
   replay?: boolean | null;
@@ -945,6 +941,10 @@ export interface ChatTypingStartMessage {
   type: "chat_typing_start";
   payload?: TypingPayload;
 }
+/**
+ * This interface was referenced by `TripSageProtocolRoot`'s JSON-Schema
+ * via the `definition` "TypingPayload".
+ */
 export interface TypingPayload {
   userId?: string | null;
   username?: string | null;
@@ -980,11 +980,7 @@ export interface ChatTypingStopMessage {
   userId?: string | null;
   sessionId?: string | null;
   type: "chat_typing_stop";
-  payload?: TypingPayload1;
-}
-export interface TypingPayload1 {
-  userId?: string | null;
-  username?: string | null;
+  payload?: TypingPayload;
 }
 /**
  * This interface was referenced by `TripSageProtocolRoot`'s JSON-Schema
@@ -1297,9 +1293,7 @@ export interface ConflictResolutionSubmitMessage {
 export interface ConflictResolutionSubmitPayload {
   conflictId: string;
   chosenOptionId?: string | null;
-  customValue?: {
-    [k: string]: unknown;
-  };
+  customValue?: JsonValue;
   reason?: string | null;
 }
 /**
@@ -1480,6 +1474,10 @@ export interface ConnectionHealthMessage {
   type: "connection_health";
   payload?: EmptyPayload;
 }
+/**
+ * This interface was referenced by `TripSageProtocolRoot`'s JSON-Schema
+ * via the `definition` "EmptyPayload".
+ */
 export interface EmptyPayload {}
 /**
  * This interface was referenced by `TripSageProtocolRoot`'s JSON-Schema
@@ -1493,14 +1491,13 @@ export interface ConnectionHeartbeatMessage {
   type: "connection_heartbeat";
   payload?: HeartbeatRequestPayload;
 }
+/**
+ * This interface was referenced by `TripSageProtocolRoot`'s JSON-Schema
+ * via the `definition` "HeartbeatRequestPayload".
+ */
 export interface HeartbeatRequestPayload {
   serverTime?: string | null;
 }
-/**
- * This interface was referenced by `TripSageProtocolRoot`'s JSON-Schema
- * via the `definition` "EmptyPayload".
- */
-export interface EmptyPayload1 {}
 /**
  * This interface was referenced by `TripSageProtocolRoot`'s JSON-Schema
  * via the `definition` "Envelope".
@@ -1592,13 +1589,6 @@ export interface HeartbeatMetrics {
   uptime: number;
   messagesSent: number;
   messagesReceived: number;
-}
-/**
- * This interface was referenced by `TripSageProtocolRoot`'s JSON-Schema
- * via the `definition` "HeartbeatRequestPayload".
- */
-export interface HeartbeatRequestPayload1 {
-  serverTime?: string | null;
 }
 /**
  * This interface was referenced by `TripSageProtocolRoot`'s JSON-Schema
@@ -1698,9 +1688,7 @@ export interface OptimisticUpdateRejectedPayload {
   tripId: string | null;
   fieldName: string | null;
   rejectionReason: string;
-  currentServerValue?: {
-    [k: string]: unknown;
-  };
+  currentServerValue?: unknown;
   currentServerVersion?: number | null;
   expectedVersion?: number | null;
   conflictingUpdate?: ConflictingUpdate | null;
@@ -1768,9 +1756,7 @@ export interface OptimisticUpdateStartPayload {
   fieldName?: string | null;
   fieldPath?: string | null;
   optimisticValue: JsonValue;
-  previousValue?: {
-    [k: string]: unknown;
-  };
+  previousValue?: JsonValue;
   expectedVersion?: number | null;
   clientTimestamp?: string | null;
 }
@@ -1816,9 +1802,8 @@ export interface PerformanceMetricsMessage {
   userId?: string | null;
   sessionId?: string | null;
   type: "performance_metrics";
-  payload?: EmptyPayload2;
+  payload?: EmptyPayload;
 }
-export interface EmptyPayload2 {}
 /**
  * Sent instead of single events to a client that asked for message_batching.
  *
@@ -2193,9 +2178,7 @@ export interface ServerEnvelope31 {
  */
 export interface ToolCallCompletePayload {
   toolCallId: string;
-  result?: {
-    [k: string]: unknown;
-  };
+  result?: JsonValue;
   executionTime?: number | null;
 }
 /**
@@ -2716,9 +2699,8 @@ export interface ServerHealthMessage {
   userId?: string | null;
   sessionId?: string | null;
   type: "server_health";
-  payload?: EmptyPayload3;
+  payload?: EmptyPayload;
 }
-export interface EmptyPayload3 {}
 /**
  * This interface was referenced by `TripSageProtocolRoot`'s JSON-Schema
  * via the `definition` "SubscribeMessage".
@@ -2875,14 +2857,6 @@ export interface TripFieldEditingStopMessage {
 }
 /**
  * This interface was referenced by `TripSageProtocolRoot`'s JSON-Schema
- * via the `definition` "TypingPayload".
- */
-export interface TypingPayload2 {
-  userId?: string | null;
-  username?: string | null;
-}
-/**
- * This interface was referenced by `TripSageProtocolRoot`'s JSON-Schema
  * via the `definition` "UnsubscribeMessage".
  */
 export interface UnsubscribeMessage {
@@ -2913,11 +2887,7 @@ export interface UserTypingMessage {
   userId?: string | null;
   sessionId?: string | null;
   type: "user_typing";
-  payload?: TypingPayload3;
-}
-export interface TypingPayload3 {
-  userId?: string | null;
-  username?: string | null;
+  payload?: TypingPayload;
 }
 
 /** Server event type -> its payload (AsyncAPI `server.*` messages). */

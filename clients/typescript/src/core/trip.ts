@@ -24,7 +24,7 @@
 // An edit made before the trip was loaded says so: expectedVersion 0 and previousValue
 // null, which the server treats as concurrent with everything.
 import { Emitter } from "./emitter.js";
-import type { EventOf, PayloadOf, WebSocketManager } from "./manager.js";
+import type { EventOf, WebSocketManager } from "./manager.js";
 import { UpdateQueue, type QueueEntry } from "./queue.js";
 import { defaultStorage, type StorageAdapter } from "./storage.js";
 import { STATUS, newId, type Status } from "./util.js";
@@ -494,9 +494,7 @@ export class TripSync extends Emitter<TripEvents> {
         tripId: entry.tripId,
         fieldName: entry.fieldName,
         optimisticValue: entry.optimisticValue,
-        // Any JSON value (sync/wire/payload.py: JsonValue = None); protocol.ts says an
-        // object there, from the schema `{}` of that default.
-        previousValue: entry.previousValue as PayloadOf<"optimistic_update_start">["previousValue"],
+        previousValue: entry.previousValue,
         expectedVersion: entry.expectedVersion,
         clientTimestamp: entry.clientTimestamp,
       });
