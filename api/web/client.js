@@ -858,6 +858,8 @@ var TripSync = class extends Emitter {
     on("conflict_resolved", (p) => this._onResolved(p));
     on("trip_permission_change", (p) => this._onPermissionChange(p));
     subscribe(manager.on("error", (event) => this._onError(event.payload || {})));
+    if (manager.isOpen)
+      this._onOpen();
   }
   /** Stop listening to the manager and drop the timers (the queue stays in storage). */
   destroy() {

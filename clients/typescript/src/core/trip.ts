@@ -266,6 +266,8 @@ export class TripSync extends Emitter<TripEvents> {
     on("conflict_resolved", (p) => this._onResolved(p));
     on("trip_permission_change", (p) => this._onPermissionChange(p));
     subscribe(manager.on("error", (event) => this._onError((event as EventOf<"error">).payload || {})));
+    // It joins on each "open"; made on a manager that is open already, it joins now.
+    if (manager.isOpen) this._onOpen();
   }
 
   /** Stop listening to the manager and drop the timers (the queue stays in storage). */

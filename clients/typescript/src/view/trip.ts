@@ -118,9 +118,7 @@ export function attachTrip(
     let entry = trips.get(tripId);
     if (!entry) {
       entry = { trip: make(manager), users: 0 };
-      trips.set(tripId, entry);
-      // TripSync joins on the manager's "open": on one that is open already, join now.
-      if (manager.isOpen) (entry.trip as unknown as { _onOpen(): void })._onOpen();
+      trips.set(tripId, entry); // on an open manager, TripSync joins at once
     }
     entry.users++;
     const held = entry;
