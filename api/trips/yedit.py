@@ -24,17 +24,18 @@ from tripsage_sync.api.clock import Clock
 from tripsage_sync.api.transport.services import Services
 from tripsage_sync.api.trips.feature import TripFeature
 from tripsage_sync.api.trips.rooms import EDITORS, RACE_RETRIES, RoomBroken
-from tripsage_sync.api.trips.ypeer import (
-    CLOSE_FORBIDDEN,
-    CLOSE_MALFORMED,
-    CLOSE_UNPROCESSABLE,
-    YjsConnection,
-)
+from tripsage_sync.api.trips.ypeer import YjsConnection
 from tripsage_sync.api.trips.yroom import YRooms
 from tripsage_sync.sync.document import MalformedRemoteUpdate, RemoteUpdateRefused
 from tripsage_sync.sync.errors import CLOSE_SERVER_ERROR
 from tripsage_sync.sync.wire import new_id
-from tripsage_sync.sync.ysync import EMPTY_UPDATE, auth_denied_frame
+from tripsage_sync.sync.ysync import (
+    CLOSE_FORBIDDEN,
+    CLOSE_MALFORMED,
+    CLOSE_UNPROCESSABLE,
+    EMPTY_UPDATE,
+    auth_denied_frame,
+)
 
 __all__ = ["YjsEdits"]
 

@@ -85,16 +85,17 @@ from tripsage_sync.api.transport.hooks import AuthContext, ConnectionContext
 from tripsage_sync.api.transport.services import Services
 from tripsage_sync.api.trips.feature import TripFeature
 from tripsage_sync.api.trips.yedit import YjsEdits
-from tripsage_sync.api.trips.ypeer import (
-    CLOSE_FORBIDDEN,
-    CLOSE_TRY_AGAIN_LATER,
-    CLOSE_UNAUTHORIZED,
-    YjsConnection,
-)
+from tripsage_sync.api.trips.ypeer import YjsConnection
 from tripsage_sync.api.trips.yroom import YRooms
 from tripsage_sync.sync.errors import CLOSE_GOING_AWAY, CLOSE_RATE_LIMITED, SyncError
 from tripsage_sync.sync.ratelimit import KeyedLimiter
-from tripsage_sync.sync.ysync import AwarenessEntry, auth_denied_frame
+from tripsage_sync.sync.ysync import (
+    CLOSE_FORBIDDEN,
+    CLOSE_TRY_AGAIN_LATER,
+    CLOSE_UNAUTHORIZED,
+    AwarenessEntry,
+    auth_denied_frame,
+)
 
 __all__ = ["YjsFeature"]
 

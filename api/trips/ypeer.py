@@ -32,12 +32,10 @@ from tripsage_sync.sync.errors import CLOSE_RATE_LIMITED, CLOSE_SERVER_ERROR
 from tripsage_sync.sync.session import CloseExpired, TokenLifetime
 from tripsage_sync.sync.wire import new_id
 from tripsage_sync.sync.ysync import (
-    CLOSE_FORBIDDEN,
     CLOSE_MALFORMED,
     CLOSE_TOO_LARGE,
     CLOSE_TRY_AGAIN_LATER,
     CLOSE_UNAUTHORIZED,
-    CLOSE_UNPROCESSABLE,
     AuthFrame,
     AwarenessEntry,
     AwarenessFrame,
@@ -52,16 +50,7 @@ from tripsage_sync.sync.ysync import (
     sync_step2_frame,
 )
 
-__all__ = [
-    "CLOSE_FORBIDDEN",
-    "CLOSE_MALFORMED",
-    "CLOSE_TOO_LARGE",
-    "CLOSE_TRY_AGAIN_LATER",
-    "CLOSE_UNAUTHORIZED",
-    "CLOSE_UNPROCESSABLE",
-    "PeerHost",
-    "YjsConnection",
-]
+__all__ = ["PeerHost", "YjsConnection"]
 
 logger = logging.getLogger(__name__)
 

@@ -29,11 +29,12 @@ from pycrdt import merge_updates
 
 from tripsage_sync.api.trips.feature import TripFeature
 from tripsage_sync.api.trips.rooms import EDITORS, TripRoom
-from tripsage_sync.api.trips.ypeer import CLOSE_FORBIDDEN, YjsConnection
+from tripsage_sync.api.trips.ypeer import YjsConnection
 from tripsage_sync.sync.conflicts import FIELD_PATH_PREFIX, is_field_name
 from tripsage_sync.sync.document import Change
 from tripsage_sync.sync.presence import Member
 from tripsage_sync.sync.ysync import (
+    CLOSE_FORBIDDEN,
     AwarenessEntry,
     AwarenessFrame,
     AwarenessTable,

@@ -19,18 +19,14 @@
 //   offline         disconnected    (network down, or a reconnect is scheduled)
 //   closed          closed          (stopped, or a final close code: see `error`)
 import { WebSocketManager, type ManagerOptions, type ServerEvent } from "../index.js";
+import { SnapshotStore, authFailure, finalClose, type ConnectionError } from "./store.js";
 
 export type ConnectionState = "connecting" | "connected" | "disconnected" | "closed";
 
 /** A server event as the manager emits it (batches already unwrapped), by `type`. */
 export type ServerMessage = ServerEvent;
 
-/** Why the connection is down: a refused token or a final close. Cleared on the next open. */
-export interface ConnectionError {
-  code: string | number;
-  message: string;
-  retryAfter?: number;
-}
+export type { ConnectionError };
 
 /** The core's options (url, token, sessionId, channels, reconnect delays, tokenProvider,
  * WebSocket: Node 20 passes the `ws` package's) plus the spec hook's `reconnect`. */
@@ -84,45 +80,23 @@ export function openManager(options: ConnectionOptions): WebSocketManager {
 }
 
 /** The changing part of a connection, one immutable snapshot at a time. */
-export class ConnectionView {
+export class ConnectionView extends SnapshotStore<ConnectionSnapshot> {
   readonly manager: WebSocketManager;
-  #snapshot: ConnectionSnapshot;
-  #listeners = new Set<() => void>();
-  #unsubscribe: Array<() => void> = [];
 
   constructor(manager: WebSocketManager, onMessage?: (message: ServerMessage) => void) {
+    super();
     this.manager = manager;
-    this.#snapshot = { ...INITIAL_CONNECTION, ...this.#fromManager() };
-    const on = (type: string, handler: (data: any) => void) =>
-      this.#unsubscribe.push(manager.on(type, handler));
+    this.snapshot = { ...INITIAL_CONNECTION, ...this.#fromManager() };
+    const on = (type: string, handler: (data: any) => void) => this.teardown.push(manager.on(type, handler));
     on("state", () => this.#update({}));
     on("open", () => this.#update({ error: null, reconnectAttempt: 0 }));
     on("reconnecting", (r: { attempt: number }) => this.#update({ reconnectAttempt: r.attempt }));
-    on("auth_failed", (m: { code?: string; error?: string; retryAfter?: number }) =>
-      this.#update({
-        error: { code: m.code ?? "AUTH_FAILED", message: m.error ?? "authentication failed", retryAfter: m.retryAfter },
-      }),
-    );
-    on("fatal", (f: { code: number; reason: string }) =>
-      this.#update({ error: this.#snapshot.error ?? { code: f.code, message: f.reason || "connection closed" } }),
-    );
+    on("auth_failed", (m) => this.#update({ error: authFailure(m) }));
+    on("fatal", (f) => this.#update({ error: this.snapshot.error ?? finalClose(f) }));
     on("message", (message: ServerMessage) => {
       onMessage?.(message);
       this.#update({ lastMessage: message });
     });
-  }
-
-  getSnapshot = (): ConnectionSnapshot => this.#snapshot;
-
-  subscribe = (listener: () => void): (() => void) => {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
-  };
-
-  /** Stop listening to the manager (it is not stopped: its owner does that). */
-  dispose(): void {
-    for (const off of this.#unsubscribe.splice(0)) off();
-    this.#listeners.clear();
   }
 
   #fromManager(): Pick<ConnectionSnapshot, "connectionState" | "isConnected" | "userId" | "connectionId"> {
@@ -136,7 +110,6 @@ export class ConnectionView {
   }
 
   #update(change: Partial<ConnectionSnapshot>): void {
-    this.#snapshot = { ...this.#snapshot, ...change, ...this.#fromManager() };
-    for (const listener of [...this.#listeners]) listener();
+    this.publish({ ...this.snapshot, ...change, ...this.#fromManager() });
   }
 }

@@ -15,6 +15,7 @@
 // `attachTrip` hands out the same TripSync to each and counts them (one join, one
 // queue); the last one gone destroys it and leaves the trip.
 import { STATUS, TripSync, WebSocketManager, tokenClaims, type TripSyncOptions } from "../index.js";
+import { SnapshotStore, authFailure, finalClose } from "./store.js";
 import {
   connectionStateOf,
   openManager,
@@ -154,24 +155,22 @@ const OUTCOME_STATUS: Readonly<Record<string, UpdateStatus>> = {
 };
 
 /** One trip's changing state, one immutable snapshot at a time. */
-export class TripView {
+export class TripView extends SnapshotStore<TripSnapshot> {
   readonly trip: TripSync;
   readonly manager: WebSocketManager;
-  #snapshot: TripSnapshot;
-  #listeners = new Set<() => void>();
-  #unsubscribe: Array<() => void> = [];
   #outcomes = new Map<string, OptimisticUpdate>(); // field -> its last edit's outcome
   #locks = new Map<string, FieldLock>(); // field -> another user's lock
   #connectionError: ConnectionError | null = null; // auth_failed, fatal; cleared on open
 
   constructor(trip: TripSync, manager: WebSocketManager) {
+    super();
     this.trip = trip;
     this.manager = manager;
     const refresh = () => this.#refresh();
     for (const type of ["fields", "status", "presence", "permission", "conflict", "conflict_resolved", "retrying", "denied"]) {
-      this.#unsubscribe.push(trip.on(type, refresh));
+      this.teardown.push(trip.on(type, refresh));
     }
-    this.#unsubscribe.push(
+    this.teardown.push(
       trip.on("outcome", (o: { kind: string; field: string; entry: { updateId: string; optimisticValue: unknown }; payload: any }) => {
         this.#outcomes.set(o.field, {
           value: o.kind === "confirmed" ? o.payload?.confirmedValue ?? o.entry.optimisticValue : o.entry.optimisticValue,
@@ -203,28 +202,16 @@ export class TripView {
         this.#connectionError = null;
         this.#refresh();
       }),
-      manager.on("auth_failed", (m: { code?: string; error?: string; retryAfter?: number }) => {
-        this.#connectionError = { code: m.code ?? "AUTH_FAILED", message: m.error ?? "authentication failed" };
+      manager.on("auth_failed", (m) => {
+        this.#connectionError = authFailure(m);
         this.#refresh();
       }),
-      manager.on("fatal", (f: { code: number; reason: string }) => {
-        this.#connectionError ??= { code: f.code, message: f.reason || "connection closed" };
+      manager.on("fatal", (f) => {
+        this.#connectionError ??= finalClose(f);
         this.#refresh();
       }),
     );
-    this.#snapshot = this.#build();
-  }
-
-  getSnapshot = (): TripSnapshot => this.#snapshot;
-
-  subscribe = (listener: () => void): (() => void) => {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
-  };
-
-  dispose(): void {
-    for (const off of this.#unsubscribe.splice(0)) off();
-    this.#listeners.clear();
+    this.snapshot = this.#build();
   }
 
   #ownUserId(): string | null {
@@ -241,8 +228,7 @@ export class TripView {
   }
 
   #refresh(): void {
-    this.#snapshot = this.#build();
-    for (const listener of [...this.#listeners]) listener();
+    this.publish(this.#build());
   }
 
   #build(): TripSnapshot {
