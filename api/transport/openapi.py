@@ -134,7 +134,8 @@ def openapi_document(operations: Iterable[Operation], *, version: str) -> dict[s
             ),
             "license": {"name": "MIT", "identifier": "MIT"},
         },
-        "servers": [{"url": "http://localhost:8000", "description": "serve"}],
+        # Relative: the server that serves this document (GET /openapi.json).
+        "servers": [{"url": "/", "description": "the server serving this document"}],
         "paths": paths,
         "components": {
             "schemas": dict(sorted(top.get("$defs", {}).items())),
