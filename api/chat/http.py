@@ -37,6 +37,7 @@ from tripsage_sync.api.transport.services import Services
 from tripsage_sync.sync.channels import Principal
 from tripsage_sync.sync.errors import (
     AuthError,
+    ChannelNotFound,
     InvalidMessage,
     MessageTooLarge,
     NotFound,
@@ -65,6 +66,7 @@ _STATUS: Final[dict[type[SyncError], int]] = {
     AuthError: 401,
     PermissionDenied: 403,
     NotFound: 404,
+    ChannelNotFound: 404,
     InvalidMessage: 400,
     MessageTooLarge: 413,
     RateLimited: 429,
@@ -234,6 +236,9 @@ def chat_routes(feature: ChatFeature) -> list[BaseRoute]:
             "members": sorted(feature.store.chat_session_members(sid)),
         }
 
+    async def member(request: Request) -> dict[str, Any]:
+        return await (put_member if request.method == "PUT" else delete_member)(request)
+
     async def post_broadcast(request: Request) -> dict[str, Any]:
         who = principal(request)
         if who.role != "admin":
@@ -241,7 +246,8 @@ def chat_routes(feature: ChatFeature) -> list[BaseRoute]:
         data = await body(request)
         if not isinstance(data, dict):
             raise InvalidMessage("Body must be a JSON object", details={"field": ""})
-        if data.get("type") not in BROADCASTABLE:
+        kind = data.get("type")
+        if not isinstance(kind, str) or kind not in BROADCASTABLE:
             raise InvalidMessage(
                 "type must be 'notification' or 'system_message'",
                 details={"field": "type", "expected": sorted(BROADCASTABLE)},
@@ -260,8 +266,8 @@ def chat_routes(feature: ChatFeature) -> list[BaseRoute]:
     return [
         Route(f"{prefix}/events", guarded(post_events), methods=["POST"]),
         Route(f"{prefix}/messages", guarded(get_messages), methods=["GET"]),
-        Route(f"{prefix}/members/{{user_id}}", guarded(put_member), methods=["PUT"]),
-        Route(f"{prefix}/members/{{user_id}}", guarded(delete_member), methods=["DELETE"]),
+        # One route for both methods, so that a 405 allows both.
+        Route(f"{prefix}/members/{{user_id}}", guarded(member), methods=["PUT", "DELETE"]),
         Route("/api/broadcast", guarded(post_broadcast), methods=["POST"]),
     ]
 

@@ -6,6 +6,7 @@ from typing import Final, Literal
 
 from pydantic import BaseModel, RootModel
 
+from tripsage_sync.api.transport.endpoints import SESSION_ID
 from tripsage_sync.api.transport.openapi import HttpErrorEvent, Operation
 from tripsage_sync.sync.chat.event import ChatMessageEventPayload
 from tripsage_sync.sync.wire import AgentPublishedMessage
@@ -64,6 +65,8 @@ class Delivered(BaseModel):
 
 
 _SESSION: Final = "/api/sessions/{sessionId}"
+# Session and user ids in paths are held to one pattern.
+_IDS: Final = {"sessionId": SESSION_ID.pattern, "userId": SESSION_ID.pattern}
 _REFUSED: Final[dict[int, type[BaseModel] | str]] = {
     code: HttpErrorEvent for code in (400, 401, 403, 404, 413)
 }
@@ -76,6 +79,7 @@ OPERATIONS: Final = (
         {200: Accepted, **_REFUSED, 429: HttpErrorEvent},
         body=AgentEventsBody,
         tag="chat",
+        patterns=_IDS,
     ),
     Operation(
         "GET",
@@ -83,6 +87,7 @@ OPERATIONS: Final = (
         "A page of the session's stored messages (members, agents, admins)",
         {200: MessagesPage, **_REFUSED},
         tag="chat",
+        patterns=_IDS,
         query={
             "after": ("integer", "Page forward from this seq (default: from the start)"),
             "before": ("integer", "The newest messages before this seq"),
@@ -95,6 +100,7 @@ OPERATIONS: Final = (
         "Share the session (its owner only)",
         {200: Members, **_REFUSED},
         tag="chat",
+        patterns=_IDS,
     ),
     Operation(
         "DELETE",
@@ -102,6 +108,7 @@ OPERATIONS: Final = (
         "Take the session back from a user (its owner only); their connections lose it",
         {200: MemberRemoved, **_REFUSED},
         tag="chat",
+        patterns=_IDS,
     ),
     Operation(
         "POST",

@@ -58,13 +58,22 @@ class Operation:
     body: type[BaseModel] | None = None
     auth: bool = True
     tag: str = "api"
-    # Query parameters: name -> description (all optional integers or strings).
+    # Query parameters: name -> (JSON type, description); all optional.
     query: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    # Path parameters: name -> the pattern the server holds them to.
+    patterns: Mapping[str, str] = field(default_factory=dict)
+    # False where an empty body means "all defaults" (POST /api/trips).
+    body_required: bool = True
 
     @property
     def operation_id(self) -> str:
         words = re.sub(r"[{}]", "", self.path).strip("/").replace(".", "_").split("/")
         return self.method.lower() + "".join(w[:1].upper() + w[1:] for w in words if w)
+
+
+def _string(op: Operation, name: str) -> dict[str, Any]:
+    pattern = op.patterns.get(name)
+    return {"type": "string", "pattern": pattern} if pattern else {"type": "string"}
 
 
 def _content(schema: dict[str, Any]) -> dict[str, Any]:
@@ -90,7 +99,7 @@ def openapi_document(operations: Iterable[Operation], *, version: str) -> dict[s
             "tags": [op.tag],
         }
         parameters = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            {"name": name, "in": "path", "required": True, "schema": _string(op, name)}
             for name in _PARAM.findall(op.path)
         ]
         parameters += [
@@ -103,7 +112,7 @@ def openapi_document(operations: Iterable[Operation], *, version: str) -> dict[s
             item["security"] = [{"bearer": []}]
         if op.body is not None:
             item["requestBody"] = {
-                "required": True,
+                "required": op.body_required,
                 "content": _content(refs[(op.body, "validation")]),
             }
         responses: dict[str, Any] = {}

@@ -15,7 +15,7 @@ import json
 import logging
 import re
 import secrets
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 from starlette.requests import Request
@@ -31,6 +31,7 @@ from tripsage_sync.storage import ops
 from tripsage_sync.storage.errors import AlreadyExists
 from tripsage_sync.sync.channels import Principal
 from tripsage_sync.sync.collaboration import TripPermissionChangePayload
+from tripsage_sync.sync.conflicts.value import FIELD_NAME_PATTERN
 from tripsage_sync.sync.document import TripDocument
 from tripsage_sync.sync.errors import (
     AuthError,
@@ -47,6 +48,7 @@ __all__ = ["TRIP_ID", "TripHttp"]
 logger = logging.getLogger(__name__)
 
 TRIP_ID: Final = re.compile(r"^[A-Za-z0-9_.@+=-]{1,128}$")
+_FIELD_NAME: Final = f"^{FIELD_NAME_PATTERN.pattern}$"
 
 
 def channel(trip_id: str) -> str:
@@ -57,8 +59,14 @@ class CreateTripRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     tripId: str | None = Field(default=None, pattern=TRIP_ID.pattern)
-    fields: dict[str, JsonValue] = {}
-    manualResolutionFields: list[str] | None = Field(default=None, max_length=64)
+    # Field names are checked after parsing (one message for both lists); the schema
+    # (docs/openapi.json) says the same rule.
+    fields: dict[str, JsonValue] = Field(
+        default={}, json_schema_extra={"propertyNames": {"pattern": _FIELD_NAME}}
+    )
+    manualResolutionFields: (
+        list[Annotated[str, Field(json_schema_extra={"pattern": _FIELD_NAME})]] | None
+    ) = Field(default=None, max_length=64)
 
 
 class CollaboratorRequest(BaseModel):

@@ -7,7 +7,7 @@ from typing import Final
 from pydantic import BaseModel, JsonValue
 
 from tripsage_sync.api.transport.openapi import HttpError, Operation
-from tripsage_sync.api.trips.http import CollaboratorRequest, CreateTripRequest
+from tripsage_sync.api.trips.http import TRIP_ID, CollaboratorRequest, CreateTripRequest
 
 __all__ = ["OPERATIONS", "Trip", "TripCollaborator", "TripList", "TripListEntry"]
 
@@ -40,6 +40,8 @@ class TripList(BaseModel):
 
 _TRIP: Final = "/api/trips/{tripId}"
 _MEMBER: Final = "/api/trips/{tripId}/collaborators/{userId}"
+# Trip and user ids in paths (a collaborator's id is held to the trip id's pattern).
+_IDS: Final = {"tripId": TRIP_ID.pattern, "userId": TRIP_ID.pattern}
 _SHARE: Final[dict[int, type[BaseModel] | str]] = {
     200: Trip,
     400: HttpError,
@@ -58,10 +60,16 @@ OPERATIONS: Final = (
         "Create a trip (the caller owns it)",
         {201: Trip, 400: HttpError, 401: HttpError, 409: HttpError, 413: HttpError},
         body=CreateTripRequest,
+        body_required=False,
         tag="trips",
     ),
     Operation(
-        "GET", _TRIP, "Read one trip", {200: Trip, 401: HttpError, 404: HttpError}, tag="trips"
+        "GET",
+        _TRIP,
+        "Read one trip",
+        {200: Trip, 401: HttpError, 404: HttpError},
+        tag="trips",
+        patterns=_IDS,
     ),
     Operation(
         "PUT",
@@ -70,8 +78,14 @@ OPERATIONS: Final = (
         {**_SHARE, 413: HttpError},
         body=CollaboratorRequest,
         tag="trips",
+        patterns=_IDS,
     ),
     Operation(
-        "DELETE", _MEMBER, "Take a collaborator off the trip (owners only)", _SHARE, tag="trips"
+        "DELETE",
+        _MEMBER,
+        "Take a collaborator off the trip (owners only)",
+        _SHARE,
+        tag="trips",
+        patterns=_IDS,
     ),
 )

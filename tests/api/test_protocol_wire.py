@@ -10,6 +10,7 @@ answers, successes and refusals, are validated against the OpenAPI document.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -208,3 +209,63 @@ async def test_every_rest_answer_matches_the_openapi_document(server: ServerProc
             assert not problems, (method, path, response.status_code, response.text, problems)
     assert {200, 201, 400, 401, 403, 404, 409} <= statuses
     await chat.close()
+
+
+ODD_VALUES: list[Any] = [None, {}, [], "", "x", 7, 1.5, True, {"a": {}}, [[]], "\u00e9" * 300]
+# A body each operation accepts, so that one odd property at a time gets past the others.
+GOOD_BODIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("post", "/api/broadcast"): {"type": "notification", "payload": {"title": "t", "message": "m"}},
+    ("post", "/api/trips"): {"fields": {"destination": "Oslo"}},
+    ("put", "/api/trips/{tripId}/collaborators/{userId}"): {"permissionLevel": "editor"},
+    ("post", "/api/sessions/{sessionId}/events"): {
+        "type": "agent_status_update",
+        "payload": {"agentId": "a", "isActive": True},
+    },
+    ("post", "/api/dev/token"): {"userId": "x"},
+    # Not /api/maintenance: a good body there would drain the server mid-test.
+}
+
+
+async def test_odd_bodies_get_a_documented_refusal_never_a_server_error(
+    server: ServerProcess,
+) -> None:
+    """Every operation with a JSON body, sent shapes it does not expect: each top-level
+    property of its schema set to odd values, and odd whole bodies. Found by schemathesis
+    (``POST /api/broadcast`` with ``"type": {}`` answered 500)."""
+    document = json.loads((DOCS / "openapi.json").read_text(encoding="utf-8"))
+    schemas = document["components"]["schemas"]
+    headers = {"Authorization": f"Bearer {server.token('root', role='admin')}"}
+    await create_trip(server, "root", trip_id="t-odd")
+    concrete = {"{tripId}": "t-odd", "{userId}": "bob", "{sessionId}": "s-odd"}
+    async with httpx.AsyncClient(base_url=server.http) as http:
+        for path, item in document["paths"].items():
+            for method, operation in sorted(item.items(), key=lambda m: m[0] == "delete"):
+                body_schema = operation.get("requestBody", {}).get("content", {})
+                if "application/json" not in body_schema:
+                    continue
+                url = path
+                for name, value in concrete.items():
+                    url = url.replace(name, value)
+                ref = body_schema["application/json"]["schema"].get("$ref", "")
+                properties = schemas.get(ref.rsplit("/", 1)[-1], {}).get("properties", {})
+                bodies: list[Any] = list(ODD_VALUES)
+                good = GOOD_BODIES.get((method, path), {})
+                bodies += [{**good, name: odd} for name in properties for odd in ODD_VALUES]
+                for body in bodies:
+                    response = await http.request(
+                        method.upper(), url, headers=headers, content=json.dumps(body)
+                    )
+                    assert response.status_code < 500, (method, url, body, response.text)
+                    problems = response_errors(method, path, response.status_code, response.json())
+                    assert not problems, (method, url, body, response.text, problems)
+
+
+async def test_a_path_with_several_methods_allows_them_all(server: ServerProcess) -> None:
+    document = json.loads((DOCS / "openapi.json").read_text(encoding="utf-8"))
+    async with httpx.AsyncClient(base_url=server.http) as http:
+        for path, item in document["paths"].items():
+            url = path.replace("{tripId}", "t").replace("{userId}", "u").replace("{sessionId}", "s")
+            response = await http.request("PATCH", url)
+            assert response.status_code == 405, (path, response.status_code)
+            allowed = {m.strip() for m in response.headers["allow"].split(",")}
+            assert {m.upper() for m in item} <= allowed, (path, allowed)
