@@ -10,6 +10,7 @@ from tripsage_sync.api.transport.endpoints import SESSION_ID
 from tripsage_sync.api.transport.openapi import HttpErrorEvent, Operation
 from tripsage_sync.sync.chat.event import ChatMessageEventPayload
 from tripsage_sync.sync.wire import AgentPublishedMessage
+from tripsage_sync.sync.wire.base import Id
 from tripsage_sync.sync.wire.payload import NotificationPayload, SystemMessagePayload
 
 __all__ = ["OPERATIONS"]
@@ -54,7 +55,7 @@ class MemberRemoved(Members):
 class BroadcastRequest(BaseModel):
     type: Literal["notification", "system_message"]
     payload: NotificationPayload | SystemMessagePayload
-    userId: str | None = None
+    userId: Id | None = None
     channel: str | None = None
 
 
