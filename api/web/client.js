@@ -241,9 +241,7 @@ var WebSocketManager = class extends Emitter {
   }
   stop() {
     this._stopped = true;
-    const network = networkEvents();
-    network?.removeEventListener("online", this._online);
-    network?.removeEventListener("offline", this._offline);
+    this._detachNetwork();
     clearTimeout(this._retryTimer);
     if (this._probeTimer !== null)
       clearTimeout(this._probeTimer);
@@ -253,6 +251,22 @@ var WebSocketManager = class extends Emitter {
     if (socket)
       socket.close(1e3, "client closing");
     this._setState("closed");
+  }
+  _detachNetwork() {
+    const network = networkEvents();
+    network?.removeEventListener("online", this._online);
+    network?.removeEventListener("offline", this._offline);
+  }
+  /**
+   * "closed" for good (a final close code, a refused fresh token, the attempts spent):
+   * the network events no longer apply, so an `online` never reopens what the server
+   * ended, nor does `offline` turn "closed" into "offline". Only start() opens again.
+   */
+  _fatal(code, reason) {
+    this._detachNetwork();
+    clearTimeout(this._retryTimer);
+    this._setState("closed");
+    this.emit("fatal", { code, reason });
   }
   /** `online`: no backoff; resume the kept socket if it answers at once, else a new one. */
   _networkBack() {
@@ -462,14 +476,12 @@ var WebSocketManager = class extends Emitter {
           return;
         if (token)
           return this.connect();
-        this._setState("closed");
-        this.emit("fatal", { code, reason });
+        this._fatal(code, reason);
       });
       return;
     }
     if (FINAL_CLOSE_CODES.has(code)) {
-      this._setState("closed");
-      this.emit("fatal", { code, reason });
+      this._fatal(code, reason);
       return;
     }
     if (probing && this._retryNotBefore <= Date.now()) {
@@ -486,8 +498,7 @@ var WebSocketManager = class extends Emitter {
   }
   _scheduleReconnect() {
     if (this.reconnectAttempts >= this.maxReconnectAttempts) {
-      this._setState("closed");
-      this.emit("fatal", { code: 0, reason: "Max reconnection attempts reached" });
+      this._fatal(0, "Max reconnection attempts reached");
       return;
     }
     this.reconnectAttempts++;

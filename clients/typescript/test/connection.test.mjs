@@ -6,11 +6,12 @@ import assert from "node:assert/strict";
 import { FINAL_CLOSE_CODES, PerformanceMonitor, WebSocketManager } from "../dist/index.js";
 import WebSocket from "ws";
 import { startServer } from "./server.mjs";
-import { manager, next, open, until } from "./helpers.mjs";
+import { MANY_CONNECTIONS, manager, next, open, until } from "./helpers.mjs";
 
 let server;
 before(async () => {
-  server = await startServer({ env: { TRIPSAGE_HEARTBEAT_INTERVAL_S: "0.5" } });
+  // Many authentications from one address in a few seconds: the per-IP limits off.
+  server = await startServer({ env: { TRIPSAGE_HEARTBEAT_INTERVAL_S: "0.5", ...MANY_CONNECTIONS } });
 });
 after(async () => {
   await server?.stop();
@@ -160,4 +161,50 @@ test("reconnect delays: doubling, capped, never under the server's floor, jitter
   m.reconnectJitter = 0;
   assert.deepEqual(new Set(samples(2)), new Set([2000]));
   assert.throws(() => new WebSocketManager({ url: "ws://unused", token: "t" }), /WebSocket option/);
+});
+
+/** Browser-like `online`/`offline` events on globalThis (Node has none) for `body`. */
+async function withNetworkEvents(body) {
+  const target = new EventTarget();
+  globalThis.addEventListener = target.addEventListener.bind(target);
+  globalThis.removeEventListener = target.removeEventListener.bind(target);
+  try {
+    await body((type) => target.dispatchEvent(new Event(type)));
+  } finally {
+    delete globalThis.addEventListener;
+    delete globalThis.removeEventListener;
+  }
+}
+
+test("a final close stays final: a later online or offline event neither reconnects nor changes the state", async () => {
+  await withNetworkEvents(async (dispatch) => {
+    let sockets = 0;
+    class Counted extends WebSocket {
+      constructor(url) {
+        super(url);
+        sockets += 1;
+      }
+    }
+    const m = new WebSocketManager({
+      url: `${server.ws}/ws/chat/ts-final`,
+      token: "not-a-jwt",
+      sessionId: "ts-final",
+      WebSocket: Counted,
+    });
+    const fatal = next(m, "fatal");
+    m.start();
+    try {
+      assert.equal((await fatal).code, 3000);
+      assert.equal(m.state, "closed");
+      const states = [];
+      m.on("state", (s) => states.push(s));
+      dispatch("offline");
+      dispatch("online");
+      assert.equal(sockets, 1, "no new socket after the final close");
+      assert.deepEqual(states, []);
+      assert.equal(m.state, "closed");
+    } finally {
+      m.stop();
+    }
+  });
 });

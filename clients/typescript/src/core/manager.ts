@@ -28,7 +28,8 @@
 //
 // States: idle -> connecting -> open; open -> offline (network down, or a reconnect is
 // scheduled) -> connecting; any -> closed (stop(), a final close code, or
-// maxReconnectAttempts spent). Events: "state", "open" (the auth answer), "resumed",
+// maxReconnectAttempts spent; closed stays closed whatever the network does, until
+// start()). Events: "state", "open" (the auth answer), "resumed",
 // "auth_failed", "close", "reconnecting", "fatal", "send" (each message written),
 // "frame" (each frame read), "message" and each server event by its type.
 import { Emitter } from "./emitter.js";
@@ -239,9 +240,7 @@ export class WebSocketManager extends Emitter<ManagerEvents> {
 
   stop(): void {
     this._stopped = true;
-    const network = networkEvents();
-    network?.removeEventListener("online", this._online);
-    network?.removeEventListener("offline", this._offline);
+    this._detachNetwork();
     clearTimeout(this._retryTimer);
     if (this._probeTimer !== null) clearTimeout(this._probeTimer);
     this._probeTimer = null;
@@ -249,6 +248,24 @@ export class WebSocketManager extends Emitter<ManagerEvents> {
     this.socket = null;
     if (socket) socket.close(1000, "client closing");
     this._setState("closed");
+  }
+
+  private _detachNetwork(): void {
+    const network = networkEvents();
+    network?.removeEventListener("online", this._online);
+    network?.removeEventListener("offline", this._offline);
+  }
+
+  /**
+   * "closed" for good (a final close code, a refused fresh token, the attempts spent):
+   * the network events no longer apply, so an `online` never reopens what the server
+   * ended, nor does `offline` turn "closed" into "offline". Only start() opens again.
+   */
+  private _fatal(code: number, reason: string): void {
+    this._detachNetwork();
+    clearTimeout(this._retryTimer);
+    this._setState("closed");
+    this.emit("fatal", { code, reason });
   }
 
   /** `online`: no backoff; resume the kept socket if it answers at once, else a new one. */
@@ -459,14 +476,12 @@ export class WebSocketManager extends Emitter<ManagerEvents> {
       void this._freshToken().then((token) => {
         if (this._stopped || this.socket) return;
         if (token) return this.connect();
-        this._setState("closed");
-        this.emit("fatal", { code, reason });
+        this._fatal(code, reason);
       });
       return;
     }
     if (FINAL_CLOSE_CODES.has(code)) {
-      this._setState("closed");
-      this.emit("fatal", { code, reason });
+      this._fatal(code, reason);
       return;
     }
     if (probing && this._retryNotBefore <= Date.now()) {
@@ -485,8 +500,7 @@ export class WebSocketManager extends Emitter<ManagerEvents> {
 
   private _scheduleReconnect(): void {
     if (this.reconnectAttempts >= this.maxReconnectAttempts) {
-      this._setState("closed");
-      this.emit("fatal", { code: 0, reason: "Max reconnection attempts reached" });
+      this._fatal(0, "Max reconnection attempts reached");
       return;
     }
     this.reconnectAttempts++;
