@@ -931,13 +931,12 @@ var TripSync = class extends Emitter {
    */
   edit(field, value, base = null) {
     const entries = this.queue.all().filter((e) => e.fieldName === field);
-    const unsent = entries.find((e) => !e.sent);
-    if (unsent) {
-      unsent.optimisticValue = value;
-      unsent.clientTimestamp = (/* @__PURE__ */ new Date()).toISOString();
-      this.queue.put(unsent);
+    const last = entries[entries.length - 1];
+    if (last && !last.sent) {
+      last.optimisticValue = value;
+      last.clientTimestamp = (/* @__PURE__ */ new Date()).toISOString();
+      this.queue.put(last);
     } else {
-      const last = entries[entries.length - 1];
       const behind = last !== void 0;
       const start = last ? { value: last.optimisticValue, version: null } : base || { value: this.serverValue(field), version: this.version };
       this.queue.put({

@@ -335,14 +335,15 @@ export class TripSync extends Emitter<TripEvents> {
    */
   edit(field: string, value: unknown, base: { value: unknown; version: number | null } | null = null): void {
     const entries = this.queue.all().filter((e) => e.fieldName === field);
-    const unsent = entries.find((e) => !e.sent);
-    if (unsent) {
-      // Not on the wire yet: one update carries the newest value.
-      unsent.optimisticValue = value;
-      unsent.clientTimestamp = new Date().toISOString();
-      this.queue.put(unsent);
+    const last = entries[entries.length - 1];
+    if (last && !last.sent) {
+      // Not on the wire yet: one update carries the newest value. Only the field's last
+      // entry may take it: a retry waiting for its backoff can have a chained edit
+      // behind it, which would land after it and put the older value back.
+      last.optimisticValue = value;
+      last.clientTimestamp = new Date().toISOString();
+      this.queue.put(last);
     } else {
-      const last = entries[entries.length - 1];
       const behind = last !== undefined; // an update of this field is in flight
       const start = last
         ? { value: last.optimisticValue, version: null }
