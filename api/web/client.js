@@ -1244,6 +1244,7 @@ var ChatSession = class extends Emitter {
       const m = this._message(p.messageId || newId("msg"), p.role || "assistant");
       m.content = p.content || "";
       m.streaming = false;
+      m.sending = false;
       this.emit("message", m);
     });
     on("chat_message_chunk", (p) => {

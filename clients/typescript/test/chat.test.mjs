@@ -107,6 +107,36 @@ describe("an agent sending its chunks out of order", () => {
   });
 });
 
+describe("our own message", () => {
+  let server;
+  before(async () => {
+    server = await startServer({ env: MANY_CONNECTIONS });
+  });
+  after(async () => {
+    await server?.stop();
+  });
+
+  test("is sending until the server's echo, then sent (one message, not two)", async () => {
+    const m = manager(server, "alice", { sessionId: "ts-chat-own" });
+    const chat = new ChatSession({ manager: m, sessionId: "ts-chat-own" });
+    try {
+      await open(m);
+      const echoed = next(m, "chat_message", (e) => e.payload.content === "hello there");
+      chat.send("hello there");
+      const [mine] = chat.order;
+      assert.equal(mine.sending, true);
+      await echoed;
+      assert.equal(chat.order.length, 1, "the echo is the same message");
+      assert.equal(mine.content, "hello there");
+      assert.equal(mine.streaming, false);
+      assert.ok(!mine.sending, "no longer sending once the server stored it");
+    } finally {
+      chat.destroy();
+      m.stop();
+    }
+  });
+});
+
 /** A socket the test scripts: frames go to `sent`, `deliver()` plays the server. */
 class ScriptedSocket {
   static last = null;

@@ -88,6 +88,7 @@ export class ChatSession extends Emitter<ChatEvents> {
       const m = this._message(p.messageId || newId("msg"), p.role || "assistant");
       m.content = p.content || "";
       m.streaming = false;
+      m.sending = false; // our own message's echo: the server stored it
       this.emit("message", m);
     });
     on("chat_message_chunk", (p) => {
