@@ -232,7 +232,9 @@ var WebSocketManager = class extends Emitter {
   getPerformanceMetrics() {
     return this.monitor.getMetrics();
   }
+  /** Connect (again, after stop() or a final close); one socket at a time. */
   start() {
+    this._stopped = false;
     const network = networkEvents();
     network?.addEventListener("online", this._online);
     network?.addEventListener("offline", this._offline);
@@ -302,6 +304,8 @@ var WebSocketManager = class extends Emitter {
       this._setState("offline");
       return;
     }
+    if (this.socket)
+      this._discardSocket();
     this._setState("connecting");
     const socket = new this.WebSocket(this.url);
     this.socket = socket;

@@ -208,3 +208,29 @@ test("a final close stays final: a later online or offline event neither reconne
     }
   });
 });
+
+test("start() twice keeps one socket; start() after stop() connects again", async () => {
+  const sockets = [];
+  class Tracked extends WebSocket {
+    constructor(url) {
+      super(url);
+      sockets.push(this);
+    }
+  }
+  const m = manager(server, "alice", { WebSocket: Tracked });
+  try {
+    const opened = next(m, "open");
+    m.start();
+    m.start();
+    await opened;
+    const live = sockets.filter((s) => s.readyState <= WebSocket.OPEN);
+    assert.equal(live.length, 1, `${live.length} sockets open after start() twice`);
+    m.stop();
+    assert.equal(m.state, "closed");
+    await open(m);
+    assert.equal(m.state, "open");
+    assert.equal(sockets.filter((s) => s.readyState <= WebSocket.OPEN).length, 1);
+  } finally {
+    m.stop();
+  }
+});

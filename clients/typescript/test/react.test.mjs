@@ -68,18 +68,23 @@ test("useWebSocket: connects, sendMessage goes out, lastMessage and onMessage se
       }),
     { strict: true },
   );
-  assert.equal(hook.probe.current.isConnected, false);
-  await hook.until((r) => r.isConnected && r.connectionState === "connected", "isConnected");
-  assert.equal(hook.probe.current.userId, "alice");
-  assert.equal(hook.probe.current.error, null);
+  try {
+    assert.equal(hook.probe.current.isConnected, false);
+    await hook.until((r) => r.isConnected && r.connectionState === "connected", "isConnected");
+    assert.equal(hook.probe.current.userId, "alice");
+    assert.equal(hook.probe.current.error, null);
 
-  hook.probe.current.sendMessage({ type: "connection_heartbeat", payload: {} });
-  await hook.until((r) => r.lastMessage?.type === "connection_heartbeat", "the heartbeat's answer");
-  assert.ok(seen.includes("connection_established"), `onMessage saw ${seen}`);
-
-  const manager = hook.probe.current.manager;
-  await hook.unmount();
-  assert.equal(manager.state, "closed", "unmount stops the connection it opened");
+    hook.probe.current.sendMessage({ type: "connection_heartbeat", payload: {} });
+    // lastMessage is the newest message at each render (several between two renders show as
+    // one); onMessage sees every one.
+    await hook.until(() => seen.includes("connection_heartbeat"), "the heartbeat's answer");
+    assert.ok(hook.probe.current.lastMessage, "lastMessage is set");
+    assert.ok(seen.includes("connection_established"), `onMessage saw ${seen}`);
+  } finally {
+    const manager = hook.probe.current.manager;
+    await hook.unmount();
+    assert.equal(manager.state, "closed", "unmount stops the connection it opened");
+  }
 });
 
 test("useWebSocket: a refused token is the error, connectionState closed", async () => {

@@ -230,7 +230,9 @@ export class WebSocketManager extends Emitter<ManagerEvents> {
     return this.monitor.getMetrics();
   }
 
+  /** Connect (again, after stop() or a final close); one socket at a time. */
   start(): this {
+    this._stopped = false;
     const network = networkEvents();
     network?.addEventListener("online", this._online);
     network?.addEventListener("offline", this._offline);
@@ -299,6 +301,7 @@ export class WebSocketManager extends Emitter<ManagerEvents> {
       this._setState("offline");
       return; // the `online` event reconnects
     }
+    if (this.socket) this._discardSocket(); // never two sockets of one manager
     this._setState("connecting");
     const socket = new this.WebSocket(this.url);
     this.socket = socket;
