@@ -94,8 +94,12 @@ test("two Y.Docs sync through the server, and with a JSON client", async () => {
 test("a non-collaborator is refused for good (4403, no reconnect); a viewer's edit is denied", async () => {
   const tripId = await createTrip(server, "alice", "trip-yjs-2", { destination: "Bergen" }, { vic: "viewer" });
   const mallory = peer(tripId, "mallory");
+  const never = mallory.provider.whenSynced();
   const closed = await mallory.until(() => mallory.events.find((e) => e.type === "closed"), "closed");
   assert.equal(closed.data.code, 4403);
+  // Awaiting the sync of a refused provider fails instead of hanging, now and later.
+  await assert.rejects(never, /4403/);
+  await assert.rejects(mallory.provider.whenSynced(), /4403/);
   assert.equal(mallory.provider.socket, null);
   assert.equal(mallory.provider.status, "disconnected");
   mallory.provider.destroy(); // its Awareness has a timer
@@ -108,6 +112,7 @@ test("a non-collaborator is refused for good (4403, no reconnect); a viewer's ed
   assert.match(denied.data.reason, /permission denied|viewer|read/i);
   assert.equal(vic.provider.status, "connected", "a viewer stays connected");
   vic.provider.destroy();
+  await assert.rejects(vic.provider.whenSynced(), /destroyed/);
 });
 
 test("a 4401 (expired token) reconnects once with the tokenProvider's token", async () => {

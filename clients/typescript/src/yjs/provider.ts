@@ -62,7 +62,7 @@ export interface YjsProviderEvents {
   /** An auth "permission denied" message: the reason, worded by the server. */
   denied: { reason: string };
   "connection-close": { code: number; reason: string };
-  /** Final: a 4400-4499 refusal; the provider does not reconnect. */
+  /** Final: a 4400-4499 refusal, or destroy() (code 1000); no reconnect after it. */
   closed: { code: number; reason: string };
 }
 
@@ -97,6 +97,7 @@ export class YjsProvider extends Emitter<YjsProviderEvents> {
   #ownsAwareness: boolean;
   #shouldConnect = false;
   #attempts = 0;
+  #ended: Error | null = null; // why the provider ended for good, once it has
   #refreshed = false; // a fresh token was fetched and has not synced yet
   #timer: ReturnType<typeof setTimeout> | undefined;
   #onDocUpdate: (update: Uint8Array, origin: unknown) => void;
@@ -136,13 +137,21 @@ export class YjsProvider extends Emitter<YjsProviderEvents> {
   }
 
   /** Resolves once synced (at once if it is). */
+  /** Resolves at the first sync; rejects once the provider ends (a final close, destroy()). */
   whenSynced(): Promise<void> {
     if (this.synced) return Promise.resolve();
-    return new Promise((resolve) => {
-      const off = this.on("sync", (synced) => {
+    if (this.#ended) return Promise.reject(this.#ended);
+    return new Promise((resolve, reject) => {
+      const offSync = this.on("sync", (synced) => {
         if (!synced) return;
-        off();
+        offSync();
+        offEnd();
         resolve();
+      });
+      const offEnd = this.on("closed", () => {
+        offSync();
+        offEnd();
+        reject(this.#ended);
       });
     });
   }
@@ -196,6 +205,8 @@ export class YjsProvider extends Emitter<YjsProviderEvents> {
       awarenessProtocol.removeAwarenessStates(this.awareness, [this.doc.clientID], "destroy");
     }
     this.disconnect();
+    if (!this.#ended) this.#ended = new Error("the provider was destroyed");
+    this.emit("closed", { code: 1000, reason: "destroyed" });
     this.doc.off("update", this.#onDocUpdate);
     this.awareness.off("update", this.#onAwarenessUpdate);
     if (this.#ownsAwareness) this.awareness.destroy();
@@ -258,12 +269,18 @@ export class YjsProvider extends Emitter<YjsProviderEvents> {
     }
     if (code >= 4400 && code < 4500) {
       this.#shouldConnect = false;
-      this.emit("closed", { code, reason });
+      this.#end(code, reason);
       return;
     }
     const delay = Math.min(this.#maxBackoffMs, RECONNECT_BASE_DELAY_MS * 2 ** this.#attempts);
     this.#attempts++;
     this.#timer = setTimeout(() => this.connect(), delay);
+  }
+
+  /** The end of the provider: no reconnect; whenSynced() rejects from now on. */
+  #end(code: number, reason: string): void {
+    this.#ended = new Error(`closed by the server: ${code} ${reason}`);
+    this.emit("closed", { code, reason });
   }
 
   async #reconnectWithFreshToken(code: number, reason: string): Promise<void> {
@@ -276,7 +293,7 @@ export class YjsProvider extends Emitter<YjsProviderEvents> {
     if (!this.#shouldConnect || this.socket) return;
     if (!token) {
       this.#shouldConnect = false;
-      this.emit("closed", { code, reason });
+      this.#end(code, reason);
       return;
     }
     this.token = token;
