@@ -15,6 +15,10 @@
 //   every change made so far is committed; a reload after that loses nothing. A tab
 //   closed within the same turn as an edit may lose that edit (IndexedDB has no
 //   synchronous write); localStorage has no such window, hence stays the default.
+//   Each tab keeps its own copy in memory, so two tabs of one user on one trip would
+//   overwrite each other's queue: IndexedDB is for one tab (or a worker) per user and
+//   trip. localStorage is shared by the tabs and the queue reads it afresh on every
+//   call, so several tabs are safe there.
 //
 // `openStorage(kind)` chooses one by name; "auto" is localStorage, else IndexedDB,
 // else memory.
