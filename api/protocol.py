@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -52,7 +53,7 @@ OPERATIONS: Final = (
         tag="protocol",
     ),
 )
-# File name under docs/ -> how to build it.
+# The documents, by their file name under docs/ (and path on the server).
 DOCUMENTS: Final = ("asyncapi.json", "openapi.json")
 
 
@@ -71,7 +72,7 @@ def document_text(name: str) -> str:
 
 
 def protocol_routes() -> list[BaseRoute]:
-    def serve(name: str) -> Any:
+    def serve(name: str) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             # Built once, off the event loop (tens of ms): no client waits for it.
             text = await asyncio.to_thread(document_text, name)

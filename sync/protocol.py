@@ -150,10 +150,16 @@ def _code_schema(title: str, codes: dict[Any, tuple[str, Any]], extra: str) -> d
     return {
         "title": title,
         "oneOf": [
-            {"const": code, "description": f"{text}. {extra}: {yes}"}
-            for code, (text, yes) in codes.items()
+            {"const": code, "description": f"{text}. {extra}: {_word(then)}"}
+            for code, (text, then) in codes.items()
         ],
     }
+
+
+def _word(then: str | bool) -> str:
+    if isinstance(then, bool):
+        return "yes" if then else "no"
+    return then
 
 
 def _message(name: str, schema: str, summary: str) -> dict[str, Any]:

@@ -71,7 +71,8 @@ def server_frame_errors(frame: dict[str, Any]) -> list[str]:
     return message_errors(key, frame)
 
 
-def _template(path: str) -> str:
+def path_template(path: str) -> str:
+    """``/api/trips/{tripId}`` as ``/api/trips/{}``: paths compared whatever their names."""
     return re.sub(r"{[^}]+}", "{}", path)
 
 
@@ -80,7 +81,7 @@ def response_errors(method: str, path: str, status: int, body: Any) -> list[str]
 
     ``path`` is a template (``/api/trips/{tripId}``); any parameter names match."""
     for documented, item in document("openapi.json")["paths"].items():
-        if _template(documented) == _template(path) and method.lower() in item:
+        if path_template(documented) == path_template(path) and method.lower() in item:
             responses = item[method.lower()]["responses"]
             if str(status) not in responses:
                 return [f"{method} {path}: status {status} is not documented"]

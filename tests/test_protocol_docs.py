@@ -19,7 +19,15 @@ from typing import Any, Final
 import pytest
 from starlette.routing import Mount, Route
 
-from tests.protocol import DOCS, ROOT, document, json_examples, message_errors, message_keys
+from tests.protocol import (
+    DOCS,
+    ROOT,
+    document,
+    json_examples,
+    message_errors,
+    message_keys,
+    path_template,
+)
 from tripsage_sync.api.app import create_app
 from tripsage_sync.api.cli import main
 from tripsage_sync.api.protocol import DOCUMENTS, document_text
@@ -115,18 +123,14 @@ def test_openapi_lists_every_http_route() -> None:
         if isinstance(route, Route) and not isinstance(route, Mount):
             for method in route.methods or ():
                 if method != "HEAD":
-                    served.add((method, _template(route.path)))
+                    served.add((method, path_template(route.path)))
     documented = {
-        (method.upper(), _template(path))
+        (method.upper(), path_template(path))
         for path, item in document("openapi.json")["paths"].items()
         for method in item
     }
     assert served == documented
     assert document("openapi.json")["openapi"].startswith("3.1")
-
-
-def _template(path: str) -> str:
-    return re.sub(r"{[^}]+}", "{}", path)
 
 
 def test_every_example_event_of_the_protocol_document_matches_the_schemas() -> None:

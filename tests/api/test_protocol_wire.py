@@ -20,7 +20,7 @@ from tests.api.chathelpers import chunk, connect, connect_agent, event, user_mes
 from tests.api.test_trips import OUTCOMES, after_creation, auth, create_trip, join, update
 from tests.conftest import ServerProcess
 from tests.protocol import DOCS, response_errors, server_frame_errors
-from tests.wsclient import Client, open_client
+from tests.wsclient import open_client
 
 pytestmark = pytest.mark.anyio
 
@@ -32,10 +32,6 @@ async def test_the_server_serves_the_committed_documents(server: ServerProcess) 
             assert response.status_code == 200
             assert response.headers["content-type"].startswith("application/json")
             assert response.text == (DOCS / name).read_text(encoding="utf-8")
-
-
-def _frames(client: Client) -> list[dict[str, Any]]:
-    return client.seen
 
 
 async def test_every_frame_of_a_session_matches_its_server_message(server: ServerProcess) -> None:
@@ -105,7 +101,7 @@ async def test_every_frame_of_a_session_matches_its_server_message(server: Serve
         await agent.send(message)
     await user.recv_type("chat_message_complete")
     everyone = (alice, bob, carol, batched, user, agent)
-    seen = {frame.get("type", "auth_response") for client in everyone for frame in _frames(client)}
+    seen = {frame.get("type", "auth_response") for client in everyone for frame in client.seen}
     assert {
         "auth_response",
         "batch",
@@ -117,7 +113,7 @@ async def test_every_frame_of_a_session_matches_its_server_message(server: Serve
         "error",
     } <= seen, seen
     for client in everyone:
-        for frame in _frames(client):
+        for frame in client.seen:
             assert not server_frame_errors(frame), (frame, server_frame_errors(frame))
         await client.close()
 
