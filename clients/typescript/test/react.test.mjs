@@ -10,7 +10,9 @@ import { startServer } from "./server.mjs";
 installDom();
 const React = await import("react");
 const { createRoot } = await import("react-dom/client");
-const { useWebSocket, useTripCollaboration, CollaborationPresence } = await import("../dist/react/index.js");
+const { useWebSocket, useTripCollaboration, CollaborationPresence, TripSageProvider } = await import(
+  "../dist/react/index.js"
+);
 const h = React.createElement;
 
 let server;
@@ -171,4 +173,43 @@ test("useTripCollaboration on a shared useWebSocket connection joins an open man
   await tripHook.unmount();
   assert.equal(manager.state, "open", "a shared manager stays open");
   await hook.unmount();
+});
+
+test("under <TripSageProvider> the spec's calls work as written: useTripCollaboration(tripId), <CollaborationPresence tripId currentUserId>", async () => {
+  const tripId = await createTrip(server, "dana", "trip-react-provider", { destination: "Lima" }, { erin: "editor" });
+  const signal = new Signal();
+  const probe = { current: undefined };
+  // websocket-api.md "Real-time Collaboration Hook" and "Collaboration Presence Component".
+  function TripCollaboration({ tripId }) {
+    const { isConnected, activeCollaborators, optimisticUpdates, handleOptimisticUpdate } = useTripCollaboration(tripId);
+    probe.current = { isConnected, activeCollaborators, optimisticUpdates, handleOptimisticUpdate };
+    React.useEffect(() => signal.notify());
+    return h(CollaborationPresence, { tripId, currentUserId: "dana" });
+  }
+  const container = document.createElement("div");
+  document.body.append(container);
+  // <CollaborationPresence tripId> renders on its own connection's events: watch the DOM.
+  const observer = new MutationObserver(() => signal.notify());
+  observer.observe(container, { subtree: true, childList: true, characterData: true });
+  const root = createRoot(container);
+  const settings = { url: `${server.ws}/ws/chat/s-react-provider`, token: server.token("dana", { name: "Dana" }), WebSocket };
+  await inAct(() => root.render(h(TripSageProvider, settings, h(TripCollaboration, { tripId }))));
+  const erin = await jsonPeer(server, "erin", { name: "Erin" });
+  try {
+    await signal.until(() => probe.current.isConnected, { what: "connected" });
+    erin.send("collaboration_session_start", { tripId });
+    await erin.next((m) => m.type === "collaboration_session_started", "joined");
+    await signal.until(() => probe.current.activeCollaborators.some((c) => c.userId === "erin"), { what: "erin" });
+    const rendered = () => container.querySelector("[data-testid=active-collaborators]")?.textContent ?? "";
+    await signal.until(() => rendered().includes("Erin"), { what: "Erin rendered by <CollaborationPresence tripId>" });
+
+    probe.current.handleOptimisticUpdate("destination", "Cusco");
+    await signal.until(() => probe.current.optimisticUpdates.destination?.status === "confirmed", { what: "confirmed" });
+    const change = await erin.next((m) => m.type === "trip_update_broadcast" && m.payload.changes.destination, "the edit");
+    assert.equal(change.payload.changes.destination.newValue, "Cusco");
+  } finally {
+    observer.disconnect();
+    await inAct(() => root.unmount());
+    erin.close();
+  }
 });

@@ -9,7 +9,7 @@ import { startServer } from "./server.mjs";
 
 installDom();
 const { createApp, defineComponent, h, ref } = await import("vue");
-const { useWebSocketCollaboration } = await import("../dist/vue/index.js");
+const { useWebSocketCollaboration, TripSagePlugin } = await import("../dist/vue/index.js");
 
 let server;
 before(async () => {
@@ -20,8 +20,11 @@ after(async () => {
   await server?.stop();
 });
 
-/** Mount a component using the composable; `until(check)` awaits a rendered state. */
-function mount(tripId, options) {
+/**
+ * Mount a component using the composable; `until(check)` awaits a rendered state.
+ * `plugin`: the settings given to the app (TripSagePlugin) instead of the composable.
+ */
+function mount(tripId, options, { plugin } = {}) {
   const signal = new Signal();
   const probe = { current: null };
   const Component = defineComponent({
@@ -49,6 +52,7 @@ function mount(tripId, options) {
   const container = document.createElement("div");
   document.body.append(container);
   const app = createApp(Component);
+  if (plugin) app.use(TripSagePlugin, plugin);
   app.mount(container);
   return {
     probe,
@@ -112,4 +116,24 @@ test("useWebSocketCollaboration: a reactive trip id moves the connection to the 
   tripId.value = "trip-vue-b";
   await view.until((_c, el) => el.querySelector("[data-testid=destination]").value === "Nara", "trip b");
   view.unmount();
+});
+
+test("with TripSagePlugin, useWebSocketCollaboration(tripId) as the spec writes it", async () => {
+  const tripId = await createTrip(server, "dana", "trip-vue-plugin", { destination: "Quito" }, { erin: "editor" });
+  const settings = { url: `${server.ws}/ws/chat/s-vue-plugin`, token: server.token("dana", { name: "Dana" }), WebSocket };
+  const view = mount(tripId, undefined, { plugin: settings });
+  const erin = await jsonPeer(server, "erin", { name: "Erin" });
+  try {
+    await view.until((c) => c.isConnected.value, "isConnected");
+    erin.send("collaboration_session_start", { tripId });
+    await erin.next((m) => m.type === "collaboration_session_started", "joined");
+    await view.until((c) => c.activeCollaborators.value.some((u) => u.userId === "erin"), "erin in presence");
+    view.probe.current.sendOptimisticUpdate("destination", "Cuenca");
+    await view.until((c) => c.optimisticUpdates.value.destination?.status === "confirmed", "confirmed");
+    const change = await erin.next((m) => m.type === "trip_update_broadcast" && m.payload.changes.destination, "edit");
+    assert.equal(change.payload.changes.destination.newValue, "Cuenca");
+  } finally {
+    view.unmount();
+    erin.close();
+  }
 });

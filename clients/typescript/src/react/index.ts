@@ -14,5 +14,6 @@ export {
   type CollaborationPresenceProps,
   type PresenceState,
 } from "./presence.js";
+export { TripSageProvider, useTripSageOptions, type TripSageProviderProps } from "./provider.js";
 export type { ConnectionError, ConnectionSnapshot, ConnectionState, ServerMessage } from "../view/connection.js";
 export type { Collaborator, FieldLock, OptimisticUpdate, PendingConflict, TripSnapshot, UpdateStatus } from "../view/trip.js";

@@ -4,10 +4,13 @@
 // Presence is part of a trip's state, so the hook is a selector over
 // useTripCollaboration's result (no second connection, no second subscription): the
 // spec's activeUsers and editingFields (field -> userId of someone else editing it) and
-// its focus/blur handlers, which send the advisory locks through TripSync.
+// its focus/blur handlers, which send the advisory locks through TripSync. The
+// component takes that result (`collaboration`), or, as the spec writes it, a `tripId`
+// and `currentUserId`: then it joins the trip itself with the <TripSageProvider>'s
+// settings.
 import { useMemo, type ReactNode } from "react";
 import type { Collaborator } from "../view/trip.js";
-import type { TripCollaboration } from "./trip.js";
+import { useTripCollaboration, type TripCollaboration } from "./trip.js";
 
 export interface PresenceState {
   activeUsers: readonly Collaborator[];
@@ -34,13 +37,33 @@ export function useCollaborationPresence(
 }
 
 export interface CollaborationPresenceProps {
-  collaboration: TripCollaboration;
+  /** A trip's state from useTripCollaboration (no connection of its own)... */
+  collaboration?: TripCollaboration;
+  /** ...or, as the spec shows it, the trip: joined with the <TripSageProvider>'s settings. */
+  tripId?: string;
   currentUserId?: string;
   /** One collaborator's badge; default: the name, marked while editing. */
   renderCollaborator?: (user: Collaborator, editing: boolean) => ReactNode;
 }
 
-export function CollaborationPresence({ collaboration, currentUserId, renderCollaborator }: CollaborationPresenceProps) {
+export function CollaborationPresence(props: CollaborationPresenceProps) {
+  if (props.collaboration) return <PresenceList {...props} collaboration={props.collaboration} />;
+  if (props.tripId === undefined) {
+    throw new Error("<CollaborationPresence> needs a collaboration (useTripCollaboration) or a tripId");
+  }
+  return <TripPresence {...props} tripId={props.tripId} />;
+}
+
+function TripPresence(props: CollaborationPresenceProps & { tripId: string }) {
+  const collaboration = useTripCollaboration(props.tripId);
+  return <PresenceList {...props} collaboration={collaboration} />;
+}
+
+function PresenceList({
+  collaboration,
+  currentUserId,
+  renderCollaborator,
+}: CollaborationPresenceProps & { collaboration: TripCollaboration }) {
   const { activeUsers, editingFields } = useCollaborationPresence(collaboration, currentUserId);
   const editors = new Set(Object.values(editingFields));
   return (

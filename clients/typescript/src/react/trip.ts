@@ -8,6 +8,7 @@
 // render) wait in a ref and go to TripSync as soon as it exists: none is lost.
 import { useCallback, useEffect, useMemo, useRef, useState, useSyncExternalStore } from "react";
 import type { TripSync, WebSocketManager } from "../index.js";
+import { useTripSageOptions } from "./provider.js";
 import { attachTrip, initialTrip, TripView, type TripOptions, type TripSnapshot } from "../view/trip.js";
 
 export interface UseTripCollaborationOptions extends TripOptions {
@@ -45,7 +46,9 @@ type Action = (trip: TripSync) => void;
 
 const noSubscription = () => () => {};
 
-export function useTripCollaboration(tripId: string, options: UseTripCollaborationOptions): TripCollaboration {
+/** `options` default to a <TripSageProvider>'s: `useTripCollaboration(tripId)` as the spec calls it. */
+export function useTripCollaboration(tripId: string, settings?: UseTripCollaborationOptions): TripCollaboration {
+  const options = useTripSageOptions(settings);
   const latest = useRef(options);
   latest.current = options;
   const waiting = useRef<Action[]>([]);

@@ -5,6 +5,7 @@
 // StrictMode's mount-unmount-mount leaves exactly one connection. The state is a
 // ConnectionView snapshot read through useSyncExternalStore (no torn reads). Callbacks
 // (onMessage, tokenProvider) are read through refs: changing them never reconnects.
+import { useTripSageOptions } from "./provider.js";
 import { useCallback, useEffect, useMemo, useRef, useState, useSyncExternalStore } from "react";
 import type { ClientMessageType, PayloadOf, WebSocketManager } from "../index.js";
 import {
@@ -44,12 +45,13 @@ export interface UseWebSocketResult extends ConnectionSnapshot {
 const noSubscription = () => () => {};
 const initial = () => INITIAL_CONNECTION;
 
+/** Settings default to a <TripSageProvider>'s (`useWebSocket({onMessage})` under one). */
 export function useWebSocket(
-  urlOrOptions: string | UseWebSocketOptions,
+  urlOrOptions: string | UseWebSocketOptions | Partial<UseWebSocketOptions> = {},
   more: HookOptions & Partial<ConnectionOptions> = {},
 ): UseWebSocketResult {
-  const options = (
-    typeof urlOrOptions === "string" ? { token: "", ...more, url: urlOrOptions } : { ...urlOrOptions, ...more }
+  const options = useTripSageOptions(
+    typeof urlOrOptions === "string" ? { ...more, url: urlOrOptions } : { ...urlOrOptions, ...more },
   ) as HookOptions & Partial<ConnectionOptions> & { manager?: WebSocketManager };
   const latest = useRef(options);
   latest.current = options;

@@ -12,12 +12,17 @@
 // getter) reconnects to the new trip. vue is a peer dependency; the core never imports it.
 import {
   getCurrentInstance,
+  inject,
   onMounted,
+  provide,
   onUnmounted,
   shallowRef,
   toValue,
   watch,
+  type App,
+  type InjectionKey,
   type MaybeRefOrGetter,
+  type Plugin,
   type Ref,
   type ShallowRef,
 } from "vue";
@@ -62,10 +67,31 @@ export interface WebSocketCollaboration {
   disconnect: () => void;
 }
 
+/** Where provideTripSage / TripSagePlugin keep the connection settings. */
+export const TRIPSAGE_OPTIONS: InjectionKey<TripOptions> = Symbol("tripsage options");
+
+/** The settings for every useWebSocketCollaboration below this component (setup only). */
+export function provideTripSage(options: TripOptions): void {
+  provide(TRIPSAGE_OPTIONS, { ...inject(TRIPSAGE_OPTIONS, {}), ...options });
+}
+
+/** `app.use(TripSagePlugin, {url, token})`: the settings for the whole app. */
+export const TripSagePlugin: Plugin<[TripOptions]> = {
+  install(app: App, options: TripOptions) {
+    app.provide(TRIPSAGE_OPTIONS, options);
+  },
+};
+
+/**
+ * `options` default to those provided (provideTripSage, TripSagePlugin), so that the
+ * spec's `useWebSocketCollaboration(tripId)` works as written inside such an app.
+ */
 export function useWebSocketCollaboration(
   tripId: MaybeRefOrGetter<string>,
-  options: TripOptions,
+  given?: TripOptions,
 ): WebSocketCollaboration {
+  const provided = getCurrentInstance() ? inject(TRIPSAGE_OPTIONS, {}) : {};
+  const options: TripOptions = { ...provided, ...given };
   const first = initialTrip(toValue(tripId));
   const state = {
     isConnected: shallowRef(first.isConnected),
