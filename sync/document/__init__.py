@@ -10,6 +10,7 @@ each with its part of the theory:
 :mod:`.schema`             the Yjs schema of a trip; reading and editing values
 :mod:`.results`            requests, changes, snapshots and outcomes
 :mod:`.state`              the live Doc, versions, forks and the write path
+:mod:`.seen`               what the live Doc's observer keeps between transactions
 :mod:`.clientids`          client ids derived per trip and key, state vectors decoded
 :mod:`.history`            restore, snapshot, compact, read retained versions
 :mod:`.optimistic`         deciding a JSON client's update: bases, merge, LWW

@@ -23,8 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from tripsage_sync.sync.conflicts import JSON, ConflictDetected, PendingConflict
-from tripsage_sync.sync.errors import InvalidMessage
+from tripsage_sync.sync.conflicts import JSON, ConflictDetected, PendingConflict, Stamp
+from tripsage_sync.sync.errors import InvalidMessage, InvalidState
 
 __all__ = [
     "ApplyResult",
@@ -43,6 +43,7 @@ __all__ = [
     "Rolledback",
     "Snapshot",
     "UpdateRequest",
+    "entry_stamps",
 ]
 
 RollbackReason = Literal["stale_previous_value", "history_unavailable", "invalid_expected_version"]
@@ -190,3 +191,11 @@ class RemoteResult:
 
     change: Change | None
     conflicts: tuple[tuple[PendingConflict, ConflictDetected | None], ...] = ()
+
+
+def entry_stamps(meta: dict[str, JSON]) -> dict[str, Stamp | None]:
+    """The fields a log entry wrote, with their stamps (``None``: text and lists)."""
+    fields = meta.get("fields")
+    if not isinstance(fields, dict):
+        raise InvalidState("log entry meta without fields")
+    return {n: None if s is None else Stamp.from_json(s) for n, s in fields.items()}

@@ -26,6 +26,9 @@ Window
     keeps only a recent window of it (:meth:`DocState.keep_recent`): once
     there are ``2 * keep`` entries, the oldest are dropped and ``window``, a
     snapshot of the doc at the newest dropped version, stands in for them.
+    Making that snapshot costs as much as the doc, so it is made when a fork
+    first needs it or once ``WINDOW_LAG * keep`` updates were dropped since
+    the last one; until then the dropped updates are kept, without meta.
     Each field's stamp history keeps its last write at or before the base, its
     last write at or before the window, and every write after. The few reads
     of versions between the base and the window (a fork or a stamp at an old
@@ -62,17 +65,24 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, Final
 
-from pycrdt import Doc, Map, TransactionEvent
+from pycrdt import Doc, Map
 
 from tripsage_sync.sync.conflicts import FIELD_PATH_PREFIX, JSON, Stamp, normalise_json
 from tripsage_sync.sync.document.clientids import derive_client_id, state_vector
-from tripsage_sync.sync.document.results import Change, FieldChange, LogEntry, Snapshot
+from tripsage_sync.sync.document.results import (
+    Change,
+    FieldChange,
+    LogEntry,
+    Snapshot,
+    entry_stamps,
+)
 from tripsage_sync.sync.document.schema import (
     ROOT_MAP,
     FieldKind,
     read_field,
     read_kind_and_field,
 )
+from tripsage_sync.sync.document.seen import Read, Seen
 from tripsage_sync.sync.document.shadow import Shadow
 from tripsage_sync.sync.errors import InvalidState
 from tripsage_sync.sync.ykeys import RootKeys
@@ -91,38 +101,13 @@ __all__ = [
 META_FORMAT: Final = 1
 
 FieldHistory = dict[str, list[tuple[int, Stamp | None]]]  # field -> (version, stamp) ascending
-_Read = tuple[FieldKind | None, JSON]  # a field's kind (None: absent) and value
 _IMMUTABLE: Final = (str, int, float, bool, type(None))
 _Write = tuple[int, Stamp | None]  # a field's write: (version, stamp)
+# Dropped updates kept for the window's state, in multiples of ``keep`` ("Window" above).
+WINDOW_LAG: Final = 4
 # The stored log entries with ``after < version <= up_to``, ascending (the shell reads
 # them from storage; see "Window" above).
 OlderEntries = Callable[[int, int], list[LogEntry]]
-
-
-class _Seen:
-    """What the live doc's observer keeps: its latest update and the reads since.
-
-    The observer is this object's method, not the :class:`DocState`'s: pycrdt keeps
-    the callback in the Rust document, out of the garbage collector's sight, so a
-    callback that referred back to the DocState would make an uncollectable cycle
-    (DocState -> Doc -> callback -> DocState) and every unloaded room would stay.
-    With no cycle through it, the DocState is freed when its room is dropped, and
-    its finalizer drops the subscription, which frees the Doc.
-    """
-
-    __slots__ = ("clocks", "reads", "update")
-
-    def __init__(self) -> None:
-        # The update of the live doc's latest transaction ("Scalar writes" above).
-        self.update = b""
-        # Scalar fields read since the live doc last changed ("Reading" above).
-        self.reads: dict[str, _Read] = {}
-        self.clocks: dict[int, int] | None = None  # the live state vector, decoded
-
-    def transaction_done(self, event: TransactionEvent) -> None:
-        self.update = event.update
-        self.reads = {}
-        self.clocks = None
 
 
 class DocState:
@@ -135,13 +120,15 @@ class DocState:
         self.root = self.doc.get(ROOT_MAP, type=Map)
         self.base = Snapshot(0, b"", {})
         self.window = self.base  # the doc where ``entries`` start ("Window" above)
+        # (window version, the state before, the updates since) until window_state()
+        self._lag: tuple[int, bytes, list[bytes]] | None = None
         self.entries: list[LogEntry] = []
         self.keep = 0  # entries kept in memory; 0: every one
         self.older: OlderEntries | None = None
         self.history: FieldHistory = {}
         self.shadow: Shadow | None = None
         self.root_keys: RootKeys | None = None  # built on first use, then kept up to date
-        self._seen = _Seen()
+        self._seen = Seen()
         # pycrdt's own observer wrapper refers to the Doc (Doc -> Rust -> callback -> Doc):
         # the subscription is dropped with the DocState, else the Doc is never freed.
         weakref.finalize(self, self.doc.observe(self._seen.transaction_done).drop)
@@ -180,7 +167,7 @@ class DocState:
             fork.apply_update(self.doc.get_update())
             return fork
         if base_version >= self.window.version:
-            start: Snapshot = self.window
+            start: Snapshot = self.window_state()
             entries: list[LogEntry] = self.entries
         else:  # below the window ("Window" above)
             start, entries = self.base, self.stored(self.base.version, base_version)
@@ -216,12 +203,34 @@ class DocState:
         self.keep, self.older = max(0, keep), older
         self.trim()
 
+    def window_state(self) -> Snapshot:
+        """The window with its state, made from the dropped updates if it lags."""
+        lag = self._lag
+        if lag is not None and lag[0] == self.window.version:
+            taken = set(state_vector(self.doc.get_state())) | {self.doc.client_id}
+            doc = Doc[Any](client_id=derive_client_id(self.trip_id, "window", taken))
+            if lag[1]:
+                doc.apply_update(lag[1])
+            for update in lag[2]:
+                doc.apply_update(update)
+            self.window = Snapshot(self.window.version, doc.get_update(), self.window.meta)
+        self._lag = None
+        return self.window
+
     def trim(self) -> None:
         if not self.keep or len(self.entries) < 2 * self.keep:
             return
         cut = self.entries[-self.keep - 1].version
-        self.window = Snapshot(cut, self.fork(cut, "window").get_update(), {})
+        lag = self._lag
+        if lag is None or lag[0] != self.window.version:  # the window's state is made
+            lag = (cut, self.window.state, [])
+        dropped = lag[2]
+        dropped.extend(e.update for e in self.entries if e.version <= cut)
+        self._lag = (cut, lag[1], dropped)
+        self.window = Snapshot(cut, b"", {})  # its state: window_state()
         self.entries = [e for e in self.entries if e.version > cut]
+        if len(dropped) >= WINDOW_LAG * self.keep:
+            self.window_state()
         base = self.base.version
         for history in self.history.values():
             upto_cut = bisect.bisect_right(history, cut, key=_version_of)
@@ -327,7 +336,7 @@ class DocState:
         """The field's kind; ``None`` if the trip has no such field."""
         return self._read(name)[0]
 
-    def _read(self, name: str) -> _Read:
+    def _read(self, name: str) -> Read:
         reads = self._seen.reads
         read = reads.get(name)
         if read is None:
@@ -379,11 +388,3 @@ class DocState:
 
 def _version_of(entry: tuple[int, Stamp | None]) -> int:
     return entry[0]
-
-
-def entry_stamps(meta: dict[str, JSON]) -> dict[str, Stamp | None]:
-    """The fields a log entry wrote, with their stamps (``None``: text and lists)."""
-    fields = meta.get("fields")
-    if not isinstance(fields, dict):
-        raise InvalidState("log entry meta without fields")
-    return {n: None if s is None else Stamp.from_json(s) for n, s in fields.items()}

@@ -22,7 +22,7 @@ from tripsage_sync.sync.document import (
     TripDocument,
     UpdateRequest,
 )
-from tripsage_sync.sync.document.state import DocState
+from tripsage_sync.sync.document.state import WINDOW_LAG, DocState
 from tripsage_sync.sync.errors import InvalidState
 
 TRIP = "trip-h"
@@ -192,3 +192,26 @@ def test_a_window_decides_and_replays_as_the_whole_history(data: st.DataObject) 
         ]
         assert window.values_at(since) == whole.values_at(since)
     assert len(window._state.entries) < 4
+
+
+def test_a_trim_makes_the_window_only_when_a_fork_needs_it() -> None:
+    """Dropping entries costs no replay of the doc until a fork starts in the window."""
+    doc, first = TripDocument.create(TRIP, INITIAL, frozenset(), created_by="owner", now_ms=1_000)
+    stored = [LogEntry(first.version, first.update, first.meta)]
+    doc.keep_recent(2, lambda after, up_to: [e for e in stored if after < e.version <= up_to])
+    state = doc._state
+    for i in range(2, 8):  # trims at 4 and 6 entries
+        result = doc.apply_optimistic(req(f"w{i}", "budget", i, i - 1, i * 1_000))
+        assert result.change is not None
+        stored.append(LogEntry(result.change.version, result.change.update, result.change.meta))
+    assert state.window.version == 4
+    assert state.window.state == b""
+    assert doc.values_at(4)["budget"] == 4  # a fork at the window makes it
+    assert state.window.state
+    assert doc.values_at(5)["budget"] == 5
+    made, version = state.window.version, 8
+    while state.window.state == b"" or state.window.version == made:  # nobody forks
+        assert doc.apply_optimistic(req(f"w{version}", "budget", version, version - 1, 0)).change
+        version += 1
+    assert state.window.version - made == WINDOW_LAG * 2  # made once that many were dropped
+    assert doc.values_at(state.window.version)["budget"] == state.window.version
