@@ -30,7 +30,8 @@ Window
     first needs it or once ``WINDOW_LAG * keep`` updates were dropped since
     the last one; until then the dropped updates are kept, without meta.
     Each field's stamp history keeps its last write at or before the base, its
-    last write at or before the window, and every write after. The few reads
+    last write at or before the window (a field the dropped entries did not
+    write is left as it was), and every write after. The few reads
     of versions between the base and the window (a fork or a stamp at an old
     base, a replay for ``sync_request``, a compaction) ask ``older`` for the
     stored entries; the hot path (forks at recent versions, the current
@@ -62,7 +63,7 @@ from __future__ import annotations
 
 import bisect
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final
 
 from pycrdt import Doc, Map
@@ -122,6 +123,7 @@ class DocState:
         self.window = self.base  # the doc where ``entries`` start ("Window" above)
         # (window version, the state before, the updates since) until window_state()
         self._lag: tuple[int, bytes, list[bytes]] | None = None
+        self._trim_all = True  # the first trim compacts every field's history (restored)
         self.entries: list[LogEntry] = []
         self.keep = 0  # entries kept in memory; 0: every one
         self.older: OlderEntries | None = None
@@ -209,9 +211,7 @@ class DocState:
         if lag is not None and lag[0] == self.window.version:
             taken = set(state_vector(self.doc.get_state())) | {self.doc.client_id}
             doc = Doc[Any](client_id=derive_client_id(self.trip_id, "window", taken))
-            if lag[1]:
-                doc.apply_update(lag[1])
-            for update in lag[2]:
+            for update in filter(None, (lag[1], *lag[2])):  # b"": the empty doc
                 doc.apply_update(update)
             self.window = Snapshot(self.window.version, doc.get_update(), self.window.meta)
         self._lag = None
@@ -221,18 +221,27 @@ class DocState:
         if not self.keep or len(self.entries) < 2 * self.keep:
             return
         cut = self.entries[-self.keep - 1].version
+        out = [e for e in self.entries if e.version <= cut]
         lag = self._lag
         if lag is None or lag[0] != self.window.version:  # the window's state is made
             lag = (cut, self.window.state, [])
-        dropped = lag[2]
-        dropped.extend(e.update for e in self.entries if e.version <= cut)
-        self._lag = (cut, lag[1], dropped)
-        self.window = Snapshot(cut, b"", {})  # its state: window_state()
-        self.entries = [e for e in self.entries if e.version > cut]
-        if len(dropped) >= WINDOW_LAG * self.keep:
+        lag[2].extend(e.update for e in out)
+        self._lag, self.window = (cut, *lag[1:]), Snapshot(cut, b"", {})  # see window_state
+        self.entries = self.entries[len(out) :]
+        if len(lag[2]) >= WINDOW_LAG * self.keep:
             self.window_state()
+        written: set[str] = set()  # the fields with new writes up to the cut
+        for entry in out:
+            fields = entry.meta.get("fields")
+            if not isinstance(fields, dict):  # an entry without a field list: every field
+                self._trim_all = True
+                break
+            written.update(fields)
+        names: Iterable[str] = list(self.history) if self._trim_all else written
+        self._trim_all = False
         base = self.base.version
-        for history in self.history.values():
+        for name in names:
+            history = self.history.get(name, [])
             upto_cut = bisect.bisect_right(history, cut, key=_version_of)
             if upto_cut <= 1:
                 continue
