@@ -215,3 +215,27 @@ def test_a_trim_makes_the_window_only_when_a_fork_needs_it() -> None:
         version += 1
     assert state.window.version - made == WINDOW_LAG * 2  # made once that many were dropped
     assert doc.values_at(state.window.version)["budget"] == state.window.version
+
+
+def test_a_restored_trip_with_a_window_keeps_every_stamp() -> None:
+    """The first trim after a restore compacts every field; later ones what they drop."""
+    whole, first = TripDocument.create(TRIP, INITIAL, frozenset(), created_by="owner", now_ms=1)
+    stored = [LogEntry(first.version, first.update, first.meta)]
+    fields = ["destination", "budget", "hotel", "flight"]
+    for i in range(2, 30):
+        name = fields[i % len(fields)] if i % 3 else "budget"
+        result = whole.apply_optimistic(req(f"r{i}", name, i, i - 1, i * 1_000))
+        assert result.change is not None
+        stored.append(LogEntry(result.change.version, result.change.update, result.change.meta))
+    restored = TripDocument.restore(TRIP, frozenset(), None, stored, [])
+    restored.keep_recent(3, lambda after, up_to: [e for e in stored if after < e.version <= up_to])
+    for i in range(30, 45):  # trims that drop entries writing only some of the fields
+        update = req(f"r{i}", fields[i % 2], i, i - 1, i * 1_000)
+        a, b = whole.apply_optimistic(copy.deepcopy(update)), restored.apply_optimistic(update)
+        assert _same(a) == _same(b)
+        assert a.change is not None
+        stored.append(LogEntry(a.change.version, a.change.update, a.change.meta))
+    assert max(len(h) for h in restored._state.history.values()) <= 5
+    for name in fields:
+        for version in range(1, whole.version + 1):
+            assert restored._state.stamp_at(name, version) == whole._state.stamp_at(name, version)
