@@ -15,7 +15,9 @@ Everything is bounded by the input size; malformed input raises
 
 from __future__ import annotations
 
-from bisect import bisect_right, insort
+import sys
+from array import array
+from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -35,17 +37,20 @@ class RootKeys:
     """
 
     root: str
-    by_key: dict[str, list[Struct]] = field(default_factory=dict)
-    _by_client: dict[int, list[tuple[int, int, str]]] = field(default_factory=dict)
+    # Each key's items, flat (client, clock, length) triples, and each client's
+    # spans of clocks with the key they write, ascending: ids only, in arrays, so
+    # that a peer's overwrite keeps a few dozen bytes, not its decoded struct.
+    by_key: dict[str, array[int]] = field(default_factory=dict)
+    _by_client: dict[int, _Spans] = field(default_factory=dict)
 
     def key_of(self, item: ID) -> str | None:
         client, clock = item
         spans = self._by_client.get(client)
-        if not spans:
+        if spans is None:
             return None
-        i = bisect_right(spans, (clock, float("inf"))) - 1
-        if i >= 0 and clock < spans[i][0] + spans[i][1]:
-            return spans[i][2]
+        i = bisect_right(spans.starts, clock) - 1
+        if i >= 0 and clock < spans.starts[i] + spans.lengths[i]:
+            return spans.keys[i]
         return None
 
     def keys_written(
@@ -95,10 +100,25 @@ class RootKeys:
         return written
 
     def add(self, written: dict[str, list[Struct]]) -> None:
-        for key, structs in written.items():
-            self.by_key.setdefault(key, []).extend(structs)
+        for name, structs in written.items():
+            key = sys.intern(name)  # one string for every item of the key
+            ids = self.by_key.setdefault(key, array("q"))
             for s in structs:
-                insort(self._by_client.setdefault(s.client, []), (s.clock, s.length, key))
+                ids.extend((s.client, s.clock, s.length))
+                spans = self._by_client.get(s.client)
+                if spans is None:
+                    spans = self._by_client[s.client] = _Spans(array("q"), array("q"), [])
+                i = bisect_right(spans.starts, s.clock)  # the end, but for pending structs
+                spans.starts.insert(i, s.clock)
+                spans.lengths.insert(i, s.length)
+                spans.keys.insert(i, key)
+
+
+@dataclass(slots=True)
+class _Spans:
+    starts: array[int]
+    lengths: array[int]
+    keys: list[str]
 
 
 def seen_values(
@@ -128,10 +148,11 @@ def seen_values(
                 entry.written = s.values[-1]
             elif last in values:
                 entry.written = values[last]
-        for s in keys.by_key.get(key, ()):
-            for clock in range(s.clock, s.clock + s.length):
-                if (s.client, clock) not in own and not deleted.is_deleted((s.client, clock)):
-                    entry.current = (s.client, clock)
+        ids = keys.by_key.get(key, ())
+        for client, start, length in zip(ids[0::3], ids[1::3], ids[2::3], strict=True):
+            for clock in range(start, start + length):
+                if (client, clock) not in own and not deleted.is_deleted((client, clock)):
+                    entry.current = (client, clock)
     return out
 
 
