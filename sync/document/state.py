@@ -63,7 +63,7 @@ from __future__ import annotations
 
 import bisect
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 from pycrdt import Doc, Map
@@ -123,7 +123,6 @@ class DocState:
         self.window = self.base  # the doc where ``entries`` start ("Window" above)
         # (window version, the state before, the updates since) until window_state()
         self._lag: tuple[int, bytes, list[bytes]] | None = None
-        self._trim_all = True  # the first trim compacts every field's history (restored)
         self.entries: list[LogEntry] = []
         self.keep = 0  # entries kept in memory; 0: every one
         self.older: OlderEntries | None = None
@@ -234,13 +233,11 @@ class DocState:
         for entry in out:
             fields = entry.meta.get("fields")
             if not isinstance(fields, dict):  # an entry without a field list: every field
-                self._trim_all = True
+                written = set(self.history)
                 break
             written.update(fields)
-        names: Iterable[str] = list(self.history) if self._trim_all else written
-        self._trim_all = False
         base = self.base.version
-        for name in names:
+        for name in written:
             history = self.history.get(name, [])
             upto_cut = bisect.bisect_right(history, cut, key=_version_of)
             if upto_cut <= 1:
