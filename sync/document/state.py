@@ -64,7 +64,7 @@ from __future__ import annotations
 import bisect
 import weakref
 from collections.abc import Callable, Iterator
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from pycrdt import Doc, Map
 
@@ -104,11 +104,16 @@ META_FORMAT: Final = 1
 FieldHistory = dict[str, list[tuple[int, Stamp | None]]]  # field -> (version, stamp) ascending
 _IMMUTABLE: Final = (str, int, float, bool, type(None))
 _Write = tuple[int, Stamp | None]  # a field's write: (version, stamp)
-# Dropped updates kept for the window's state, in multiples of ``keep`` ("Window" above).
-WINDOW_LAG: Final = 4
+WINDOW_LAG: Final = 4  # dropped updates kept for the window's state, times ``keep``
 # The stored log entries with ``after < version <= up_to``, ascending (the shell reads
 # them from storage; see "Window" above).
 OlderEntries = Callable[[int, int], list[LogEntry]]
+
+
+class _Lag(NamedTuple):  # the window's state until it is made ("Window" above)
+    version: int  # the window's
+    before: bytes  # the state it starts from
+    updates: list[bytes]  # the updates dropped since
 
 
 class DocState:
@@ -121,8 +126,7 @@ class DocState:
         self.root = self.doc.get(ROOT_MAP, type=Map)
         self.base = Snapshot(0, b"", {})
         self.window = self.base  # the doc where ``entries`` start ("Window" above)
-        # (window version, the state before, the updates since) until window_state()
-        self._lag: tuple[int, bytes, list[bytes]] | None = None
+        self._lag: _Lag | None = None  # until window_state() makes the window's state
         self.entries: list[LogEntry] = []
         self.keep = 0  # entries kept in memory; 0: every one
         self.older: OlderEntries | None = None
@@ -207,10 +211,10 @@ class DocState:
     def window_state(self) -> Snapshot:
         """The window with its state, made from the dropped updates if it lags."""
         lag = self._lag
-        if lag is not None and lag[0] == self.window.version:
-            taken = set(state_vector(self.doc.get_state())) | {self.doc.client_id}
+        if lag is not None and lag.version == self.window.version:
+            taken = set(self.clocks()) | {self.doc.client_id}
             doc = Doc[Any](client_id=derive_client_id(self.trip_id, "window", taken))
-            for update in filter(None, (lag[1], *lag[2])):  # b"": the empty doc
+            for update in filter(None, (lag.before, *lag.updates)):  # b"": the empty doc
                 doc.apply_update(update)
             self.window = Snapshot(self.window.version, doc.get_update(), self.window.meta)
         self._lag = None
@@ -222,12 +226,12 @@ class DocState:
         cut = self.entries[-self.keep - 1].version
         out = [e for e in self.entries if e.version <= cut]
         lag = self._lag
-        if lag is None or lag[0] != self.window.version:  # the window's state is made
-            lag = (cut, self.window.state, [])
-        lag[2].extend(e.update for e in out)
-        self._lag, self.window = (cut, *lag[1:]), Snapshot(cut, b"", {})  # see window_state
+        if lag is None or lag.version != self.window.version:  # the window's state is made
+            lag = _Lag(cut, self.window.state, [])
+        lag.updates.extend(e.update for e in out)
+        self._lag, self.window = lag._replace(version=cut), Snapshot(cut, b"", {})
         self.entries = self.entries[len(out) :]
-        if len(lag[2]) >= WINDOW_LAG * self.keep:
+        if len(lag.updates) >= WINDOW_LAG * self.keep:
             self.window_state()
         written: set[str] = set()  # the fields with new writes up to the cut
         for entry in out:
