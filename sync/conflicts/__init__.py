@@ -27,7 +27,7 @@ from tripsage_sync.sync.conflicts.manual import (
     conflict_id_for,
     new_pending_conflict,
 )
-from tripsage_sync.sync.conflicts.stamp import Stamp
+from tripsage_sync.sync.conflicts.stamp import PackedStamp, Stamp, pack_stamp, unpack_stamp
 from tripsage_sync.sync.conflicts.value import (
     FIELD_NAME_PATTERN,
     FIELD_NAME_RULE,
@@ -61,6 +61,7 @@ __all__ = [
     "ConflictOption",
     "ConflictingValue",
     "InvalidValue",
+    "PackedStamp",
     "PendingConflict",
     "Stamp",
     "canonical_json",
@@ -70,6 +71,8 @@ __all__ = [
     "json_equal",
     "new_pending_conflict",
     "normalise_json",
+    "pack_stamp",
     "parse_field_name",
+    "unpack_stamp",
     "validate_value",
 ]

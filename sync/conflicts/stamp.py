@@ -22,12 +22,18 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 from tripsage_sync.sync.conflicts.value import JSON
 from tripsage_sync.sync.errors import InvalidState
 
-__all__ = ["Stamp"]
+__all__ = ["PackedStamp", "Stamp", "pack_stamp", "unpack_stamp"]
+
+#: A stamp as a plain tuple, ``(ts_ms, user_id, update_id, own_ts_ms)``: what a trip's
+#: field histories hold. The cycle collector stops tracking a tuple of ints and strs
+#: (a :class:`Stamp` it walks for as long as it lives), and histories hold a pair for
+#: every retained write of every loaded trip.
+PackedStamp = tuple[int, str, str, int | None]
 
 
 @functools.total_ordering
@@ -74,10 +80,18 @@ class Stamp:
         own = self.key[1]
         return base if own == self.ts_ms else [*base, own]
 
+    def to_meta(self) -> JSON:
+        """:meth:`to_json` as a tuple, the same JSON: what a log entry's meta holds for each
+        write. The collector untracks a tuple of ints and strs, and then (in a full
+        collection) a dict holding only such values: a loaded trip's entries are walked
+        once, not in every full collection for as long as they are kept."""
+        return cast("JSON", tuple(self.to_json()))
+
     @classmethod
     def from_json(cls, data: Any) -> Stamp:
-        """``[ts, user, update]`` or ``[ts, user, update, own_ts]``."""
-        if not (isinstance(data, list) and len(data) in (3, 4)):
+        """``[ts, user, update]`` or ``[ts, user, update, own_ts]`` (or the tuple of
+        :meth:`to_meta`)."""
+        if not (isinstance(data, list | tuple) and len(data) in (3, 4)):
             raise InvalidState(f"malformed stamp: {data!r}")
         ts, user, update, *rest = data
         own = rest[0] if rest else None
@@ -87,3 +101,13 @@ class Stamp:
         if not (isinstance(user, str) and isinstance(update, str)):
             raise InvalidState(f"malformed stamp: {data!r}")
         return cls(ts, user, update, own)
+
+
+def pack_stamp(stamp: Stamp | None) -> PackedStamp | None:
+    """``stamp`` as a :data:`PackedStamp` (``None`` stays ``None``)."""
+    return None if stamp is None else (stamp.ts_ms, stamp.user_id, stamp.update_id, stamp.own_ts_ms)
+
+
+def unpack_stamp(packed: PackedStamp | None) -> Stamp | None:
+    """The :class:`Stamp` :func:`pack_stamp` packed."""
+    return None if packed is None else Stamp(*packed)

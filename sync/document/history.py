@@ -23,6 +23,7 @@ from typing import Final
 from pycrdt import Map
 
 from tripsage_sync.sync.conflicts import FIELD_PATH_PREFIX, JSON, Stamp, json_equal
+from tripsage_sync.sync.conflicts.stamp import PackedStamp, pack_stamp, unpack_stamp
 from tripsage_sync.sync.document.results import Change, FieldChange, LogEntry, Snapshot
 from tripsage_sync.sync.document.schema import ROOT_MAP, read_field
 from tripsage_sync.sync.document.state import META_FORMAT, DocState, entry_stamps
@@ -171,10 +172,11 @@ def snapshot_at(state: DocState, version: int) -> Snapshot:
     """The full state at a retained ``version``, with each field's last (version, stamp)."""
     doc_state = state.fork(version, "snapshot").get_update()
     base = state.base.version
-    dropped: dict[str, tuple[int, Stamp | None]] = {}
+    dropped: dict[str, tuple[int, PackedStamp | None]] = {}
     if base < version < state.window.version:  # writes dropped from memory: one read
         for entry in state.stored(base, version):
-            dropped.update((n, (entry.version, s)) for n, s in entry_stamps(entry.meta).items())
+            stamps = entry_stamps(entry.meta).items()
+            dropped.update((n, (entry.version, pack_stamp(s))) for n, s in stamps)
     fields: dict[str, JSON] = {}
     for name, history in state.history.items():
         i = bisect.bisect_right(history, version, key=_version_of)
@@ -182,8 +184,8 @@ def snapshot_at(state: DocState, version: int) -> Snapshot:
         if name in dropped and (write is None or write[0] <= base):
             write = dropped[name]
         if write is not None:
-            v, s = write
-            fields[name] = {"version": v, "stamp": None if s is None else s.to_json()}
+            v, stamp = write[0], unpack_stamp(write[1])
+            fields[name] = {"version": v, "stamp": None if stamp is None else stamp.to_json()}
     return Snapshot(version, doc_state, {"format": META_FORMAT, "fields": fields})
 
 
@@ -254,20 +256,20 @@ def changes_since(state: DocState, since_version: int) -> list[Change]:
     return out
 
 
-def _snapshot_fields(meta: dict[str, JSON]) -> dict[str, tuple[int, Stamp | None]]:
+def _snapshot_fields(meta: dict[str, JSON]) -> dict[str, tuple[int, PackedStamp | None]]:
     fields = meta.get("fields")
     if not isinstance(fields, dict):
         raise InvalidState("snapshot meta without fields")
-    out: dict[str, tuple[int, Stamp | None]] = {}
+    out: dict[str, tuple[int, PackedStamp | None]] = {}
     for name, info in fields.items():
         if not isinstance(info, dict):
             raise InvalidState(f"snapshot meta for {name} is malformed")
         version, stamp = info.get("version"), info.get("stamp")
         if not isinstance(version, int):
             raise InvalidState(f"snapshot meta for {name} has no version")
-        out[name] = (version, None if stamp is None else Stamp.from_json(stamp))
+        out[name] = (version, None if stamp is None else pack_stamp(Stamp.from_json(stamp)))
     return out
 
 
-def _version_of(write: tuple[int, Stamp | None]) -> int:
+def _version_of(write: tuple[int, PackedStamp | None]) -> int:
     return write[0]

@@ -69,6 +69,7 @@ from typing import Any, Final, NamedTuple
 from pycrdt import Doc, Map
 
 from tripsage_sync.sync.conflicts import FIELD_PATH_PREFIX, JSON, Stamp, normalise_json
+from tripsage_sync.sync.conflicts.stamp import PackedStamp, pack_stamp, unpack_stamp
 from tripsage_sync.sync.document.clientids import derive_client_id, state_vector
 from tripsage_sync.sync.document.results import (
     Change,
@@ -101,9 +102,8 @@ __all__ = [
 
 META_FORMAT: Final = 1
 
-FieldHistory = dict[str, list[tuple[int, Stamp | None]]]  # field -> (version, stamp) ascending
+FieldHistory = dict[str, list[tuple[int, PackedStamp | None]]]  # versions ascending
 _IMMUTABLE: Final = (str, int, float, bool, type(None))
-_Write = tuple[int, Stamp | None]  # a field's write: (version, stamp)
 WINDOW_LAG: Final = 4  # dropped updates kept for the window's state, times ``keep``
 # The stored log entries with ``after < version <= up_to``, ascending (the shell reads
 # them from storage; see "Window" above).
@@ -316,7 +316,7 @@ class DocState:
             "updateId": update_id,
             "userId": user_id,
             "clientId": client_id,
-            "fields": {n: None if s is None else s.to_json() for n, s in stamps.items()},
+            "fields": {n: None if s is None else s.to_meta() for n, s in stamps.items()},
         }
         self.entries.append(LogEntry(self.version, update, meta))
         self.note(self.version, stamps)
@@ -327,7 +327,7 @@ class DocState:
 
     def note(self, version: int, stamps: dict[str, Stamp | None]) -> None:
         for name, stamp in stamps.items():
-            self.history.setdefault(name, []).append((version, stamp))
+            self.history.setdefault(name, []).append((version, pack_stamp(stamp)))
 
     def keys(self) -> RootKeys:
         """The root map's item index (:class:`sync.yupdate.RootKeys`), built on first use."""
@@ -364,11 +364,11 @@ class DocState:
         if not history:
             return None
         if history[-1][0] <= version:  # the common case: the current stamp
-            return history[-1][1]
+            return unpack_stamp(history[-1][1])
         write = self.last_write(name, version)
         return None if write is None else write[1]
 
-    def last_write(self, name: str, version: int) -> _Write | None:
+    def last_write(self, name: str, version: int) -> tuple[int, Stamp | None] | None:
         """``name``'s last (version, stamp) at or before ``version``; ``None``: not written."""
         history = self.history.get(name, [])
         i = bisect.bisect_right(history, version, key=_version_of)
@@ -380,7 +380,7 @@ class DocState:
                 stamps = entry_stamps(entry.meta)
                 if name in stamps:
                     return entry.version, stamps[name]
-        return write
+        return None if write is None else (write[0], unpack_stamp(write[1]))
 
     def current_stamp(self, name: str) -> Stamp:
         stamp = self.stamp_at(name, self.version)
@@ -396,5 +396,5 @@ class DocState:
             )
 
 
-def _version_of(entry: tuple[int, Stamp | None]) -> int:
+def _version_of(entry: tuple[int, PackedStamp | None]) -> int:
     return entry[0]

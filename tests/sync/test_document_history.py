@@ -6,6 +6,7 @@ They back ``sync_request``: the replay must equal what was broadcast live.
 from __future__ import annotations
 
 import copy
+import gc
 from dataclasses import replace
 
 import pytest
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 
 from tests.sync.test_document_properties import FAR_FUTURE_MS, MANUAL, _draw_update
 from tests.sync.test_document_properties import INITIAL as PROPERTY_TRIP
-from tripsage_sync.sync.conflicts import JSON, Stamp
+from tripsage_sync.sync.conflicts import JSON, Stamp, pack_stamp
 from tripsage_sync.sync.document import (
     ApplyResult,
     Change,
@@ -129,7 +130,7 @@ def test_stamp_at_is_the_last_write_at_or_before_the_version(
     """A field's stamps are found by bisection, as a scan would find them."""
     state = DocState("t")
     stamps = [Stamp(v, "u", f"x{v}") for v in versions]
-    state.history["f"] = list(zip(versions, stamps, strict=True))
+    state.history["f"] = [(v, pack_stamp(s)) for v, s in zip(versions, stamps, strict=True)]
     known = [s for v, s in zip(versions, stamps, strict=True) if v <= asked]
     assert state.stamp_at("f", asked) == (known[-1] if known else None)
     assert state.stamp_at("g", asked) is None
@@ -239,3 +240,24 @@ def test_a_restored_trip_with_a_window_keeps_every_stamp() -> None:
     for name in fields:
         for version in range(1, whole.version + 1):
             assert restored._state.stamp_at(name, version) == whole._state.stamp_at(name, version)
+
+
+def test_kept_history_is_left_out_of_the_cycle_collector() -> None:
+    """What a loaded trip keeps for each write, its field stamps and its entry's stamps,
+    is untracked by the cycle collector once collected: a full collection walks two
+    objects per retained write (the log entry and its meta dict), not six."""
+    doc, _ = TripDocument.create(TRIP, INITIAL, frozenset(), created_by="owner", now_ms=1_000)
+    for i in range(2, 12):
+        result = doc.apply_optimistic(req(f"g{i}", "budget", i, i - 1, i * 1_000))
+        assert result.change is not None
+    for _ in range(2):  # a collection untracks what holds only untracked tuples and atoms:
+        gc.collect()  # the packed stamps, then the pairs and the metas' field dicts
+    state = doc._state
+    writes = [write for history in state.history.values() for write in history]
+    assert len(writes) >= 10
+    assert not any(gc.is_tracked(write) for write in writes)
+    fields = [entry.meta["fields"] for entry in state.entries]
+    assert fields
+    assert not any(gc.is_tracked(stamps) for stamps in fields)
+    assert doc.values_at(doc.version)["budget"] == 11  # and everything reads as before
+    assert state.stamp_at("budget", doc.version) == Stamp(11_000, "user-g11", "g11", 11_000)
