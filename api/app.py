@@ -186,6 +186,7 @@ def create_app(
             loop = asyncio.get_running_loop()
             services.metrics.asyncio_tasks = lambda: len(asyncio.all_tasks(loop))
             services.metrics.bus_counts = lambda: bus.counts
+            services.metrics.gc_pauses.start()
             started: list[Feature] = []
             share = None
             if settings.redis_url:
@@ -208,6 +209,7 @@ def create_app(
                     await share.stop()
                 await bus.stop()
                 await runner.stop()
+                services.metrics.gc_pauses.stop()
                 if webhook is not None:
                     await webhook.close()
         finally:

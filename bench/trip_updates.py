@@ -44,6 +44,7 @@ from typing import Any
 
 import httpx
 import orjson
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection, connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -202,6 +203,40 @@ def thread_cpu_seconds(pid: int) -> dict[str, float]:
     return threads
 
 
+def gc_pauses(port: int) -> dict[str, dict[str, float]]:
+    """The server's ``tripsage_gc_pause_seconds`` so far, by generation: ``count``,
+    ``sum`` and each bucket's count (keyed by its ``le``)."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    out: dict[str, dict[str, float]] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != "tripsage_gc_pause_seconds":
+            continue
+        for sample in family.samples:
+            series = out.setdefault(sample.labels["generation"], {})
+            if sample.name.endswith("_bucket"):
+                series[sample.labels["le"]] = sample.value
+            elif sample.name.endswith(("_count", "_sum")):
+                series[sample.name.rsplit("_", 1)[1]] = sample.value
+    return out
+
+
+def gc_summary(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]]) -> str:
+    """The collections between two :func:`gc_pauses`: how many, how long in all, and the
+    bucket bound the longest fits under."""
+    parts = []
+    for gen in sorted(after):
+        d = {k: v - before.get(gen, {}).get(k, 0.0) for k, v in after[gen].items()}
+        bounds = [
+            float(le) for le, n in d.items() if le not in ("count", "sum") and n >= d["count"]
+        ]
+        longest = min(bounds, default=float("inf"))
+        parts.append(
+            f"gen{gen} {d['count']:.0f} x, {1000 * d['sum']:.0f} ms in all,"
+            f" each <= {1000 * longest:g} ms"
+        )
+    return "; ".join(parts)
+
+
 def _stat_cpu(stat: Path) -> float:
     fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -236,6 +271,7 @@ def scenario(
     for pipe in pipes:
         if pipe.recv() != "ready":
             raise SystemExit("a worker failed to start")
+    gc_start = gc_pauses(port)
     cpu_start, threads_start = cpu_seconds(pid), thread_cpu_seconds(pid)
     for pipe in pipes:
         pipe.send("go")
@@ -246,6 +282,7 @@ def scenario(
         for name, cpu in thread_cpu_seconds(pid).items()
         if cpu - threads_start.get(name, 0.0) > 0
     }
+    collections = gc_summary(gc_start, gc_pauses(port))
     elapsed, latencies = close_workers(pipes, workers, reports)
     total = len(latencies)
     return {
@@ -260,6 +297,7 @@ def scenario(
         "server_cpu_pct": round(100 * server_cpu / elapsed),
         "server_cpu_us_per_update": round(1e6 * server_cpu / total),
         "threads_us_per_update": {n: round(1e6 * cpu / total) for n, cpu in threads.items()},
+        "gc": collections,
     }
 
 
@@ -273,7 +311,9 @@ def main() -> None:
         "--pin", action="store_true", help="server on CPU 0, load generator on the others"
     )
     parser.add_argument(
-        "--threads", action="store_true", help="also the server's CPU per update by thread"
+        "--threads",
+        action="store_true",
+        help="also the server's CPU per update by thread, and its cycle collections",
     )
     parser.add_argument(
         "--batching",
@@ -334,6 +374,7 @@ def main() -> None:
     if args.threads:
         for r in results:
             print(f"{r['scenario']}: server CPU us/update by thread {r['threads_us_per_update']}")
+            print(f"{r['scenario']}: the server's cycle collections: {r['gc']}")
 
 
 if __name__ == "__main__":

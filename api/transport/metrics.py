@@ -16,8 +16,11 @@ process, as in tests, must not share counters). It owns a
 - *live gauges* (active connections by endpoint, peak, outbound queue depth,
   trips loaded in memory, uptime) are read from the hub and the trip registry
   at scrape time, so nothing keeps them up to date;
-- *histograms* (commit latency, broadcast fan-out latency) are
-  ``prometheus_client`` histograms.
+- *histograms* (commit latency, broadcast fan-out latency, the cycle
+  collector's pauses by generation) are ``prometheus_client`` histograms. The
+  pauses are timed by a ``gc.callbacks`` hook (:class:`GcPauses`) while the app
+  runs: a full collection stops every thread, and its length grows with the
+  objects the loaded trips keep.
 
 Call sites: :mod:`api.transport.connection` (read and write paths, auth failures, slow
 consumers), :mod:`api.transport.hub` (fan-out latency, connections opened),
@@ -27,6 +30,7 @@ latency, appends, conflicts) and :mod:`api.trips.sweep` (rooms unloaded).
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -41,12 +45,14 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-__all__ = ["CONTENT_TYPE", "PREFIX", "LiveConnections", "Metrics", "event_type_of"]
+__all__ = ["CONTENT_TYPE", "PREFIX", "GcPauses", "LiveConnections", "Metrics", "event_type_of"]
 
 PREFIX: Final = "tripsage"
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 # Commits share fsyncs: a few ms normally, seconds when the disk stalls.
 COMMIT_BUCKETS_S: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+# A young collection takes well under a millisecond; a full one grows with the heap.
+GC_BUCKETS_S: Final = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
 # Fan-out is an encode plus one queue append per recipient: microseconds.
 FANOUT_BUCKETS_S: Final = (
     0.00001,
@@ -88,6 +94,30 @@ def event_type_of(text: str) -> str:
     return text[start:end] if end > 0 else AUTH_RESPONSE
 
 
+class GcPauses:
+    """Each cycle collection's length, observed by generation, between :meth:`start`
+    and :meth:`stop` (``gc.callbacks`` is the process's: one app stops what it started)."""
+
+    def __init__(self, histogram: Histogram) -> None:
+        self._by_generation = [histogram.labels(str(g)) for g in range(3)]
+        self._started = 0.0
+
+    def start(self) -> None:
+        if self._callback not in gc.callbacks:
+            gc.callbacks.append(self._callback)
+
+    def stop(self) -> None:
+        if self._callback in gc.callbacks:
+            gc.callbacks.remove(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        # Collections never nest, and the thread that runs one holds the GIL throughout.
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self._by_generation[info["generation"]].observe(time.perf_counter() - self._started)
+
+
 class Metrics:
     """The instruments of one app; see the module docstring."""
 
@@ -127,6 +157,15 @@ class Metrics:
             "Time to encode one event and queue it for every recipient",
             buckets=FANOUT_BUCKETS_S,
             registry=r,
+        )
+        self.gc_pauses = GcPauses(
+            Histogram(
+                f"{PREFIX}_gc_pause_seconds",
+                "Time the cycle collector held the process, by generation collected",
+                ["generation"],
+                buckets=GC_BUCKETS_S,
+                registry=r,
+            )
         )
         r.register(_LiveCollector(self))
         # process_cpu_seconds_total, process_resident_memory_bytes, ... (Linux /proc).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 
 import pytest
@@ -37,6 +38,7 @@ FAMILIES = (
     "tripsage_update_log_appends_total",
     "tripsage_commit_seconds_count",
     "tripsage_broadcast_fanout_seconds_count",
+    "tripsage_gc_pause_seconds_count",
     "tripsage_trips_loaded",
     "tripsage_yjs_peers",
     "tripsage_asyncio_tasks",
@@ -50,6 +52,21 @@ def test_event_type_is_read_from_the_encoded_text() -> None:
         "trip_update_broadcast"
     )
     assert event_type_of('{"success":true,"connectionId":"c"}') == "auth_response"
+
+
+def test_the_cycle_collector_is_timed_only_while_started() -> None:
+    """Each collection is observed in its generation's series, once, while started."""
+    metrics, other = Metrics(), Metrics()
+    metrics.gc_pauses.start()
+    metrics.gc_pauses.start()  # once only
+    try:
+        gc.collect()
+    finally:
+        metrics.gc_pauses.stop()
+    gc.collect()
+    full = 'tripsage_gc_pause_seconds_count{generation="2"}'
+    assert f"{full} 1.0".encode() in metrics.exposition()
+    assert f"{full} 0.0".encode() in other.exposition()
 
 
 def test_two_apps_do_not_share_counters() -> None:
@@ -113,6 +130,7 @@ async def test_metrics_parse_and_count_real_traffic(server: ServerProcess) -> No
     assert delta("tripsage_commit_seconds_count") >= 2
     assert delta("tripsage_commit_seconds_sum") > 0
     assert delta("tripsage_broadcast_fanout_seconds_count") >= 2
+    assert value(after, "tripsage_gc_pause_seconds_count", generation="0") > 0
     assert value(after, "tripsage_trips_loaded") == 1
     assert value(after, "tripsage_outbound_queue_depth") >= 0
     assert value(after, "process_resident_memory_bytes") > 0
