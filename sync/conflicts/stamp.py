@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, replace
-from typing import Any, cast
+from typing import Any
 
 from tripsage_sync.sync.conflicts.value import JSON
 from tripsage_sync.sync.errors import InvalidState
@@ -80,18 +80,10 @@ class Stamp:
         own = self.key[1]
         return base if own == self.ts_ms else [*base, own]
 
-    def to_meta(self) -> JSON:
-        """:meth:`to_json` as a tuple, the same JSON: what a log entry's meta holds for each
-        write. The collector untracks a tuple of ints and strs, and then (in a full
-        collection) a dict holding only such values: a loaded trip's entries are walked
-        once, not in every full collection for as long as they are kept."""
-        return cast("JSON", tuple(self.to_json()))
-
     @classmethod
     def from_json(cls, data: Any) -> Stamp:
-        """``[ts, user, update]`` or ``[ts, user, update, own_ts]`` (or the tuple of
-        :meth:`to_meta`)."""
-        if not (isinstance(data, list | tuple) and len(data) in (3, 4)):
+        """``[ts, user, update]`` or ``[ts, user, update, own_ts]``."""
+        if not (isinstance(data, list) and len(data) in (3, 4)):
             raise InvalidState(f"malformed stamp: {data!r}")
         ts, user, update, *rest = data
         own = rest[0] if rest else None

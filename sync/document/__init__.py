@@ -11,6 +11,7 @@ each with its part of the theory:
 :mod:`.results`            requests, changes, snapshots and outcomes
 :mod:`.state`              the live Doc, versions, forks and the write path
 :mod:`.seen`               what the live Doc's observer keeps between transactions
+:mod:`.kept`               a log entry as memory keeps it: a tuple the collector leaves alone
 :mod:`.clientids`          client ids derived per trip and key, state vectors decoded
 :mod:`.history`            restore, snapshot, compact, read retained versions
 :mod:`.optimistic`         deciding a JSON client's update: bases, merge, LWW

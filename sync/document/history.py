@@ -24,6 +24,7 @@ from pycrdt import Map
 
 from tripsage_sync.sync.conflicts import FIELD_PATH_PREFIX, JSON, Stamp, json_equal
 from tripsage_sync.sync.conflicts.stamp import PackedStamp, pack_stamp, unpack_stamp
+from tripsage_sync.sync.document.kept import entry_of, kept
 from tripsage_sync.sync.document.results import Change, FieldChange, LogEntry, Snapshot
 from tripsage_sync.sync.document.schema import ROOT_MAP, read_field
 from tripsage_sync.sync.document.state import META_FORMAT, DocState, entry_stamps
@@ -51,7 +52,7 @@ def restore(state: DocState, snapshot: Snapshot | None, log: Iterable[LogEntry])
         if entry.version != state.version + 1:
             raise InvalidState(f"{state.trip_id}: log gap before version {entry.version}")
         state.doc.apply_update(entry.update)
-        state.entries.append(entry)
+        state.entries.append(kept(entry))
         state.version = entry.version
         state.note(entry.version, entry_stamps(entry.meta))
 
@@ -71,7 +72,7 @@ def adopt(state: DocState, entry: LogEntry) -> Change:
     state.doc.apply_update(entry.update)
     state.mirror(entry.update)
     state.version = entry.version
-    state.entries.append(entry)
+    state.entries.append(kept(entry))
     state.note(entry.version, stamps)
     state.trim()
     changes = {n: FieldChange(old[n], state.value(n), FIELD_PATH_PREFIX + n) for n in stamps}
@@ -96,7 +97,7 @@ def rebase(
     them, unchanged. Returns the changes adopted; the caller renumbers its own.
     """
     count = state.version - after
-    mine = state.entries[-count:] if 0 < count <= len(state.entries) else []
+    mine = [entry_of(e) for e in state.entries[-count:]] if 0 < count <= len(state.entries) else []
     if (
         not mine
         or mine[0].version != after + 1
@@ -131,7 +132,7 @@ def rebase(
     adopted = [adopt(state, entry) for entry in theirs]
     for entry in mine:
         state.version += 1
-        state.entries.append(LogEntry(state.version, entry.update, entry.meta))
+        state.entries.append(kept(LogEntry(state.version, entry.update, entry.meta)))
         state.note(state.version, entry_stamps(entry.meta))
     state.trim()
     return adopted
@@ -198,7 +199,7 @@ def compact(state: DocState, keep_since_version: int | None = None) -> Snapshot:
     state.base = snapshot
     if version >= state.window.version:
         state.window = snapshot
-    state.entries = [e for e in state.entries if e.version > version]
+    state.entries = [e for e in state.entries if e[0] > version]
     last = _snapshot_fields(snapshot.meta)
     for name, history in state.history.items():
         later = history[bisect.bisect_right(history, version, key=_version_of) :]

@@ -3,8 +3,9 @@
 Versions
     ``version`` counts applied changes (creation is version 1). Each change is
     one Yjs v1 update plus JSON ``meta`` (who, which update, the fields and
-    the stamps it wrote), kept as a :class:`~sync.document.results.LogEntry`
-    after the base :class:`~sync.document.results.Snapshot`; ``history`` holds
+    the stamps it wrote), kept after the base :class:`~sync.document.results.Snapshot`
+    as a plain tuple the cycle collector leaves alone (:mod:`sync.document.kept`;
+    read back as a :class:`~sync.document.results.LogEntry`); ``history`` holds
     each field's (version, stamp) list for the retained versions
     (:mod:`sync.document.history` reads and compacts them).
 
@@ -71,6 +72,7 @@ from pycrdt import Doc, Map
 from tripsage_sync.sync.conflicts import FIELD_PATH_PREFIX, JSON, Stamp, normalise_json
 from tripsage_sync.sync.conflicts.stamp import PackedStamp, pack_stamp, unpack_stamp
 from tripsage_sync.sync.document.clientids import derive_client_id, state_vector
+from tripsage_sync.sync.document.kept import Kept, entry_of, kept
 from tripsage_sync.sync.document.results import (
     Change,
     FieldChange,
@@ -127,7 +129,7 @@ class DocState:
         self.base = Snapshot(0, b"", {})
         self.window = self.base  # the doc where ``entries`` start ("Window" above)
         self._lag: _Lag | None = None  # until window_state() makes the window's state
-        self.entries: list[LogEntry] = []
+        self.entries: list[Kept] = []  # as memory keeps them (sync/document/kept.py)
         self.keep = 0  # entries kept in memory; 0: every one
         self.older: OlderEntries | None = None
         self.history: FieldHistory = {}
@@ -173,15 +175,12 @@ class DocState:
             return fork
         if base_version >= self.window.version:
             start: Snapshot = self.window_state()
-            entries: list[LogEntry] = self.entries
+            updates = [e[1] for e in self.entries if e[0] <= base_version]
         else:  # below the window ("Window" above)
-            start, entries = self.base, self.stored(self.base.version, base_version)
-        if start.state:
-            fork.apply_update(start.state)
-        for entry in entries:
-            if entry.version > base_version:
-                break
-            fork.apply_update(entry.update)
+            start = self.base
+            updates = [e.update for e in self.stored(self.base.version, base_version)]
+        for update in filter(None, (start.state, *updates)):  # b"": the empty doc
+            fork.apply_update(update)
         return fork
 
     def log_after(self, version: int) -> Iterator[LogEntry]:
@@ -189,8 +188,8 @@ class DocState:
         if version < self.window.version:
             yield from self.stored(version, self.window.version)
         for entry in self.entries:
-            if entry.version > version:
-                yield entry
+            if entry[0] > version:
+                yield entry_of(entry)
 
     def stored(self, after: int, up_to: int) -> list[LogEntry]:
         """The entries in ``(after, up_to]`` below the window, read through ``older``."""
@@ -223,23 +222,22 @@ class DocState:
     def trim(self) -> None:
         if not self.keep or len(self.entries) < 2 * self.keep:
             return
-        cut = self.entries[-self.keep - 1].version
-        out = [e for e in self.entries if e.version <= cut]
+        cut = self.entries[-self.keep - 1][0]
+        out = [e for e in self.entries if e[0] <= cut]
         lag = self._lag
         if lag is None or lag.version != self.window.version:  # the window's state is made
             lag = _Lag(cut, self.window.state, [])
-        lag.updates.extend(e.update for e in out)
+        lag.updates.extend(e[1] for e in out)
         self._lag, self.window = lag._replace(version=cut), Snapshot(cut, b"", {})
         self.entries = self.entries[len(out) :]
         if len(lag.updates) >= WINDOW_LAG * self.keep:
             self.window_state()
         written: set[str] = set()  # the fields with new writes up to the cut
         for entry in out:
-            fields = entry.meta.get("fields")
-            if not isinstance(fields, dict):  # an entry without a field list: every field
+            if entry[3] is None:  # an entry without a field list: every field
                 written = set(self.history)
                 break
-            written.update(fields)
+            written.update(entry[3])
         base = self.base.version
         for name in written:
             history = self.history.get(name, [])
@@ -316,9 +314,9 @@ class DocState:
             "updateId": update_id,
             "userId": user_id,
             "clientId": client_id,
-            "fields": {n: None if s is None else s.to_meta() for n, s in stamps.items()},
+            "fields": {n: None if s is None else s.to_json() for n, s in stamps.items()},
         }
-        self.entries.append(LogEntry(self.version, update, meta))
+        self.entries.append(kept(LogEntry(self.version, update, meta)))
         self.note(self.version, stamps)
         if self.keep and len(self.entries) >= 2 * self.keep:
             self.trim()

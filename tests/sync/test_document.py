@@ -21,6 +21,7 @@ from tripsage_sync.sync.document import (
     TripDocument,
     UpdateRequest,
 )
+from tripsage_sync.sync.document.kept import entry_of
 from tripsage_sync.sync.errors import InvalidMessage, NotFound
 
 TRIP = "trip-456"
@@ -570,7 +571,7 @@ def busy_doc() -> TripDocument:
 
 
 def entries(doc: TripDocument) -> list[LogEntry]:
-    return list(doc._state.entries)
+    return [entry_of(e) for e in doc._state.entries]
 
 
 def test_snapshot_restore_round_trip() -> None:

@@ -243,21 +243,23 @@ def test_a_restored_trip_with_a_window_keeps_every_stamp() -> None:
 
 
 def test_kept_history_is_left_out_of_the_cycle_collector() -> None:
-    """What a loaded trip keeps for each write, its field stamps and its entry's stamps,
-    is untracked by the cycle collector once collected: a full collection walks two
-    objects per retained write (the log entry and its meta dict), not six."""
+    """What a loaded trip keeps for each write, its log entry and its field stamps, is
+    untracked by the cycle collector once collected: a full collection walks none of
+    it (a log entry, its meta dicts and a stamp were five objects a write)."""
     doc, _ = TripDocument.create(TRIP, INITIAL, frozenset(), created_by="owner", now_ms=1_000)
     for i in range(2, 12):
         result = doc.apply_optimistic(req(f"g{i}", "budget", i, i - 1, i * 1_000))
         assert result.change is not None
-    for _ in range(2):  # a collection untracks what holds only untracked tuples and atoms:
-        gc.collect()  # the packed stamps, then the pairs and the metas' field dicts
+    for _ in range(2):  # a collection untracks a tuple of untracked objects: the packed
+        gc.collect()  # stamps and the entries, then the pairs holding the stamps
     state = doc._state
     writes = [write for history in state.history.values() for write in history]
     assert len(writes) >= 10
     assert not any(gc.is_tracked(write) for write in writes)
-    fields = [entry.meta["fields"] for entry in state.entries]
-    assert fields
-    assert not any(gc.is_tracked(stamps) for stamps in fields)
+    assert len(state.entries) == 11
+    assert not any(gc.is_tracked(entry) for entry in state.entries)
     assert doc.values_at(doc.version)["budget"] == 11  # and everything reads as before
     assert state.stamp_at("budget", doc.version) == Stamp(11_000, "user-g11", "g11", 11_000)
+    replayed = doc.changes_since(1)
+    assert [c.version for c in replayed] == list(range(2, 12))
+    assert replayed[-1].meta["fields"] == {"budget": [11_000, "user-g11", "g11"]}

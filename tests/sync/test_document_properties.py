@@ -29,6 +29,7 @@ from tripsage_sync.sync.document import (
     TripDocument,
     UpdateRequest,
 )
+from tripsage_sync.sync.document.kept import entry_of
 
 TRIP = "trip-prop"
 MANUAL = frozenset({"budget"})
@@ -146,7 +147,7 @@ def test_every_arrival_order_converges(data: st.DataObject) -> None:
         doc.apply_optimistic(update)
         doc.expire_conflicts(FAR_FUTURE_MS)
         views[doc.version] = doc.fields()
-    log = list(doc._state.entries)
+    log = [entry_of(e) for e in doc._state.entries]
 
     count = data.draw(st.integers(min_value=1, max_value=6))
     updates = []
@@ -165,6 +166,7 @@ def test_every_arrival_order_converges(data: st.DataObject) -> None:
         other, _ = _replay(log, order)
         assert other.fields() == reference.fields()
 
-    restored = TripDocument.restore(TRIP, MANUAL, None, reference._state.entries, [])
+    kept = [entry_of(e) for e in reference._state.entries]
+    restored = TripDocument.restore(TRIP, MANUAL, None, kept, [])
     assert restored.fields() == reference.fields()
     assert restored.version == reference.version
