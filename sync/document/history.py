@@ -22,8 +22,15 @@ from typing import Final
 
 from pycrdt import Map
 
-from tripsage_sync.sync.conflicts import FIELD_PATH_PREFIX, JSON, Stamp, json_equal
-from tripsage_sync.sync.conflicts.stamp import PackedStamp, pack_stamp, unpack_stamp
+from tripsage_sync.sync.conflicts import (
+    FIELD_PATH_PREFIX,
+    JSON,
+    PackedStamp,
+    Stamp,
+    json_equal,
+    pack_stamp,
+    unpack_stamp,
+)
 from tripsage_sync.sync.document.kept import entry_of, kept
 from tripsage_sync.sync.document.results import Change, FieldChange, LogEntry, Snapshot
 from tripsage_sync.sync.document.schema import ROOT_MAP, read_field

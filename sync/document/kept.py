@@ -3,7 +3,7 @@
 Every loaded trip keeps up to ``2 * keep`` log entries (:meth:`DocState.keep_recent`).
 A :class:`~sync.document.results.LogEntry` and its meta dicts are three objects the
 cycle collector walks in every full collection for as long as they are kept, and a
-full collection holds the whole process: with 100 busy trips, 60-90 ms each. A
+full collection holds the whole process: with 100 busy trips, up to 83 ms. A
 :data:`Kept` entry is ``(version, update, meta as JSON text, the names of the fields
 it wrote)``: ints, bytes and strs in exact tuples, which the collector stops tracking
 once it has seen them. The meta is parsed again only when an entry is read back

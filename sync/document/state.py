@@ -69,8 +69,15 @@ from typing import Any, Final, NamedTuple
 
 from pycrdt import Doc, Map
 
-from tripsage_sync.sync.conflicts import FIELD_PATH_PREFIX, JSON, Stamp, normalise_json
-from tripsage_sync.sync.conflicts.stamp import PackedStamp, pack_stamp, unpack_stamp
+from tripsage_sync.sync.conflicts import (
+    FIELD_PATH_PREFIX,
+    JSON,
+    PackedStamp,
+    Stamp,
+    normalise_json,
+    pack_stamp,
+    unpack_stamp,
+)
 from tripsage_sync.sync.document.clientids import derive_client_id, state_vector
 from tripsage_sync.sync.document.kept import Kept, entry_of, kept
 from tripsage_sync.sync.document.results import (
@@ -80,12 +87,7 @@ from tripsage_sync.sync.document.results import (
     Snapshot,
     entry_stamps,
 )
-from tripsage_sync.sync.document.schema import (
-    ROOT_MAP,
-    FieldKind,
-    read_field,
-    read_kind_and_field,
-)
+from tripsage_sync.sync.document.schema import ROOT_MAP, FieldKind, read_field, read_kind_and_field
 from tripsage_sync.sync.document.seen import Read, Seen
 from tripsage_sync.sync.document.shadow import Shadow
 from tripsage_sync.sync.errors import InvalidState
